@@ -1,0 +1,48 @@
+/* Instance configuration: halle.conf ("key = value" lines), defaults, validation. Errors name
+ * the file, the line and the problem, because operators edit this file by hand. */
+#ifndef HL_CONFIG_H
+#define HL_CONFIG_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+typedef struct hl_config {
+    char *path;          /* the file read (absolute), NULL for defaults only */
+    char *dir;           /* folder of the file: relative paths are resolved against it */
+    char *name;          /* site name shown on pages */
+    char *listen_host;   /* e.g. 127.0.0.1 */
+    int listen_port;
+    int workers;         /* worker processes; 0 = one per CPU */
+    char *base_url;      /* public URL, e.g. https://halle.example.org */
+    char *data_dir;      /* holds halle.db and archive.db */
+    char *db_path;
+    char *archive_path;
+    char *log_file;      /* "-" = stderr */
+    char *log_level;     /* debug, info, warn, error */
+    int access_log;      /* one line per request in the log */
+    int connection_log;  /* connection log rows in the database */
+    char *share_dir;     /* migrations, themes (installed data) */
+    char *theme;         /* site theme */
+    size_t max_header_size;
+    size_t max_body_size;
+    size_t max_upload_size;  /* per uploaded file */
+    int read_timeout;        /* seconds of client silence before the connection is dropped */
+    int shutdown_timeout;    /* seconds SIGTERM waits for in-flight requests */
+    int dev_mode;            /* reload templates and static files when they change */
+} hl_config;
+
+/* Defaults for everything; paths relative to dir (may be NULL for the current folder). */
+hl_config *hl_config_new(const char *dir, hl_err *err);
+/* Reads path over the defaults. Unknown keys, bad values and unreadable files are errors
+ * formatted "FILE:LINE: problem". */
+hl_config *hl_config_load(const char *path, hl_err *err);
+/* Sets one key from a string (used by the loader and by command-line overrides). */
+int hl_config_set(hl_config *c, const char *key, const char *value, hl_err *err);
+/* Parses "HOST:PORT" (IPv6 as [::1]:8080) into the config. */
+int hl_config_set_listen(hl_config *c, const char *value, hl_err *err);
+void hl_config_free(hl_config *c);
+/* Writes a commented default halle.conf to path (mode 0600, fails if it exists). */
+int hl_config_write_default(const char *path, const char *site_name, hl_err *err);
+
+#endif

@@ -1,0 +1,954 @@
+/* SQLite backend of the storage API (see db.h): one connection per worker process, a small
+ * LRU cache of prepared statements keyed by SQL text, typed binding, nested transactions on
+ * savepoints, and numbered migration files recorded per component. */
+#include "core/db.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CACHE_MAX 128            /* cached statements per connection */
+#define BUSY_MS 5000
+#define TX_MAX_DEPTH 1000        /* deeper nesting is a runaway recursion, not a design */
+#define MIG_MAX_BYTES (1024 * 1024)
+#define MIG_MAX_FILES 10000
+#define MIG_MAX_NUMBER 999999L
+#define NAME_MAX_LEN 255
+
+struct hl_stmt {
+    sqlite3_stmt *st;
+    hl_db *db;
+    char *key;            /* SQL text when cached; NULL for a one-off statement */
+    uint32_t hash;
+    uint64_t used;        /* LRU clock value of the last hand-out */
+    int in_use;
+    hl_stmt *prev, *next; /* list of one-off statements, so close can finalize them */
+};
+
+struct hl_db {
+    sqlite3 *h;
+    char *path;
+    int depth;            /* open transaction levels (1 = BEGIN, more = savepoints) */
+    uint64_t tick;
+    int ncache;
+    hl_stmt *cache[CACHE_MAX];
+    hl_stmt *loose;
+};
+
+static const char MIG_TABLE_SQL[] =
+    "CREATE TABLE IF NOT EXISTS hl_migrations ("
+    "component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, "
+    "applied_at TEXT NOT NULL, PRIMARY KEY (component, version))";
+
+/* ---------------------------------------------------------------- helpers */
+
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK: return HL_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return HL_EBUSY;
+    case SQLITE_CONSTRAINT:
+    case SQLITE_RANGE:
+    case SQLITE_MISUSE: return HL_EINVAL;
+    case SQLITE_NOMEM: return HL_ENOMEM;
+    case SQLITE_TOOBIG: return HL_ETOOBIG;
+    default: return HL_ERR;
+    }
+}
+
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static void stmt_free(hl_stmt *st)
+{
+    sqlite3_finalize(st->st);
+    free(st->key);
+    free(st);
+}
+
+/* ---------------------------------------------------------------- open / close */
+
+hl_db *hl_db_open(const char *path, unsigned flags, hl_err *err)
+{
+    hl_db *db = NULL;
+    char *fs = NULL, msg[256];
+    int code = HL_ERR, created = 0, oflags;
+    sqlite3_stmt *jm = NULL;
+
+    if (!path || !*path) {
+        hl_err_set(err, HL_EINVAL, "database path is empty");
+        return NULL;
+    }
+    if (flags & ~(unsigned)(HL_DB_CREATE | HL_DB_READONLY)) {
+        hl_err_set(err, HL_EINVAL, "cannot open database %s: unknown flags 0x%x", path, flags);
+        return NULL;
+    }
+    if ((flags & HL_DB_CREATE) && (flags & HL_DB_READONLY)) {
+        hl_err_set(err, HL_EINVAL, "cannot open database %s: create and read-only conflict", path);
+        return NULL;
+    }
+    if (strlen(path) >= PATH_MAX) {
+        hl_err_set(err, HL_ETOOBIG, "database path is too long");
+        return NULL;
+    }
+    /* SQLite treats "file:..." as a URI and ":memory:" as no file at all; we always mean the
+     * file of that name, so such names get a "./" in front. */
+    size_t plen = strlen(path);
+    int prefix = strncmp(path, "file:", 5) == 0 || path[0] == ':';
+    if (!(db = calloc(1, sizeof *db)) || !(db->path = strdup(path)) ||
+        !(fs = malloc(plen + 3))) {
+        free(fs);
+        if (db)
+            free(db->path);
+        free(db);
+        hl_err_set(err, HL_ENOMEM, "cannot open database %s: out of memory", path);
+        return NULL;
+    }
+    snprintf(fs, plen + 3, "%s%s", prefix ? "./" : "", path);
+
+    if (flags & HL_DB_CREATE) {
+        /* Create it ourselves so the mode is 0600 whatever the umask; SQLite then gives the
+         * -wal and -shm files the same mode. */
+        int fd = open(fs, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            close(fd);
+            created = 1;
+        } else if (errno != EEXIST) {
+            snprintf(msg, sizeof msg, "%s", strerror(errno));
+            code = errno == ENOENT ? HL_ENOTFOUND : HL_EIO;
+            goto fail;
+        }
+    }
+
+    oflags = SQLITE_OPEN_NOMUTEX;
+    if (flags & HL_DB_READONLY)
+        oflags |= SQLITE_OPEN_READONLY;
+    else
+        oflags |= SQLITE_OPEN_READWRITE | ((flags & HL_DB_CREATE) ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(fs, &db->h, oflags, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(msg, sizeof msg, "%s", db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
+        code = map_rc(rc);
+        goto fail;
+    }
+    sqlite3_busy_timeout(db->h, BUSY_MS);
+
+    /* This is also the first real read of the file, so a non-database fails here. */
+    rc = sqlite3_prepare_v2(db->h, "PRAGMA journal_mode=WAL", -1, &jm, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(jm);
+    if (rc != SQLITE_ROW) {
+        snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(db->h));
+        code = map_rc(rc);
+        goto fail;
+    }
+    const char *mode = (const char *)sqlite3_column_text(jm, 0);
+    /* A read-only connection cannot switch modes; it reads whatever the file uses. */
+    if (!(flags & HL_DB_READONLY) && (!mode || strcasecmp(mode, "wal") != 0)) {
+        snprintf(msg, sizeof msg, "journal mode is %s, not wal", mode ? mode : "unknown");
+        goto fail;
+    }
+    sqlite3_finalize(jm);
+    jm = NULL;
+
+    char *emsg = NULL;
+    rc = sqlite3_exec(db->h, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", NULL, NULL,
+                      &emsg);
+    if (rc != SQLITE_OK) {
+        snprintf(msg, sizeof msg, "%s", emsg ? emsg : sqlite3_errmsg(db->h));
+        sqlite3_free(emsg);
+        code = map_rc(rc);
+        goto fail;
+    }
+    free(fs);
+    return db;
+
+fail:
+    hl_err_set(err, code == HL_OK ? HL_ERR : code, "cannot open database %s: %s", path, msg);
+    sqlite3_finalize(jm);
+    sqlite3_close(db->h);
+    if (created)
+        unlink(fs);
+    free(fs);
+    free(db->path);
+    free(db);
+    return NULL;
+}
+
+void hl_db_close(hl_db *db)
+{
+    if (!db)
+        return;
+    for (int i = 0; i < db->ncache; i++)
+        stmt_free(db->cache[i]);
+    while (db->loose) {
+        hl_stmt *next = db->loose->next;
+        stmt_free(db->loose);
+        db->loose = next;
+    }
+    sqlite3_close(db->h);
+    free(db->path);
+    free(db);
+}
+
+const char *hl_db_path(const hl_db *db) { return db ? db->path : NULL; }
+
+int hl_db_exec(hl_db *db, const char *sql, hl_err *err)
+{
+    char *emsg = NULL;
+    if (!db || !sql)
+        return hl_err_set(err, HL_EINVAL, "hl_db_exec: NULL argument");
+    int rc = sqlite3_exec(db->h, sql, NULL, NULL, &emsg);
+    if (rc != SQLITE_OK) {
+        hl_err_set(err, map_rc(rc), "%s", emsg ? emsg : sqlite3_errmsg(db->h));
+        sqlite3_free(emsg);
+        return map_rc(rc);
+    }
+    return HL_OK;
+}
+
+/* ---------------------------------------------------------------- statements */
+
+/* Compiles exactly one statement: a second one in the text would be silently ignored by
+ * sqlite3_prepare, which hides mistakes (and injected SQL), so it is an error. */
+static int compile(hl_db *db, const char *sql, sqlite3_stmt **out, hl_err *err)
+{
+    sqlite3_stmt *st = NULL, *extra = NULL;
+    const char *tail = NULL;
+    int rc = sqlite3_prepare_v2(db->h, sql, -1, &st, &tail);
+    if (rc != SQLITE_OK)
+        return hl_err_set(err, map_rc(rc), "cannot prepare SQL: %s", sqlite3_errmsg(db->h));
+    if (!st)
+        return hl_err_set(err, HL_EINVAL, "cannot prepare SQL: empty statement");
+    if (tail && *tail) {
+        rc = sqlite3_prepare_v2(db->h, tail, -1, &extra, NULL);
+        if (rc != SQLITE_OK || extra) {
+            sqlite3_finalize(extra);
+            sqlite3_finalize(st);
+            return hl_err_set(err, HL_EINVAL,
+                              "cannot prepare SQL: more than one statement (use hl_db_exec)");
+        }
+    }
+    *out = st;
+    return HL_OK;
+}
+
+/* Frees a cache slot if the cache is full by finalizing the least recently used statement
+ * that nobody holds. Returns 0 when every cached statement is in use. */
+static int make_room(hl_db *db)
+{
+    int victim = -1;
+    if (db->ncache < CACHE_MAX)
+        return 1;
+    for (int i = 0; i < db->ncache; i++)
+        if (!db->cache[i]->in_use && (victim < 0 || db->cache[i]->used < db->cache[victim]->used))
+            victim = i;
+    if (victim < 0)
+        return 0;
+    stmt_free(db->cache[victim]);
+    db->cache[victim] = db->cache[--db->ncache];
+    return 1;
+}
+
+static int prepare(hl_db *db, const char *sql, hl_stmt **out, hl_err *err)
+{
+    hl_stmt *hit = NULL, *st;
+    sqlite3_stmt *raw = NULL;
+    *out = NULL;
+    if (!db || !sql)
+        return hl_err_set(err, HL_EINVAL, "hl_db_prepare: NULL argument");
+    uint32_t h = hash_str(sql);
+    for (int i = 0; i < db->ncache; i++) {
+        if (db->cache[i]->hash == h && strcmp(db->cache[i]->key, sql) == 0) {
+            hit = db->cache[i];
+            break;
+        }
+    }
+    if (hit && !hit->in_use) {
+        hit->in_use = 1;
+        hit->used = ++db->tick;
+        *out = hit;
+        return HL_OK;
+    }
+    int rc = compile(db, sql, &raw, err);
+    if (rc != HL_OK)
+        return rc;
+    if (!(st = calloc(1, sizeof *st))) {
+        sqlite3_finalize(raw);
+        return hl_err_set(err, HL_ENOMEM, "cannot prepare SQL: out of memory");
+    }
+    st->st = raw;
+    st->db = db;
+    st->hash = h;
+    st->in_use = 1;
+    st->used = ++db->tick;
+    /* The text is already cached but busy (e.g. a nested loop over the same query): this copy
+     * is a one-off so that one sqlite3_stmt is never handed out twice. */
+    if (!hit && make_room(db) && (st->key = strdup(sql))) {
+        db->cache[db->ncache++] = st;
+    } else {
+        st->next = db->loose;
+        if (db->loose)
+            db->loose->prev = st;
+        db->loose = st;
+    }
+    *out = st;
+    return HL_OK;
+}
+
+hl_stmt *hl_db_prepare(hl_db *db, const char *sql, hl_err *err)
+{
+    hl_stmt *st;
+    prepare(db, sql, &st, err);
+    return st;
+}
+
+void hl_db_done(hl_stmt *st)
+{
+    if (!st)
+        return;
+    sqlite3_reset(st->st);
+    sqlite3_clear_bindings(st->st);
+    if (st->key) {
+        st->in_use = 0;
+        return;
+    }
+    hl_db *db = st->db;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        db->loose = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    stmt_free(st);
+}
+
+/* ---------------------------------------------------------------- binding */
+
+int hl_db_bind_int64(hl_stmt *st, int idx, int64_t v)
+{
+    return st ? map_rc(sqlite3_bind_int64(st->st, idx, (sqlite3_int64)v)) : HL_EINVAL;
+}
+
+int hl_db_bind_double(hl_stmt *st, int idx, double v)
+{
+    return st ? map_rc(sqlite3_bind_double(st->st, idx, v)) : HL_EINVAL;
+}
+
+int hl_db_bind_text(hl_stmt *st, int idx, const char *s, size_t len)
+{
+    if (!st)
+        return HL_EINVAL;
+    if (!s)
+        return hl_db_bind_null(st, idx);
+    return map_rc(sqlite3_bind_text64(st->st, idx, s, (sqlite3_uint64)len, SQLITE_TRANSIENT,
+                                      SQLITE_UTF8));
+}
+
+int hl_db_bind_blob(hl_stmt *st, int idx, const void *p, size_t len)
+{
+    if (!st || (!p && len))
+        return HL_EINVAL;
+    if (!p) /* an empty blob, not NULL: sqlite3_bind_blob would store NULL */
+        return map_rc(sqlite3_bind_zeroblob(st->st, idx, 0));
+    return map_rc(sqlite3_bind_blob64(st->st, idx, p, (sqlite3_uint64)len, SQLITE_TRANSIENT));
+}
+
+int hl_db_bind_null(hl_stmt *st, int idx)
+{
+    return st ? map_rc(sqlite3_bind_null(st->st, idx)) : HL_EINVAL;
+}
+
+/* The whole type string is checked before any va_arg, since a wrong string means we cannot
+ * know what the caller passed. */
+static int bind_list(hl_stmt *st, const char *types, va_list ap, hl_err *err)
+{
+    size_t n = types ? strlen(types) : 0;
+    if (!st)
+        return hl_err_set(err, HL_EINVAL, "bind: NULL statement");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)types[i];
+        if (!strchr("iIdstbn", c)) {
+            if (isprint(c))
+                return hl_err_set(err, HL_EINVAL, "bind: unknown type '%c' at position %zu", c,
+                                  i + 1);
+            return hl_err_set(err, HL_EINVAL, "bind: unknown type byte 0x%02x at position %zu",
+                              c, i + 1);
+        }
+    }
+    int want = sqlite3_bind_parameter_count(st->st);
+    if (n != (size_t)want)
+        return hl_err_set(err, HL_EINVAL, "bind: SQL takes %d parameter(s) but %zu given", want,
+                          n);
+    for (size_t i = 0; i < n; i++) {
+        int idx = (int)i + 1, rc = HL_OK;
+        const char *s;
+        const void *p;
+        size_t len;
+        switch (types[i]) {
+        case 'i': rc = hl_db_bind_int64(st, idx, va_arg(ap, int)); break;
+        case 'I': rc = hl_db_bind_int64(st, idx, va_arg(ap, int64_t)); break;
+        case 'd': rc = hl_db_bind_double(st, idx, va_arg(ap, double)); break;
+        case 's':
+            s = va_arg(ap, const char *);
+            rc = hl_db_bind_text(st, idx, s, s ? strlen(s) : 0);
+            break;
+        case 't':
+            s = va_arg(ap, const char *);
+            len = va_arg(ap, size_t);
+            rc = hl_db_bind_text(st, idx, s, len);
+            break;
+        case 'b':
+            p = va_arg(ap, const void *);
+            len = va_arg(ap, size_t);
+            rc = hl_db_bind_blob(st, idx, p, len);
+            break;
+        default: rc = hl_db_bind_null(st, idx); break;
+        }
+        if (rc != HL_OK)
+            return hl_err_set(err, rc, "bind: parameter %d: %s", idx,
+                              rc == HL_EINVAL && types[i] == 'b' ? "NULL blob with a length"
+                                                                 : sqlite3_errmsg(st->db->h));
+    }
+    return HL_OK;
+}
+
+int hl_db_bindv(hl_stmt *st, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int rc = bind_list(st, types, ap, NULL);
+    va_end(ap);
+    return rc;
+}
+
+int hl_db_step(hl_stmt *st, hl_err *err)
+{
+    if (!st || !st->in_use)
+        return hl_err_set(err, HL_EINVAL, "step: statement is not in use");
+    int rc = sqlite3_step(st->st);
+    if (rc == SQLITE_ROW)
+        return HL_DB_ROW;
+    if (rc == SQLITE_DONE)
+        return HL_DB_DONE;
+    int code = map_rc(rc);
+    if (code != HL_EBUSY && code != HL_EINVAL)
+        code = HL_ERR;
+    return hl_err_set(err, code, "%s", sqlite3_errmsg(st->db->h));
+}
+
+/* ---------------------------------------------------------------- columns */
+
+/* Out-of-range columns (or no current row) read as NULL instead of undefined behaviour. */
+static int col_ok(hl_stmt *st, int col)
+{
+    return st && st->in_use && col >= 0 && col < sqlite3_data_count(st->st);
+}
+
+int hl_db_col_count(hl_stmt *st) { return st ? sqlite3_column_count(st->st) : 0; }
+
+const char *hl_db_col_name(hl_stmt *st, int col)
+{
+    if (!st || col < 0 || col >= sqlite3_column_count(st->st))
+        return NULL;
+    return sqlite3_column_name(st->st, col);
+}
+
+int hl_db_col_type(hl_stmt *st, int col)
+{
+    if (!col_ok(st, col))
+        return HL_DB_NULL;
+    switch (sqlite3_column_type(st->st, col)) {
+    case SQLITE_INTEGER: return HL_DB_INTEGER;
+    case SQLITE_FLOAT: return HL_DB_FLOAT;
+    case SQLITE_TEXT: return HL_DB_TEXT;
+    case SQLITE_BLOB: return HL_DB_BLOB;
+    default: return HL_DB_NULL;
+    }
+}
+
+int64_t hl_db_col_int64(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? (int64_t)sqlite3_column_int64(st->st, col) : 0;
+}
+
+double hl_db_col_double(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? sqlite3_column_double(st->st, col) : 0.0;
+}
+
+const char *hl_db_col_text(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? (const char *)sqlite3_column_text(st->st, col) : NULL;
+}
+
+const void *hl_db_col_blob(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? sqlite3_column_blob(st->st, col) : NULL;
+}
+
+size_t hl_db_col_bytes(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? (size_t)sqlite3_column_bytes(st->st, col) : 0;
+}
+
+/* ---------------------------------------------------------------- one-shot helpers */
+
+static int query_va(hl_db *db, hl_err *err, const char *sql, const char *types, va_list ap,
+                    hl_stmt **out)
+{
+    int rc = prepare(db, sql, out, err);
+    if (rc != HL_OK)
+        return rc;
+    rc = bind_list(*out, types, ap, err);
+    if (rc != HL_OK) {
+        hl_db_done(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int hl_db_run(hl_db *db, hl_err *err, const char *sql, const char *types, ...)
+{
+    hl_stmt *st;
+    va_list ap;
+    va_start(ap, types);
+    int rc = query_va(db, err, sql, types, ap, &st);
+    va_end(ap);
+    if (rc != HL_OK)
+        return rc;
+    while ((rc = hl_db_step(st, err)) == HL_DB_ROW)
+        ;
+    if (rc == HL_DB_DONE)
+        rc = sqlite3_changes(db->h);
+    hl_db_done(st);
+    return rc;
+}
+
+hl_stmt *hl_db_query(hl_db *db, hl_err *err, const char *sql, const char *types, ...)
+{
+    hl_stmt *st;
+    va_list ap;
+    va_start(ap, types);
+    query_va(db, err, sql, types, ap, &st);
+    va_end(ap);
+    return st;
+}
+
+int64_t hl_db_last_insert_id(hl_db *db)
+{
+    return db ? (int64_t)sqlite3_last_insert_rowid(db->h) : 0;
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+int hl_db_begin(hl_db *db, hl_err *err)
+{
+    char sql[64];
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "begin: NULL database");
+    if (db->depth >= TX_MAX_DEPTH)
+        return hl_err_set(err, HL_ETOOBIG, "begin: transactions nested too deep");
+    /* IMMEDIATE takes the write lock now, so a busy database fails here (after the busy
+     * timeout) rather than half-way through the work. */
+    if (db->depth == 0)
+        snprintf(sql, sizeof sql, "BEGIN IMMEDIATE");
+    else
+        snprintf(sql, sizeof sql, "SAVEPOINT hl_sp_%d", db->depth);
+    int rc = hl_db_exec(db, sql, err);
+    if (rc != HL_OK)
+        return rc;
+    db->depth++;
+    return HL_OK;
+}
+
+/* On failure the transaction stays open: the caller must hl_db_rollback. */
+int hl_db_commit(hl_db *db, hl_err *err)
+{
+    char sql[64];
+    if (!db || db->depth == 0)
+        return hl_err_set(err, HL_EINVAL, "commit: no transaction is open");
+    if (sqlite3_get_autocommit(db->h))
+        return hl_err_set(err, HL_ERR, "commit: the transaction was already rolled back");
+    if (db->depth == 1)
+        snprintf(sql, sizeof sql, "COMMIT");
+    else
+        snprintf(sql, sizeof sql, "RELEASE hl_sp_%d", db->depth - 1);
+    int rc = hl_db_exec(db, sql, err);
+    if (rc != HL_OK)
+        return rc;
+    db->depth--;
+    return HL_OK;
+}
+
+int hl_db_rollback(hl_db *db)
+{
+    char sql[96];
+    if (!db || db->depth == 0)
+        return HL_EINVAL;
+    db->depth--;
+    /* SQLite rolls the whole transaction back by itself on some errors (I/O, out of memory):
+     * then there is nothing left to undo at any level. */
+    if (sqlite3_get_autocommit(db->h))
+        return HL_OK;
+    if (db->depth == 0)
+        snprintf(sql, sizeof sql, "ROLLBACK");
+    else
+        snprintf(sql, sizeof sql, "ROLLBACK TO hl_sp_%d; RELEASE hl_sp_%d", db->depth,
+                 db->depth);
+    return hl_db_exec(db, sql, NULL);
+}
+
+int hl_db_tx(hl_db *db, int (*fn)(hl_db *db, void *ud, hl_err *err), void *ud, hl_err *err)
+{
+    if (!db || !fn)
+        return hl_err_set(err, HL_EINVAL, "tx: NULL argument");
+    int rc = hl_db_begin(db, err);
+    if (rc != HL_OK)
+        return rc;
+    rc = fn(db, ud, err);
+    if (rc == HL_OK)
+        rc = hl_db_commit(db, err);
+    if (rc != HL_OK)
+        hl_db_rollback(db);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- migrations */
+
+static int valid_component(const char *c)
+{
+    size_t n = 0;
+    if (!c)
+        return 0;
+    for (; c[n]; n++) {
+        unsigned char ch = (unsigned char)c[n];
+        if (n >= 64 || !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                         (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
+            return 0;
+    }
+    return n > 0;
+}
+
+/* Runs a query giving at most one integer; *out gets column 0 of the first row (0 when there
+ * is no row or it is NULL). Returns HL_DB_ROW, HL_DB_DONE or a negative error. */
+static int query_int(hl_db *db, hl_err *err, int64_t *out, const char *sql, const char *types,
+                     ...)
+{
+    hl_stmt *st;
+    va_list ap;
+    *out = 0;
+    va_start(ap, types);
+    int rc = query_va(db, err, sql, types, ap, &st);
+    va_end(ap);
+    if (rc != HL_OK)
+        return rc;
+    rc = hl_db_step(st, err);
+    if (rc == HL_DB_ROW)
+        *out = hl_db_col_int64(st, 0);
+    hl_db_done(st);
+    return rc;
+}
+
+/* HL_DB_ROW when applied, HL_DB_DONE when not, negative on error. */
+static int is_applied(hl_db *db, const char *component, int version, hl_err *err)
+{
+    int64_t one;
+    return query_int(db, err, &one,
+                     "SELECT 1 FROM hl_migrations WHERE component = ? AND version = ?", "si",
+                     component, version);
+}
+
+/* A read-only connection cannot create the table; reading then reports it missing. */
+static int ensure_table(hl_db *db, hl_err *err)
+{
+    if (sqlite3_db_readonly(db->h, "main") == 1)
+        return HL_OK;
+    return hl_db_exec(db, MIG_TABLE_SQL, err);
+}
+
+int hl_db_migrate_one(hl_db *db, const char *component, int version, const char *name,
+                      const char *sql, hl_err *err)
+{
+    hl_err e = {0};
+    char when[32];
+    struct tm tm;
+    time_t now = time(NULL);
+
+    if (!db || !name || !sql)
+        return hl_err_set(err, HL_EINVAL, "migrate: NULL argument");
+    if (!valid_component(component))
+        return hl_err_set(err, HL_EINVAL, "migrate: invalid component name");
+    if (!*name || strlen(name) > NAME_MAX_LEN)
+        return hl_err_set(err, HL_EINVAL, "migrate: invalid migration name");
+    if (version < 1)
+        return hl_err_set(err, HL_EINVAL, "migration %s/%s: version %d is not positive",
+                          component, name, version);
+    if (!gmtime_r(&now, &tm) || !strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        return hl_err_set(err, HL_ERR, "migrate: cannot format the current time");
+
+    int rc = ensure_table(db, err);
+    if (rc != HL_OK || (rc = hl_db_begin(db, err)) != HL_OK)
+        return rc;
+    rc = is_applied(db, component, version, &e);
+    if (rc == HL_DB_ROW) {
+        hl_db_rollback(db);
+        return hl_err_set(err, HL_EINVAL, "migration %s/%s: version %d is already applied",
+                          component, name, version);
+    }
+    if (rc == HL_DB_DONE)
+        rc = hl_db_exec(db, sql, &e);
+    /* A COMMIT or ROLLBACK inside the file would end our transaction and make the record
+     * below land outside it. */
+    if (rc == HL_OK && sqlite3_get_autocommit(db->h)) {
+        hl_err_set(&e, HL_EINVAL, "it ends the transaction itself (no BEGIN/COMMIT allowed)");
+        rc = HL_EINVAL;
+    }
+    if (rc == HL_OK) {
+        rc = hl_db_run(db, &e,
+                       "INSERT INTO hl_migrations (component, version, name, applied_at) "
+                       "VALUES (?, ?, ?, ?)",
+                       "siss", component, version, name, when);
+        if (rc >= 0)
+            rc = hl_db_commit(db, &e);
+    }
+    if (rc != HL_OK) {
+        hl_db_rollback(db);
+        return hl_err_set(err, rc, "migration %s/%s failed: %s", component, name, e.msg);
+    }
+    return HL_OK;
+}
+
+int hl_db_schema_version(hl_db *db, const char *component, hl_err *err)
+{
+    int64_t v;
+    if (!db || !valid_component(component))
+        return hl_err_set(err, HL_EINVAL, "schema version: invalid argument");
+    int rc = ensure_table(db, err);
+    if (rc != HL_OK)
+        return rc;
+    rc = query_int(db, err, &v, "SELECT MAX(version) FROM hl_migrations WHERE component = ?",
+                   "s", component);
+    if (rc < 0)
+        return rc;
+    return v < 0 ? 0 : v > INT_MAX ? INT_MAX : (int)v;
+}
+
+typedef struct {
+    long num;
+    char *name;
+} mig_file;
+
+/* Number of a file named like 001_init.sql; -1 for names that are not migrations, -2 for
+ * numbers too large to be real. */
+static long mig_number(const char *name)
+{
+    const char *p = name, *d;
+    long v = 0;
+    int big = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (v > MIG_MAX_NUMBER)
+            big = 1;
+        else
+            v = v * 10 + (*p - '0');
+        p++;
+    }
+    if (p - name < 3 || *p != '_')
+        return -1;
+    for (d = ++p; (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+         p++)
+        ;
+    if (p == d || strcmp(p, ".sql") != 0)
+        return -1;
+    return big || v > MIG_MAX_NUMBER ? -2 : v;
+}
+
+static int mig_cmp(const void *a, const void *b)
+{
+    const mig_file *x = a, *y = b;
+    if (x->num != y->num)
+        return x->num < y->num ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int read_sql(const char *path, const char *shown, char **out, hl_err *err)
+{
+    struct stat sb;
+    size_t got = 0;
+    char *buf;
+    *out = NULL;
+    /* O_NONBLOCK so that a FIFO planted in the directory cannot hang us in open(). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return hl_err_set(err, HL_EIO, "cannot read migration %s: %s", shown, strerror(errno));
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return hl_err_set(err, HL_EINVAL, "migration %s is not a regular file", shown);
+    }
+    if (sb.st_size > MIG_MAX_BYTES) {
+        close(fd);
+        return hl_err_set(err, HL_ETOOBIG, "migration %s is larger than 1 MB", shown);
+    }
+    size_t size = (size_t)sb.st_size;
+    if (!(buf = malloc(size + 1))) {
+        close(fd);
+        return hl_err_set(err, HL_ENOMEM, "cannot read migration %s: out of memory", shown);
+    }
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            free(buf);
+            return hl_err_set(err, HL_EIO, "cannot read migration %s: %s", shown, strerror(e));
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (memchr(buf, '\0', got)) {
+        free(buf);
+        return hl_err_set(err, HL_EINVAL, "migration %s contains a NUL byte", shown);
+    }
+    buf[got] = '\0';
+    *out = buf;
+    return HL_OK;
+}
+
+/* Lists the migration files of dir, sorted and checked to be numbered 1, 2, 3, ... */
+static int mig_list(const char *dir, mig_file **out, size_t *count, hl_err *err)
+{
+    mig_file *f = NULL;
+    size_t n = 0, cap = 0;
+    int rc = HL_OK;
+    struct dirent *de;
+    DIR *d = opendir(dir);
+
+    *out = NULL;
+    *count = 0;
+    if (!d) {
+        if (errno == ENOENT)
+            return hl_err_set(err, HL_ENOTFOUND, "migration directory %s not found", dir);
+        return hl_err_set(err, HL_EIO, "cannot open migration directory %s: %s", dir,
+                          strerror(errno));
+    }
+    while ((de = readdir(d))) {
+        long num = mig_number(de->d_name);
+        if (num == -1)
+            continue;
+        if (num == -2) {
+            rc = hl_err_set(err, HL_EINVAL, "migration %s/%s: number too large", dir,
+                            de->d_name);
+            break;
+        }
+        if (n == MIG_MAX_FILES) {
+            rc = hl_err_set(err, HL_ETOOBIG, "migration directory %s: more than %d files", dir,
+                            MIG_MAX_FILES);
+            break;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            mig_file *nf = realloc(f, ncap * sizeof *nf);
+            if (!nf) {
+                rc = hl_err_set(err, HL_ENOMEM, "migrations: out of memory");
+                break;
+            }
+            f = nf;
+            cap = ncap;
+        }
+        if (!(f[n].name = strdup(de->d_name))) {
+            rc = hl_err_set(err, HL_ENOMEM, "migrations: out of memory");
+            break;
+        }
+        f[n++].num = num;
+    }
+    closedir(d);
+    if (rc == HL_OK && n > 0) {
+        qsort(f, n, sizeof *f, mig_cmp);
+        for (size_t i = 0; i < n && rc == HL_OK; i++) {
+            if (i > 0 && f[i].num == f[i - 1].num)
+                rc = hl_err_set(err, HL_EINVAL, "migrations in %s: %s and %s have the same number",
+                                dir, f[i - 1].name, f[i].name);
+            else if (f[i].num != (long)i + 1 && i == 0)
+                rc = hl_err_set(err, HL_EINVAL, "migrations in %s: %s should be numbered 001",
+                                dir, f[i].name);
+            else if (f[i].num != (long)i + 1)
+                rc = hl_err_set(err, HL_EINVAL, "migrations in %s: gap between %s and %s", dir,
+                                f[i - 1].name, f[i].name);
+        }
+    }
+    if (rc != HL_OK) {
+        for (size_t i = 0; i < n; i++)
+            free(f[i].name);
+        free(f);
+        return rc;
+    }
+    *out = f;
+    *count = n;
+    return HL_OK;
+}
+
+int hl_db_migrate(hl_db *db, const char *component, const char *dir, int *applied, hl_err *err)
+{
+    mig_file *f;
+    size_t n;
+    char path[PATH_MAX], shown[NAME_MAX_LEN + 80];
+    int rc;
+
+    if (applied)
+        *applied = 0;
+    if (!db || !dir)
+        return hl_err_set(err, HL_EINVAL, "migrate: NULL argument");
+    if (!valid_component(component))
+        return hl_err_set(err, HL_EINVAL, "migrate: invalid component name");
+    if ((rc = mig_list(dir, &f, &n, err)) != HL_OK)
+        return rc;
+    rc = ensure_table(db, err);
+    for (size_t i = 0; i < n && rc == HL_OK; i++) {
+        char *sql;
+        snprintf(shown, sizeof shown, "%s/%s", component, f[i].name);
+        if ((rc = is_applied(db, component, (int)f[i].num, err)) < 0)
+            break;
+        if (rc == HL_DB_ROW) {
+            rc = HL_OK;
+            continue;
+        }
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, f[i].name) >= sizeof path) {
+            rc = hl_err_set(err, HL_ETOOBIG, "migration %s: path too long", shown);
+            break;
+        }
+        if ((rc = read_sql(path, shown, &sql, err)) != HL_OK)
+            break;
+        rc = hl_db_migrate_one(db, component, (int)f[i].num, f[i].name, sql, err);
+        free(sql);
+        if (rc == HL_OK && applied)
+            (*applied)++;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(f[i].name);
+    free(f);
+    return rc;
+}

@@ -1,0 +1,602 @@
+/* Master and worker processes (see http.h). The master binds nothing permanently: each worker
+ * opens its own SO_REUSEPORT socket, so the kernel spreads connections and a dying worker
+ * takes only its own connections with it. */
+#include "halle-config.h"
+#include "core/http.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/http_struct.h> /* the protocol version has no getter in libevent 2.1 */
+#include <event2/keyvalq_struct.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/connlog.h"
+#include "core/db.h"
+#include "core/log.h"
+#include "core/site.h"
+#include "core/static.h"
+
+#ifndef HALLE_SHARE_DIR
+#define HALLE_SHARE_DIR "/usr/local/share/halle"
+#endif
+
+struct hl_worker {
+    const hl_config *cfg;
+    int id;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    hl_router *router;
+    hl_db *db;
+    hl_db *archive;
+    hl_static *statics;
+    hl_connlog *connlog;
+    hl_arena *arena;
+    struct event *ev_term, *ev_int, *ev_flush, *ev_drain;
+    int stopping;
+    int pending;             /* replies handed to libevent, not yet written */
+    int64_t last_dispatch_us;
+    int64_t stop_started_us;
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const char *hl_http_share_dir(const hl_config *cfg)
+{
+    if (cfg && cfg->share_dir)
+        return cfg->share_dir;
+    const char *env = getenv("HALLE_SHARE_DIR");
+    return env && *env ? env : HALLE_SHARE_DIR;
+}
+
+int hl_http_route(hl_worker *w, unsigned methods, const char *pattern, const char *name,
+                  hl_handler handler, void *ud, hl_err *err)
+{
+    return hl_router_add(w->router, methods, pattern, name, (void *)handler, ud, err);
+}
+
+/* ---- migrations --------------------------------------------------------------------- */
+
+static int migrate_file(const char *path, unsigned flags, const char *component,
+                        const char *dir, int *applied, hl_err *err)
+{
+    hl_db *db = hl_db_open(path, flags, err);
+    if (!db)
+        return err ? err->code : HL_ERR;
+    int rc = hl_db_migrate(db, component, dir, applied, err);
+    hl_db_close(db);
+    return rc;
+}
+
+int hl_http_migrate(const hl_config *cfg, int *applied_main, int *applied_archive, hl_err *err)
+{
+    char dir[4096];
+    const char *share = hl_http_share_dir(cfg);
+    snprintf(dir, sizeof dir, "%s/core/migrations/main", share);
+    int rc = migrate_file(cfg->db_path, HL_DB_CREATE, "core", dir, applied_main, err);
+    if (rc)
+        return rc;
+    snprintf(dir, sizeof dir, "%s/core/migrations/archive", share);
+    return migrate_file(cfg->archive_path, HL_DB_CREATE, "archive", dir, applied_archive, err);
+}
+
+/* ---- request dispatch --------------------------------------------------------------- */
+
+static unsigned method_bit(enum evhttp_cmd_type t, const char **name)
+{
+    switch (t) {
+    case EVHTTP_REQ_GET: *name = "GET"; return HL_METHOD_GET;
+    case EVHTTP_REQ_HEAD: *name = "HEAD"; return HL_METHOD_HEAD;
+    case EVHTTP_REQ_POST: *name = "POST"; return HL_METHOD_POST;
+    case EVHTTP_REQ_PUT: *name = "PUT"; return HL_METHOD_PUT;
+    case EVHTTP_REQ_DELETE: *name = "DELETE"; return HL_METHOD_DELETE;
+    case EVHTTP_REQ_PATCH: *name = "PATCH"; return HL_METHOD_PATCH;
+    case EVHTTP_REQ_OPTIONS: *name = "OPTIONS"; return HL_METHOD_OPTIONS;
+    default: *name = "OTHER"; return 0;
+    }
+}
+
+static int has_prefix_ci(const char *s, const char *prefix)
+{
+    return s && !strncasecmp(s, prefix, strlen(prefix));
+}
+
+/* Parses everything the handler may read. Returns 0, or the status of the error page to send
+ * (message in err). */
+static int parse_request(hl_worker *w, hl_request *req, struct evhttp_request *ev, hl_err *err)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+    if (!uri)
+        return hl_err_set(err, 400, "adresse invalide"), 400;
+    const char *raw = evhttp_uri_get_path(uri);
+    if (!raw || !*raw)
+        raw = "/";
+    if (raw[0] != '/')
+        return hl_err_set(err, 400, "le chemin doit commencer par /"), 400;
+    req->raw_path = raw;
+    char *path;
+    size_t plen;
+    if (hl_form_percent_decode(req->arena, raw, strlen(raw), 0, &path, &plen, err) != HL_OK)
+        return 400;
+    req->path = path;
+    hl_form_limits lim = {.max_fields = 1000, .max_file_size = w->cfg->max_upload_size, .max_files = 20};
+    req->query_string = evhttp_uri_get_query(uri);
+    if (req->query_string &&
+        hl_form_parse_urlencoded(req->arena, req->query_string, strlen(req->query_string), &lim,
+                                 &req->query, err) != HL_OK)
+        return 400;
+    const char *cookie = hl_request_header(req, "Cookie");
+    if (cookie && hl_form_parse_cookies(req->arena, cookie, &req->cookies, err) != HL_OK)
+        return 400;
+    struct evbuffer *in = evhttp_request_get_input_buffer(ev);
+    size_t blen = evbuffer_get_length(in);
+    if (blen) {
+        unsigned char *body = evbuffer_pullup(in, -1);
+        if (!body)
+            return hl_err_set(err, 500, "out of memory"), 500;
+        req->body = body;
+        req->body_len = blen;
+        const char *ct = hl_request_header(req, "Content-Type");
+        int rc = HL_OK;
+        if (has_prefix_ci(ct, "application/x-www-form-urlencoded"))
+            rc = hl_form_parse_urlencoded(req->arena, (const char *)body, blen, &lim, &req->form, err);
+        else if (has_prefix_ci(ct, "multipart/form-data"))
+            rc = hl_form_parse_multipart(req->arena, ct, (const char *)body, blen, &lim, &req->form, err);
+        if (rc == HL_ETOOBIG)
+            return 413;
+        if (rc != HL_OK)
+            return 400;
+    }
+    return 0;
+}
+
+static void on_reply_written(struct evhttp_request *ev, void *arg)
+{
+    (void)ev;
+    hl_worker *w = arg;
+    if (w->pending > 0)
+        w->pending--;
+}
+
+static void access_log(hl_worker *w, hl_request *req, struct evhttp_request *ev, size_t bytes)
+{
+    char ip[64];
+    snprintf(ip, sizeof ip, "%s", req->remote_ip ? req->remote_ip : "");
+    char proto[16];
+    snprintf(proto, sizeof proto, "HTTP/%d.%d", ev->major ? ev->major : 1, ev->minor);
+    const char *logged_path = req->raw_path ? req->raw_path : evhttp_request_get_uri(ev);
+    if (w->cfg->connection_log)
+        hl_connlog_add(w->connlog, ip, proto, req->method_name, logged_path, req->status);
+    if (w->cfg->access_log && hl_log_enabled(HL_LOG_INFO)) {
+        char qpath[1100], fields[1400];
+        char trimmed[1024];
+        snprintf(trimmed, sizeof trimmed, "%s", logged_path ? logged_path : "");
+        snprintf(fields, sizeof fields, "event=request worker=%d ip=%s method=%s path=%s status=%d bytes=%zu us=%lld",
+                 w->id, ip, req->method_name, hl_log_quote(trimmed, qpath, sizeof qpath), req->status, bytes,
+                 (long long)(now_us() - req->started_us));
+        hl_log_line(HL_LOG_INFO, fields);
+    }
+}
+
+static void on_request(struct evhttp_request *ev, void *arg)
+{
+    hl_worker *w = arg;
+    hl_request req;
+    memset(&req, 0, sizeof req);
+    req.arena = w->arena;
+    req.cfg = w->cfg;
+    req.db = w->db;
+    req.archive = w->archive;
+    req.worker = w;
+    req.started_us = w->last_dispatch_us = now_us();
+    req.method = method_bit(evhttp_request_get_command(ev), &req.method_name);
+    struct evhttp_connection *conn = evhttp_request_get_connection(ev);
+    if (conn) {
+        char *host = NULL;
+        ev_uint16_t port = 0;
+        evhttp_connection_get_peer(conn, &host, &port);
+        req.remote_ip = host;
+    }
+    if (hl_request_bind(&req, ev) != HL_OK) {
+        evhttp_send_error(ev, 500, NULL);
+        hl_arena_reset(w->arena);
+        return;
+    }
+    hl_err err;
+    hl_err_clear(&err);
+    int status = req.method ? parse_request(w, &req, ev, &err) : 501;
+    if (status) {
+        hl_response_error(&req, status, err.msg);
+    } else {
+        hl_route_match m;
+        memset(&m, 0, sizeof m);
+        hl_route_result r = hl_router_match(w->router, req.method, req.path, strlen(req.path), w->arena, &m);
+        if (r == HL_ROUTE_FOUND) {
+            req.params = m.params;
+            req.route_name = m.name;
+            int rc = ((hl_handler)m.handler)(&req, m.ud);
+            if (rc != HL_OK) {
+                hl_log(HL_LOG_ERROR, "handler %s for %s %s failed with code %d", m.name ? m.name : "?",
+                       req.method_name, req.path, rc);
+                hl_response_error(&req, req.status >= 400 ? req.status : 500, NULL);
+            }
+        } else if (r == HL_ROUTE_METHOD_NOT_ALLOWED) {
+            char allow[128];
+            hl_router_allow_string(m.allow | HL_METHOD_OPTIONS, allow, sizeof allow);
+            if (req.method == HL_METHOD_OPTIONS) {
+                hl_response_status(&req, 204);
+            } else {
+                hl_response_error(&req, 405, NULL);
+            }
+            hl_response_header(&req, "Allow", allow);
+        } else {
+            hl_response_error(&req, 404, NULL);
+        }
+    }
+    size_t bytes = hl_response_length(&req);
+    w->pending++;
+    evhttp_request_set_on_complete_cb(ev, on_reply_written, w);
+    hl_request_send(&req, w->stopping);
+    access_log(w, &req, ev, bytes);
+    hl_arena_reset(w->arena);
+}
+
+/* ---- worker lifecycle --------------------------------------------------------------- */
+
+static int open_listener(const char *host, int port, hl_err *err)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST};
+    struct addrinfo *ai;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, &ai);
+    if (gai)
+        return hl_err_set(err, HL_EINVAL, "cannot listen on %s:%d: %s (use a numeric address)", host, port,
+                          gai_strerror(gai));
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return hl_err_set(err, HL_EIO, "socket: %s", strerror(errno));
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    /* Accepted sockets inherit TCP_NODELAY on Linux; without it a page waits on the
+     * client's delayed ACK (DESIGN.md: 1,450 vs 25,000 req/s). */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        int e = errno;
+        close(fd);
+        freeaddrinfo(ai);
+        return hl_err_set(err, HL_EIO, "cannot listen on %s:%d: %s", host, port, strerror(e));
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hl_worker *w = arg;
+    hl_err err;
+    if (hl_connlog_flush(w->connlog, &err) < 0)
+        hl_log(HL_LOG_ERROR, "connection log: %s", err.msg);
+}
+
+/* Stops once every reply handed to libevent is written and no request arrived for a short
+ * while (requests still being received get that long to complete), or at shutdown_timeout. */
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hl_worker *w = arg;
+    int64_t now = now_us();
+    int idle = now - w->last_dispatch_us > 500000 && now - w->stop_started_us > 200000;
+    if ((w->pending == 0 && idle) || now - w->stop_started_us > (int64_t)w->cfg->shutdown_timeout * 1000000) {
+        if (w->pending)
+            hl_log(HL_LOG_WARN, "shutdown timeout: %d replies not finished", w->pending);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    hl_worker *w = arg;
+    if (w->stopping) {
+        if (sig == SIGINT)
+            event_base_loopexit(w->base, NULL);
+        return;
+    }
+    w->stopping = 1;
+    w->stop_started_us = now_us();
+    if (w->bound) {
+        evhttp_del_accept_socket(w->http, w->bound);
+        w->bound = NULL;
+    }
+    struct timeval tv = {0, 100000};
+    w->ev_drain = event_new(w->base, -1, EV_PERSIST, on_drain, w);
+    if (w->ev_drain)
+        event_add(w->ev_drain, &tv);
+    else
+        event_base_loopexit(w->base, NULL);
+}
+
+static void worker_free(hl_worker *w)
+{
+    if (w->ev_term) event_free(w->ev_term);
+    if (w->ev_int) event_free(w->ev_int);
+    if (w->ev_flush) event_free(w->ev_flush);
+    if (w->ev_drain) event_free(w->ev_drain);
+    if (w->http) evhttp_free(w->http);
+    if (w->base) event_base_free(w->base);
+    hl_connlog_free(w->connlog);
+    hl_static_free(w->statics);
+    hl_router_free(w->router);
+    hl_db_close(w->archive);
+    hl_db_close(w->db);
+    hl_arena_free(w->arena);
+}
+
+static int load_theme_static(hl_worker *w, hl_err *err)
+{
+    char dir[4096];
+    const char *share = hl_http_share_dir(w->cfg);
+    if (!(w->statics = hl_static_new()))
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
+    snprintf(dir, sizeof dir, "%s/themes/default/static", share);
+    int rc = hl_static_load_dir(w->statics, dir, NULL, err);
+    if (rc == HL_OK && w->cfg->theme && strcmp(w->cfg->theme, "default")) {
+        snprintf(dir, sizeof dir, "%s/themes/%s/static", share, w->cfg->theme);
+        rc = hl_static_load_dir(w->statics, dir, NULL, err);
+    }
+    return rc;
+}
+
+static int worker_run(const hl_config *cfg, int id, hl_err *err)
+{
+    hl_worker w;
+    memset(&w, 0, sizeof w);
+    w.cfg = cfg;
+    w.id = id;
+    int rc = HL_ERR;
+    int fd = -1;
+    if (!(w.arena = hl_arena_new(16384)) || !(w.router = hl_router_new())) {
+        rc = hl_err_set(err, HL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!(w.db = hl_db_open(cfg->db_path, 0, err)) || !(w.archive = hl_db_open(cfg->archive_path, 0, err)))
+        goto out;
+    if ((rc = load_theme_static(&w, err)) != HL_OK)
+        goto out;
+    if ((rc = hl_site_register(&w, cfg, w.statics, err)) != HL_OK)
+        goto out;
+    w.connlog = hl_connlog_new(w.db, 512);
+    if (!(w.base = event_base_new()) || !(w.http = evhttp_new(w.base)) || !w.connlog) {
+        rc = hl_err_set(err, HL_ENOMEM, "cannot create the event loop");
+        goto out;
+    }
+    evhttp_set_max_headers_size(w.http, (ev_ssize_t)cfg->max_header_size);
+    evhttp_set_max_body_size(w.http, (ev_ssize_t)cfg->max_body_size);
+    evhttp_set_timeout(w.http, cfg->read_timeout);
+    evhttp_set_allowed_methods(w.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+    evhttp_set_default_content_type(w.http, "text/html; charset=utf-8");
+    evhttp_set_gencb(w.http, on_request, &w);
+    if ((fd = open_listener(cfg->listen_host, cfg->listen_port, err)) < 0) {
+        rc = fd;
+        goto out;
+    }
+    if (!(w.bound = evhttp_accept_socket_with_handle(w.http, fd))) {
+        close(fd);
+        rc = hl_err_set(err, HL_EIO, "cannot accept on %s:%d", cfg->listen_host, cfg->listen_port);
+        goto out;
+    }
+    w.ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &w);
+    w.ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &w);
+    w.ev_flush = event_new(w.base, -1, EV_PERSIST, on_flush, &w);
+    struct timeval second = {1, 0};
+    if (!w.ev_term || !w.ev_int || !w.ev_flush || event_add(w.ev_term, NULL) || event_add(w.ev_int, NULL) ||
+        event_add(w.ev_flush, &second)) {
+        rc = hl_err_set(err, HL_ENOMEM, "cannot set up signal handling");
+        goto out;
+    }
+    /* Signals were blocked by the master around fork; libevent now owns them. */
+    sigset_t all;
+    sigemptyset(&all);
+    sigaddset(&all, SIGTERM);
+    sigaddset(&all, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &all, NULL);
+    hl_log(HL_LOG_INFO, "worker %d ready (%zu routes, %zu static files)", id, hl_router_count(w.router),
+           hl_static_count(w.statics));
+    event_base_dispatch(w.base);
+    hl_log(HL_LOG_INFO, "worker %d stopped", id);
+    rc = HL_OK;
+out:
+    worker_free(&w);
+    return rc;
+}
+
+/* ---- master ------------------------------------------------------------------------- */
+
+typedef struct slot {
+    pid_t pid;
+    int64_t started_us;
+    int quick_deaths;
+} slot;
+
+static pid_t spawn_worker(const hl_config *cfg, int id)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* The child keeps the master's blocked signal set; worker_run unblocks SIGTERM and SIGINT
+     * once libevent has taken them over. */
+    signal(SIGHUP, SIG_IGN);
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = worker_run(cfg, id, &err);
+    if (rc != HL_OK)
+        hl_log(HL_LOG_ERROR, "worker %d: %s", id, err.msg);
+    hl_log_close();
+    _exit(rc == HL_OK ? 0 : 3);
+}
+
+static int detect_workers(const hl_config *cfg)
+{
+    if (cfg->workers > 0)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 64 ? (int)n : 2;
+}
+
+static void describe_exit(int status, char *buf, size_t len)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+}
+
+int hl_http_serve(hl_config *cfg, hl_err *err)
+{
+    int rc = hl_http_migrate(cfg, NULL, NULL, err);
+    if (rc)
+        return rc;
+    /* Fail now, with a message on the terminal, rather than in every worker. */
+    int probe = open_listener(cfg->listen_host, cfg->listen_port, err);
+    if (probe < 0)
+        return probe;
+    if (cfg->listen_port == 0) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (getsockname(probe, (struct sockaddr *)&ss, &sl) == 0)
+            cfg->listen_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    }
+    close(probe);
+
+    int n = detect_workers(cfg);
+    slot *slots = calloc((size_t)n, sizeof *slots);
+    if (!slots)
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
+
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    signal(SIGPIPE, SIG_IGN);
+
+    int ipv6 = strchr(cfg->listen_host, ':') != NULL;
+    hl_log(HL_LOG_INFO, "halle %s serving http://%s%s%s:%d/ with %d workers (master pid %d)", PACKAGE_VERSION,
+           ipv6 ? "[" : "", cfg->listen_host, ipv6 ? "]" : "", cfg->listen_port, n, (int)getpid());
+    printf("halle: serving http://%s%s%s:%d/ (%d workers, log: %s)\n", ipv6 ? "[" : "", cfg->listen_host,
+           ipv6 ? "]" : "", cfg->listen_port, n, strcmp(cfg->log_file, "-") ? cfg->log_file : "stderr");
+    fflush(stdout);
+    for (int i = 0; i < n; i++) {
+        slots[i].pid = spawn_worker(cfg, i);
+        slots[i].started_us = now_us();
+        if (slots[i].pid > 0)
+            hl_log(HL_LOG_INFO, "worker %d started as pid %d", i, (int)slots[i].pid);
+    }
+
+    int stopping = 0, alive = n;
+    int64_t kill_deadline = 0;
+    while (alive > 0) {
+        struct timespec tick = {0, 200000000};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (!stopping) {
+                hl_log(HL_LOG_INFO, "stopping: waiting for in-flight requests (up to %ds)", cfg->shutdown_timeout);
+                stopping = 1;
+                kill_deadline = now_us() + ((int64_t)cfg->shutdown_timeout + 5) * 1000000;
+                for (int i = 0; i < n; i++)
+                    if (slots[i].pid > 0)
+                        kill(slots[i].pid, SIGTERM);
+            }
+        } else if (sig == SIGHUP && !stopping) {
+            /* Rolling restart: a new worker starts before the old one is told to stop. */
+            hl_log(HL_LOG_INFO, "SIGHUP: restarting workers one by one");
+            for (int i = 0; i < n; i++) {
+                pid_t old_pid = slots[i].pid;
+                slots[i].pid = spawn_worker(cfg, i);
+                slots[i].started_us = now_us();
+                if (old_pid > 0)
+                    kill(old_pid, SIGTERM);
+            }
+        }
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            int i;
+            for (i = 0; i < n && slots[i].pid != pid; i++)
+                ;
+            if (i == n) /* an old worker from a rolling restart */
+                continue;
+            char why[64];
+            describe_exit(status, why, sizeof why);
+            slots[i].pid = 0;
+            if (stopping) {
+                alive--;
+                hl_log(HL_LOG_INFO, "worker %d (pid %d) %s", i, (int)pid, why);
+                continue;
+            }
+            int quick = now_us() - slots[i].started_us < 2000000;
+            slots[i].quick_deaths = quick ? slots[i].quick_deaths + 1 : 0;
+            if (slots[i].quick_deaths >= 5) {
+                hl_log(HL_LOG_ERROR, "worker %d (pid %d) %s; it keeps failing at start, stopping", i, (int)pid, why);
+                rc = hl_err_set(err, HL_ERR, "workers keep failing at start; see the log");
+                stopping = 1;
+                kill_deadline = now_us() + ((int64_t)cfg->shutdown_timeout + 5) * 1000000;
+                alive--;
+                for (int j = 0; j < n; j++)
+                    if (slots[j].pid > 0)
+                        kill(slots[j].pid, SIGTERM);
+                continue;
+            }
+            hl_log(quick ? HL_LOG_ERROR : HL_LOG_WARN, "worker %d (pid %d) %s; restarting it", i, (int)pid, why);
+            if (quick)
+                usleep(200000);
+            slots[i].pid = spawn_worker(cfg, i);
+            slots[i].started_us = now_us();
+            if (slots[i].pid > 0)
+                hl_log(HL_LOG_INFO, "worker %d started as pid %d", i, (int)slots[i].pid);
+        }
+        if (stopping && kill_deadline && now_us() > kill_deadline) {
+            for (int i = 0; i < n; i++)
+                if (slots[i].pid > 0) {
+                    hl_log(HL_LOG_WARN, "worker %d (pid %d) did not stop in time; killing it", i, (int)slots[i].pid);
+                    kill(slots[i].pid, SIGKILL);
+                }
+            kill_deadline = 0;
+        }
+    }
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    free(slots);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    hl_log(HL_LOG_INFO, "halle stopped");
+    return rc;
+}

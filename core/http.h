@@ -1,0 +1,30 @@
+/* HTTP serving: the master process that binds, forks and supervises worker processes, and the
+ * worker's libevent loop that parses each request, routes it and sends the reply. */
+#ifndef HL_HTTP_H
+#define HL_HTTP_H
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/request.h"
+#include "core/router.h"
+
+typedef struct hl_worker hl_worker;
+
+/* Registers a route on the worker's router (core routes at start-up; plugins later). */
+int hl_http_route(hl_worker *w, unsigned methods, const char *pattern, const char *name,
+                  hl_handler handler, void *ud, hl_err *err);
+
+/* Runs the master: migrations, bind check, N workers, restart of crashed workers, graceful
+ * stop on SIGTERM/SIGINT, rolling restart with a fresh configuration on SIGHUP. Returns when
+ * the server has stopped (HL_OK) or could not start (error with message). */
+int hl_http_serve(hl_config *cfg, hl_err *err);
+
+/* The folder holding installed data (migrations, themes): share_dir from the configuration,
+ * else $HALLE_SHARE_DIR, else the compiled-in default. */
+const char *hl_http_share_dir(const hl_config *cfg);
+
+/* Opens the instance databases and applies core migrations to both (used by serve, migrate
+ * and init). Prints nothing; applied counts are returned through the pointers (may be NULL). */
+int hl_http_migrate(const hl_config *cfg, int *applied_main, int *applied_archive, hl_err *err);
+
+#endif

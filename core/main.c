@@ -1,0 +1,210 @@
+/* The halle command: init, serve, migrate. Exit codes: 0 success, 1 failure (message on
+ * stderr), 2 usage error. This is the only file that may call exit(). */
+#include "halle-config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/http.h"
+#include "core/instance.h"
+#include "core/log.h"
+
+static const char *usage_main =
+    "usage: halle [--version] [--help] COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  init DIR [--demo] [--name NAME]   create an instance folder\n"
+    "  serve [-c FILE] [--listen ADDR:PORT] [--workers N]\n"
+    "                                    serve the instance\n"
+    "  migrate [-c FILE]                 apply pending database migrations\n"
+    "  help COMMAND                      describe a command\n"
+    "\n"
+    "Run 'halle COMMAND --help' for a command's options.\n";
+
+static const char *usage_init =
+    "usage: halle init DIR [--demo] [--name NAME]\n"
+    "\n"
+    "Creates DIR with halle.conf, data/halle.db and data/archive.db (both mode 0600) and logs/,\n"
+    "and applies the database migrations. An existing instance is never overwritten.\n"
+    "\n"
+    "  --demo        a demonstration instance\n"
+    "  --name NAME   the site name shown on pages\n";
+
+static const char *usage_serve =
+    "usage: halle serve [-c FILE] [--listen ADDR:PORT] [--workers N]\n"
+    "\n"
+    "Serves the instance described by FILE (default: ./halle.conf). Options override the file.\n"
+    "SIGTERM or Ctrl-C stops after in-flight requests; SIGHUP restarts the workers one by one.\n"
+    "\n"
+    "  -c, --config FILE        configuration file\n"
+    "  -l, --listen ADDR:PORT   address to listen on, e.g. 127.0.0.1:8080 or [::1]:8080\n"
+    "  -w, --workers N          worker processes (0 = one per CPU)\n";
+
+static const char *usage_migrate =
+    "usage: halle migrate [-c FILE]\n"
+    "\n"
+    "Applies pending migrations to the instance databases (serve does this at start too).\n"
+    "\n"
+    "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
+
+static int usage_error(const char *usage, const char *fmt, const char *arg)
+{
+    if (fmt) {
+        fprintf(stderr, "halle: ");
+        fprintf(stderr, fmt, arg);
+        fprintf(stderr, "\n\n");
+    }
+    fputs(usage, stderr);
+    return 2;
+}
+
+static int fail(const hl_err *err)
+{
+    fprintf(stderr, "halle: %s\n", err->msg[0] ? err->msg : "failed");
+    return 1;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"demo", no_argument, NULL, 'd'}, {"name", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    hl_instance_opts o = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "dn:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.demo = 1; break;
+        case 'n': o.name = optarg; break;
+        case 'h': fputs(usage_init, stdout); return 0;
+        default: return usage_error(usage_init, NULL, NULL);
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error(usage_init, optind >= argc ? "init needs a folder" : "unexpected argument '%s'",
+                           optind >= argc ? NULL : argv[optind + 1]);
+    hl_err err;
+    hl_err_clear(&err);
+    if (hl_instance_init(argv[optind], &o, &err) != HL_OK)
+        return fail(&err);
+    printf("halle: instance created in %s\n  configuration: %s/halle.conf\n  start it with: halle serve -c %s/halle.conf\n",
+           argv[optind], argv[optind], argv[optind]);
+    return 0;
+}
+
+static hl_config *load_config(const char *path, hl_err *err)
+{
+    return hl_config_load(path ? path : "halle.conf", err);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+        {"workers", required_argument, NULL, 'w'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    const char *path = NULL, *listen = NULL, *workers = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:w:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'w': workers = optarg; break;
+        case 'h': fputs(usage_serve, stdout); return 0;
+        default: return usage_error(usage_serve, NULL, NULL);
+        }
+    }
+    if (optind != argc)
+        return usage_error(usage_serve, "unexpected argument '%s'", argv[optind]);
+    hl_err err;
+    hl_err_clear(&err);
+    hl_config *cfg = load_config(path, &err);
+    if (!cfg)
+        return fail(&err);
+    if ((listen && hl_config_set_listen(cfg, listen, &err) != HL_OK) ||
+        (workers && hl_config_set(cfg, "workers", workers, &err) != HL_OK)) {
+        hl_config_free(cfg);
+        fprintf(stderr, "halle: command line: %s\n", err.msg);
+        return 2;
+    }
+    if (hl_log_open(cfg->log_file, cfg->log_level, &err) != HL_OK) {
+        hl_config_free(cfg);
+        return fail(&err);
+    }
+    int rc = hl_http_serve(cfg, &err);
+    hl_log_close();
+    hl_config_free(cfg);
+    return rc == HL_OK ? 0 : fail(&err);
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'h': fputs(usage_migrate, stdout); return 0;
+        default: return usage_error(usage_migrate, NULL, NULL);
+        }
+    }
+    if (optind != argc)
+        return usage_error(usage_migrate, "unexpected argument '%s'", argv[optind]);
+    hl_err err;
+    hl_err_clear(&err);
+    hl_config *cfg = load_config(path, &err);
+    if (!cfg)
+        return fail(&err);
+    int a = 0, b = 0;
+    int rc = hl_http_migrate(cfg, &a, &b, &err);
+    if (rc == HL_OK)
+        printf("halle: %d migration(s) applied to %s, %d to %s\n", a, cfg->db_path, b, cfg->archive_path);
+    hl_config_free(cfg);
+    return rc == HL_OK ? 0 : fail(&err);
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char **usage;
+} commands[] = {
+    {"init", cmd_init, &usage_init},
+    {"serve", cmd_serve, &usage_serve},
+    {"migrate", cmd_migrate, &usage_migrate},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error(usage_main, NULL, NULL);
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("halle %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "help")) {
+        if (argc < 3) {
+            fputs(usage_main, stdout);
+            return 0;
+        }
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            if (!strcmp(argv[2], commands[i].name)) {
+                fputs(*commands[i].usage, stdout);
+                return 0;
+            }
+        return usage_error(usage_main, "unknown command '%s'", argv[2]);
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(cmd, commands[i].name)) {
+            optind = 1;
+            return commands[i].fn(argc - 1, argv + 1);
+        }
+    return usage_error(usage_main, cmd[0] == '-' ? "unknown option '%s'" : "unknown command '%s'", cmd);
+}

@@ -1,0 +1,225 @@
+/* Request accessors and response building (see request.h). The response goes straight into
+ * libevent's output buffer and header list, so sending it copies nothing. */
+#include "core/request.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/page.h"
+#include "core/router.h"
+
+typedef struct req_priv {
+    struct evhttp_request *ev;
+    struct evbuffer *out;
+    struct evkeyvalq *out_headers;
+} req_priv;
+
+static req_priv *P(hl_request *req) { return req->priv; }
+
+int hl_request_bind(hl_request *req, struct evhttp_request *ev)
+{
+    req_priv *p = hl_arena_calloc(req->arena, 1, sizeof *p);
+    if (!p)
+        return HL_ENOMEM;
+    p->ev = ev;
+    p->out = evhttp_request_get_output_buffer(ev);
+    p->out_headers = evhttp_request_get_output_headers(ev);
+    req->priv = p;
+    req->status = 200;
+    return HL_OK;
+}
+
+const char *hl_request_header(hl_request *req, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(P(req)->ev), name);
+}
+
+const char *hl_request_param(hl_request *req, const char *name)
+{
+    const char *v = hl_params_value(&req->query, name);
+    return v ? v : hl_params_value(&req->form, name);
+}
+
+void hl_response_status(hl_request *req, int status)
+{
+    if (status >= 100 && status <= 599)
+        req->status = status;
+}
+
+int hl_response_header(hl_request *req, const char *name, const char *value)
+{
+    /* libevent refuses CR/LF in values, which closes header injection through handlers. */
+    evhttp_remove_header(P(req)->out_headers, name);
+    return evhttp_add_header(P(req)->out_headers, name, value) == 0 ? HL_OK : HL_EINVAL;
+}
+
+int hl_response_write(hl_request *req, const void *data, size_t len)
+{
+    return evbuffer_add(P(req)->out, data, len) == 0 ? HL_OK : HL_ENOMEM;
+}
+
+int hl_response_puts(hl_request *req, const char *s)
+{
+    return hl_response_write(req, s, strlen(s));
+}
+
+int hl_response_printf(hl_request *req, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = evbuffer_add_vprintf(P(req)->out, fmt, ap);
+    va_end(ap);
+    return n < 0 ? HL_ENOMEM : HL_OK;
+}
+
+int hl_response_reference(hl_request *req, const void *data, size_t len)
+{
+    return evbuffer_add_reference(P(req)->out, data, len, NULL, NULL) == 0 ? HL_OK : HL_ENOMEM;
+}
+
+static const char *escape_of(unsigned char c)
+{
+    switch (c) {
+    case '&': return "&amp;";
+    case '<': return "&lt;";
+    case '>': return "&gt;";
+    case '"': return "&quot;";
+    case '\'': return "&#39;";
+    default: return NULL;
+    }
+}
+
+int hl_response_html(hl_request *req, const char *s)
+{
+    if (!s)
+        return HL_OK;
+    const char *run = s;
+    for (; *s; s++) {
+        const char *e = escape_of((unsigned char)*s);
+        if (!e)
+            continue;
+        if (s > run && evbuffer_add(P(req)->out, run, (size_t)(s - run)))
+            return HL_ENOMEM;
+        if (evbuffer_add(P(req)->out, e, strlen(e)))
+            return HL_ENOMEM;
+        run = s + 1;
+    }
+    return (s > run && evbuffer_add(P(req)->out, run, (size_t)(s - run))) ? HL_ENOMEM : HL_OK;
+}
+
+char *hl_html_escape(hl_arena *a, const char *s)
+{
+    if (!s)
+        return hl_arena_strdup(a, "");
+    size_t n = 0;
+    for (const char *p = s; *p; p++) {
+        const char *e = escape_of((unsigned char)*p);
+        n += e ? strlen(e) : 1;
+    }
+    char *out = hl_arena_alloc(a, n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = s; *p; p++) {
+        const char *e = escape_of((unsigned char)*p);
+        if (e) {
+            size_t l = strlen(e);
+            memcpy(o, e, l);
+            o += l;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+size_t hl_response_length(hl_request *req)
+{
+    return evbuffer_get_length(P(req)->out);
+}
+
+static int json_dump_cb(const char *buf, size_t size, void *ud)
+{
+    return evbuffer_add(ud, buf, size);
+}
+
+int hl_response_json(hl_request *req, int status, void *json)
+{
+    struct evbuffer *out = P(req)->out;
+    evbuffer_drain(out, evbuffer_get_length(out));
+    hl_response_status(req, status);
+    hl_response_header(req, "Content-Type", "application/json");
+    if (json_dump_callback(json, json_dump_cb, out, JSON_COMPACT) != 0)
+        return HL_ENOMEM;
+    return evbuffer_add(out, "\n", 1) == 0 ? HL_OK : HL_ENOMEM;
+}
+
+int hl_response_error(hl_request *req, int status, const char *message)
+{
+    struct evbuffer *out = P(req)->out;
+    evbuffer_drain(out, evbuffer_get_length(out));
+    hl_response_status(req, status);
+    hl_response_header(req, "Content-Type", "text/html; charset=utf-8");
+    hl_response_header(req, "Cache-Control", "no-store");
+    return hl_page_error(req, status, message);
+}
+
+int hl_response_redirect(hl_request *req, int status, const char *location)
+{
+    if (!status)
+        status = req->method == HL_METHOD_POST ? 303 : 302;
+    hl_response_status(req, status);
+    return hl_response_header(req, "Location", location);
+}
+
+const char *hl_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return status < 400 ? "OK" : "Error";
+    }
+}
+
+void hl_request_send(hl_request *req, int close_connection)
+{
+    req_priv *p = P(req);
+    struct evkeyvalq *h = p->out_headers;
+    if (!evhttp_find_header(h, "Content-Type"))
+        evhttp_add_header(h, "Content-Type", "text/html; charset=utf-8");
+    const char *ct = evhttp_find_header(h, "Content-Type");
+    if (!strncmp(ct, "text/html", 9) && !evhttp_find_header(h, "Content-Security-Policy"))
+        evhttp_add_header(h, "Content-Security-Policy",
+                          "default-src 'self'; img-src 'self' data:; script-src 'self'; "
+                          "style-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Referrer-Policy", "strict-origin-when-cross-origin");
+    if (close_connection)
+        evhttp_add_header(h, "Connection", "close");
+    evhttp_send_reply(p->ev, req->status, hl_http_reason(req->status), NULL);
+}
