@@ -140,8 +140,8 @@ static int add_file(hl_static *s, const char *rel, const char *full, const hl_st
                     hl_err *err)
 {
     struct stat st;
-    unsigned char *data;
-    size_t len;
+    unsigned char *data = NULL;
+    size_t len = 0;
     int rc = read_file(full, &data, &len, &st, err);
     if (rc)
         return rc;

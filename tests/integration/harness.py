@@ -1,0 +1,554 @@
+# Shared helpers for the integration tests: a small TAP reporter, halle instances in temporary
+# folders, real `halle serve` processes on 127.0.0.1 (always stopped, even when a test fails),
+# and raw-socket / worker-pid helpers. Python 3 standard library only.
+import atexit
+import http.client
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HALLE_BIN = os.environ.get("HALLE_BIN") or "/work/main/build/halle"
+SHARE_DIR = os.environ.get("HALLE_SHARE_DIR") or "/work/main"
+SRC_DIR = os.environ.get("HALLE_SRCDIR") or SHARE_DIR
+os.environ["HALLE_SHARE_DIR"] = SHARE_DIR  # every child process sees it
+
+HOST = "127.0.0.1"
+
+
+# ---- TAP ---------------------------------------------------------------------------------
+
+class Tap:
+    """TAP producer: ok/eq print one line each, done() prints the plan and exits 0."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    @staticmethod
+    def _clean(name):
+        # One line, and no '#' that TAP would read as a directive (SKIP/TODO).
+        return " ".join(str(name).split()).replace("#", "\\#")
+
+    def comment(self, text):
+        for line in str(text).splitlines() or [""]:
+            print("# " + line)
+        sys.stdout.flush()
+
+    def ok(self, cond, name, diag=""):
+        self.n += 1
+        good = bool(cond)
+        if not good:
+            self.failed += 1
+        print("%s %d - %s" % ("ok" if good else "not ok", self.n, self._clean(name)))
+        if not good and diag:
+            self.comment(diag)
+        sys.stdout.flush()
+        return good
+
+    def eq(self, got, want, name):
+        return self.ok(got == want, name, "got:  %r\nwant: %r" % (got, want))
+
+    def run(self, fn, *args):
+        """Runs one check group; an exception becomes a 'not ok' with the traceback."""
+        name = getattr(fn, "__name__", "test")
+        try:
+            fn(self, *args)
+        except Exception:
+            self.ok(False, "%s: no exception" % name, traceback.format_exc())
+
+    def done(self):
+        print("1..%d" % self.n)
+        sys.stdout.flush()
+        stop_all_servers()
+        sys.exit(0)
+
+
+# ---- running the binary ------------------------------------------------------------------
+
+def wait_for_binary(timeout=120):
+    """The binary may be briefly missing while it is rebuilt."""
+    deadline = time.time() + timeout
+    while not os.access(HALLE_BIN, os.X_OK) and time.time() < deadline:
+        time.sleep(0.5)
+
+
+def run(args, timeout=30, cwd=None, env=None):
+    """Runs `halle ARGS` to completion; returns a CompletedProcess with text stdout/stderr.
+    env adds to the environment. On timeout the process and its children are killed and
+    returncode is None."""
+    wait_for_binary()
+    for attempt in range(20):
+        try:
+            p = subprocess.Popen([HALLE_BIN] + list(args), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                 cwd=cwd, env=dict(os.environ, **(env or {})),
+                                 start_new_session=True)
+            break
+        except OSError:  # ETXTBSY / ENOENT while the binary is being replaced
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+            wait_for_binary()
+    try:
+        out, err = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        kids = child_pids(p.pid)
+        p.kill()
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out, err = p.communicate()
+        rc = None
+        err += "\n[harness: killed after %ss]" % timeout
+    return subprocess.CompletedProcess([HALLE_BIN] + list(args), rc, out, err)
+
+
+def read_version():
+    """The version from configure.ac's AC_INIT."""
+    with open(os.path.join(SRC_DIR, "configure.ac"), encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"AC_INIT\(\s*\[?[^],]*\]?\s*,\s*\[?([^],\s]+)\]?", text)
+    if not m:
+        raise RuntimeError("no AC_INIT version in configure.ac")
+    return m.group(1)
+
+
+# ---- instances ---------------------------------------------------------------------------
+
+_tempdirs = []
+
+
+def _cleanup_tempdirs():
+    for d in _tempdirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Instance:
+    """A `halle init` folder inside a fresh temporary directory."""
+
+    def __init__(self, name=None, init=True):
+        self.tmp = tempfile.mkdtemp(prefix="halle-it-")
+        _tempdirs.append(self.tmp)
+        self.dir = os.path.join(self.tmp, "inst")
+        self.conf = os.path.join(self.dir, "halle.conf")
+        self.db = os.path.join(self.dir, "data", "halle.db")
+        self.archive = os.path.join(self.dir, "data", "archive.db")
+        self.log_path = os.path.join(self.tmp, "halle.log")
+        self.init_result = None
+        if init:
+            args = ["init", self.dir] + (["--name", name] if name else [])
+            self.init_result = run(args)
+            if self.init_result.returncode != 0:
+                raise RuntimeError("halle init failed (%d): %s" % (
+                    self.init_result.returncode, self.init_result.stderr.strip()))
+            self.set(log_file=self.log_path)
+
+    def read_conf(self):
+        with open(self.conf, encoding="utf-8") as f:
+            return f.read()
+
+    def write_conf(self, text):
+        with open(self.conf, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    def set(self, **kv):
+        """Replaces `key = value` lines (or appends them) in halle.conf."""
+        lines = self.read_conf().splitlines()
+        for key, value in kv.items():
+            line = "%s = %s" % (key, value)
+            pat = re.compile(r"^\s*%s\s*=" % re.escape(key))
+            for i, old in enumerate(lines):
+                if pat.match(old):
+                    lines[i] = line
+                    break
+            else:
+                lines.append(line)
+        self.write_conf("\n".join(lines) + "\n")
+        return self
+
+    def log_text(self):
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+
+# ---- servers -----------------------------------------------------------------------------
+
+_servers = []
+
+
+def stop_all_servers():
+    for s in list(_servers):
+        try:
+            s.stop()
+        except Exception:
+            pass
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(1)
+
+
+atexit.register(_cleanup_tempdirs)
+atexit.register(stop_all_servers)  # runs before the temp dirs go (LIFO)
+signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def proc_ppid(pid):
+    """Parent pid from /proc/PID/stat, or None if the process is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    rest = data.rsplit(")", 1)[1].split()
+    return int(rest[1])  # fields after comm: state, ppid, ...
+
+
+def proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return data.rsplit(")", 1)[1].split()[0]
+
+
+def child_pids(ppid):
+    """Live (non-zombie) children of ppid, sorted."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if proc_ppid(pid) == ppid and proc_state(pid) not in (None, "Z", "X"):
+            out.append(pid)
+    return sorted(out)
+
+
+def pid_alive(pid):
+    st = proc_state(pid)
+    return st is not None and st not in ("Z", "X")
+
+
+class Server:
+    """`halle serve` on 127.0.0.1 with a port picked by the master."""
+
+    def __init__(self, inst, workers=2, tap=None, ready_timeout=10, extra_args=()):
+        self.inst = inst
+        self.workers = workers
+        self.tap = tap
+        self.ready_timeout = ready_timeout
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = None
+        self.pid = None
+        self.banner = ""
+        self.stderr_path = inst.path("serve-%d.stderr" % int(time.time() * 1000))
+        self.returncode = None
+        self.killed = False
+        self._known_workers = set()
+
+    # -- lifecycle
+
+    def start(self):
+        wait_for_binary()
+        args = [HALLE_BIN, "serve", "-c", self.inst.conf, "--listen", "%s:0" % HOST,
+                "--workers", str(self.workers)] + self.extra_args
+        errf = open(self.stderr_path, "ab")
+        try:
+            for attempt in range(20):
+                try:
+                    self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errf,
+                                                 stdin=subprocess.DEVNULL, env=os.environ.copy(),
+                                                 start_new_session=True)
+                    break
+                except OSError:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.5)
+                    wait_for_binary()
+        finally:
+            errf.close()
+        self.pid = self.proc.pid
+        _servers.append(self)
+        try:
+            self.banner = self._read_banner()
+            m = re.search(r"serving http://127\.0\.0\.1:(\d+)/", self.banner)
+            if not m:
+                raise RuntimeError("unexpected banner: %r" % self.banner)
+            self.port = int(m.group(1))
+            self._wait_ready()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def _read_banner(self):
+        deadline = time.time() + self.ready_timeout
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        while b"\n" not in buf:
+            left = deadline - time.time()
+            if left <= 0:
+                raise RuntimeError("no 'serving' line within %ss; stderr: %s"
+                                   % (self.ready_timeout, self.stderr_text()[-2000:]))
+            r, _, _ = select.select([fd], [], [], min(left, 0.2))
+            if r:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    self.proc.wait(timeout=5)
+                    raise RuntimeError("halle serve exited with %s before serving; stderr: %s"
+                                       % (self.proc.returncode, self.stderr_text()[-2000:]))
+                buf += chunk
+        return buf.split(b"\n", 1)[0].decode("utf-8", "replace")
+
+    def _wait_ready(self):
+        deadline = time.time() + self.ready_timeout
+        last = None
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("halle serve exited with %s; stderr: %s"
+                                   % (self.proc.returncode, self.stderr_text()[-2000:]))
+            try:
+                st, _, _ = request(self.port, "GET", "/health", timeout=2)
+                if st == 200 and len(self.worker_pids()) == self.workers:
+                    self._known_workers = set(self.worker_pids())
+                    return
+                last = "status %d, %d workers" % (st, len(self.worker_pids()))
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.05)
+        raise RuntimeError("server not ready within %ss (%s); stderr: %s"
+                           % (self.ready_timeout, last, self.stderr_text()[-2000:]))
+
+    def worker_pids(self):
+        return child_pids(self.pid) if self.pid else []
+
+    def wait_exit(self, timeout):
+        """Waits for the master to exit; returns its exit code or None on timeout."""
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def stop(self, timeout=15):
+        """SIGTERM, wait; kill -9 (master and workers) after `timeout` s, reported as a failure.
+        Returns the master's exit code (negative for a signal)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            workers = set(self.worker_pids()) | self._known_workers
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            if self.wait_exit(timeout) is None:
+                self.killed = True
+                workers |= set(self.worker_pids())
+                self.proc.kill()
+                self.proc.wait()
+                for w in workers:
+                    if pid_alive(w) and proc_ppid(w) in (self.pid, 1):
+                        try:
+                            os.kill(w, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                if self.tap:
+                    self.tap.ok(False, "server (pid %d) stops within %d s of SIGTERM" % (self.pid, timeout),
+                                "had to kill -9 it")
+        self.returncode = self.proc.returncode
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        if self in _servers:
+            _servers.remove(self)
+        return self.returncode
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def log_text(self):
+        """The log, wherever log_file points (the instance file or stderr)."""
+        return self.inst.log_text() + self.stderr_text()
+
+    # -- requests
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        return request(self.port, method, path, body, headers, timeout)
+
+    def get(self, path, headers=None, timeout=10):
+        return request(self.port, "GET", path, None, headers, timeout)
+
+    def raw(self, data, timeout=5, **kw):
+        return raw_request(self.port, data, timeout, **kw)
+
+    def health(self, timeout=5):
+        """True once GET /health answers 200 (retried until timeout)."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                st, _, body = request(self.port, "GET", "/health", timeout=2)
+                if st == 200 and body == b"ok\n":
+                    return True
+            except OSError:
+                pass
+            if time.time() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+# ---- HTTP helpers ------------------------------------------------------------------------
+
+def request(port, method, path, body=None, headers=None, timeout=10):
+    """One request on a fresh connection: (status, HTTPMessage headers, body bytes)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, resp.headers, data
+    finally:
+        conn.close()
+
+
+class RawResponse:
+    def __init__(self, data, closed, error=None):
+        self.data = data          # every byte received
+        self.closed = closed      # the server closed (or reset) the connection
+        self.error = error        # exception text from send/recv, if any
+        self.status = None
+        self.headers = {}
+        self.body = b""
+        parse_raw(self)
+
+    def __repr__(self):
+        return "RawResponse(status=%r, closed=%r, error=%r, data=%r)" % (
+            self.status, self.closed, self.error, self.data[:300])
+
+
+def parse_raw(r):
+    head, sep, body = r.data.partition(b"\r\n\r\n")
+    if not sep:
+        return
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/\d\.\d (\d{3})", lines[0])
+    if not m:
+        return
+    r.status = int(m.group(1))
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        r.headers[k.strip().lower()] = v.strip()
+    r.body = body
+
+
+def _complete(data):
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    m = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    return m is not None and len(body) >= int(m.group(1))
+
+
+def raw_request(port, data, timeout=5, until_close=False, connect_timeout=5):
+    """Sends bytes on a new connection and reads the response: until the server closes, the
+    timeout passes, or (unless until_close) one response with a Content-Length is complete."""
+    s = socket.create_connection((HOST, port), timeout=connect_timeout)
+    got = b""
+    closed = False
+    error = None
+    try:
+        s.settimeout(timeout)
+        try:
+            s.sendall(data)
+        except OSError as e:  # the server may close before reading everything
+            error = repr(e)
+        deadline = time.time() + timeout
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                break
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except OSError as e:
+                error = error or repr(e)
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+            if not until_close and _complete(got):
+                break
+    finally:
+        s.close()
+    return RawResponse(got, closed, error)
+
+
+def multipart_body(fields, files, boundary="----halleTestBoundary7MA4YWxkTrZu0gW"):
+    """fields: {name: str}; files: [(name, filename, content_type, bytes)].
+    Returns (content_type_header, body_bytes)."""
+    out = []
+    for name, value in fields.items():
+        out.append(b"--" + boundary.encode() + b"\r\n")
+        out.append(b'Content-Disposition: form-data; name="%s"\r\n\r\n' % name.encode())
+        out.append(value.encode("utf-8") + b"\r\n")
+    for name, filename, ctype, data in files:
+        out.append(b"--" + boundary.encode() + b"\r\n")
+        out.append(b'Content-Disposition: form-data; name="%s"; filename="%s"\r\n'
+                   % (name.encode(), filename.encode()))
+        out.append(b"Content-Type: %s\r\n\r\n" % ctype.encode())
+        out.append(data + b"\r\n")
+    out.append(b"--" + boundary.encode() + b"--\r\n")
+    return "multipart/form-data; boundary=" + boundary, b"".join(out)
+
+
+def wait_until(cond, timeout, step=0.05):
+    """Polls cond() until it is truthy or timeout passes; returns its last value."""
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v or time.time() >= deadline:
+            return v
+        time.sleep(step)
+
+
+def free_port_socket():
+    """A listening socket on 127.0.0.1 with a kernel-chosen port (to make a port busy)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((HOST, 0))
+    s.listen(1)
+    return s
