@@ -43,6 +43,7 @@ static const key_def keys[] = {
     {"read_timeout", K_INT, OFF(read_timeout), 1, 3600},
     {"shutdown_timeout", K_INT, OFF(shutdown_timeout), 0, 3600},
     {"dev_mode", K_BOOL, OFF(dev_mode), 0, 0},
+    {"plugin_dirs", K_STR, OFF(plugin_dirs), 0, 0},
 };
 
 static char *xstrdup(const char *s)
@@ -333,6 +334,7 @@ void hl_config_free(hl_config *c)
     free(c->log_level);
     free(c->share_dir);
     free(c->theme);
+    free(c->plugin_dirs);
     free(c);
 }
 

@@ -29,6 +29,7 @@ typedef struct hl_config {
     size_t max_upload_size;  /* per uploaded file */
     int read_timeout;        /* seconds of client silence before the connection is dropped */
     int shutdown_timeout;    /* seconds SIGTERM waits for in-flight requests */
+    char *plugin_dirs;       /* ':'-separated folders searched for plugins, NULL = defaults */
     int dev_mode;            /* reload templates and static files when they change */
 } hl_config;
 

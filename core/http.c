@@ -10,7 +10,9 @@
 #include <event2/http.h>
 #include <event2/http_struct.h> /* the protocol version has no getter in libevent 2.1 */
 #include <event2/keyvalq_struct.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -25,6 +27,8 @@
 
 #include "core/connlog.h"
 #include "core/db.h"
+#include "core/host.h"
+#include "core/hooks.h"
 #include "core/log.h"
 #include "core/site.h"
 #include "core/static.h"
@@ -45,8 +49,13 @@ struct hl_worker {
     hl_static *statics;
     hl_connlog *connlog;
     hl_arena *arena;
+    hl_hooks *hooks;
+    halle_host **hosts;
+    size_t nhosts;
+    int hook_request_before, hook_response_before;
     struct event *ev_term, *ev_int, *ev_flush, *ev_drain;
     int stopping;
+    int close_tries;
     int pending;             /* replies handed to libevent, not yet written */
     int64_t last_dispatch_us;
     int64_t stop_started_us;
@@ -58,6 +67,11 @@ static int64_t now_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+hl_db *hl_worker_db(hl_worker *w) { return w->db; }
+hl_db *hl_worker_archive(hl_worker *w) { return w->archive; }
+const hl_config *hl_worker_config(hl_worker *w) { return w->cfg; }
+hl_hooks *hl_worker_hooks(hl_worker *w) { return w->hooks; }
 
 const char *hl_http_share_dir(const hl_config *cfg)
 {
@@ -196,6 +210,49 @@ static void access_log(hl_worker *w, hl_request *req, struct evhttp_request *ev,
     }
 }
 
+/* request.before: filters see {method, path} and may refuse the request (auth, consent,
+ * rate limits). Returns 1 to go on to the handler, 0 when a filter answered. Costs nothing
+ * when no plugin listens. */
+static int run_request_before(hl_worker *w, hl_request *req)
+{
+    if (!hl_hooks_count(w->hooks, w->hook_request_before))
+        return 1;
+    json_t *v = json_pack("{s:s, s:s}", "method", req->method_name, "path", req->path);
+    hl_hook_stop stop;
+    memset(&stop, 0, sizeof stop);
+    int rc = hl_hooks_run_filter(w->hooks, w->hook_request_before, &v, req, &stop);
+    json_decref(v);
+    if (rc == HL_HOOK_CONTINUE)
+        return 1;
+    if (rc < 0)
+        hl_log(HL_LOG_ERROR, "request.before: %s", stop.message);
+    hl_response_error(req, stop.status >= 400 ? stop.status : (rc < 0 ? 500 : 403), rc < 0 ? NULL : stop.message);
+    return 0;
+}
+
+/* response.before: filters get {status, headers: {}} and may add headers (e.g. cookies). */
+static void run_response_before(hl_worker *w, hl_request *req)
+{
+    if (!hl_hooks_count(w->hooks, w->hook_response_before))
+        return;
+    json_t *v = json_pack("{s:i, s:s, s:{}}", "status", req->status, "path", req->path ? req->path : "", "headers");
+    hl_hook_stop stop;
+    memset(&stop, 0, sizeof stop);
+    int rc = hl_hooks_run_filter(w->hooks, w->hook_response_before, &v, req, &stop);
+    if (rc < 0) {
+        hl_log(HL_LOG_ERROR, "response.before: %s", stop.message);
+        hl_response_error(req, 500, NULL);
+    } else {
+        const char *name;
+        json_t *val;
+        json_object_foreach(json_object_get(v, "headers"), name, val) {
+            if (json_is_string(val))
+                hl_response_header(req, name, json_string_value(val));
+        }
+    }
+    json_decref(v);
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
     hl_worker *w = arg;
@@ -229,7 +286,9 @@ static void on_request(struct evhttp_request *ev, void *arg)
         hl_route_match m;
         memset(&m, 0, sizeof m);
         hl_route_result r = hl_router_match(w->router, req.method, req.path, strlen(req.path), w->arena, &m);
-        if (r == HL_ROUTE_FOUND) {
+        if (r == HL_ROUTE_FOUND && !run_request_before(w, &req)) {
+            /* a request.before filter answered */
+        } else if (r == HL_ROUTE_FOUND) {
             req.params = m.params;
             req.route_name = m.name;
             int rc = ((hl_handler)m.handler)(&req, m.ud);
@@ -251,6 +310,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
             hl_response_error(&req, 404, NULL);
         }
     }
+    run_response_before(w, &req);
     size_t bytes = hl_response_length(&req);
     w->pending++;
     evhttp_request_set_on_complete_cb(ev, on_reply_written, w);
@@ -318,6 +378,25 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Closing a SO_REUSEPORT socket resets the connections still in its accept queue, so the
+ * listener is closed only once libevent has accepted what was queued (a few tries at most). */
+static void close_listener(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hl_worker *w = arg;
+    if (!w->bound)
+        return;
+    struct pollfd p = {.fd = evhttp_bound_socket_get_fd(w->bound), .events = POLLIN};
+    if (w->close_tries++ < 20 && poll(&p, 1, 0) > 0) {
+        struct timeval soon = {0, 2000};
+        event_base_once(w->base, -1, EV_TIMEOUT, close_listener, w, &soon);
+        return;
+    }
+    evhttp_del_accept_socket(w->http, w->bound);
+    w->bound = NULL;
+}
+
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -329,10 +408,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     }
     w->stopping = 1;
     w->stop_started_us = now_us();
-    if (w->bound) {
-        evhttp_del_accept_socket(w->http, w->bound);
-        w->bound = NULL;
-    }
+    close_listener(-1, 0, w);
     struct timeval tv = {0, 100000};
     w->ev_drain = event_new(w->base, -1, EV_PERSIST, on_drain, w);
     if (w->ev_drain)
@@ -350,6 +426,8 @@ static void worker_free(hl_worker *w)
     if (w->http) evhttp_free(w->http);
     if (w->base) event_base_free(w->base);
     hl_connlog_free(w->connlog);
+    hl_hooks_free(w->hooks);
+    hl_host_unload_all(w->hosts, w->nhosts);
     hl_static_free(w->statics);
     hl_router_free(w->router);
     hl_db_close(w->archive);
@@ -372,7 +450,7 @@ static int load_theme_static(hl_worker *w, hl_err *err)
     return rc;
 }
 
-static int worker_run(const hl_config *cfg, int id, hl_err *err)
+static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
 {
     hl_worker w;
     memset(&w, 0, sizeof w);
@@ -390,6 +468,16 @@ static int worker_run(const hl_config *cfg, int id, hl_err *err)
         goto out;
     if ((rc = hl_site_register(&w, cfg, w.statics, err)) != HL_OK)
         goto out;
+    if (!(w.hooks = hl_hooks_new())) {
+        rc = hl_err_set(err, HL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = hl_host_declare_core_hooks(w.hooks, err)) != HL_OK ||
+        (rc = hl_host_load_all(&w, &w.hosts, &w.nhosts, err)) != HL_OK)
+        goto out;
+    hl_hooks_freeze(w.hooks);
+    w.hook_request_before = hl_hooks_id(w.hooks, "request.before");
+    w.hook_response_before = hl_hooks_id(w.hooks, "response.before");
     w.connlog = hl_connlog_new(w.db, 512);
     if (!(w.base = event_base_new()) || !(w.http = evhttp_new(w.base)) || !w.connlog) {
         rc = hl_err_set(err, HL_ENOMEM, "cannot create the event loop");
@@ -426,8 +514,15 @@ static int worker_run(const hl_config *cfg, int id, hl_err *err)
     sigaddset(&all, SIGTERM);
     sigaddset(&all, SIGINT);
     sigprocmask(SIG_UNBLOCK, &all, NULL);
-    hl_log(HL_LOG_INFO, "worker %d ready (%zu routes, %zu static files)", id, hl_router_count(w.router),
-           hl_static_count(w.statics));
+    if (ready_fd >= 0) { /* tells the master this worker accepts connections */
+        ssize_t wr;
+        do
+            wr = write(ready_fd, "r", 1);
+        while (wr < 0 && errno == EINTR);
+        close(ready_fd);
+    }
+    hl_log(HL_LOG_INFO, "worker %d ready (%zu routes, %zu static files, %zu plugins)", id,
+           hl_router_count(w.router), hl_static_count(w.statics), w.nhosts);
     event_base_dispatch(w.base);
     hl_log(HL_LOG_INFO, "worker %d stopped", id);
     rc = HL_OK;
@@ -444,21 +539,62 @@ typedef struct slot {
     int quick_deaths;
 } slot;
 
-static pid_t spawn_worker(const hl_config *cfg, int id)
+/* Forks a worker. *ready_fd (if not NULL) gets a pipe that becomes readable once the worker
+ * listens, or at EOF if it died first. */
+static pid_t spawn_worker(const hl_config *cfg, int id, int *ready_fd)
 {
+    int fds[2] = {-1, -1};
+    if (ready_fd && pipe2(fds, O_CLOEXEC) != 0)
+        fds[0] = fds[1] = -1;
     pid_t pid = fork();
-    if (pid != 0)
+    if (pid != 0) {
+        if (fds[1] >= 0)
+            close(fds[1]);
+        if (ready_fd)
+            *ready_fd = pid > 0 ? fds[0] : -1;
+        else if (fds[0] >= 0)
+            close(fds[0]);
+        if (pid < 0 && fds[0] >= 0)
+            close(fds[0]);
         return pid;
+    }
+    if (fds[0] >= 0)
+        close(fds[0]);
     /* The child keeps the master's blocked signal set; worker_run unblocks SIGTERM and SIGINT
      * once libevent has taken them over. */
     signal(SIGHUP, SIG_IGN);
     hl_err err;
     hl_err_clear(&err);
-    int rc = worker_run(cfg, id, &err);
+    int rc = worker_run(cfg, id, fds[1], &err);
     if (rc != HL_OK)
         hl_log(HL_LOG_ERROR, "worker %d: %s", id, err.msg);
     hl_log_close();
     _exit(rc == HL_OK ? 0 : 3);
+}
+
+/* Waits until the worker behind fd listens (1) or died (0), at most timeout_ms. */
+static int wait_ready(int fd, int timeout_ms)
+{
+    if (fd < 0)
+        return 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int ok = 0;
+    int64_t deadline = now_us() + (int64_t)timeout_ms * 1000;
+    for (;;) {
+        int left = (int)((deadline - now_us()) / 1000);
+        if (left <= 0)
+            break;
+        int n = poll(&p, 1, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n > 0) {
+            char c;
+            ok = read(fd, &c, 1) == 1;
+        }
+        break;
+    }
+    close(fd);
+    return ok;
 }
 
 static int detect_workers(const hl_config *cfg)
@@ -516,7 +652,7 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
            ipv6 ? "]" : "", cfg->listen_port, n, strcmp(cfg->log_file, "-") ? cfg->log_file : "stderr");
     fflush(stdout);
     for (int i = 0; i < n; i++) {
-        slots[i].pid = spawn_worker(cfg, i);
+        slots[i].pid = spawn_worker(cfg, i, NULL);
         slots[i].started_us = now_us();
         if (slots[i].pid > 0)
             hl_log(HL_LOG_INFO, "worker %d started as pid %d", i, (int)slots[i].pid);
@@ -541,8 +677,17 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
             hl_log(HL_LOG_INFO, "SIGHUP: restarting workers one by one");
             for (int i = 0; i < n; i++) {
                 pid_t old_pid = slots[i].pid;
-                slots[i].pid = spawn_worker(cfg, i);
+                int ready = -1;
+                pid_t pid = spawn_worker(cfg, i, &ready);
+                if (pid < 0 || !wait_ready(ready, 10000)) {
+                    hl_log(HL_LOG_ERROR, "SIGHUP: new worker %d did not start; keeping the old one", i);
+                    if (pid > 0)
+                        kill(pid, SIGKILL);
+                    continue;
+                }
+                slots[i].pid = pid;
                 slots[i].started_us = now_us();
+                hl_log(HL_LOG_INFO, "worker %d replaced: pid %d, old pid %d stopping", i, (int)pid, (int)old_pid);
                 if (old_pid > 0)
                     kill(old_pid, SIGTERM);
             }
@@ -579,7 +724,7 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
             hl_log(quick ? HL_LOG_ERROR : HL_LOG_WARN, "worker %d (pid %d) %s; restarting it", i, (int)pid, why);
             if (quick)
                 usleep(200000);
-            slots[i].pid = spawn_worker(cfg, i);
+            slots[i].pid = spawn_worker(cfg, i, NULL);
             slots[i].started_us = now_us();
             if (slots[i].pid > 0)
                 hl_log(HL_LOG_INFO, "worker %d started as pid %d", i, (int)slots[i].pid);

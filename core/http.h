@@ -14,6 +14,12 @@ typedef struct hl_worker hl_worker;
 int hl_http_route(hl_worker *w, unsigned methods, const char *pattern, const char *name,
                   hl_handler handler, void *ud, hl_err *err);
 
+/* What a worker holds, for the plugin host. */
+hl_db *hl_worker_db(hl_worker *w);
+hl_db *hl_worker_archive(hl_worker *w);
+const hl_config *hl_worker_config(hl_worker *w);
+struct hl_hooks *hl_worker_hooks(hl_worker *w);
+
 /* Runs the master: migrations, bind check, N workers, restart of crashed workers, graceful
  * stop on SIGTERM/SIGINT, rolling restart with a fresh configuration on SIGHUP. Returns when
  * the server has stopped (HL_OK) or could not start (error with message). */

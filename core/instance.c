@@ -47,6 +47,12 @@ int hl_instance_init(const char *dir, const hl_instance_opts *opts, hl_err *err)
     if (!cfg)
         return err ? err->code : HL_ERR;
     rc = hl_http_migrate(cfg, NULL, NULL, err);
+    if (rc != HL_OK) {
+        /* Leave nothing half-made: a second init must be able to start again. */
+        unlink(cfg->db_path);
+        unlink(cfg->archive_path);
+        unlink(conf);
+    }
     hl_config_free(cfg);
     return rc;
 }

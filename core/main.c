@@ -11,6 +11,7 @@
 #include "core/http.h"
 #include "core/instance.h"
 #include "core/log.h"
+#include "core/plugin.h"
 
 static const char *usage_main =
     "usage: halle [--version] [--help] COMMAND [ARGS]\n"
@@ -20,6 +21,8 @@ static const char *usage_main =
     "  serve [-c FILE] [--listen ADDR:PORT] [--workers N]\n"
     "                                    serve the instance\n"
     "  migrate [-c FILE]                 apply pending database migrations\n"
+    "  plugin list|info|enable|disable|set [-c FILE] ...\n"
+    "                                    manage plugins\n"
     "  help COMMAND                      describe a command\n"
     "\n"
     "Run 'halle COMMAND --help' for a command's options.\n";
@@ -47,6 +50,19 @@ static const char *usage_migrate =
     "usage: halle migrate [-c FILE]\n"
     "\n"
     "Applies pending migrations to the instance databases (serve does this at start too).\n"
+    "\n"
+    "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
+
+static const char *usage_plugin =
+    "usage: halle plugin [-c FILE] COMMAND [ARGS]\n"
+    "\n"
+    "  list                      plugins found, with kind, version and state\n"
+    "  info NAME                 description, requirements, permissions, settings\n"
+    "  enable NAME               check it, run its migrations, enable it\n"
+    "  disable NAME              disable it (its data is kept)\n"
+    "  set NAME KEY VALUE        change a setting (checked against the plugin's schema)\n"
+    "\n"
+    "Running servers pick up changes on their next start or SIGHUP.\n"
     "\n"
     "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
 
@@ -166,6 +182,114 @@ static int cmd_migrate(int argc, char **argv)
     return rc == HL_OK ? 0 : fail(&err);
 }
 
+static void print_info(const hl_plugin_info *p, hl_db *db)
+{
+    printf("%s %s (%s plugin)%s\n", p->name, p->version ? p->version : "?", p->kind == HL_PLUGIN_C ? "C" : "Lua",
+           p->enabled ? ", enabled" : "");
+    if (p->description && *p->description)
+        printf("  %s\n", p->description);
+    printf("  path: %s\n", p->path);
+    if (p->requires && *p->requires)
+        printf("  requires: %s\n", p->requires);
+    if (p->error)
+        printf("  REFUSED: %s\n", p->error);
+    if (p->kind == HL_PLUGIN_C) {
+        printf("  permissions: native code, trusted with the whole instance\n");
+    } else {
+        json_t *read = json_object_get(json_object_get(p->manifest, "permissions"), "read");
+        printf("  permissions: its own tables (%s_*)", p->name);
+        size_t i;
+        json_t *t;
+        json_array_foreach(read, i, t) printf("%s read %s", i ? "," : ";", json_string_value(t));
+        printf("\n");
+    }
+    json_t *schema = json_object_get(p->manifest, "settings");
+    if (json_object_size(schema)) {
+        json_t *values = hl_plugin_settings(db, p);
+        printf("  settings:\n");
+        const char *key;
+        json_t *s;
+        json_object_foreach(schema, key, s) {
+            char *v = json_dumps(json_object_get(values, key), JSON_ENCODE_ANY);
+            printf("    %s = %s  (%s) %s\n", key, v ? v : "unset", json_string_value(json_object_get(s, "type")),
+                   json_string_value(json_object_get(s, "label")) ? json_string_value(json_object_get(s, "label")) : "");
+            free(v);
+        }
+        json_decref(values);
+    }
+}
+
+static int cmd_plugin(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'h': fputs(usage_plugin, stdout); return 0;
+        default: return usage_error(usage_plugin, NULL, NULL);
+        }
+    }
+    if (optind >= argc)
+        return usage_error(usage_plugin, "plugin needs a command", NULL);
+    const char *sub = argv[optind++];
+    int nargs = argc - optind;
+    int want = !strcmp(sub, "list") ? 0 : !strcmp(sub, "set") ? 3
+             : (!strcmp(sub, "info") || !strcmp(sub, "enable") || !strcmp(sub, "disable")) ? 1 : -1;
+    if (want < 0)
+        return usage_error(usage_plugin, "unknown plugin command '%s'", sub);
+    if (nargs != want)
+        return usage_error(usage_plugin, "wrong number of arguments for 'plugin %s'", sub);
+    hl_err err;
+    hl_err_clear(&err);
+    hl_config *cfg = load_config(path, &err);
+    if (!cfg)
+        return fail(&err);
+    int rc = hl_http_migrate(cfg, NULL, NULL, &err);
+    hl_db *db = rc ? NULL : hl_db_open(cfg->db_path, 0, &err);
+    if (!db) {
+        hl_config_free(cfg);
+        return fail(&err);
+    }
+    const char *name = nargs ? argv[optind] : NULL;
+    if (!strcmp(sub, "enable")) {
+        rc = hl_plugin_enable(cfg, db, name, &err);
+        if (!rc)
+            printf("halle: plugin %s enabled (restart or SIGHUP the server to load it)\n", name);
+    } else if (!strcmp(sub, "disable")) {
+        rc = hl_plugin_disable(cfg, db, name, &err);
+        if (!rc)
+            printf("halle: plugin %s disabled; its data is kept\n", name);
+    } else {
+        hl_plugin_list l;
+        rc = hl_plugin_discover(cfg, db, &l, &err);
+        if (!rc && !strcmp(sub, "list")) {
+            if (!l.count)
+                printf("no plugins found (see plugin_dirs in docs/operators.md)\n");
+            for (size_t i = 0; i < l.count; i++) {
+                const hl_plugin_info *p = &l.items[i];
+                printf("%-20s %-4s %-10s %-9s %s\n", p->name, p->kind == HL_PLUGIN_C ? "C" : "Lua",
+                       p->version ? p->version : "?", p->error ? "REFUSED" : p->enabled ? "enabled" : "disabled",
+                       p->error ? p->error : (p->description ? p->description : ""));
+            }
+        } else if (!rc) {
+            const hl_plugin_info *p = hl_plugin_find(&l, name);
+            if (!p)
+                rc = hl_err_set(&err, HL_ENOTFOUND, "no plugin named '%s' (see 'halle plugin list')", name);
+            else if (!strcmp(sub, "info"))
+                print_info(p, db);
+            else if (!(rc = hl_plugin_set_setting(db, p, argv[optind + 1], argv[optind + 2], &err)))
+                printf("halle: %s.%s = %s\n", name, argv[optind + 1], argv[optind + 2]);
+        }
+        hl_plugin_list_free(&l);
+    }
+    hl_db_close(db);
+    hl_config_free(cfg);
+    return rc ? fail(&err) : 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
@@ -174,6 +298,7 @@ static const struct {
     {"init", cmd_init, &usage_init},
     {"serve", cmd_serve, &usage_serve},
     {"migrate", cmd_migrate, &usage_migrate},
+    {"plugin", cmd_plugin, &usage_plugin},
 };
 
 int main(int argc, char **argv)

@@ -221,5 +221,14 @@ void hl_request_send(hl_request *req, int close_connection)
     evhttp_add_header(h, "Referrer-Policy", "strict-origin-when-cross-origin");
     if (close_connection)
         evhttp_add_header(h, "Connection", "close");
+    if (evhttp_request_get_command(p->ev) == EVHTTP_REQ_HEAD) {
+        /* libevent 2.1 neither adds Content-Length for HEAD nor drops the body, which would
+         * corrupt a kept-alive connection: announce the length, send nothing. */
+        char len[32];
+        snprintf(len, sizeof len, "%zu", evbuffer_get_length(p->out));
+        evhttp_remove_header(h, "Content-Length");
+        evhttp_add_header(h, "Content-Length", len);
+        evbuffer_drain(p->out, evbuffer_get_length(p->out));
+    }
     evhttp_send_reply(p->ev, req->status, hl_http_reason(req->status), NULL);
 }

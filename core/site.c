@@ -3,6 +3,7 @@
 #include "halle-config.h"
 #include "core/site.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +133,10 @@ static int dev_sleep(hl_request *req, void *ud)
     long n = ms ? strtol(ms, NULL, 10) : 100;
     if (n < 0 || n > 10000)
         return hl_response_error(req, 400, "ms must be between 0 and 10000");
-    usleep((useconds_t)n * 1000);
+    /* Signals (SIGTERM during a graceful stop) interrupt the sleep: sleep the rest. */
+    struct timespec left = {n / 1000, (n % 1000) * 1000000L};
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ;
     hl_response_header(req, "Content-Type", "text/plain; charset=utf-8");
     return hl_response_printf(req, "slept %ld ms\n", n);
 }

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -123,6 +122,18 @@ def read_version():
     if not m:
         raise RuntimeError("no AC_INIT version in configure.ac")
     return m.group(1)
+
+
+def migration_versions(which):
+    """Version numbers of the migration files in SHARE_DIR/core/migrations/WHICH (main or
+    archive), sorted: what `halle migrate` is expected to have applied."""
+    folder = os.path.join(SHARE_DIR, "core", "migrations", which)
+    out = []
+    for name in os.listdir(folder):
+        m = re.match(r"^(\d+)_.*\.sql$", name)
+        if m:
+            out.append(int(m.group(1)))
+    return sorted(out)
 
 
 # ---- instances ---------------------------------------------------------------------------
@@ -373,7 +384,7 @@ class Server:
                         except ProcessLookupError:
                             pass
                 if self.tap:
-                    self.tap.ok(False, "server (pid %d) stops within %d s of SIGTERM" % (self.pid, timeout),
+                    self.tap.ok(False, "server (pid %d) stops within %g s of SIGTERM" % (self.pid, timeout),
                                 "had to kill -9 it")
         self.returncode = self.proc.returncode
         if self.proc.stdout:

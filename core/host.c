@@ -1,0 +1,344 @@
+/* The plugin host (see host.h): the halle_api table, whose functions translate the public SDK
+ * types to the core's, and loading plugins into a worker. */
+#include "core/host.h"
+
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/http.h"
+#include "core/log.h"
+#include "core/request.h"
+#include "core/router.h"
+
+static void set_error(halle_host *h, const char *msg)
+{
+    snprintf(h->last_error, sizeof h->last_error, "%s", msg ? msg : "");
+}
+
+static void api_log(halle_host *h, int level, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    hl_log(level, "plugin %s: %s", h->name, msg);
+}
+
+static int api_route(halle_host *h, unsigned methods, const char *pattern, halle_handler fn, void *ud)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    char name[96];
+    snprintf(name, sizeof name, "%s.route", h->name);
+    int rc = hl_http_route(h->worker, methods, pattern, name, (hl_handler)fn, ud, &err);
+    set_error(h, err.msg);
+    return rc;
+}
+
+static int api_hook(halle_host *h, const char *hook, int priority, halle_hook_fn fn, void *ud)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_hooks_add(hl_worker_hooks(h->worker), hook, priority, (hl_hook_fn)fn, ud, NULL, h->name, &err);
+    set_error(h, err.msg);
+    return rc;
+}
+
+static int api_declare_hook(halle_host *h, const char *name, int kind)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    size_t nl = strlen(h->name);
+    if (strncmp(name, h->name, nl) || name[nl] != '.') {
+        set_error(h, "a plugin's own hooks are named PLUGIN.event");
+        return HL_EINVAL;
+    }
+    int rc = hl_hooks_declare(hl_worker_hooks(h->worker), name, (hl_hook_kind)kind, &err);
+    set_error(h, err.msg);
+    return rc;
+}
+
+static const char *api_setting(halle_host *h, const char *name)
+{
+    json_t *v = json_object_get(h->settings, name);
+    if (json_is_string(v))
+        return json_string_value(v);
+    if (json_is_true(v))
+        return "on";
+    if (json_is_false(v))
+        return "off";
+    if (json_is_integer(v)) {
+        /* Stored back into the object as text so that the pointer lives as long as the host. */
+        char buf[32];
+        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+        json_object_set_new(h->settings, name, json_string(buf));
+        return json_string_value(json_object_get(h->settings, name));
+    }
+    return NULL;
+}
+
+static const char *api_last_error(halle_host *h) { return h->last_error; }
+
+static json_t *api_call_value(halle_hook_call *c) { return c->value; }
+static void api_call_set_value(halle_hook_call *c, json_t *v)
+{
+    json_decref(c->value);
+    c->value = v;
+}
+static halle_request *api_call_request(halle_hook_call *c) { return c->ctx; }
+static int api_call_stop(halle_hook_call *c, int status, const char *message)
+{
+    c->stop.status = status;
+    snprintf(c->stop.message, sizeof c->stop.message, "%s", message ? message : "");
+    return HL_HOOK_STOP;
+}
+
+static const char *api_req_method(halle_request *r) { return r->method_name; }
+static const char *api_req_path(halle_request *r) { return r->path; }
+static const char *api_req_param(halle_request *r, const char *n) { return hl_request_param(r, n); }
+static const char *api_req_route_param(halle_request *r, const char *n) { return hl_params_value(&r->params, n); }
+static const char *api_req_header(halle_request *r, const char *n) { return hl_request_header(r, n); }
+static const char *api_req_cookie(halle_request *r, const char *n) { return hl_params_value(&r->cookies, n); }
+static const void *api_req_body(halle_request *r, size_t *len)
+{
+    if (len)
+        *len = r->body_len;
+    return r->body;
+}
+
+static void api_resp_status(halle_request *r, int s) { hl_response_status(r, s); }
+static int api_resp_header(halle_request *r, const char *n, const char *v) { return hl_response_header(r, n, v); }
+static int api_resp_write(halle_request *r, const void *d, size_t l) { return hl_response_write(r, d, l); }
+static int api_resp_html(halle_request *r, const char *t) { return hl_response_html(r, t); }
+static int api_resp_json(halle_request *r, int s, json_t *v) { return hl_response_json(r, s, v); }
+static int api_resp_error(halle_request *r, int s, const char *m) { return hl_response_error(r, s, m); }
+
+/* Binds from a va_list: the storage API takes '...', so the varargs are re-read here with the
+ * same type letters. */
+static int bind_va(hl_stmt *st, const char *types, va_list ap)
+{
+    int idx = 1;
+    for (const char *t = types ? types : ""; *t; t++, idx++) {
+        int rc;
+        switch (*t) {
+        case 'i': rc = hl_db_bind_int64(st, idx, va_arg(ap, int)); break;
+        case 'I': rc = hl_db_bind_int64(st, idx, va_arg(ap, int64_t)); break;
+        case 'd': rc = hl_db_bind_double(st, idx, va_arg(ap, double)); break;
+        case 's': { const char *s = va_arg(ap, const char *); rc = hl_db_bind_text(st, idx, s, s ? strlen(s) : 0); break; }
+        case 't': { const char *s = va_arg(ap, const char *); size_t l = va_arg(ap, size_t); rc = hl_db_bind_text(st, idx, s, l); break; }
+        case 'b': { const void *b = va_arg(ap, const void *); size_t l = va_arg(ap, size_t); rc = hl_db_bind_blob(st, idx, b, l); break; }
+        case 'n': rc = hl_db_bind_null(st, idx); break;
+        default: return HL_EINVAL;
+        }
+        if (rc)
+            return rc;
+    }
+    return HL_OK;
+}
+
+static hl_stmt *query_va(halle_host *h, const char *sql, const char *types, va_list ap)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    hl_stmt *st = hl_db_prepare(hl_worker_db(h->worker), sql, &err);
+    if (!st) {
+        set_error(h, err.msg);
+        return NULL;
+    }
+    if (bind_va(st, types, ap) != HL_OK) {
+        set_error(h, "cannot bind parameters: check the type letters");
+        hl_db_done(st);
+        return NULL;
+    }
+    return st;
+}
+
+static int api_db_run(halle_host *h, const char *sql, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    hl_stmt *st = query_va(h, sql, types, ap);
+    va_end(ap);
+    if (!st)
+        return HL_ERR;
+    hl_err err;
+    hl_err_clear(&err);
+    int rc;
+    while ((rc = hl_db_step(st, &err)) == HL_DB_ROW)
+        ;
+    hl_db_done(st);
+    set_error(h, err.msg);
+    return rc;
+}
+
+static halle_stmt *api_db_query(halle_host *h, const char *sql, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    hl_stmt *st = query_va(h, sql, types, ap);
+    va_end(ap);
+    return st;
+}
+
+static int api_db_step(halle_stmt *st) { return hl_db_step(st, NULL); }
+static int api_db_col_count(halle_stmt *st) { return hl_db_col_count(st); }
+static int64_t api_db_col_int(halle_stmt *st, int c) { return hl_db_col_int64(st, c); }
+static double api_db_col_double(halle_stmt *st, int c) { return hl_db_col_double(st, c); }
+static const char *api_db_col_text(halle_stmt *st, int c) { return hl_db_col_text(st, c); }
+static void api_db_done(halle_stmt *st) { hl_db_done(st); }
+
+static const halle_api api = {
+    .api_version = HALLE_API_VERSION,
+    .struct_size = sizeof(halle_api),
+    .log = api_log,
+    .route = api_route,
+    .hook = api_hook,
+    .declare_hook = api_declare_hook,
+    .setting = api_setting,
+    .last_error = api_last_error,
+    .call_value = api_call_value,
+    .call_set_value = api_call_set_value,
+    .call_request = api_call_request,
+    .call_stop = api_call_stop,
+    .req_method = api_req_method,
+    .req_path = api_req_path,
+    .req_param = api_req_param,
+    .req_route_param = api_req_route_param,
+    .req_header = api_req_header,
+    .req_cookie = api_req_cookie,
+    .req_body = api_req_body,
+    .resp_status = api_resp_status,
+    .resp_header = api_resp_header,
+    .resp_write = api_resp_write,
+    .resp_html = api_resp_html,
+    .resp_json = api_resp_json,
+    .resp_error = api_resp_error,
+    .db_run = api_db_run,
+    .db_query = api_db_query,
+    .db_step = api_db_step,
+    .db_col_count = api_db_col_count,
+    .db_col_int = api_db_col_int,
+    .db_col_double = api_db_col_double,
+    .db_col_text = api_db_col_text,
+    .db_done = api_db_done,
+};
+
+const halle_api *hl_host_api(void) { return &api; }
+
+/* The catalogue (docs/hooks.md). Filters are named *.before or describe a transformation. */
+static const struct {
+    const char *name;
+    hl_hook_kind kind;
+} core_hooks[] = {
+    {"request.before", HL_HOOK_FILTER},  {"response.before", HL_HOOK_FILTER},
+    {"render.context", HL_HOOK_FILTER},  {"routes.registered", HL_HOOK_ACTION},
+    {"user.created", HL_HOOK_ACTION},    {"order.validate", HL_HOOK_FILTER},
+    {"order.placed", HL_HOOK_ACTION},    {"payment.providers", HL_HOOK_FILTER},
+    {"payment.status_changed", HL_HOOK_ACTION}, {"payment.refund.before", HL_HOOK_FILTER},
+    {"payment.refunded", HL_HOOK_ACTION}, {"privacy.register", HL_HOOK_FILTER},
+    {"privacy.export", HL_HOOK_FILTER},  {"privacy.erase", HL_HOOK_ACTION},
+    {"cookies.declare", HL_HOOK_FILTER}, {"consent.changed", HL_HOOK_ACTION},
+    {"cron.minutely", HL_HOOK_ACTION},   {"cron.hourly", HL_HOOK_ACTION},
+    {"cron.daily", HL_HOOK_ACTION},      {"mail.sent", HL_HOOK_ACTION},
+};
+
+int hl_host_declare_core_hooks(hl_hooks *h, hl_err *err)
+{
+    for (size_t i = 0; i < sizeof core_hooks / sizeof core_hooks[0]; i++) {
+        int rc = hl_hooks_declare(h, core_hooks[i].name, core_hooks[i].kind, err);
+        if (rc)
+            return rc;
+    }
+    return HL_OK;
+}
+
+/* ---- loading -------------------------------------------------------------------------- */
+
+static int load_c(halle_host *host, const hl_plugin_info *p, hl_err *err)
+{
+    host->so = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
+    if (!host->so)
+        return hl_err_set(err, HL_EINVAL, "%s: cannot load: %s", p->path, dlerror());
+    host->desc = dlsym(host->so, "halle_plugin_descriptor");
+    if (!host->desc)
+        return hl_err_set(err, HL_EINVAL, "%s: no halle_plugin_descriptor", p->path);
+    int rc = host->desc->init(host, &api);
+    if (rc != HALLE_OK) {
+        host->desc = NULL; /* no fini for a plugin whose init failed */
+        return hl_err_set(err, HL_ERR, "init failed: %s", host->last_error[0] ? host->last_error : "no reason given");
+    }
+    return HL_OK;
+}
+
+static void host_free(halle_host *h)
+{
+    if (!h)
+        return;
+    if (h->kind == HL_PLUGIN_C) {
+        if (h->desc && h->desc->fini)
+            h->desc->fini(h);
+    } else {
+        hl_luaplugin_unload(h);
+    }
+    /* The library stays mapped: hook callbacks and routes registered by it may still be in
+     * the tables being freed, and the process is exiting anyway. */
+    json_decref(h->settings);
+    free(h->name);
+    free(h);
+}
+
+int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err *err)
+{
+    *hosts = NULL;
+    *n = 0;
+    hl_plugin_list l;
+    int rc = hl_plugin_discover(hl_worker_config(w), hl_worker_db(w), &l, err);
+    if (rc)
+        return rc;
+    halle_host **out = calloc(l.count ? l.count : 1, sizeof *out);
+    if (!out) {
+        hl_plugin_list_free(&l);
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < l.count; i++) {
+        const hl_plugin_info *p = &l.items[i];
+        if (!p->enabled)
+            continue;
+        if (p->error) {
+            hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, p->error);
+            continue;
+        }
+        halle_host *h = calloc(1, sizeof *h);
+        if (!h)
+            continue;
+        h->worker = w;
+        h->name = strdup(p->name);
+        h->kind = p->kind;
+        h->settings = hl_plugin_settings(hl_worker_db(w), p);
+        hl_err e;
+        hl_err_clear(&e);
+        int lrc = p->kind == HL_PLUGIN_C ? load_c(h, p, &e) : hl_luaplugin_load(h, p, &e);
+        if (lrc != HL_OK) {
+            hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, e.msg);
+            host_free(h);
+            continue;
+        }
+        out[k++] = h;
+    }
+    hl_plugin_list_free(&l);
+    *hosts = out;
+    *n = k;
+    return HL_OK;
+}
+
+void hl_host_unload_all(halle_host **hosts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        host_free(hosts[i]);
+    free(hosts);
+}

@@ -1,0 +1,41 @@
+/* The core as plugins see it: the halle_api function table handed to C plugins, the host
+ * record of each loaded plugin, and loading the enabled plugins into a worker at start-up. */
+#ifndef HL_HOST_H
+#define HL_HOST_H
+
+#include "core/error.h"
+#include "core/hooks.h"
+#include "core/plugin.h"
+#include "include/halle/plugin.h"
+
+struct hl_worker;
+struct hl_lua;
+
+struct halle_host {
+    struct hl_worker *worker;
+    char *name;
+    hl_plugin_kind kind;
+    void *so;                     /* C: dlopen handle */
+    const halle_plugin *desc;     /* C: descriptor */
+    struct hl_lua *lua;           /* Lua: the plugin's state in this worker */
+    hl_db_policy policy;          /* Lua: what its SQL may touch */
+    json_t *settings;
+    char last_error[512];
+};
+
+/* Loads every enabled plugin into the worker; a plugin that fails is logged with its reason
+ * and skipped. Returns the hosts (free with hl_host_unload_all). */
+int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err *err);
+void hl_host_unload_all(halle_host **hosts, size_t n);
+
+/* The API table given to C plugins (also used by tests). */
+const halle_api *hl_host_api(void);
+
+/* Declares the core's hook catalogue (docs/hooks.md). */
+int hl_host_declare_core_hooks(hl_hooks *h, hl_err *err);
+
+/* Loads a Lua plugin into the worker (core/luaplugin.c). */
+int hl_luaplugin_load(halle_host *host, const hl_plugin_info *p, hl_err *err);
+void hl_luaplugin_unload(halle_host *host);
+
+#endif

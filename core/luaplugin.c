@@ -1,0 +1,595 @@
+/* Lua plugins in a worker: loads the plugin's main file into its sandboxed state (core/lua.c)
+ * and gives it the `halle` API table: routes, hook callbacks, SQL through the plugin's access
+ * policy, settings, logging and privacy/cookie declarations. Every call into Lua goes through
+ * hl_lua_call, so limits apply and an error becomes a 500 for that request, never a crash. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/host.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/lua.h"
+#include "core/request.h"
+#include "core/router.h"
+
+#define JSON_DEPTH 32
+#define STOP_MARK "halle.stop"
+
+typedef struct lua_cb {
+    halle_host *host;
+    int ref;  /* registry reference to the Lua function */
+} lua_cb;
+
+static halle_host *host_of(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "halle.host");
+    halle_host *h = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return h;
+}
+
+/* ---- JSON <-> Lua --------------------------------------------------------------------- */
+
+static void push_json(lua_State *L, json_t *v, int depth)
+{
+    luaL_checkstack(L, 4, "JSON value too deep");
+    if (!v || depth > JSON_DEPTH) {
+        lua_pushnil(L);
+        return;
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        lua_createtable(L, 0, (int)json_object_size(v));
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) {
+            push_json(L, x, depth + 1);
+            lua_setfield(L, -2, k);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        lua_createtable(L, (int)json_array_size(v), 0);
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) {
+            push_json(L, x, depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    }
+    case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(v)); break;
+    case JSON_REAL: lua_pushnumber(L, json_real_value(v)); break;
+    case JSON_TRUE: lua_pushboolean(L, 1); break;
+    case JSON_FALSE: lua_pushboolean(L, 0); break;
+    default: lua_pushnil(L); break;
+    }
+}
+
+static json_t *to_json(lua_State *L, int idx, int depth)
+{
+    idx = lua_absindex(L, idx);
+    if (depth > JSON_DEPTH)
+        return NULL;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return json_null();
+    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+        return lua_isinteger(L, idx) ? json_integer((json_int_t)lua_tointeger(L, idx)) : json_real(lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        return json_stringn(s, len); /* NULL for invalid UTF-8 */
+    }
+    case LUA_TTABLE: {
+        luaL_checkstack(L, 4, "table too deep");
+        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+        if (n > 0) {
+            json_t *a = json_array();
+            for (lua_Integer i = 1; a && i <= n; i++) {
+                lua_rawgeti(L, idx, i);
+                json_t *x = to_json(L, -1, depth + 1);
+                lua_pop(L, 1);
+                json_array_append_new(a, x ? x : json_null());
+            }
+            return a;
+        }
+        json_t *o = json_object();
+        lua_pushnil(L);
+        while (o && lua_next(L, idx)) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                json_t *x = to_json(L, -1, depth + 1);
+                if (x)
+                    json_object_set_new(o, lua_tostring(L, -2), x);
+            }
+            lua_pop(L, 1);
+        }
+        return o;
+    }
+    default: return NULL;
+    }
+}
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+static void push_params(lua_State *L, const hl_params *p)
+{
+    lua_createtable(L, 0, (int)p->count);
+    for (size_t i = p->count; i-- > 0;) { /* first occurrence wins, as hl_params_value */
+        if (p->items[i].filename) {
+            lua_createtable(L, 0, 4);
+            lua_pushstring(L, p->items[i].filename);
+            lua_setfield(L, -2, "filename");
+            lua_pushstring(L, p->items[i].content_type);
+            lua_setfield(L, -2, "content_type");
+            lua_pushlstring(L, p->items[i].value, p->items[i].value_len);
+            lua_setfield(L, -2, "data");
+        } else {
+            lua_pushlstring(L, p->items[i].value, p->items[i].value_len);
+        }
+        lua_setfield(L, -2, p->items[i].name);
+    }
+}
+
+static int req_header(lua_State *L)
+{
+    hl_request *r = lua_touserdata(L, lua_upvalueindex(1));
+    lua_pushstring(L, hl_request_header(r, luaL_checkstring(L, 1)));
+    return 1;
+}
+
+/* The request as a plain table; valid for the duration of the call only. */
+static void push_request(lua_State *L, hl_request *r)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, r->method_name);
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, r->path);
+    lua_setfield(L, -2, "path");
+    push_params(L, &r->params);
+    lua_setfield(L, -2, "params");
+    push_params(L, &r->query);
+    lua_setfield(L, -2, "query");
+    push_params(L, &r->form);
+    lua_setfield(L, -2, "form");
+    push_params(L, &r->cookies);
+    lua_setfield(L, -2, "cookies");
+    lua_pushstring(L, r->remote_ip);
+    lua_setfield(L, -2, "ip");
+    lua_pushlightuserdata(L, r);
+    lua_pushcclosure(L, req_header, 1);
+    lua_setfield(L, -2, "header");
+}
+
+static int fail_request(hl_request *r, halle_host *h, const char *msg)
+{
+    hl_log(HL_LOG_ERROR, "%s (%s %s)", msg, r->method_name, r->path);
+    (void)h;
+    return hl_response_error(r, 500, NULL);
+}
+
+/* Turns what a handler returned into the response: a string is an HTML body; a table may
+ * hold status, body, json, content_type and headers. */
+static int apply_result(lua_State *L, hl_request *r, halle_host *h)
+{
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        return hl_response_write(r, s, len);
+    }
+    if (!lua_istable(L, -1))
+        return fail_request(r, h, "a route handler must return a string or a table");
+    lua_getfield(L, -1, "status");
+    if (lua_isinteger(L, -1))
+        hl_response_status(r, (int)lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "headers");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING)
+                hl_response_header(r, lua_tostring(L, -2), lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "content_type");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        hl_response_header(r, "Content-Type", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "json");
+    if (!lua_isnil(L, -1)) {
+        json_t *j = to_json(L, -1, 0);
+        lua_pop(L, 1);
+        if (!j)
+            return fail_request(r, h, "a route handler returned a value that is not JSON");
+        int rc = hl_response_json(r, r->status, j);
+        json_decref(j);
+        return rc;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "body");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        hl_response_write(r, s, len);
+    }
+    lua_pop(L, 1);
+    return HL_OK;
+}
+
+static int route_handler(hl_request *r, void *ud)
+{
+    lua_cb *cb = ud;
+    halle_host *h = cb->host;
+    lua_State *L = hl_lua_state(h->lua);
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cb->ref);
+    push_request(L, r);
+    lua_pushlightuserdata(L, r);
+    lua_setfield(L, LUA_REGISTRYINDEX, "halle.request");
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_lua_call(h->lua, 1, 1, &err);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "halle.request");
+    if (rc != HL_OK) {
+        lua_settop(L, top);
+        return fail_request(r, h, err.msg);
+    }
+    rc = apply_result(L, r, h);
+    lua_settop(L, top);
+    return rc;
+}
+
+/* ---- hooks ---------------------------------------------------------------------------- */
+
+static int hook_trampoline(void *ud, hl_hook_call *call)
+{
+    lua_cb *cb = ud;
+    halle_host *h = cb->host;
+    lua_State *L = hl_lua_state(h->lua);
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cb->ref);
+    push_json(L, call->value, 0);
+    if (call->ctx)
+        push_request(L, call->ctx);
+    else
+        lua_pushnil(L);
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_lua_call(h->lua, 2, 3, &err);
+    if (rc != HL_OK) {
+        snprintf(call->stop.message, sizeof call->stop.message, "%s", err.msg);
+        lua_settop(L, top);
+        return HL_ERR;
+    }
+    /* return halle.stop(status, message): a table with the stop mark. */
+    int result = HL_HOOK_CONTINUE;
+    if (lua_istable(L, -3) && lua_getmetatable(L, -3)) {
+        luaL_getmetatable(L, STOP_MARK);
+        int is_stop = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (is_stop) {
+            lua_getfield(L, -3, "status");
+            lua_getfield(L, -4, "message");
+            call->stop.status = (int)luaL_optinteger(L, -2, 403);
+            snprintf(call->stop.message, sizeof call->stop.message, "%s", luaL_optstring(L, -1, ""));
+            lua_settop(L, top);
+            return HL_HOOK_STOP;
+        }
+    }
+    if (!lua_isnil(L, -3)) { /* a filter's new value */
+        json_t *v = to_json(L, -3, 0);
+        if (v) {
+            json_decref(call->value);
+            call->value = v;
+        }
+    }
+    lua_settop(L, top);
+    return result;
+}
+
+static void cb_free(void *ud)
+{
+    free(ud);
+}
+
+static lua_cb *new_cb(lua_State *L, int fn_idx)
+{
+    lua_cb *cb = malloc(sizeof *cb);
+    if (!cb)
+        luaL_error(L, "out of memory");
+    cb->host = host_of(L);
+    lua_pushvalue(L, fn_idx);
+    cb->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return cb;
+}
+
+/* ---- the halle table ------------------------------------------------------------------ */
+
+static unsigned parse_methods(lua_State *L, const char *s)
+{
+    unsigned m = 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        unsigned b = hl_router_method_from_name(t);
+        if (!b)
+            luaL_error(L, "unknown HTTP method '%s'", t);
+        m |= b;
+    }
+    return m;
+}
+
+static int l_route(lua_State *L)
+{
+    unsigned methods = parse_methods(L, luaL_checkstring(L, 1));
+    const char *pattern = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    halle_host *h = host_of(L);
+    lua_cb *cb = new_cb(L, 3);
+    char name[96];
+    snprintf(name, sizeof name, "%s.route", h->name);
+    hl_err err;
+    hl_err_clear(&err);
+    /* The callback is owned by the host's list so that it is freed with the plugin. */
+    if (hl_http_route(h->worker, methods, pattern, name, route_handler, cb, &err) != HL_OK) {
+        luaL_unref(L, LUA_REGISTRYINDEX, cb->ref);
+        free(cb);
+        return luaL_error(L, "%s", err.msg);
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "halle.routes");
+    lua_pushlightuserdata(L, cb);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+static int l_hook(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    int prio = (int)luaL_optinteger(L, 3, HL_HOOK_DEFAULT_PRIORITY);
+    halle_host *h = host_of(L);
+    lua_cb *cb = new_cb(L, 2);
+    hl_err err;
+    hl_err_clear(&err);
+    if (hl_hooks_add(hl_worker_hooks(h->worker), name, prio, hook_trampoline, cb, cb_free, h->name, &err) != HL_OK)
+        return luaL_error(L, "%s", err.msg);
+    return 0;
+}
+
+static int l_stop(lua_State *L)
+{
+    lua_Integer status = luaL_optinteger(L, 1, 403);
+    const char *msg = luaL_optstring(L, 2, "");
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    luaL_setmetatable(L, STOP_MARK);
+    return 1;
+}
+
+static int l_log(lua_State *L)
+{
+    const char *level = luaL_checkstring(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+    int lv = !strcmp(level, "debug") ? HL_LOG_DEBUG : !strcmp(level, "warn") ? HL_LOG_WARN
+           : !strcmp(level, "error") ? HL_LOG_ERROR : HL_LOG_INFO;
+    hl_log(lv, "plugin %s: %s", host_of(L)->name, msg);
+    return 0;
+}
+
+static int l_setting(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    push_json(L, json_object_get(host_of(L)->settings, name), 0);
+    return 1;
+}
+
+/* Prepares and binds Lua values under the plugin's policy. Leaves the policy set; the caller
+ * clears it. */
+static hl_stmt *prepare(lua_State *L, halle_host *h, hl_err *err)
+{
+    const char *sql = luaL_checkstring(L, 1);
+    hl_db *db = hl_worker_db(h->worker);
+    if (hl_db_set_policy(db, &h->policy, err) != HL_OK)
+        return NULL;
+    hl_stmt *st = hl_db_prepare(db, sql, err);
+    if (!st)
+        return NULL;
+    int n = lua_gettop(L);
+    for (int i = 2; i <= n; i++) {
+        int rc;
+        switch (lua_type(L, i)) {
+        case LUA_TNIL: rc = hl_db_bind_null(st, i - 1); break;
+        case LUA_TBOOLEAN: rc = hl_db_bind_int64(st, i - 1, lua_toboolean(L, i)); break;
+        case LUA_TNUMBER:
+            rc = lua_isinteger(L, i) ? hl_db_bind_int64(st, i - 1, lua_tointeger(L, i))
+                                     : hl_db_bind_double(st, i - 1, lua_tonumber(L, i));
+            break;
+        case LUA_TSTRING: {
+            size_t len;
+            const char *s = lua_tolstring(L, i, &len);
+            rc = hl_db_bind_text(st, i - 1, s, len);
+            break;
+        }
+        default: rc = hl_err_set(err, HL_EINVAL, "parameter %d: cannot bind a %s", i - 1, luaL_typename(L, i));
+        }
+        if (rc) {
+            if (!err->msg[0])
+                hl_err_set(err, rc, "parameter %d does not fit the statement", i - 1);
+            hl_db_done(st);
+            return NULL;
+        }
+    }
+    return st;
+}
+
+static int db_call(lua_State *L, int want_rows)
+{
+    halle_host *h = host_of(L);
+    hl_db *db = hl_worker_db(h->worker);
+    hl_err err;
+    hl_err_clear(&err);
+    hl_stmt *st = prepare(L, h, &err);
+    if (!st) {
+        hl_db_set_policy(db, NULL, NULL);
+        return luaL_error(L, "%s", err.msg);
+    }
+    lua_newtable(L);
+    int rc, row = 0;
+    while ((rc = hl_db_step(st, &err)) == HL_DB_ROW) {
+        if (!want_rows)
+            continue;
+        int nc = hl_db_col_count(st);
+        lua_createtable(L, 0, nc);
+        for (int c = 0; c < nc; c++) {
+            switch (hl_db_col_type(st, c)) {
+            case HL_DB_INTEGER: lua_pushinteger(L, (lua_Integer)hl_db_col_int64(st, c)); break;
+            case HL_DB_FLOAT: lua_pushnumber(L, hl_db_col_double(st, c)); break;
+            case HL_DB_TEXT: lua_pushstring(L, hl_db_col_text(st, c)); break;
+            case HL_DB_BLOB: lua_pushlstring(L, hl_db_col_blob(st, c), hl_db_col_bytes(st, c)); break;
+            default: lua_pushnil(L); break;
+            }
+            lua_setfield(L, -2, hl_db_col_name(st, c));
+        }
+        lua_rawseti(L, -2, ++row);
+        if (row > 100000) {
+            rc = hl_err_set(&err, HL_ETOOBIG, "more than 100000 rows: add a LIMIT");
+            break;
+        }
+    }
+    hl_db_done(st);
+    hl_db_set_policy(db, NULL, NULL);
+    if (rc < 0)
+        return luaL_error(L, "%s", err.msg);
+    if (!want_rows)
+        lua_pushinteger(L, 0);
+    return 1;
+}
+
+static int l_db_query(lua_State *L) { return db_call(L, 1); }
+static int l_db_exec(lua_State *L) { return db_call(L, 0); }
+
+/* Declarations the privacy engine and cookie banner collect through their filters. */
+static int declare(lua_State *L, const char *list)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, LUA_REGISTRYINDEX, list);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+static int l_privacy_declare(lua_State *L) { return declare(L, "halle.privacy"); }
+static int l_cookie_declare(lua_State *L) { return declare(L, "halle.cookies"); }
+
+/* Appends the plugin's declarations to the value (an array) of privacy.register or
+ * cookies.declare. */
+static int declarations_filter(void *ud, hl_hook_call *call)
+{
+    halle_host *h = ud;
+    lua_State *L = hl_lua_state(h->lua);
+    const char *list = !strcmp(call->hook, "privacy.register") ? "halle.privacy" : "halle.cookies";
+    if (!json_is_array(call->value)) {
+        json_decref(call->value);
+        call->value = json_array();
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, list);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        json_t *v = to_json(L, -1, 0);
+        lua_pop(L, 1);
+        if (json_is_object(v))
+            json_object_set_new(v, "plugin", json_string(h->name));
+        if (v)
+            json_array_append_new(call->value, v);
+    }
+    lua_pop(L, 1);
+    return HL_HOOK_CONTINUE;
+}
+
+static const luaL_Reg halle_fns[] = {
+    {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting}, {NULL, NULL}};
+
+int hl_luaplugin_load(halle_host *h, const hl_plugin_info *p, hl_err *err)
+{
+    hl_lua_limits lim = {0, 0, 0};
+    h->lua = hl_lua_new(p->name, p->path, &lim, err);
+    if (!h->lua)
+        return err->code ? err->code : HL_ERR;
+    int rc = hl_plugin_policy(p, &h->policy);
+    if (rc)
+        return hl_err_set(err, rc, "out of memory");
+    lua_State *L = hl_lua_state(h->lua);
+    lua_pushlightuserdata(L, h);
+    lua_setfield(L, LUA_REGISTRYINDEX, "halle.host");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "halle.routes");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "halle.privacy");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "halle.cookies");
+    luaL_newmetatable(L, STOP_MARK);
+    lua_pop(L, 1);
+
+    /* The sandbox created a global `halle` table (holding re); the API joins it. */
+    if (lua_getglobal(L, "halle") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setglobal(L, "halle");
+    }
+    luaL_setfuncs(L, halle_fns, 0);
+    lua_pushstring(L, p->name);
+    lua_setfield(L, -2, "name");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_db_query);
+    lua_setfield(L, -2, "query");
+    lua_pushcfunction(L, l_db_exec);
+    lua_setfield(L, -2, "exec");
+    lua_setfield(L, -2, "db");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_privacy_declare);
+    lua_setfield(L, -2, "declare");
+    lua_setfield(L, -2, "privacy");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_cookie_declare);
+    lua_setfield(L, -2, "declare");
+    lua_setfield(L, -2, "cookies");
+    lua_pop(L, 1);
+
+    hl_hooks *hooks = hl_worker_hooks(h->worker);
+    if ((rc = hl_hooks_add(hooks, "privacy.register", HL_HOOK_DEFAULT_PRIORITY, declarations_filter, h, NULL, h->name, err)) ||
+        (rc = hl_hooks_add(hooks, "cookies.declare", HL_HOOK_DEFAULT_PRIORITY, declarations_filter, h, NULL, h->name, err)))
+        return rc;
+    const char *main_file = json_string_value(json_object_get(p->manifest, "main"));
+    return hl_lua_run_file(h->lua, main_file ? main_file : "main.lua", err);
+}
+
+void hl_luaplugin_unload(halle_host *h)
+{
+    if (!h->lua)
+        return;
+    lua_State *L = hl_lua_state(h->lua);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "halle.routes") == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            free(lua_touserdata(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    hl_lua_free(h->lua);
+    h->lua = NULL;
+    hl_plugin_policy_free(&h->policy);
+}

@@ -1,0 +1,607 @@
+/* Plugin discovery, validation and the registry (see plugin.h). Validation happens here, at
+ * enable time and again at every start, so that a plugin that broke after an upgrade is
+ * refused with a message instead of taking the server down. */
+#include "halle-config.h"
+#include "core/plugin.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/http.h"
+#include "core/log.h"
+#include "include/halle/plugin.h"
+
+#ifndef HALLE_PLUGIN_DIR
+#define HALLE_PLUGIN_DIR "/usr/local/lib/halle/plugins"
+#endif
+
+static char *xstrdup(const char *s) { return strdup(s ? s : ""); }
+
+static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = NULL;
+    if (vasprintf(&p, fmt, ap) < 0)
+        p = NULL;
+    va_end(ap);
+    return p;
+}
+
+static int valid_name(const char *s)
+{
+    if (!s || !islower((unsigned char)s[0]) || strlen(s) > 40)
+        return 0;
+    for (; *s; s++)
+        if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '_')
+            return 0;
+    return 1;
+}
+
+int hl_plugin_dirs(const hl_config *cfg, char ***dirs, size_t *n, hl_err *err)
+{
+    char *spec;
+    if (cfg->plugin_dirs)
+        spec = xstrdup(cfg->plugin_dirs);
+    else
+        spec = xprintf("%s/plugins:%s:%s/plugins", cfg->dir ? cfg->dir : ".", HALLE_PLUGIN_DIR,
+                       hl_http_share_dir(cfg));
+    if (!spec)
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
+    size_t cap = 1;
+    for (char *p = spec; *p; p++)
+        cap += *p == ':';
+    char **out = calloc(cap, sizeof *out);
+    size_t k = 0;
+    if (!out) {
+        free(spec);
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(spec, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+        if (!*tok)
+            continue;
+        /* Relative folders in the configuration are relative to the configuration file. */
+        out[k] = (tok[0] == '/' || !cfg->dir) ? xstrdup(tok) : xprintf("%s/%s", cfg->dir, tok);
+        if (out[k])
+            k++;
+    }
+    free(spec);
+    *dirs = out;
+    *n = k;
+    return HL_OK;
+}
+
+void hl_plugin_dirs_free(char **dirs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
+    free(dirs);
+}
+
+/* ---- reading one plugin --------------------------------------------------------------- */
+
+static void info_free(hl_plugin_info *p)
+{
+    free(p->name);
+    free(p->version);
+    free(p->description);
+    free(p->path);
+    free(p->requires);
+    free(p->error);
+    json_decref(p->manifest);
+    memset(p, 0, sizeof *p);
+}
+
+/* Reads the descriptor of a C plugin. The library is closed again: workers open it themselves. */
+static void read_c_plugin(const char *path, hl_plugin_info *p)
+{
+    p->kind = HL_PLUGIN_C;
+    p->path = xstrdup(path);
+    void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!so) {
+        p->error = xprintf("%s: cannot load: %s", path, dlerror());
+        return;
+    }
+    const halle_plugin *d = dlsym(so, "halle_plugin_descriptor");
+    if (!d) {
+        p->error = xprintf("%s: no halle_plugin_descriptor symbol: not a halle plugin", path);
+    } else if (d->abi_version != HALLE_PLUGIN_ABI) {
+        p->error = xprintf("%s: built for plugin ABI %u, this halle has ABI %u: rebuild it against the installed SDK",
+                           path, d->abi_version, HALLE_PLUGIN_ABI);
+    } else if (d->struct_size < offsetof(halle_plugin, fini) + sizeof d->fini) {
+        p->error = xprintf("%s: descriptor too small (%zu bytes): corrupt or not a halle plugin", path, d->struct_size);
+    } else if (d->min_api_version > HALLE_API_VERSION) {
+        p->error = xprintf("%s: needs plugin API %u, this halle provides %u: upgrade halle", path,
+                           d->min_api_version, HALLE_API_VERSION);
+    } else if (!valid_name(d->name)) {
+        p->error = xprintf("%s: invalid plugin name (lower-case letters, digits and _, starting with a letter)", path);
+    } else if (!d->init) {
+        p->error = xprintf("%s: descriptor has no init function", path);
+    }
+    if (d && d->abi_version == HALLE_PLUGIN_ABI && valid_name(d->name)) {
+        p->name = xstrdup(d->name);
+        p->version = xstrdup(d->version);
+        p->description = xstrdup(d->description);
+        p->requires = xstrdup(d->requires);
+    }
+    dlclose(so);
+    if (!p->name) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        p->name = xstrdup(base);
+        char *dot = strstr(p->name, ".so");
+        if (dot)
+            *dot = '\0';
+    }
+    p->manifest = json_pack("{s:s, s:s?, s:s?, s:s}", "name", p->name, "version", p->version, "description",
+                            p->description, "kind", "c");
+}
+
+static char *join_requires(json_t *req, char **error, const char *mpath)
+{
+    if (!req)
+        return xstrdup("");
+    if (!json_is_array(req)) {
+        *error = xprintf("%s: 'requires' must be a list of plugin names", mpath);
+        return xstrdup("");
+    }
+    size_t i, len = 1;
+    json_t *v;
+    json_array_foreach(req, i, v) {
+        if (!json_is_string(v) || !valid_name(json_string_value(v))) {
+            *error = xprintf("%s: 'requires' item %zu is not a plugin name", mpath, i + 1);
+            return xstrdup("");
+        }
+        len += strlen(json_string_value(v)) + 1;
+    }
+    char *out = calloc(1, len);
+    json_array_foreach(req, i, v) {
+        if (i)
+            strcat(out, ",");
+        strcat(out, json_string_value(v));
+    }
+    return out;
+}
+
+static const char *check_settings(json_t *settings)
+{
+    if (!settings)
+        return NULL;
+    if (!json_is_object(settings))
+        return "'settings' must be an object of setting name to description";
+    const char *key;
+    json_t *s;
+    json_object_foreach(settings, key, s) {
+        const char *type = json_string_value(json_object_get(s, "type"));
+        if (!json_is_object(s) || !type)
+            return "each setting needs a 'type'";
+        if (strcmp(type, "string") && strcmp(type, "integer") && strcmp(type, "boolean") && strcmp(type, "choice"))
+            return "a setting's type must be string, integer, boolean or choice";
+        if (!strcmp(type, "choice") && !json_is_array(json_object_get(s, "choices")))
+            return "a choice setting needs a 'choices' list";
+    }
+    return NULL;
+}
+
+static void read_lua_plugin(const char *dir, hl_plugin_info *p)
+{
+    p->kind = HL_PLUGIN_LUA;
+    p->path = xstrdup(dir);
+    char *mpath = xprintf("%s/plugin.json", dir);
+    json_error_t je;
+    p->manifest = json_load_file(mpath, JSON_REJECT_DUPLICATES, &je);
+    const char *base = strrchr(dir, '/');
+    base = base ? base + 1 : dir;
+    if (!p->manifest) {
+        p->error = xprintf("%s:%d: invalid manifest: %s", mpath, je.line, je.text);
+        p->name = xstrdup(base);
+        free(mpath);
+        return;
+    }
+    json_t *m = p->manifest;
+    const char *name = json_string_value(json_object_get(m, "name"));
+    const char *version = json_string_value(json_object_get(m, "version"));
+    const char *main_file = json_string_value(json_object_get(m, "main"));
+    p->name = xstrdup(name ? name : base);
+    p->version = xstrdup(version);
+    p->description = xstrdup(json_string_value(json_object_get(m, "description")));
+    p->requires = join_requires(json_object_get(m, "requires"), &p->error, mpath);
+    const char *bad_settings = check_settings(json_object_get(m, "settings"));
+    json_t *perms = json_object_get(m, "permissions");
+    json_t *read = perms ? json_object_get(perms, "read") : NULL;
+    if (p->error) {
+        /* already set */
+    } else if (!json_is_object(m)) {
+        p->error = xprintf("%s: the manifest must be a JSON object", mpath);
+    } else if (!valid_name(name)) {
+        p->error = xprintf("%s: 'name' is missing or invalid (lower-case letters, digits and _, starting with a letter)", mpath);
+    } else if (!version || !*version) {
+        p->error = xprintf("%s: 'version' is missing", mpath);
+    } else if (bad_settings) {
+        p->error = xprintf("%s: %s", mpath, bad_settings);
+    } else if ((perms && !json_is_object(perms)) || (read && !json_is_array(read))) {
+        p->error = xprintf("%s: 'permissions' must look like {\"read\": [\"table\", ...]}", mpath);
+    } else if (main_file && (strstr(main_file, "..") || main_file[0] == '/')) {
+        p->error = xprintf("%s: 'main' must be a file inside the plugin folder", mpath);
+    } else {
+        char *mainpath = xprintf("%s/%s", dir, main_file ? main_file : "main.lua");
+        if (access(mainpath, R_OK) != 0)
+            p->error = xprintf("%s: missing (the plugin's code)", mainpath);
+        free(mainpath);
+    }
+    free(mpath);
+}
+
+/* ---- discovery ------------------------------------------------------------------------ */
+
+static int push(hl_plugin_list *l, hl_plugin_info *p)
+{
+    if (hl_plugin_find(l, p->name)) { /* an earlier folder wins */
+        info_free(p);
+        return HL_OK;
+    }
+    hl_plugin_info *n = realloc(l->items, (l->count + 1) * sizeof *n);
+    if (!n) {
+        info_free(p);
+        return HL_ENOMEM;
+    }
+    l->items = n;
+    l->items[l->count++] = *p;
+    return HL_OK;
+}
+
+static int cmp_info(const void *a, const void *b)
+{
+    return strcmp(((const hl_plugin_info *)a)->name, ((const hl_plugin_info *)b)->name);
+}
+
+static void scan_dir(const char *dir, hl_plugin_list *l)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char *full = xprintf("%s/%s", dir, de->d_name);
+        struct stat st;
+        if (!full || stat(full, &st) != 0) {
+            free(full);
+            continue;
+        }
+        hl_plugin_info p;
+        memset(&p, 0, sizeof p);
+        size_t nl = strlen(de->d_name);
+        if (S_ISREG(st.st_mode) && nl > 3 && !strcmp(de->d_name + nl - 3, ".so")) {
+            read_c_plugin(full, &p);
+            push(l, &p);
+        } else if (S_ISDIR(st.st_mode)) {
+            char *manifest = xprintf("%s/plugin.json", full);
+            if (manifest && access(manifest, F_OK) == 0) {
+                read_lua_plugin(full, &p);
+                push(l, &p);
+            }
+            free(manifest);
+        }
+        free(full);
+    }
+    closedir(d);
+}
+
+const hl_plugin_info *hl_plugin_find(const hl_plugin_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (!strcmp(l->items[i].name, name))
+            return &l->items[i];
+    return NULL;
+}
+
+int hl_plugin_discover(const hl_config *cfg, hl_db *db, hl_plugin_list *out, hl_err *err)
+{
+    memset(out, 0, sizeof *out);
+    char **dirs;
+    size_t n;
+    int rc = hl_plugin_dirs(cfg, &dirs, &n, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        scan_dir(dirs[i], out);
+    hl_plugin_dirs_free(dirs, n);
+    if (out->count)
+        qsort(out->items, out->count, sizeof *out->items, cmp_info);
+    if (!db)
+        return HL_OK;
+    hl_stmt *st = hl_db_query(db, err, "SELECT name FROM hl_plugins WHERE enabled = 1", NULL);
+    if (!st)
+        return err ? err->code : HL_ERR;
+    while ((rc = hl_db_step(st, err)) == HL_DB_ROW) {
+        hl_plugin_info *p = (hl_plugin_info *)hl_plugin_find(out, hl_db_col_text(st, 0));
+        if (p)
+            p->enabled = 1;
+    }
+    hl_db_done(st);
+    return rc < 0 ? rc : HL_OK;
+}
+
+void hl_plugin_list_free(hl_plugin_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        info_free(&l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+/* ---- registry ------------------------------------------------------------------------- */
+
+static const char *now_iso(char *buf, size_t len) { return hl_log_timestamp(buf, len); }
+
+static int requires_each(const char *list, int (*fn)(const char *name, void *ud), void *ud)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save))
+        if (*t)
+            rc = fn(t, ud);
+    free(copy);
+    return rc;
+}
+
+typedef struct req_check {
+    const hl_plugin_list *list;
+    const char *plugin;
+    hl_err *err;
+} req_check;
+
+static int check_required(const char *name, void *ud)
+{
+    req_check *c = ud;
+    const hl_plugin_info *r = hl_plugin_find(c->list, name);
+    if (!r)
+        return hl_err_set(c->err, HL_ENOTFOUND, "plugin %s requires %s, which is not installed", c->plugin, name);
+    if (!r->enabled)
+        return hl_err_set(c->err, HL_EINVAL, "plugin %s requires %s: enable %s first", c->plugin, name, name);
+    return 0;
+}
+
+char *hl_plugin_migrations_dir(const hl_plugin_info *p)
+{
+    if (p->kind == HL_PLUGIN_LUA)
+        return xprintf("%s/migrations", p->path);
+    /* C plugins: a folder named after the plugin beside the library. */
+    char *dir = xstrdup(p->path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    char *m = xprintf("%s/%s/migrations", slash ? dir : ".", p->name);
+    free(dir);
+    return m;
+}
+
+/* Core tables a Lua plugin may be granted read access to, and columns it never sees. The
+ * accounts issue adds users (without password hashes or tokens). */
+static const char *const core_readable[] = {"hl_settings", NULL};
+static const char *const core_hidden[] = {"users.password_hash", "sessions.id_hash", "password_resets.token_hash",
+                                          NULL};
+
+static int grantable(const char *table)
+{
+    for (size_t i = 0; core_readable[i]; i++)
+        if (!strcmp(core_readable[i], table))
+            return 1;
+    /* Tables of C plugins (market_*, ...) are granted by name; other Lua plugins' are not. */
+    return strncmp(table, "hl_", 3) != 0;
+}
+
+int hl_plugin_policy(const hl_plugin_info *p, hl_db_policy *out)
+{
+    memset(out, 0, sizeof *out);
+    json_t *read = json_object_get(json_object_get(p->manifest, "permissions"), "read");
+    size_t n = json_array_size(read), k = 0;
+    const char **list = calloc(n + 1, sizeof *list);
+    if (!list)
+        return HL_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *t = json_string_value(json_array_get(read, i));
+        if (t && grantable(t))
+            list[k++] = strdup(t);
+    }
+    out->owner = strdup(p->name);
+    out->prefix = strdup(p->name);
+    out->readable = list;
+    out->hidden = core_hidden;
+    return out->owner && out->prefix ? HL_OK : HL_ENOMEM;
+}
+
+void hl_plugin_policy_free(hl_db_policy *pol)
+{
+    if (pol->readable)
+        for (size_t i = 0; pol->readable[i]; i++)
+            free((char *)pol->readable[i]);
+    free((void *)pol->readable);
+    free((char *)pol->owner);
+    free((char *)pol->prefix);
+    memset(pol, 0, sizeof *pol);
+}
+
+int hl_plugin_migrate(hl_db *db, const hl_plugin_info *p, const char *dir, hl_err *err)
+{
+    if (p->kind != HL_PLUGIN_LUA)
+        return hl_db_migrate(db, p->name, dir, NULL, err);
+    hl_db_policy pol;
+    int rc = hl_plugin_policy(p, &pol);
+    if (rc == HL_OK)
+        rc = hl_db_set_policy(db, &pol, err);
+    if (rc == HL_OK) {
+        rc = hl_db_migrate(db, p->name, dir, NULL, err);
+        hl_db_set_policy(db, NULL, NULL);
+    }
+    hl_plugin_policy_free(&pol);
+    return rc;
+}
+
+int hl_plugin_enable(const hl_config *cfg, hl_db *db, const char *name, hl_err *err)
+{
+    hl_plugin_list l;
+    int rc = hl_plugin_discover(cfg, db, &l, err);
+    if (rc)
+        return rc;
+    const hl_plugin_info *p = hl_plugin_find(&l, name);
+    if (!p) {
+        rc = hl_err_set(err, HL_ENOTFOUND, "no plugin named '%s' (see 'halle plugin list')", name);
+        goto out;
+    }
+    if (p->error) {
+        rc = hl_err_set(err, HL_EINVAL, "plugin %s refused: %s", name, p->error);
+        goto out;
+    }
+    req_check c = {&l, name, err};
+    if ((rc = requires_each(p->requires, check_required, &c)))
+        goto out;
+    char *mdir = hl_plugin_migrations_dir(p);
+    struct stat st;
+    if (mdir && stat(mdir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = hl_plugin_migrate(db, p, mdir, err);
+    }
+    free(mdir);
+    if (rc)
+        goto out;
+    char ts[32];
+    rc = hl_db_run(db, err,
+                   "INSERT INTO hl_plugins (name, enabled, version, changed_at) VALUES (?, 1, ?, ?) "
+                   "ON CONFLICT (name) DO UPDATE SET enabled = 1, version = excluded.version, changed_at = excluded.changed_at",
+                   "sss", name, p->version, now_iso(ts, sizeof ts));
+    rc = rc < 0 ? rc : HL_OK;
+out:
+    hl_plugin_list_free(&l);
+    return rc;
+}
+
+typedef struct dep_check {
+    const char *name;
+    int found;
+} dep_check;
+
+static int is_dep(const char *n, void *ud)
+{
+    dep_check *d = ud;
+    if (!strcmp(n, d->name))
+        d->found = 1;
+    return 0;
+}
+
+int hl_plugin_disable(const hl_config *cfg, hl_db *db, const char *name, hl_err *err)
+{
+    hl_plugin_list l;
+    int rc = hl_plugin_discover(cfg, db, &l, err);
+    if (rc)
+        return rc;
+    const hl_plugin_info *p = hl_plugin_find(&l, name);
+    if (!p || !p->enabled) {
+        rc = hl_err_set(err, HL_ENOTFOUND, "plugin '%s' is not enabled", name);
+        goto out;
+    }
+    for (size_t i = 0; i < l.count; i++) {
+        dep_check d = {name, 0};
+        if (l.items[i].enabled && requires_each(l.items[i].requires, is_dep, &d) == 0 && d.found) {
+            rc = hl_err_set(err, HL_EINVAL, "plugin %s requires %s: disable %s first", l.items[i].name, name,
+                            l.items[i].name);
+            goto out;
+        }
+    }
+    char ts[32];
+    rc = hl_db_run(db, err, "UPDATE hl_plugins SET enabled = 0, changed_at = ? WHERE name = ?", "ss",
+                   now_iso(ts, sizeof ts), name);
+    rc = rc < 0 ? rc : HL_OK;
+out:
+    hl_plugin_list_free(&l);
+    return rc;
+}
+
+/* ---- settings ------------------------------------------------------------------------- */
+
+json_t *hl_plugin_settings(hl_db *db, const hl_plugin_info *p)
+{
+    json_t *out = json_object();
+    json_t *schema = p->manifest ? json_object_get(p->manifest, "settings") : NULL;
+    const char *key;
+    json_t *s;
+    json_object_foreach(schema, key, s) {
+        json_t *def = json_object_get(s, "default");
+        if (def)
+            json_object_set(out, key, def);
+    }
+    if (!db)
+        return out;
+    hl_stmt *st = hl_db_query(db, NULL, "SELECT key, value FROM hl_plugin_settings WHERE plugin = ?", "s", p->name);
+    while (st && hl_db_step(st, NULL) == HL_DB_ROW) {
+        json_t *v = json_loads(hl_db_col_text(st, 1), JSON_DECODE_ANY, NULL);
+        if (v)
+            json_object_set_new(out, hl_db_col_text(st, 0), v);
+    }
+    hl_db_done(st);
+    return out;
+}
+
+int hl_plugin_set_setting(hl_db *db, const hl_plugin_info *p, const char *key, const char *value, hl_err *err)
+{
+    json_t *schema = p->manifest ? json_object_get(json_object_get(p->manifest, "settings"), key) : NULL;
+    if (!schema)
+        return hl_err_set(err, HL_EINVAL, "plugin %s has no setting '%s'", p->name, key);
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    json_t *v = NULL;
+    if (!strcmp(type, "integer")) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(value, &end, 10);
+        json_t *min = json_object_get(schema, "min"), *max = json_object_get(schema, "max");
+        if (errno || end == value || *end)
+            return hl_err_set(err, HL_EINVAL, "%s: '%s' is not a whole number", key, value);
+        if ((min && n < json_integer_value(min)) || (max && n > json_integer_value(max)))
+            return hl_err_set(err, HL_EINVAL, "%s: %lld is out of range", key, n);
+        v = json_integer(n);
+    } else if (!strcmp(type, "boolean")) {
+        if (!strcmp(value, "on") || !strcmp(value, "true") || !strcmp(value, "1"))
+            v = json_true();
+        else if (!strcmp(value, "off") || !strcmp(value, "false") || !strcmp(value, "0"))
+            v = json_false();
+        else
+            return hl_err_set(err, HL_EINVAL, "%s: expected on or off", key);
+    } else if (!strcmp(type, "choice")) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(schema, "choices"), i, c) {
+            if (json_is_string(c) && !strcmp(json_string_value(c), value))
+                v = json_string(value);
+        }
+        if (!v)
+            return hl_err_set(err, HL_EINVAL, "%s: '%s' is not one of the choices", key, value);
+    } else {
+        json_t *maxlen = json_object_get(schema, "max_length");
+        size_t limit = maxlen ? (size_t)json_integer_value(maxlen) : 4096;
+        if (strlen(value) > limit)
+            return hl_err_set(err, HL_EINVAL, "%s: longer than %zu characters", key, limit);
+        v = json_string(value);
+        if (!v)
+            return hl_err_set(err, HL_EINVAL, "%s: not valid UTF-8", key);
+    }
+    char *text = json_dumps(v, JSON_ENCODE_ANY);
+    json_decref(v);
+    int rc = hl_db_run(db, err,
+                       "INSERT INTO hl_plugin_settings (plugin, key, value) VALUES (?, ?, ?) "
+                       "ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+                       "sss", p->name, key, text);
+    free(text);
+    return rc < 0 ? rc : HL_OK;
+}

@@ -1,0 +1,124 @@
+/* halle plugin SDK: the one header a C plugin includes. A plugin exports one descriptor,
+ * `halle_plugin_descriptor`, and reaches the core only through the function table handed to
+ * its init function, so a plugin never links against core symbols and keeps working with any
+ * newer halle of the same ABI. Rules (as SQLite and nginx keep theirs):
+ *   - HALLE_PLUGIN_ABI changes only on a breaking change; a plugin built for another ABI is
+ *     refused with a message.
+ *   - functions are only ever appended to struct halle_api, and HALLE_API_VERSION grows with
+ *     each addition; a plugin states the oldest API version it needs (min_api_version).
+ * Hook values are jansson JSON values (https://jansson.readthedocs.io); build with
+ * `pkg-config --cflags --libs halle-plugin jansson`. */
+#ifndef HALLE_PLUGIN_H
+#define HALLE_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HALLE_PLUGIN_ABI 1
+#define HALLE_API_VERSION 1
+
+typedef struct json_t json_t;              /* jansson */
+typedef struct halle_host halle_host;      /* this plugin, as the core knows it */
+typedef struct hl_request halle_request;   /* one HTTP exchange */
+typedef struct hl_hook_call halle_hook_call;
+typedef struct hl_stmt halle_stmt;
+
+enum { HALLE_LOG_DEBUG = 0, HALLE_LOG_INFO = 1, HALLE_LOG_WARN = 2, HALLE_LOG_ERROR = 3 };
+
+enum {
+    HALLE_GET = 1u << 0, HALLE_HEAD = 1u << 1, HALLE_POST = 1u << 2, HALLE_PUT = 1u << 3,
+    HALLE_DELETE = 1u << 4, HALLE_PATCH = 1u << 5, HALLE_OPTIONS = 1u << 6
+};
+
+/* Return codes: 0 is success; negative values are errors. */
+enum { HALLE_OK = 0, HALLE_ERROR = -1 };
+/* What a hook callback returns. */
+enum { HALLE_HOOK_CONTINUE = 0, HALLE_HOOK_STOP = 1 };
+enum { HALLE_HOOK_ACTION = 1, HALLE_HOOK_FILTER = 2 };
+/* Database step results. */
+enum { HALLE_DB_DONE = 0, HALLE_DB_ROW = 1 };
+
+typedef int (*halle_handler)(halle_request *req, void *ud);
+typedef int (*halle_hook_fn)(void *ud, halle_hook_call *call);
+
+typedef struct halle_api {
+    unsigned api_version;   /* HALLE_API_VERSION of the running core */
+    size_t struct_size;     /* sizeof(struct halle_api) in the running core */
+
+    /* -- API version 1 -- */
+    void (*log)(halle_host *h, int level, const char *fmt, ...);
+    /* Adds a route (PCRE2 pattern matched against the whole path, named captures become
+     * route parameters). Routes of plugins are tried after the core's. */
+    int (*route)(halle_host *h, unsigned methods, const char *pattern, halle_handler fn, void *ud);
+    /* Adds a hook callback (lower priority first, default 10). */
+    int (*hook)(halle_host *h, const char *hook, int priority, halle_hook_fn fn, void *ud);
+    /* Declares a hook of the plugin's own, named "PLUGIN.event". */
+    int (*declare_hook)(halle_host *h, const char *name, int kind);
+    /* A setting of this plugin (from the operator's form), or its default; NULL if unset. */
+    const char *(*setting)(halle_host *h, const char *name);
+    /* The message of the last failed call of this plugin. */
+    const char *(*last_error)(halle_host *h);
+
+    /* Hook calls */
+    json_t *(*call_value)(halle_hook_call *c);
+    void (*call_set_value)(halle_hook_call *c, json_t *value);   /* takes the reference */
+    halle_request *(*call_request)(halle_hook_call *c);          /* NULL outside a request */
+    int (*call_stop)(halle_hook_call *c, int status, const char *message); /* returns HALLE_HOOK_STOP */
+
+    /* Requests */
+    const char *(*req_method)(halle_request *r);
+    const char *(*req_path)(halle_request *r);
+    const char *(*req_param)(halle_request *r, const char *name);       /* query, then form */
+    const char *(*req_route_param)(halle_request *r, const char *name);
+    const char *(*req_header)(halle_request *r, const char *name);
+    const char *(*req_cookie)(halle_request *r, const char *name);
+    const void *(*req_body)(halle_request *r, size_t *len);
+
+    /* Responses */
+    void (*resp_status)(halle_request *r, int status);
+    int (*resp_header)(halle_request *r, const char *name, const char *value);
+    int (*resp_write)(halle_request *r, const void *data, size_t len);
+    int (*resp_html)(halle_request *r, const char *text);              /* escaped */
+    int (*resp_json)(halle_request *r, int status, json_t *value);
+    int (*resp_error)(halle_request *r, int status, const char *message);
+
+    /* Storage: the instance's main database, bound parameters only. types: 'i' int,
+     * 'I' int64_t, 'd' double, 's' text, 't' text+length, 'b' blob+length, 'n' NULL. */
+    int (*db_run)(halle_host *h, const char *sql, const char *types, ...);
+    halle_stmt *(*db_query)(halle_host *h, const char *sql, const char *types, ...);
+    int (*db_step)(halle_stmt *st);
+    int (*db_col_count)(halle_stmt *st);
+    int64_t (*db_col_int)(halle_stmt *st, int col);
+    double (*db_col_double)(halle_stmt *st, int col);
+    const char *(*db_col_text)(halle_stmt *st, int col);
+    void (*db_done)(halle_stmt *st);
+} halle_api;
+
+typedef struct halle_plugin {
+    unsigned abi_version;      /* HALLE_PLUGIN_ABI */
+    size_t struct_size;        /* sizeof(struct halle_plugin) */
+    unsigned min_api_version;  /* oldest API version the plugin works with */
+    const char *name;          /* [a-z][a-z0-9_]*, unique on an instance */
+    const char *version;
+    const char *description;
+    const char *requires;      /* comma-separated plugin names, or NULL */
+    /* Called once per worker process at start-up; registers routes and hooks. Returns
+     * HALLE_OK, or an error (the plugin is then refused and the server starts without it). */
+    int (*init)(halle_host *h, const halle_api *api);
+    void (*fini)(halle_host *h);  /* may be NULL */
+} halle_plugin;
+
+/* Fills the fixed fields of the descriptor: HALLE_PLUGIN_DESCRIPTOR(name, version, ...). */
+#define HALLE_PLUGIN_DESCRIPTOR                                                              \
+    __attribute__((visibility("default"))) const halle_plugin halle_plugin_descriptor
+
+#define HALLE_PLUGIN_HEADER HALLE_PLUGIN_ABI, sizeof(halle_plugin)
+
+#ifdef __cplusplus
+}
+#endif
+#endif

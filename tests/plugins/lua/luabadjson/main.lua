@@ -1,0 +1,2 @@
+-- never loaded: the manifest is invalid
+return 1

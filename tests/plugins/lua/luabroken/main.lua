@@ -1,0 +1,3 @@
+-- A syntax error on line 3, to check the refusal message.
+local x = 1
+local y = = 2

@@ -1,0 +1,2 @@
+-- never loaded: its requirement is missing
+return 1

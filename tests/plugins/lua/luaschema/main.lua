@@ -1,0 +1,2 @@
+-- never enabled: its migration is refused
+return 1

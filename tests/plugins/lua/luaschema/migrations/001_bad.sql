@@ -1,0 +1,2 @@
+-- Refused by the authorizer: not named luaschema_*.
+CREATE TABLE users_copy (id INTEGER);

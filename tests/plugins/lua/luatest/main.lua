@@ -1,0 +1,86 @@
+-- Lua test plugin: every route exercises one part of the plugin API or one sandbox rule.
+local helpers = require("helpers")
+
+halle.route("GET", "/luatest/hello/(?<name>[a-z]+)", function(req)
+  local g = halle.setting("greeting")
+  local text = g .. " " .. req.params.name
+  if halle.setting("shout") then text = string.upper(text) end
+  return { status = 200, content_type = "text/plain; charset=utf-8", body = string.rep(text, halle.setting("times"), " ") }
+end)
+
+halle.route("GET", "/luatest/twice", function(req) return helpers.twice("ab") end)
+halle.route("GET", "/luatest/error", function(req) error("deliberate failure") end)
+halle.route("GET", "/luatest/loop", function(req) while true do end end)
+halle.route("GET", "/luatest/pcall-loop", function(req)
+  while true do pcall(function() while true do end end) end
+end)
+halle.route("GET", "/luatest/coroutine-loop", function(req)
+  local co = coroutine.wrap(function() while true do end end)
+  co()
+end)
+halle.route("GET", "/luatest/membomb", function(req)
+  local t = {}
+  while true do t[#t + 1] = string.rep("x", 1000000) .. #t end
+end)
+halle.route("GET", "/luatest/pattern", function(req)
+  return string.match(string.rep("a", 30) .. "b", "(a*)*c") or "no"
+end)
+halle.route("GET", "/luatest/re", function(req)
+  local y, m = halle.re.match("2026-11-25", "(\\d+)-(\\d+)")
+  return { json = { year = y, month = m } }
+end)
+
+-- Each escape attempt reports what happened; the test expects every one to be blocked.
+halle.route("GET", "/luatest/escape", function(req)
+  local r = {}
+  r.io = type(io)
+  r.os_execute = type(os.execute)
+  r.debug = type(debug)
+  r.dofile = type(dofile)
+  r.loadfile = type(loadfile)
+  r.package = type(package)
+  r.dump = type(string.dump)
+  r.bytecode = select(2, pcall(load, "\27Lua\84\0"))
+  r.bytecode_ok = (load("\27Lua\84\0") ~= nil)
+  r.require_outside = select(1, pcall(require, "../../etc/passwd"))
+  return { json = r }
+end)
+
+halle.route("POST", "/luatest/items", function(req)
+  halle.db.exec("INSERT INTO luatest_items (label) VALUES (?)", req.form.label)
+  return { status = 201, json = halle.db.query("SELECT id, label FROM luatest_items ORDER BY id") }
+end)
+
+-- Attempts to read what a plugin must not: each returns the error it got.
+local function try(sql)
+  local ok, err = pcall(halle.db.query, sql)
+  return { ok = ok, err = (not ok) and tostring(err) or nil }
+end
+halle.route("GET", "/luatest/steal", function(req)
+  return { json = {
+    password = try("SELECT password_hash FROM users"),
+    star = try("SELECT * FROM users"),
+    names = try("SELECT name FROM users"),
+    other_plugin = try("SELECT * FROM luaother_secrets"),
+    archive = try("ATTACH DATABASE 'data/archive.db' AS a"),
+    pragma = try("PRAGMA table_info(users)"),
+    schema = try("CREATE TABLE products2 (x)"),
+    drop = try("DROP TABLE products"),
+    write_core = try("INSERT INTO products (name) VALUES ('x')"),
+    master = try("SELECT sql FROM sqlite_master"),
+    products = try("SELECT name FROM products"),
+  } }
+end)
+
+halle.hook("request.before", function(value, req)
+  if value.path == "/luatest/refused" then return halle.stop(409, "refused by luatest") end
+end, 8)
+halle.hook("response.before", function(value, req)
+  local t = value.headers["X-Hook-Trace"]
+  value.headers["X-Hook-Trace"] = (t and (t .. ",") or "") .. "lua10"
+  return value
+end)
+
+halle.privacy.declare({ purpose = "test data", legal_basis = "legitimate interest", retention = "1 year" })
+halle.cookies.declare({ name = "luatest_pref", purpose = "remember a choice", duration_days = 30 })
+halle.log("info", "luatest loaded")

@@ -1,0 +1,56 @@
+/* Test C plugin, built against the SDK header only: a route, a request.before filter that
+ * refuses one path, and a response.before filter that records the order in which C and Lua
+ * callbacks ran (header X-Hook-Trace), to test priorities across languages. */
+#include <jansson.h>
+#include <string.h>
+
+#include "include/halle/plugin.h"
+
+static const halle_api *api;
+
+static int ping(halle_request *r, void *ud)
+{
+    (void)ud;
+    api->resp_header(r, "Content-Type", "text/plain; charset=utf-8");
+    const char *who = api->req_route_param(r, "who");
+    api->resp_write(r, "pong ", 5);
+    return api->resp_write(r, who ? who : "?", who ? strlen(who) : 1);
+}
+
+static int refuse(void *ud, halle_hook_call *c)
+{
+    (void)ud;
+    const char *path = json_string_value(json_object_get(api->call_value(c), "path"));
+    if (path && !strcmp(path, "/testc/forbidden"))
+        return api->call_stop(c, 403, "refused by testc");
+    return HALLE_HOOK_CONTINUE;
+}
+
+/* Appends a tag to headers["X-Hook-Trace"]. */
+static int trace(void *ud, halle_hook_call *c)
+{
+    json_t *headers = json_object_get(api->call_value(c), "headers");
+    const char *old = json_string_value(json_object_get(headers, "X-Hook-Trace"));
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s%s%s", old ? old : "", old ? "," : "", (const char *)ud);
+    json_object_set_new(headers, "X-Hook-Trace", json_string(buf));
+    return HALLE_HOOK_CONTINUE;
+}
+
+static int init(halle_host *h, const halle_api *a)
+{
+    api = a;
+    if (a->route(h, HALLE_GET, "/testc/ping/(?<who>[a-z]+)", ping, NULL) != HALLE_OK)
+        return HALLE_ERROR;
+    if (a->hook(h, "request.before", 10, refuse, NULL) != HALLE_OK)
+        return HALLE_ERROR;
+    if (a->hook(h, "response.before", 5, trace, "c5") != HALLE_OK ||
+        a->hook(h, "response.before", 20, trace, "c20") != HALLE_OK)
+        return HALLE_ERROR;
+    a->log(h, HALLE_LOG_INFO, "testc ready");
+    return HALLE_OK;
+}
+
+HALLE_PLUGIN_DESCRIPTOR = {
+    HALLE_PLUGIN_HEADER, 1, "testc", "1.0.0", "C test plugin", NULL, init, NULL,
+};
