@@ -1,6 +1,7 @@
 /* SQLite backend of the storage API (see db.h): one connection per worker process, a small
  * LRU cache of prepared statements keyed by SQL text, typed binding, nested transactions on
- * savepoints, and numbered migration files recorded per component. */
+ * savepoints, numbered migration files recorded per component, and the access policy that
+ * confines a plugin's SQL through SQLite's authorizer. */
 #include "core/db.h"
 
 #include <ctype.h>
@@ -18,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
+
 #define CACHE_MAX 128            /* cached statements per connection */
 #define BUSY_MS 5000
 #define TX_MAX_DEPTH 1000        /* deeper nesting is a runaway recursion, not a design */
@@ -25,6 +28,21 @@
 #define MIG_MAX_FILES 10000
 #define MIG_MAX_NUMBER 999999L
 #define NAME_MAX_LEN 255
+#define POLICY_MAX_LIST 256      /* entries per readable/hidden list */
+#define POLICY_MAX_NAME 128      /* bytes per table name or "table.column" entry */
+
+/* What an allowed DDL action of the statement being compiled lets through afterwards (see
+ * authorize): SQLite compiles the schema updates of CREATE, ALTER and DROP as nested SQL that
+ * goes through the authorizer like the user's own. */
+enum { CTX_CREATE = 1, CTX_ALTER = 2, CTX_DROP = 4 };
+
+/* Deep copy of an hl_db_policy, in one allocation. */
+typedef struct policy {
+    const char *owner, *prefix;
+    size_t plen;
+    const char **readable; /* NULL-terminated */
+    const char **hidden;   /* NULL-terminated "table.column" */
+} policy;
 
 struct hl_stmt {
     sqlite3_stmt *st;
@@ -33,6 +51,8 @@ struct hl_stmt {
     uint32_t hash;
     uint64_t used;        /* LRU clock value of the last hand-out */
     int in_use;
+    unsigned pgen;        /* policy generation it was compiled under, 0 for none */
+    unsigned ctx;         /* CTX_* of its compilation, restored while it runs */
     hl_stmt *prev, *next; /* list of one-off statements, so close can finalize them */
 };
 
@@ -44,6 +64,13 @@ struct hl_db {
     int ncache;
     hl_stmt *cache[CACHE_MAX];
     hl_stmt *loose;
+    policy *pol;          /* NULL: trusted code, nothing is checked */
+    unsigned pgen;        /* bumped on every policy change */
+    unsigned ctx;         /* CTX_* of the statement being compiled or run */
+    int internal;         /* > 0 while db.c runs its own fixed SQL (transactions, hl_migrations) */
+    int auth_on;          /* the authorizer is installed (once: installing expires statements) */
+    int denied;           /* the policy refused something since the last stmt_begin */
+    char denial[256];
 };
 
 static const char MIG_TABLE_SQL[] =
@@ -83,6 +110,38 @@ static void stmt_free(hl_stmt *st)
     sqlite3_finalize(st->st);
     free(st->key);
     free(st);
+}
+
+/* Called before each compile or step: a denial message belongs to one statement, and a
+ * statement runs with the DDL context it was compiled with (SQLite may recompile it, and an
+ * ALTER runs a PRAGMA quick_check while it executes). db.c's own SQL keeps the message of the
+ * plugin statement that failed before it (e.g. the ROLLBACK after a failed migration). */
+static void stmt_begin(hl_db *db, unsigned ctx)
+{
+    db->ctx = ctx;
+    db->denied = 0;
+    if (!db->internal)
+        db->denial[0] = '\0';
+}
+
+/* The policy refused something while compiling (or while running: VACUUM and schema changes
+ * compile SQL then). SQLite says SQLITE_AUTH for most refusals but SQLITE_ERROR ("not
+ * authorized to use function") for functions, hence the flag. Returns 0 if not the case. */
+static int auth_error(hl_db *db, int rc, hl_err *err)
+{
+    if (db->denied)
+        return hl_err_set(err, HL_EINVAL, "not authorized: %s", db->denial);
+    if ((rc & 0xff) == SQLITE_AUTH)
+        return hl_err_set(err, HL_EINVAL, "not authorized");
+    return 0;
+}
+
+static int sql_error(hl_db *db, int rc, hl_err *err)
+{
+    int code = auth_error(db, rc, err);
+    if (code)
+        return code;
+    return hl_err_set(err, map_rc(rc), "%s", sqlite3_errmsg(db->h));
 }
 
 /* ---------------------------------------------------------------- open / close */
@@ -206,22 +265,44 @@ void hl_db_close(hl_db *db)
         db->loose = next;
     }
     sqlite3_close(db->h);
+    free(db->pol);
     free(db->path);
     free(db);
 }
 
 const char *hl_db_path(const hl_db *db) { return db ? db->path : NULL; }
 
+/* Like sqlite3_exec, which it replaces so that the DDL context and the denial message are
+ * reset for each statement of the text (see authorize). */
 int hl_db_exec(hl_db *db, const char *sql, hl_err *err)
 {
-    char *emsg = NULL;
     if (!db || !sql)
         return hl_err_set(err, HL_EINVAL, "hl_db_exec: NULL argument");
-    int rc = sqlite3_exec(db->h, sql, NULL, NULL, &emsg);
-    if (rc != SQLITE_OK) {
-        hl_err_set(err, map_rc(rc), "%s", emsg ? emsg : sqlite3_errmsg(db->h));
-        sqlite3_free(emsg);
-        return map_rc(rc);
+    while (*sql) {
+        sqlite3_stmt *st = NULL;
+        const char *next = NULL;
+        stmt_begin(db, 0);
+        int rc = sqlite3_prepare_v2(db->h, sql, -1, &st, &next);
+        if (rc != SQLITE_OK)
+            return sql_error(db, rc, err);
+        if (!st) { /* only a comment, spaces or ';' */
+            if (!next || next == sql)
+                break;
+            sql = next;
+            continue;
+        }
+        sql = next;
+        unsigned ctx = db->ctx;
+        do {
+            stmt_begin(db, ctx);
+            rc = sqlite3_step(st);
+        } while (rc == SQLITE_ROW);
+        if (rc != SQLITE_DONE) {
+            rc = sql_error(db, rc, err);
+            sqlite3_finalize(st);
+            return rc;
+        }
+        sqlite3_finalize(st);
     }
     return HL_OK;
 }
@@ -230,16 +311,21 @@ int hl_db_exec(hl_db *db, const char *sql, hl_err *err)
 
 /* Compiles exactly one statement: a second one in the text would be silently ignored by
  * sqlite3_prepare, which hides mistakes (and injected SQL), so it is an error. */
-static int compile(hl_db *db, const char *sql, sqlite3_stmt **out, hl_err *err)
+static int compile(hl_db *db, const char *sql, sqlite3_stmt **out, unsigned *ctx, hl_err *err)
 {
     sqlite3_stmt *st = NULL, *extra = NULL;
     const char *tail = NULL;
+    stmt_begin(db, 0);
     int rc = sqlite3_prepare_v2(db->h, sql, -1, &st, &tail);
+    if (rc != SQLITE_OK && auth_error(db, rc, err))
+        return HL_EINVAL;
     if (rc != SQLITE_OK)
         return hl_err_set(err, map_rc(rc), "cannot prepare SQL: %s", sqlite3_errmsg(db->h));
     if (!st)
         return hl_err_set(err, HL_EINVAL, "cannot prepare SQL: empty statement");
+    *ctx = db->ctx;
     if (tail && *tail) {
+        db->ctx = 0;
         rc = sqlite3_prepare_v2(db->h, tail, -1, &extra, NULL);
         if (rc != SQLITE_OK || extra) {
             sqlite3_finalize(extra);
@@ -269,15 +355,21 @@ static int make_room(hl_db *db)
     return 1;
 }
 
+/* Under a policy the cache is bypassed both ways, because SQLite consults the authorizer when
+ * it compiles a statement, not when it runs it: a statement cached by trusted code was never
+ * checked and must not reach a plugin, and one compiled for a plugin must not outlive its
+ * policy. Keying the cache by owner would work too, but one-off statements are simpler and
+ * plugin SQL is not where the cache matters. */
 static int prepare(hl_db *db, const char *sql, hl_stmt **out, hl_err *err)
 {
     hl_stmt *hit = NULL, *st;
     sqlite3_stmt *raw = NULL;
+    unsigned ctx = 0;
     *out = NULL;
     if (!db || !sql)
         return hl_err_set(err, HL_EINVAL, "hl_db_prepare: NULL argument");
     uint32_t h = hash_str(sql);
-    for (int i = 0; i < db->ncache; i++) {
+    for (int i = 0; i < db->ncache && !db->pol; i++) {
         if (db->cache[i]->hash == h && strcmp(db->cache[i]->key, sql) == 0) {
             hit = db->cache[i];
             break;
@@ -289,7 +381,7 @@ static int prepare(hl_db *db, const char *sql, hl_stmt **out, hl_err *err)
         *out = hit;
         return HL_OK;
     }
-    int rc = compile(db, sql, &raw, err);
+    int rc = compile(db, sql, &raw, &ctx, err);
     if (rc != HL_OK)
         return rc;
     if (!(st = calloc(1, sizeof *st))) {
@@ -301,9 +393,11 @@ static int prepare(hl_db *db, const char *sql, hl_stmt **out, hl_err *err)
     st->hash = h;
     st->in_use = 1;
     st->used = ++db->tick;
+    st->pgen = db->pol ? db->pgen : 0;
+    st->ctx = ctx;
     /* The text is already cached but busy (e.g. a nested loop over the same query): this copy
      * is a one-off so that one sqlite3_stmt is never handed out twice. */
-    if (!hit && make_room(db) && (st->key = strdup(sql))) {
+    if (!hit && !db->pol && make_room(db) && (st->key = strdup(sql))) {
         db->cache[db->ncache++] = st;
     } else {
         st->next = db->loose;
@@ -445,11 +539,19 @@ int hl_db_step(hl_stmt *st, hl_err *err)
 {
     if (!st || !st->in_use)
         return hl_err_set(err, HL_EINVAL, "step: statement is not in use");
+    /* SQLite recompiles a statement when the schema changed, under whatever policy is in force
+     * then: a plugin's statement could otherwise run unchecked after its policy is cleared. */
+    if (st->pgen && st->pgen != st->db->pgen)
+        return hl_err_set(err, HL_EINVAL,
+                          "step: statement was prepared under an access policy no longer in force");
+    stmt_begin(st->db, st->ctx);
     int rc = sqlite3_step(st->st);
     if (rc == SQLITE_ROW)
         return HL_DB_ROW;
     if (rc == SQLITE_DONE)
         return HL_DB_DONE;
+    if (auth_error(st->db, rc, err))
+        return HL_EINVAL;
     int code = map_rc(rc);
     if (code != HL_EBUSY && code != HL_EINVAL)
         code = HL_ERR;
@@ -561,6 +663,16 @@ int64_t hl_db_last_insert_id(hl_db *db)
 
 /* ---------------------------------------------------------------- transactions */
 
+/* db.c's own fixed SQL passes the policy: a plugin may not end or roll back a transaction the
+ * core opened (nor ours), but hl_db_tx on its behalf must work. */
+static int internal_exec(hl_db *db, const char *sql, hl_err *err)
+{
+    db->internal++;
+    int rc = hl_db_exec(db, sql, err);
+    db->internal--;
+    return rc;
+}
+
 int hl_db_begin(hl_db *db, hl_err *err)
 {
     char sql[64];
@@ -574,7 +686,7 @@ int hl_db_begin(hl_db *db, hl_err *err)
         snprintf(sql, sizeof sql, "BEGIN IMMEDIATE");
     else
         snprintf(sql, sizeof sql, "SAVEPOINT hl_sp_%d", db->depth);
-    int rc = hl_db_exec(db, sql, err);
+    int rc = internal_exec(db, sql, err);
     if (rc != HL_OK)
         return rc;
     db->depth++;
@@ -593,7 +705,7 @@ int hl_db_commit(hl_db *db, hl_err *err)
         snprintf(sql, sizeof sql, "COMMIT");
     else
         snprintf(sql, sizeof sql, "RELEASE hl_sp_%d", db->depth - 1);
-    int rc = hl_db_exec(db, sql, err);
+    int rc = internal_exec(db, sql, err);
     if (rc != HL_OK)
         return rc;
     db->depth--;
@@ -615,7 +727,7 @@ int hl_db_rollback(hl_db *db)
     else
         snprintf(sql, sizeof sql, "ROLLBACK TO hl_sp_%d; RELEASE hl_sp_%d", db->depth,
                  db->depth);
-    return hl_db_exec(db, sql, NULL);
+    return internal_exec(db, sql, NULL);
 }
 
 int hl_db_tx(hl_db *db, int (*fn)(hl_db *db, void *ud, hl_err *err), void *ud, hl_err *err)
@@ -669,21 +781,35 @@ static int query_int(hl_db *db, hl_err *err, int64_t *out, const char *sql, cons
     return rc;
 }
 
-/* HL_DB_ROW when applied, HL_DB_DONE when not, negative on error. */
+/* HL_DB_ROW when applied, HL_DB_DONE when not, negative on error. hl_migrations is read as
+ * db.c's own SQL, so that a plugin's migrations can be checked under its policy. */
 static int is_applied(hl_db *db, const char *component, int version, hl_err *err)
 {
     int64_t one;
-    return query_int(db, err, &one,
-                     "SELECT 1 FROM hl_migrations WHERE component = ? AND version = ?", "si",
-                     component, version);
+    db->internal++;
+    int rc = query_int(db, err, &one,
+                       "SELECT 1 FROM hl_migrations WHERE component = ? AND version = ?", "si",
+                       component, version);
+    db->internal--;
+    return rc;
 }
 
-/* A read-only connection cannot create the table; reading then reports it missing. */
+/* A read-only connection cannot create the table; reading then reports it missing. Under a
+ * policy it exists already: hl_db_set_policy created it. */
 static int ensure_table(hl_db *db, hl_err *err)
 {
-    if (sqlite3_db_readonly(db->h, "main") == 1)
+    if (db->pol || sqlite3_db_readonly(db->h, "main") == 1)
         return HL_OK;
     return hl_db_exec(db, MIG_TABLE_SQL, err);
+}
+
+/* A plugin records its own migrations only: a row for "core" would make the core skip one. */
+static int component_allowed(hl_db *db, const char *component, hl_err *err)
+{
+    if (db->pol && strcmp(component, db->pol->owner) != 0)
+        return hl_err_set(err, HL_EINVAL, "migrate: plugin %s may not migrate component %s",
+                          db->pol->owner, component);
+    return HL_OK;
 }
 
 int hl_db_migrate_one(hl_db *db, const char *component, int version, const char *name,
@@ -698,6 +824,8 @@ int hl_db_migrate_one(hl_db *db, const char *component, int version, const char 
         return hl_err_set(err, HL_EINVAL, "migrate: NULL argument");
     if (!valid_component(component))
         return hl_err_set(err, HL_EINVAL, "migrate: invalid component name");
+    if (component_allowed(db, component, err) != HL_OK)
+        return HL_EINVAL;
     if (!*name || strlen(name) > NAME_MAX_LEN)
         return hl_err_set(err, HL_EINVAL, "migrate: invalid migration name");
     if (version < 1)
@@ -724,10 +852,12 @@ int hl_db_migrate_one(hl_db *db, const char *component, int version, const char 
         rc = HL_EINVAL;
     }
     if (rc == HL_OK) {
+        db->internal++;
         rc = hl_db_run(db, &e,
                        "INSERT INTO hl_migrations (component, version, name, applied_at) "
                        "VALUES (?, ?, ?, ?)",
                        "siss", component, version, name, when);
+        db->internal--;
         if (rc >= 0)
             rc = hl_db_commit(db, &e);
     }
@@ -746,8 +876,10 @@ int hl_db_schema_version(hl_db *db, const char *component, hl_err *err)
     int rc = ensure_table(db, err);
     if (rc != HL_OK)
         return rc;
+    db->internal++;
     rc = query_int(db, err, &v, "SELECT MAX(version) FROM hl_migrations WHERE component = ?",
                    "s", component);
+    db->internal--;
     if (rc < 0)
         return rc;
     return v < 0 ? 0 : v > INT_MAX ? INT_MAX : (int)v;
@@ -924,6 +1056,8 @@ int hl_db_migrate(hl_db *db, const char *component, const char *dir, int *applie
         return hl_err_set(err, HL_EINVAL, "migrate: NULL argument");
     if (!valid_component(component))
         return hl_err_set(err, HL_EINVAL, "migrate: invalid component name");
+    if (component_allowed(db, component, err) != HL_OK)
+        return HL_EINVAL;
     if ((rc = mig_list(dir, &f, &n, err)) != HL_OK)
         return rc;
     rc = ensure_table(db, err);
@@ -951,4 +1085,359 @@ int hl_db_migrate(hl_db *db, const char *component, const char *dir, int *applie
         free(f[i].name);
     free(f);
     return rc;
+}
+
+/* ---------------------------------------------------------------- access policy */
+
+static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
+
+/* SQLite folds identifiers in ASCII only, and so do these (strcasecmp depends on locale). */
+static int ieq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return 0;
+    while (*a && lower((unsigned char)*a) == lower((unsigned char)*b))
+        a++, b++;
+    return lower((unsigned char)*a) == lower((unsigned char)*b);
+}
+
+static int istarts(const char *s, const char *pre)
+{
+    if (!s)
+        return 0;
+    for (; *pre; s++, pre++)
+        if (lower((unsigned char)*s) != lower((unsigned char)*pre))
+            return 0;
+    return 1;
+}
+
+static const char *S(const char *s) { return s ? s : ""; }
+
+static int listed(const char *const *list, const char *name)
+{
+    for (; list && *list; list++)
+        if (ieq(*list, name))
+            return 1;
+    return 0;
+}
+
+/* "news" owns news_x, not newsletter_x. */
+static int own(const policy *p, const char *name)
+{
+    return istarts(name, p->prefix) && name[p->plen] == '_';
+}
+
+/* The indexes SQLite makes for PRIMARY KEY and UNIQUE; the name is reserved, so a plugin
+ * cannot give it to an index of its own on someone else's table. */
+static int own_index(const policy *p, const char *name)
+{
+    return own(p, name) || istarts(name, "sqlite_autoindex_");
+}
+
+static int is_schema(const char *t)
+{
+    return ieq(t, "sqlite_master") || ieq(t, "sqlite_schema") || ieq(t, "sqlite_temp_master") ||
+           ieq(t, "sqlite_temp_schema");
+}
+
+static int is_hidden(const policy *p, const char *table, const char *col)
+{
+    size_t tl = strlen(S(table));
+    for (const char *const *h = p->hidden; *h; h++) {
+        const char *e = *h;
+        size_t i = 0;
+        while (i < tl && e[i] && lower((unsigned char)e[i]) == lower((unsigned char)table[i]))
+            i++;
+        if (i == tl && e[i] == '.' && ieq(e + i + 1, S(col)))
+            return 1;
+    }
+    return 0;
+}
+
+/* Records the first refusal of the statement being compiled or run (later ones follow from
+ * it) and logs it: a plugin probing what it may not do should show up in the operator's log. */
+static int deny(hl_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int deny(hl_db *db, const char *fmt, ...)
+{
+    if (!db->denied) {
+        db->denied = 1;
+        va_list ap;
+        int n = snprintf(db->denial, sizeof db->denial, "plugin %s may not ", db->pol->owner);
+        if (n > 0 && (size_t)n < sizeof db->denial) {
+            va_start(ap, fmt);
+            vsnprintf(db->denial + n, sizeof db->denial - (size_t)n, fmt, ap);
+            va_end(ap);
+        }
+        hl_log(HL_LOG_WARN, "%s", db->denial);
+    }
+    return SQLITE_DENY;
+}
+
+static int auth_read(hl_db *db, const char *table, const char *col, const char *inner)
+{
+    const policy *p = db->pol;
+    unsigned ctx = db->ctx;
+    if (is_schema(table)) {
+        /* Only the nested schema updates of an allowed DDL statement: CREATE reads nothing but
+         * the rowid; ALTER and DROP read names and SQL, but neither can hold a user-written
+         * subquery, and a trigger they fire (FK cascade) runs with its name in inner. */
+        if (ctx && ieq(col, "rowid"))
+            return SQLITE_OK;
+        if ((ctx & (CTX_ALTER | CTX_DROP)) && !inner)
+            return SQLITE_OK;
+        return deny(db, "read the schema (%s)", S(table));
+    }
+    if (!inner && (ctx & (CTX_ALTER | CTX_DROP)) && ieq(table, "sqlite_sequence"))
+        return SQLITE_OK;
+    /* ALTER ... ADD COLUMN with NOT NULL or CHECK verifies the existing rows this way. */
+    if (!inner && (ctx & CTX_ALTER) && ieq(table, "pragma_quick_check"))
+        return SQLITE_OK;
+    if (istarts(table, "sqlite_") || !(own(p, table) || listed(p->readable, table)))
+        return deny(db, "read table %s", S(table));
+    if (is_hidden(p, table, col))
+        return deny(db, "read %s.%s", S(table), S(col));
+    return SQLITE_OK;
+}
+
+static int auth_write(hl_db *db, const char *table, const char *inner)
+{
+    /* SQLite refuses direct writes to the schema table (writable_schema is off and PRAGMA is
+     * denied): these are the schema updates of a DDL statement, checked by its own action. */
+    if (is_schema(table))
+        return SQLITE_OK;
+    /* AUTOINCREMENT inserts update sqlite_sequence unreported; DROP and ALTER report it. */
+    if (!inner && (db->ctx & (CTX_ALTER | CTX_DROP)) && ieq(table, "sqlite_sequence"))
+        return SQLITE_OK;
+    if (own(db->pol, table))
+        return SQLITE_OK;
+    return deny(db, "write table %s", S(table));
+}
+
+/* SQLite's own helpers that ALTER TABLE's nested SQL calls; sqlite_rename_table is left out
+ * on purpose: a rename reports the old name only, and the new one could be anything
+ * (a table the core will create later, with the plugin's triggers on it). */
+static const char *const alter_functions[] = {"sqlite_rename_column", "sqlite_rename_test",
+                                              "sqlite_rename_quotefix", "sqlite_drop_column",
+                                              NULL};
+
+static int auth_function(hl_db *db, const char *name)
+{
+    if (ieq(name, "load_extension") || istarts(name, "fts3_tokenizer"))
+        return deny(db, "call %s()", S(name));
+    if (istarts(name, "sqlite_")) {
+        if ((db->ctx & CTX_ALTER) && ieq(name, "sqlite_rename_table"))
+            return deny(db, "rename tables");
+        if ((db->ctx & CTX_ALTER) && listed(alter_functions, name))
+            return SQLITE_OK;
+        return deny(db, "call %s()", S(name));
+    }
+    return SQLITE_OK;
+}
+
+/* An allowed DDL action also opens its context for the rest of the compilation. */
+static int open_ctx(hl_db *db, unsigned ctx)
+{
+    db->ctx |= ctx;
+    return SQLITE_OK;
+}
+
+/* The authorizer: called by SQLite for each action of a statement it compiles. a1/a2 depend
+ * on the action (see sqlite3_set_authorizer); dbname is "main", "temp", an attached name or
+ * NULL; inner names the trigger or view whose code is being compiled. */
+static int authorize(void *ud, int action, const char *a1, const char *a2, const char *dbname,
+                     const char *inner)
+{
+    hl_db *db = ud;
+    const policy *p = db->pol;
+    if (!p || db->internal)
+        return SQLITE_OK;
+    if (action == SQLITE_ALTER_TABLE) /* it passes the database first, and no dbname */
+        dbname = a1;
+    /* RENAME COLUMN also fixes temp triggers, through the temp schema table. */
+    if (dbname && !ieq(dbname, "main") &&
+        !(ieq(dbname, "temp") && (db->ctx & CTX_ALTER) && is_schema(a1))) {
+        if (ieq(dbname, "temp"))
+            return deny(db, "use temporary tables");
+        return deny(db, "use database %s", dbname);
+    }
+    switch (action) {
+    case SQLITE_SELECT:
+    case SQLITE_RECURSIVE: /* what a SELECT or recursive CTE reads is reported on its own */
+        return SQLITE_OK;
+    case SQLITE_READ:
+        return auth_read(db, a1, a2, inner);
+    case SQLITE_INSERT:
+    case SQLITE_UPDATE:
+    case SQLITE_DELETE:
+        return auth_write(db, a1, inner);
+    case SQLITE_FUNCTION:
+        return auth_function(db, a2);
+    case SQLITE_CREATE_TABLE:
+        if ((db->ctx & CTX_CREATE) && ieq(a1, "sqlite_sequence")) /* first AUTOINCREMENT */
+            return SQLITE_OK;
+        return own(p, a1) ? open_ctx(db, CTX_CREATE) : deny(db, "create table %s", S(a1));
+    case SQLITE_CREATE_VIEW:
+        return own(p, a1) ? open_ctx(db, CTX_CREATE) : deny(db, "create view %s", S(a1));
+    case SQLITE_CREATE_INDEX:
+        if (own_index(p, a1) && own(p, a2))
+            return open_ctx(db, CTX_CREATE);
+        return deny(db, "create index %s on table %s", S(a1), S(a2));
+    case SQLITE_CREATE_TRIGGER:
+        if (own(p, a1) && own(p, a2))
+            return open_ctx(db, CTX_CREATE);
+        return deny(db, "create trigger %s on table %s", S(a1), S(a2));
+    case SQLITE_DROP_TABLE:
+    case SQLITE_DROP_VIEW:
+        if (own(p, a1))
+            return open_ctx(db, CTX_DROP);
+        return deny(db, "drop %s %s", action == SQLITE_DROP_VIEW ? "view" : "table", S(a1));
+    case SQLITE_DROP_INDEX:
+        if (own_index(p, a1) && own(p, a2))
+            return open_ctx(db, CTX_DROP);
+        return deny(db, "drop index %s", S(a1));
+    case SQLITE_DROP_TRIGGER:
+        if (own(p, a1) && own(p, a2))
+            return open_ctx(db, CTX_DROP);
+        return deny(db, "drop trigger %s", S(a1));
+    case SQLITE_ALTER_TABLE:
+        return own(p, a2) ? open_ctx(db, CTX_ALTER) : deny(db, "alter table %s", S(a2));
+    case SQLITE_REINDEX: /* CREATE INDEX builds the new index this way */
+        if ((db->ctx & CTX_CREATE) && own_index(p, a1))
+            return SQLITE_OK;
+        return deny(db, "run REINDEX");
+    case SQLITE_PRAGMA: /* the rows check of ALTER ... ADD COLUMN (see auth_read) */
+        if ((db->ctx & CTX_ALTER) && ieq(a1, "quick_check") && own(p, a2))
+            return SQLITE_OK;
+        return deny(db, "run PRAGMA %s", S(a1));
+    case SQLITE_ATTACH:
+        return deny(db, "attach databases");
+    case SQLITE_DETACH:
+        return deny(db, "detach databases");
+    case SQLITE_TRANSACTION:
+    case SQLITE_SAVEPOINT:
+        return deny(db, "begin, commit or roll back transactions itself");
+    case SQLITE_CREATE_TEMP_TABLE:
+    case SQLITE_CREATE_TEMP_INDEX:
+    case SQLITE_CREATE_TEMP_VIEW:
+    case SQLITE_CREATE_TEMP_TRIGGER:
+    case SQLITE_DROP_TEMP_TABLE:
+    case SQLITE_DROP_TEMP_INDEX:
+    case SQLITE_DROP_TEMP_VIEW:
+    case SQLITE_DROP_TEMP_TRIGGER:
+        return deny(db, "use temporary tables");
+    default: /* ANALYZE, virtual tables, and codes newer than this file */
+        return deny(db, "run this kind of statement (authorizer action %d)", action);
+    }
+}
+
+static int valid_prefix(const char *s)
+{
+    size_t n = 0;
+    for (; s && s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n >= 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '_'))
+            return 0;
+    }
+    /* Core tables are hl_*, SQLite's sqlite_*: such a prefix would own them. */
+    return n > 0 && !ieq(s, "hl") && !istarts(s, "hl_") && !ieq(s, "sqlite") &&
+           !istarts(s, "sqlite_");
+}
+
+/* Counts (*n) and checks a NULL-terminated list, adding the bytes its strings need to
+ * *bytes. Entries are bounded before strlen-like scans, so a missing terminator in a
+ * "table.column" cannot run far. */
+static int check_list(const char *const *list, int dotted, const char *what, size_t *n,
+                      size_t *bytes, hl_err *err)
+{
+    for (*n = 0; list && list[*n]; (*n)++) {
+        const char *e = list[*n];
+        size_t len = strnlen(e, POLICY_MAX_NAME + 1);
+        const char *dot = memchr(e, '.', len);
+        if (*n == POLICY_MAX_LIST)
+            return hl_err_set(err, HL_ETOOBIG, "policy: more than %d %s entries",
+                              POLICY_MAX_LIST, what);
+        if (len == 0 || len > POLICY_MAX_NAME || (dotted && (!dot || dot == e || !dot[1])))
+            return hl_err_set(err, HL_EINVAL, "policy: invalid %s entry %zu", what, *n + 1);
+        *bytes += len + 1;
+    }
+    return HL_OK;
+}
+
+static char *put(char **cur, const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *d = memcpy(*cur, s, len);
+    *cur += len;
+    return d;
+}
+
+static int policy_copy(const hl_db_policy *in, policy **out, hl_err *err)
+{
+    size_t bytes = 0, nr, nh;
+    int rc;
+    *out = NULL;
+    if (!valid_component(in->owner))
+        return hl_err_set(err, HL_EINVAL, "policy: invalid owner name");
+    if (!valid_prefix(in->prefix))
+        return hl_err_set(err, HL_EINVAL, "policy for %s: invalid or reserved table prefix",
+                          in->owner);
+    if ((rc = check_list(in->readable, 0, "readable", &nr, &bytes, err)) != HL_OK ||
+        (rc = check_list(in->hidden, 1, "hidden", &nh, &bytes, err)) != HL_OK)
+        return rc;
+    size_t olen = strlen(in->owner) + 1, plen = strlen(in->prefix);
+    size_t ptrs = (nr + 1 + nh + 1) * sizeof(char *);
+    policy *p = malloc(sizeof *p + ptrs + bytes + olen + plen + 1);
+    if (!p)
+        return hl_err_set(err, HL_ENOMEM, "policy: out of memory");
+    p->readable = (const char **)(p + 1);
+    p->hidden = p->readable + nr + 1;
+    char *cur = (char *)(p->hidden + nh + 1);
+    p->owner = put(&cur, in->owner);
+    p->prefix = put(&cur, in->prefix);
+    p->plen = plen;
+    for (size_t i = 0; i < nr; i++)
+        p->readable[i] = put(&cur, in->readable[i]);
+    p->readable[nr] = NULL;
+    for (size_t i = 0; i < nh; i++)
+        p->hidden[i] = put(&cur, in->hidden[i]);
+    p->hidden[nh] = NULL;
+    *out = p;
+    return HL_OK;
+}
+
+int hl_db_set_policy(hl_db *db, const hl_db_policy *pol, hl_err *err)
+{
+    policy *np = NULL;
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "set policy: NULL database");
+    if (pol) {
+        int rc = policy_copy(pol, &np, err);
+        /* Created while still trusted: the plugin may not create it, but its migrations
+         * are recorded there. */
+        if (rc == HL_OK)
+            rc = ensure_table(db, err);
+        /* Installed once and left in place: installing expires every prepared statement. */
+        if (rc == HL_OK && !db->auth_on) {
+            if (sqlite3_set_authorizer(db->h, authorize, db) != SQLITE_OK)
+                rc = hl_err_set(err, HL_ERR, "set policy: %s", sqlite3_errmsg(db->h));
+            else
+                db->auth_on = 1;
+        }
+        if (rc != HL_OK) {
+            free(np);
+            return rc;
+        }
+        db->denial[0] = '\0';
+    }
+    free(db->pol);
+    db->pol = np;
+    if (++db->pgen == 0) /* 0 marks statements prepared without a policy */
+        db->pgen = 1;
+    return HL_OK;
+}
+
+const char *hl_db_policy_denial(hl_db *db)
+{
+    return db ? db->denial : "";
 }

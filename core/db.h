@@ -92,4 +92,31 @@ int hl_db_migrate_one(hl_db *db, const char *component, int version, const char 
 /* Highest applied version for component, 0 if none, negative on error. */
 int hl_db_schema_version(hl_db *db, const char *component, hl_err *err);
 
+/* Access policy for code that is not trusted (Lua plugins): set before running its SQL,
+ * cleared after. Tables: own (prefix_*) read/write/create/drop/alter/index; readable tables
+ * read only; everything else denied. */
+typedef struct hl_db_policy {
+    const char *owner;            /* plugin name, for messages and logs */
+    const char *prefix;           /* own tables start with prefix followed by '_' */
+    const char *const *readable;  /* NULL-terminated list of other tables it may SELECT from */
+    const char *const *hidden;    /* NULL-terminated "table.column", unreadable even there */
+} hl_db_policy;
+/* While a policy is set, SQLite's authorizer checks every statement compiled on this
+ * connection (core code included: a core function called on a plugin's behalf must clear the
+ * policy first). Names compare ASCII case-insensitively. Besides the table rules the plugin
+ * may not: read the schema table or any sqlite_* table, use another database (ATTACH, temp),
+ * run PRAGMA, VACUUM, ANALYZE or virtual tables, call load_extension(), fts3_tokenizer() or
+ * sqlite_*(), rename a table (ALTER TABLE ... RENAME TO: SQLite does not tell the new name),
+ * or run BEGIN/COMMIT/ROLLBACK/SAVEPOINT itself (hl_db_tx and hl_db_begin still work).
+ * Migrations still work: hl_migrations is created here if missing, and hl_db_migrate(_one)
+ * records versions for the component named like the owner only. Statements prepared under a
+ * policy bypass the statement cache and refuse to step once the policy is changed or cleared.
+ * owner must be a component name and prefix [A-Za-z0-9_] (not "hl", "sqlite" or beginning
+ * "hl_"/"sqlite_"); at most 256 entries per list. The policy is deep-copied. NULL clears.
+ * On error the previous policy (or none) stays in force. */
+int hl_db_set_policy(hl_db *db, const hl_db_policy *policy, hl_err *err);
+/* After a statement failed because of the policy: the reason (else ""). Reset when a policy
+ * is set and when a statement is prepared or stepped. */
+const char *hl_db_policy_denial(hl_db *db);
+
 #endif

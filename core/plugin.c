@@ -16,6 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+
 #include "core/http.h"
 #include "core/log.h"
 #include "include/halle/plugin.h"
@@ -451,6 +454,24 @@ int hl_plugin_migrate(hl_db *db, const hl_plugin_info *p, const char *dir, hl_er
     return rc;
 }
 
+/* Compiles (never runs) the plugin's main file, so that a syntax error is refused at enable
+ * time with the file and line. Compiling runs no plugin code, so no sandbox is needed. */
+static int check_lua_syntax(const hl_plugin_info *p, hl_err *err)
+{
+    const char *main_file = json_string_value(json_object_get(p->manifest, "main"));
+    char *path = xprintf("%s/%s", p->path, main_file ? main_file : "main.lua");
+    lua_State *L = luaL_newstate();
+    int rc = HL_OK;
+    if (!path || !L)
+        rc = hl_err_set(err, HL_ENOMEM, "out of memory");
+    else if (luaL_loadfilex(L, path, "t") != LUA_OK)
+        rc = hl_err_set(err, HL_EINVAL, "plugin %s refused: %s", p->name, lua_tostring(L, -1));
+    if (L)
+        lua_close(L);
+    free(path);
+    return rc;
+}
+
 int hl_plugin_enable(const hl_config *cfg, hl_db *db, const char *name, hl_err *err)
 {
     hl_plugin_list l;
@@ -466,6 +487,8 @@ int hl_plugin_enable(const hl_config *cfg, hl_db *db, const char *name, hl_err *
         rc = hl_err_set(err, HL_EINVAL, "plugin %s refused: %s", name, p->error);
         goto out;
     }
+    if (p->kind == HL_PLUGIN_LUA && (rc = check_lua_syntax(p, err)))
+        goto out;
     req_check c = {&l, name, err};
     if ((rc = requires_each(p->requires, check_required, &c)))
         goto out;

@@ -21,7 +21,7 @@ static int refuse(void *ud, halle_hook_call *c)
 {
     (void)ud;
     const char *path = json_string_value(json_object_get(api->call_value(c), "path"));
-    if (path && !strcmp(path, "/testc/forbidden"))
+    if (path && !strcmp(path, "/testc/ping/forbidden"))
         return api->call_stop(c, 403, "refused by testc");
     return HALLE_HOOK_CONTINUE;
 }

@@ -1,5 +1,6 @@
 /* Unit tests for the storage layer (core/db.c): opening, binding, statement cache,
- * transactions and migrations, run against real SQLite files in a temporary directory. */
+ * transactions, migrations and plugin access policies, run against real SQLite files in a
+ * temporary directory. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/db.h"
+#include "core/log.h"
 
 typedef struct {
     char dir[64];
@@ -1039,6 +1041,619 @@ static void test_injection(void **state)
     assert_int_equal(table_exists(f->db, "users"), 1);
 }
 
+
+/* ---------------------------------------------------------------- access policy */
+
+static const char *const news_readable[] = {"products", "users", NULL};
+static const char *const news_hidden[] = {"users.password_hash", NULL};
+static const hl_db_policy news_policy = {"news", "news", news_readable, news_hidden};
+
+/* Core tables a plugin meets, with denials logged to a file of the fixture (not the test
+ * output). */
+static int setup_policy(void **state)
+{
+    hl_err err = {0};
+    char log[160];
+    if (setup(state) != 0)
+        return -1;
+    fx *f = *state;
+    snprintf(log, sizeof log, "%s/log", f->dir);
+    if (hl_log_open(log, "info", &err) != HL_OK ||
+        hl_db_exec(f->db,
+                   "CREATE TABLE users(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, "
+                   "password_hash TEXT);"
+                   "INSERT INTO users(name, password_hash) VALUES ('alice', 'h1'), ('bob', 'h2');"
+                   "CREATE TABLE products(id INTEGER PRIMARY KEY, name TEXT);"
+                   "INSERT INTO products(name) VALUES ('pen'), ('ink');"
+                   "CREATE TABLE market_orders(id INTEGER PRIMARY KEY, item TEXT);"
+                   "INSERT INTO market_orders(item) VALUES ('secret');"
+                   "CREATE TABLE newsletter_subscribers(email TEXT);"
+                   "INSERT INTO newsletter_subscribers VALUES ('x@example.org');",
+                   &err) != HL_OK) {
+        fprintf(stderr, "setup_policy: %s\n", err.msg);
+        hl_log_close();
+        teardown(state);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown_policy(void **state)
+{
+    hl_log_close();
+    return teardown(state);
+}
+
+static void set_news(hl_db *db)
+{
+    hl_err err = {0};
+    assert_int_equal(hl_db_set_policy(db, &news_policy, &err), HL_OK);
+    assert_string_equal(hl_db_policy_denial(db), "");
+}
+
+static void clear_policy(hl_db *db)
+{
+    hl_err err = {0};
+    assert_int_equal(hl_db_set_policy(db, NULL, &err), HL_OK);
+}
+
+static void allowed(hl_db *db, const char *sql)
+{
+    hl_err err = {0};
+    int rc = hl_db_exec(db, sql, &err);
+    if (rc != HL_OK)
+        fail_msg("refused: %s: %s", sql, err.msg);
+}
+
+/* Refused, by both ways in, with the reason in err and in hl_db_policy_denial. */
+static void denied(hl_db *db, const char *sql, const char *why)
+{
+    hl_err err = {0};
+    const char *lead = "not authorized: plugin news may not ";
+    hl_stmt *st = hl_db_prepare(db, sql, &err);
+    if (st) {
+        hl_db_done(st);
+        fail_msg("allowed: %s", sql);
+    }
+    if (err.code != HL_EINVAL || strncmp(err.msg, lead, strlen(lead)) != 0 || !strstr(err.msg, why))
+        fail_msg("%s: expected '%s', got %d '%s'", sql, why, err.code, err.msg);
+    assert_string_equal(hl_db_policy_denial(db), err.msg + strlen("not authorized: "));
+    hl_err_clear(&err);
+    assert_int_equal(hl_db_exec(db, sql, &err), HL_EINVAL);
+    if (!strstr(err.msg, why))
+        fail_msg("exec %s: expected '%s', got '%s'", sql, why, err.msg);
+}
+
+static const char *first_text(hl_db *db, const char *sql)
+{
+    static char buf[128];
+    hl_err err = {0};
+    hl_stmt *st = hl_db_query(db, &err, sql, NULL);
+    if (!st)
+        fail_msg("%s: %s", sql, err.msg);
+    assert_int_equal(hl_db_step(st, &err), HL_DB_ROW);
+    snprintf(buf, sizeof buf, "%s", hl_db_col_text(st, 0));
+    hl_db_done(st);
+    return buf;
+}
+
+static void test_policy_tables(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+
+    set_news(f->db);
+    /* Its own tables: everything. */
+    allowed(f->db, "CREATE TABLE news_items(id INTEGER PRIMARY KEY, title TEXT)");
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO news_items(title) VALUES (?)", "s", "hi"),
+                     1);
+    assert_int_equal(hl_db_run(f->db, &err, "UPDATE news_items SET title = ?", "s", "hello"), 1);
+    assert_string_equal(first_text(f->db, "SELECT title FROM news_items"), "hello");
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM NEWS_ITEMS"), 1); /* any case */
+    allowed(f->db, "CREATE TABLE News_Upper(a)");
+    allowed(f->db, "CREATE TABLE news_(a)");
+
+    /* Readable tables: read only. */
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM products"), 2);
+    assert_string_equal(first_text(f->db, "SELECT name FROM products ORDER BY id"), "pen");
+    assert_string_equal(
+        first_text(f->db, "SELECT n.title || ' ' || p.name FROM news_items n, products p "
+                          "ORDER BY p.id DESC"),
+        "hello ink");
+    denied(f->db, "INSERT INTO products(name) VALUES ('x')", "write table products");
+    denied(f->db, "UPDATE products SET name = 'x'", "write table products");
+    denied(f->db, "DELETE FROM products", "write table products");
+    denied(f->db, "INSERT INTO news_items(title) SELECT item FROM market_orders",
+           "read table market_orders");
+
+    /* Hidden columns, however they are reached. */
+    assert_string_equal(first_text(f->db, "SELECT name FROM users ORDER BY id"), "alice");
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM users"), 2);
+    denied(f->db, "SELECT password_hash FROM users", "read users.password_hash");
+    denied(f->db, "SELECT * FROM users", "read users.password_hash");
+    denied(f->db, "SELECT users.* FROM news_items, users", "read users.password_hash");
+    denied(f->db, "SELECT PassWord_Hash FROM USERS", "password_hash");
+    denied(f->db, "SELECT count(*) FROM users WHERE password_hash LIKE 'h%'",
+           "read users.password_hash");
+    denied(f->db, "SELECT name FROM users ORDER BY password_hash", "read users.password_hash");
+    denied(f->db, "SELECT (SELECT max(password_hash) FROM users)", "read users.password_hash");
+    denied(f->db, "INSERT INTO news_items(title) SELECT password_hash FROM users",
+           "read users.password_hash");
+
+    /* Other tables: nothing, including another plugin's whose name starts alike. */
+    denied(f->db, "SELECT count(*) FROM market_orders", "read table market_orders");
+    denied(f->db, "SELECT * FROM newsletter_subscribers", "read table newsletter_subscribers");
+    denied(f->db, "INSERT INTO newsletter_subscribers VALUES ('y')",
+           "write table newsletter_subscribers");
+    allowed(f->db, "CREATE TABLE news_x(a)");
+    denied(f->db, "CREATE TABLE newsletter_x(a)", "create table newsletter_x");
+    denied(f->db, "CREATE TABLE news(a)", "create table news");
+    denied(f->db, "CREATE TABLE newsx(a)", "create table newsx");
+
+    /* Schema changes outside the prefix. */
+    denied(f->db, "CREATE TABLE users2(a)", "create table users2");
+    denied(f->db, "CREATE TABLE IF NOT EXISTS users(a)", "create table users");
+    denied(f->db, "DROP TABLE products", "drop table products");
+    denied(f->db, "DROP TABLE IF EXISTS market_orders", "drop table market_orders");
+    denied(f->db, "ALTER TABLE products ADD COLUMN price INTEGER", "alter table products");
+    denied(f->db, "CREATE INDEX news_i ON products(name)", "create index news_i on table products");
+    denied(f->db, "CREATE INDEX products_i ON news_items(title)", "create index products_i");
+    denied(f->db, "CREATE TRIGGER news_t AFTER INSERT ON products BEGIN DELETE FROM news_x; END",
+           "create trigger news_t on table products");
+    denied(f->db, "CREATE TRIGGER users_t AFTER INSERT ON news_x BEGIN DELETE FROM news_x; END",
+           "create trigger users_t");
+    denied(f->db, "CREATE VIEW users_v AS SELECT 1", "create view users_v");
+    denied(f->db, "CREATE TEMP TABLE news_tmp(a)", "use temporary tables");
+    denied(f->db, "CREATE TEMP VIEW news_tv AS SELECT 1", "use temporary tables");
+    denied(f->db, "CREATE TEMP TRIGGER news_tt AFTER INSERT ON news_x BEGIN SELECT 1; END",
+           "use temporary tables");
+
+    clear_policy(f->db);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM products"), 2);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM market_orders"), 1);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM newsletter_subscribers"), 1);
+    assert_int_equal(table_exists(f->db, "users2"), 0);
+    assert_int_equal(table_exists(f->db, "newsletter_x"), 0);
+    assert_int_equal(table_exists(f->db, "news_tmp"), 0);
+    assert_int_equal(table_exists(f->db, "news_x"), 1);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                                   " AND name = 'news_i'"),
+                     0);
+}
+
+static void test_policy_statements(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    char sql[256], other[160];
+
+    snprintf(other, sizeof other, "%s/other.db", f->dir);
+    set_news(f->db);
+    snprintf(sql, sizeof sql, "ATTACH '%s' AS a", other);
+    denied(f->db, sql, "attach databases");
+    assert_int_equal(access(other, F_OK), -1); /* not even created */
+    denied(f->db, "DETACH a", "detach databases");
+    /* VACUUM compiles its SQL while it runs: refused then. */
+    hl_stmt *st = hl_db_prepare(f->db, "VACUUM", &err);
+    assert_non_null(st);
+    assert_int_equal(hl_db_step(st, &err), HL_EINVAL);
+    assert_string_equal(err.msg, "not authorized: plugin news may not attach databases");
+    hl_db_done(st);
+    snprintf(sql, sizeof sql, "VACUUM INTO '%s'", other);
+    assert_int_equal(hl_db_exec(f->db, sql, &err), HL_EINVAL);
+    assert_non_null(strstr(err.msg, "not authorized: plugin news may not "));
+    assert_int_equal(access(other, F_OK), -1);
+
+    denied(f->db, "PRAGMA table_info(users)", "run PRAGMA table_info");
+    denied(f->db, "PRAGMA writable_schema=1", "run PRAGMA writable_schema");
+    denied(f->db, "PRAGMA foreign_keys=OFF", "run PRAGMA foreign_keys");
+    denied(f->db, "PRAGMA main.quick_check(users)", "run PRAGMA quick_check");
+    /* Eponymous virtual tables: the first refusal may be the schema read of their set-up. */
+    denied(f->db, "SELECT * FROM pragma_table_info('users')", "may not");
+    denied(f->db, "SELECT * FROM json_each('[1]')", "may not");
+
+    denied(f->db, "SELECT load_extension('x')", "call load_extension()");
+    denied(f->db, "SELECT LOAD_EXTENSION('/tmp/x.so', 'init')", "call load_extension()");
+    denied(f->db, "SELECT sqlite_version()", "call sqlite_version()");
+    denied(f->db, "SELECT sqlite_compileoption_used('THREADSAFE')", "call sqlite_compileoption");
+    denied(f->db, "SELECT fts3_tokenizer('simple')", "call fts3_tokenizer()");
+    assert_string_equal(first_text(f->db, "SELECT upper('a') || length('abc') || abs(-2)"),
+                        "A32");
+    assert_int_equal(scalar(f->db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                                   "FROM c WHERE x < 5) SELECT sum(x) FROM c"),
+                     15);
+
+    /* The schema names every table of every plugin. */
+    denied(f->db, "SELECT sql FROM sqlite_master", "read the schema");
+    denied(f->db, "SELECT name FROM sqlite_schema WHERE type = 'table'", "read the schema");
+    denied(f->db, "SELECT count(*) FROM sqlite_master", "read the schema");
+    denied(f->db, "SELECT * FROM sqlite_temp_master", "temporary");
+    denied(f->db, "SELECT * FROM sqlite_sequence", "read table sqlite_sequence");
+    denied(f->db, "UPDATE sqlite_sequence SET seq = 9223372036854775807",
+           "write table sqlite_sequence");
+    denied(f->db, "DELETE FROM sqlite_sequence", "write table sqlite_sequence");
+    /* SQLite itself refuses writes to the schema table. */
+    assert_int_not_equal(hl_db_exec(f->db, "DELETE FROM sqlite_master", &err), HL_OK);
+    assert_non_null(strstr(err.msg, "may not be modified"));
+
+    /* Transactions belong to db.c (hl_db_tx), which a plugin's code cannot end early. */
+    denied(f->db, "BEGIN", "transactions");
+    denied(f->db, "COMMIT", "transactions");
+    denied(f->db, "ROLLBACK", "transactions");
+    denied(f->db, "SAVEPOINT x", "transactions");
+    assert_int_equal(hl_db_begin(f->db, &err), HL_OK);
+    allowed(f->db, "CREATE TABLE news_t(a)");
+    assert_int_equal(hl_db_begin(f->db, &err), HL_OK); /* a savepoint */
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO news_t VALUES (1)", NULL), 1);
+    denied(f->db, "RELEASE hl_sp_1", "transactions");
+    denied(f->db, "ROLLBACK TO hl_sp_1", "transactions");
+    assert_int_equal(hl_db_rollback(f->db), HL_OK);
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO news_t VALUES (2)", NULL), 1);
+    assert_int_equal(hl_db_commit(f->db, &err), HL_OK);
+    assert_int_equal(scalar(f->db, "SELECT sum(a) FROM news_t"), 2);
+
+    /* Migration bookkeeping is db.c's. */
+    denied(f->db, "INSERT INTO hl_migrations VALUES ('core', 99, 'x', 'y')",
+           "write table hl_migrations");
+    denied(f->db, "DELETE FROM hl_migrations", "write table hl_migrations");
+    denied(f->db, "SELECT * FROM hl_migrations", "read table hl_migrations");
+
+    /* Everything else SQLite can do. */
+    denied(f->db, "ANALYZE", "may not");
+    denied(f->db, "REINDEX", "run REINDEX");
+    denied(f->db, "CREATE VIRTUAL TABLE news_f USING fts5(a)", "may not");
+
+    /* A second statement is refused before anything runs. */
+    assert_int_equal(hl_db_run(f->db, &err, "SELECT 1; DROP TABLE products", NULL), HL_EINVAL);
+    clear_policy(f->db);
+    assert_int_equal(table_exists(f->db, "products"), 1);
+    assert_int_equal(table_exists(f->db, "news_f"), 0);
+    assert_int_equal(table_exists(f->db, "sqlite_stat1"), 0);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM hl_migrations"), 0);
+    assert_int_equal(scalar(f->db, "SELECT seq FROM sqlite_sequence WHERE name = 'users'"), 2);
+}
+
+static void test_policy_own_ddl(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+
+    set_news(f->db);
+    allowed(f->db, "CREATE TABLE news_a(id INTEGER PRIMARY KEY AUTOINCREMENT, t TEXT UNIQUE)");
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO news_a(t) VALUES ('x'), ('y')", NULL), 2);
+    assert_int_equal(hl_db_last_insert_id(f->db), 2);
+    allowed(f->db, "CREATE INDEX news_a_t2 ON news_a(t, id)");
+    allowed(f->db, "CREATE UNIQUE INDEX IF NOT EXISTS news_a_t3 ON news_a(t)");
+    allowed(f->db, "CREATE VIEW news_v AS SELECT t FROM news_a");
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_v"), 2);
+    allowed(f->db, "CREATE TABLE news_log(msg TEXT)");
+    allowed(f->db, "CREATE TRIGGER news_tr AFTER INSERT ON news_a BEGIN "
+                   "INSERT INTO news_log VALUES (new.t); END");
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO news_a(t) VALUES ('z')", NULL), 1);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_log"), 1);
+    allowed(f->db, "ALTER TABLE news_a ADD COLUMN n INTEGER NOT NULL DEFAULT 0 CHECK (n >= 0)");
+    allowed(f->db, "ALTER TABLE news_a ADD COLUMN note TEXT");
+    allowed(f->db, "ALTER TABLE news_a RENAME COLUMN n TO m");
+    assert_int_equal(scalar(f->db, "SELECT sum(m) FROM news_a"), 0);
+    allowed(f->db, "ALTER TABLE news_a DROP COLUMN note");
+    /* SQLite does not tell the new name of a renamed table. */
+    denied(f->db, "ALTER TABLE news_log RENAME TO hl_settings", "rename tables");
+    denied(f->db, "ALTER TABLE news_log RENAME TO news_log2", "rename tables");
+    allowed(f->db, "DROP TRIGGER news_tr");
+    allowed(f->db, "DROP VIEW news_v");
+    allowed(f->db, "DROP INDEX news_a_t2");
+    allowed(f->db, "DROP TABLE news_a");
+    allowed(f->db, "DROP TABLE IF EXISTS news_nothing");
+
+    /* Ways round the checks through its own objects. */
+    denied(f->db, "CREATE TABLE news_s AS SELECT sql FROM sqlite_master", "read the schema");
+    denied(f->db, "CREATE TABLE news_p AS SELECT password_hash FROM users",
+           "read users.password_hash");
+    /* A view or a trigger is checked when it runs, under the policy then in force. */
+    allowed(f->db, "CREATE VIEW news_pw AS SELECT password_hash FROM users");
+    denied(f->db, "SELECT * FROM news_pw", "read users.password_hash");
+    allowed(f->db, "CREATE VIEW news_schema AS SELECT name FROM sqlite_master");
+    denied(f->db, "SELECT * FROM news_schema", "read the schema");
+    allowed(f->db, "CREATE TRIGGER news_evil AFTER INSERT ON news_log BEGIN "
+                   "DELETE FROM products; END");
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO news_log VALUES ('go')", NULL),
+                     HL_EINVAL);
+    assert_non_null(strstr(err.msg, "may not write table products"));
+    /* A trigger fired by the FK cascade of a DROP does not share the DROP's leave to read the
+     * schema table. */
+    allowed(f->db, "CREATE TABLE news_parent(id INTEGER PRIMARY KEY);"
+                   "CREATE TABLE news_child(p REFERENCES news_parent(id) ON DELETE CASCADE);"
+                   "CREATE TABLE news_leak(s);"
+                   "CREATE TRIGGER news_spy AFTER DELETE ON news_child BEGIN "
+                   "INSERT INTO news_leak SELECT sql FROM sqlite_master; END;"
+                   "INSERT INTO news_parent VALUES (1); INSERT INTO news_child VALUES (1);");
+    denied(f->db, "DROP TABLE news_parent", "read the schema");
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_parent"), 1);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_leak"), 0);
+
+    clear_policy(f->db);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM products"), 2);
+    assert_int_equal(table_exists(f->db, "news_log"), 1);
+    assert_int_equal(table_exists(f->db, "news_log2"), 0);
+    assert_int_equal(table_exists(f->db, "hl_settings"), 0);
+    assert_int_equal(table_exists(f->db, "news_a"), 0);
+    assert_int_equal(table_exists(f->db, "news_s"), 0);
+    assert_int_equal(table_exists(f->db, "news_p"), 0);
+}
+
+static void test_policy_cache(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    const char *secret = "SELECT password_hash FROM users WHERE id = 1";
+
+    /* Trusted code caches statements the policy would refuse. */
+    hl_stmt *core = hl_db_prepare(f->db, secret, &err);
+    assert_non_null(core);
+    assert_int_equal(hl_db_step(core, &err), HL_DB_ROW);
+    hl_db_done(core);
+    hl_stmt *names = hl_db_prepare(f->db, "SELECT name FROM users", &err);
+    assert_non_null(names);
+    hl_db_done(names);
+
+    set_news(f->db);
+    denied(f->db, secret, "read users.password_hash");
+    assert_null(hl_db_query(f->db, &err, secret, NULL));
+    assert_int_equal(hl_db_run(f->db, &err, secret, NULL), HL_EINVAL);
+    assert_non_null(strstr(err.msg, "not authorized"));
+    /* Allowed SQL gets a fresh statement, not the cached one, and never enters the cache. */
+    hl_stmt *a = hl_db_prepare(f->db, "SELECT name FROM users", &err);
+    assert_non_null(a);
+    assert_ptr_not_equal(a, names);
+    assert_int_equal(hl_db_step(a, &err), HL_DB_ROW);
+    hl_db_done(a);
+
+    /* Statements prepared under a policy die with it. */
+    hl_stmt *held = hl_db_prepare(f->db, "SELECT count(*) FROM products", &err);
+    assert_non_null(held);
+    assert_int_equal(hl_db_step(held, &err), HL_DB_ROW);
+    clear_policy(f->db);
+    assert_int_equal(hl_db_step(held, &err), HL_EINVAL);
+    assert_non_null(strstr(err.msg, "no longer in force"));
+    hl_db_done(held);
+    set_news(f->db);
+    held = hl_db_prepare(f->db, "SELECT count(*) FROM products", &err);
+    assert_non_null(held);
+    set_news(f->db); /* another policy, even an equal one */
+    assert_int_equal(hl_db_step(held, &err), HL_EINVAL);
+    hl_db_done(held);
+
+    /* Trusted again: the cached statements are back, and work. */
+    clear_policy(f->db);
+    core = hl_db_prepare(f->db, secret, &err);
+    assert_non_null(core);
+    assert_int_equal(hl_db_step(core, &err), HL_DB_ROW);
+    assert_string_equal(hl_db_col_text(core, 0), "h1");
+    hl_db_done(core);
+    assert_ptr_equal(hl_db_prepare(f->db, "SELECT name FROM users", &err), names);
+    hl_db_done(names);
+    assert_string_equal(first_text(f->db, "SELECT password_hash FROM users WHERE id = 2"), "h2");
+    allowed(f->db, "PRAGMA table_info(users)");
+    assert_int_equal(table_exists(f->db, "users"), 1);
+}
+
+/* SQLite compiles a statement again when the schema changed; that is checked too. */
+static void test_policy_recompile(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+
+    set_news(f->db);
+    allowed(f->db, "CREATE VIEW news_v AS SELECT name FROM users");
+    hl_stmt *st = hl_db_prepare(f->db, "SELECT * FROM news_v", &err);
+    assert_non_null(st);
+    allowed(f->db, "DROP VIEW news_v; CREATE VIEW news_v AS SELECT password_hash FROM users");
+    assert_int_equal(hl_db_step(st, &err), HL_EINVAL);
+    assert_string_equal(err.msg, "not authorized: plugin news may not read users.password_hash");
+    assert_string_equal(hl_db_policy_denial(f->db), "plugin news may not read users.password_hash");
+    hl_db_done(st);
+    clear_policy(f->db);
+}
+
+static void test_policy_migrate(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    char dir[256];
+    int applied = -1;
+
+    make_dir(f->dir, "news", dir, sizeof dir);
+    write_file(dir, "001_items.sql",
+               "CREATE TABLE news_items(id INTEGER PRIMARY KEY AUTOINCREMENT, t TEXT);\n"
+               "CREATE INDEX news_items_t ON news_items(t);");
+    write_file(dir, "002_seed.sql", "INSERT INTO news_items(t) VALUES ('hello');");
+
+    /* A fresh database: setting the policy creates hl_migrations, which the plugin cannot. */
+    assert_int_equal(table_exists(f->db, "hl_migrations"), 0);
+    set_news(f->db);
+    assert_int_equal(hl_db_migrate(f->db, "news", dir, &applied, &err), HL_OK);
+    assert_int_equal(applied, 2);
+    assert_int_equal(hl_db_schema_version(f->db, "news", &err), 2);
+    assert_int_equal(hl_db_migrate(f->db, "news", dir, &applied, &err), HL_OK);
+    assert_int_equal(applied, 0);
+
+    /* A table outside its prefix: the whole file is rolled back. */
+    write_file(dir, "003_bad.sql", "CREATE TABLE news_more(a);\nCREATE TABLE users2(a);");
+    assert_int_equal(hl_db_migrate(f->db, "news", dir, &applied, &err), HL_EINVAL);
+    assert_string_equal(err.msg, "migration news/003_bad.sql failed: not authorized: plugin news "
+                                 "may not create table users2");
+    assert_string_equal(hl_db_policy_denial(f->db), "plugin news may not create table users2");
+    assert_int_equal(applied, 0);
+    assert_int_equal(hl_db_schema_version(f->db, "news", &err), 2);
+    assert_int_equal(hl_db_commit(f->db, &err), HL_EINVAL); /* nothing left open */
+
+    /* Nor may it end the transaction the migration runs in. */
+    write_file(dir, "003_bad.sql", "INSERT INTO news_items(t) VALUES ('x'); COMMIT;");
+    assert_int_equal(hl_db_migrate(f->db, "news", dir, &applied, &err), HL_EINVAL);
+    assert_non_null(strstr(err.msg, "transactions"));
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_items"), 1);
+
+    /* Only its own component: a "core" row would make the core skip a migration. */
+    assert_int_equal(hl_db_migrate(f->db, "core", dir, &applied, &err), HL_EINVAL);
+    assert_non_null(strstr(err.msg, "may not migrate component core"));
+    assert_int_equal(hl_db_migrate_one(f->db, "core", 1, "001_x.sql", "SELECT 1;", &err),
+                     HL_EINVAL);
+    assert_int_equal(hl_db_migrate_one(f->db, "newsletter", 1, "001_x.sql", "SELECT 1;", &err),
+                     HL_EINVAL);
+
+    write_file(dir, "003_bad.sql", "ALTER TABLE news_items ADD COLUMN n INTEGER NOT NULL "
+                                   "DEFAULT 1;");
+    assert_int_equal(hl_db_migrate(f->db, "news", dir, &applied, &err), HL_OK);
+    assert_int_equal(applied, 1);
+    assert_int_equal(scalar(f->db, "SELECT sum(n) FROM news_items"), 1);
+
+    clear_policy(f->db);
+    assert_int_equal(table_exists(f->db, "news_more"), 0);
+    assert_int_equal(table_exists(f->db, "users2"), 0);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM hl_migrations"), 3);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM hl_migrations WHERE component <> "
+                                   "'news'"),
+                     0);
+    assert_int_equal(hl_db_schema_version(f->db, "core", &err), 0);
+}
+
+static void test_policy_bad_input(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    char longname[200];
+    const char *many[256 + 2];
+    const char *const nodot[] = {"users", NULL}, *const lead[] = {".x", NULL},
+                      *const trail[] = {"users.", NULL}, *const empty[] = {"", NULL};
+    const char *const longl[] = {longname, NULL};
+    struct {
+        const char *owner, *prefix;
+        const char *const *readable, *const *hidden;
+    } bad[] = {
+        {NULL, "news", NULL, NULL},   {"", "news", NULL, NULL},    {"a b", "news", NULL, NULL},
+        {"news", NULL, NULL, NULL},   {"news", "", NULL, NULL},    {"news", "ne ws", NULL, NULL},
+        {"news", "news;", NULL, NULL}, {"news", "news%", NULL, NULL}, {"news", "hl", NULL, NULL},
+        {"news", "HL", NULL, NULL},   {"news", "hl_plugin", NULL, NULL},
+        {"news", "sqlite", NULL, NULL}, {"news", "SQLite_x", NULL, NULL},
+        {"news", longname, NULL, NULL}, {"news", "news", empty, NULL},
+        {"news", "news", longl, NULL}, {"news", "news", NULL, nodot},
+        {"news", "news", NULL, lead}, {"news", "news", NULL, trail},
+        {"news", "news", many, NULL},
+    };
+
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    for (int i = 0; i < 256 + 1; i++)
+        many[i] = "products";
+    many[256 + 1] = NULL;
+
+    assert_int_equal(hl_db_set_policy(NULL, &news_policy, &err), HL_EINVAL);
+    assert_string_equal(hl_db_policy_denial(NULL), "");
+    assert_string_equal(hl_db_policy_denial(f->db), "");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        hl_db_policy p = {bad[i].owner, bad[i].prefix, bad[i].readable, bad[i].hidden};
+        hl_err_clear(&err);
+        int rc = hl_db_set_policy(f->db, &p, &err);
+        if (rc != HL_EINVAL && rc != HL_ETOOBIG)
+            fail_msg("policy %zu accepted", i);
+        assert_true(err.msg[0] != '\0');
+        /* No policy came into force. */
+        assert_string_equal(first_text(f->db, "SELECT password_hash FROM users WHERE id = 1"),
+                            "h1");
+    }
+    /* A failed change leaves the policy in force as it was. */
+    set_news(f->db);
+    hl_db_policy p = {"news", "hl", NULL, NULL};
+    assert_int_equal(hl_db_set_policy(f->db, &p, &err), HL_EINVAL);
+    denied(f->db, "SELECT password_hash FROM users", "read users.password_hash");
+    denied(f->db, "CREATE TABLE hl_x(a)", "create table hl_x");
+    clear_policy(f->db);
+    assert_int_equal(hl_db_set_policy(f->db, NULL, NULL), HL_OK); /* clearing twice is fine */
+
+    /* Exactly the limit is fine; no lists at all means nothing readable. */
+    many[256] = NULL;
+    hl_db_policy full = {"news", "news", many, NULL};
+    assert_int_equal(hl_db_set_policy(f->db, &full, &err), HL_OK);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM products"), 2);
+    denied(f->db, "SELECT count(*) FROM users", "read table users");
+    hl_db_policy bare = {"news", "news", NULL, NULL};
+    assert_int_equal(hl_db_set_policy(f->db, &bare, &err), HL_OK);
+    denied(f->db, "SELECT count(*) FROM products", "read table products");
+    allowed(f->db, "CREATE TABLE news_x(a); INSERT INTO news_x VALUES (1)");
+    clear_policy(f->db);
+}
+
+/* The policy is copied: the caller's strings may go away at once. */
+static void test_policy_deep_copy(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    char *owner = strdup("news"), *prefix = strdup("news");
+    char **readable = calloc(3, sizeof *readable), **hidden = calloc(2, sizeof *hidden);
+    assert_true(owner && prefix && readable && hidden);
+    readable[0] = strdup("users");
+    readable[1] = strdup("products");
+    hidden[0] = strdup("USERS.Password_Hash");
+    assert_true(readable[0] && readable[1] && hidden[0]);
+    hl_db_policy p = {owner, prefix, (const char *const *)readable, (const char *const *)hidden};
+
+    assert_int_equal(hl_db_set_policy(f->db, &p, &err), HL_OK);
+    for (int i = 0; i < 2; i++) {
+        memset(readable[i], 'x', strlen(readable[i]));
+        free(readable[i]);
+    }
+    memset(hidden[0], 'x', strlen(hidden[0]));
+    memset(owner, 'x', strlen(owner));
+    memset(prefix, 'x', strlen(prefix));
+    free(hidden[0]);
+    free(readable);
+    free(hidden);
+    free(owner);
+    free(prefix);
+
+    assert_string_equal(first_text(f->db, "SELECT name FROM users ORDER BY id"), "alice");
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM products"), 2);
+    denied(f->db, "SELECT password_hash FROM users", "read users.password_hash");
+    allowed(f->db, "CREATE TABLE news_x(a)");
+    clear_policy(f->db);
+}
+
+/* Denials reach the operator's log, with the plugin's name. */
+static void test_policy_log(void **state)
+{
+    fx *f = *state;
+    char path[160], buf[4096];
+
+    set_news(f->db);
+    denied(f->db, "SELECT password_hash FROM users", "read users.password_hash");
+    denied(f->db, "ATTACH 'x.db' AS x", "attach databases");
+    clear_policy(f->db);
+    snprintf(path, sizeof path, "%s/log", f->dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "level=warn"));
+    assert_non_null(strstr(buf, "msg=\"plugin news may not read users.password_hash\""));
+    assert_non_null(strstr(buf, "msg=\"plugin news may not attach databases\""));
+}
+
+/* A read-only connection (e.g. the archive) takes a policy too. */
+static void test_policy_readonly(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+
+    hl_db *ro = hl_db_open(f->path, HL_DB_READONLY, &err);
+    assert_non_null(ro);
+    assert_int_equal(hl_db_set_policy(ro, &news_policy, &err), HL_OK);
+    assert_string_equal(first_text(ro, "SELECT name FROM users ORDER BY id"), "alice");
+    denied(ro, "SELECT password_hash FROM users", "read users.password_hash");
+    denied(ro, "SELECT count(*) FROM market_orders", "read table market_orders");
+    hl_db_close(ro); /* with the policy still set */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1068,6 +1683,18 @@ int main(void)
         T(test_archive_file),
         T(test_injection),
 #undef T
+#define P(fn) cmocka_unit_test_setup_teardown(fn, setup_policy, teardown_policy)
+        P(test_policy_tables),
+        P(test_policy_statements),
+        P(test_policy_own_ddl),
+        P(test_policy_cache),
+        P(test_policy_recompile),
+        P(test_policy_migrate),
+        P(test_policy_bad_input),
+        P(test_policy_deep_copy),
+        P(test_policy_log),
+        P(test_policy_readonly),
+#undef P
     };
     return cmocka_run_group_tests_name("db", tests, NULL, NULL);
 }

@@ -73,7 +73,7 @@ halle.route("GET", "/luatest/steal", function(req)
 end)
 
 halle.hook("request.before", function(value, req)
-  if value.path == "/luatest/refused" then return halle.stop(409, "refused by luatest") end
+  if value.path == "/luatest/hello/refused" then return halle.stop(409, "refused by luatest") end
 end, 8)
 halle.hook("response.before", function(value, req)
   local t = value.headers["X-Hook-Trace"]

@@ -1,0 +1,219 @@
+# Plugins end to end: C and Lua plugins found in plugin_dirs, refused with clear messages when
+# broken (bad manifest, missing requirement, other ABI, syntax error, migration outside the
+# plugin's tables), enabled/disabled with the CLI, then served by the real server: routes,
+# hook order across languages, filters that refuse, sandbox limits and SQL isolation.
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import time
+import urllib.parse
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Instance, Server, Tap, run, SRC_DIR  # noqa: E402
+
+BUILD = os.environ.get("HALLE_BUILDDIR") or os.path.dirname(os.environ.get("HALLE_BIN", "/work/main/build/halle"))
+C_DIR = os.path.join(BUILD, "tests", "plugins", ".libs")
+LUA_DIR = os.path.join(SRC_DIR, "tests", "plugins", "lua")
+
+
+def make_instance():
+    inst = Instance()
+    extra = inst.path("extra")
+    os.makedirs(extra)
+    inst.set(plugin_dirs="%s:%s:%s" % (C_DIR, LUA_DIR, extra), dev_mode="on")
+    # Stand-ins for core and market tables a plugin may or may not read.
+    db = sqlite3.connect(inst.db)
+    db.executescript("""
+        CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, password_hash TEXT);
+        INSERT INTO users (name, password_hash) VALUES ('Lise', '$argon2id$secret');
+        CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT);
+        INSERT INTO products (name) VALUES ('Pommes');
+        CREATE TABLE luaother_secrets (x TEXT);
+    """)
+    db.commit()
+    db.close()
+    return inst
+
+
+def cli(inst, *args):
+    return run(["plugin", "-c", inst.conf] + list(args))
+
+
+def test_cli(t, inst):
+    r = cli(inst, "list")
+    t.eq(r.returncode, 0, "plugin list exits 0")
+    lines = {l.split()[0]: l for l in r.stdout.splitlines() if l.strip()}
+    t.ok("testc" in lines and " C " in lines["testc"] and "disabled" in lines["testc"], "testc listed as a disabled C plugin", r.stdout)
+    t.ok("luatest" in lines and "Lua" in lines["luatest"], "luatest listed as a Lua plugin", r.stdout)
+    t.ok("badabi" in lines and "REFUSED" in lines["badabi"] and "ABI" in lines["badabi"], "badabi listed as refused for its ABI", r.stdout)
+    t.ok("luabadjson" in lines and "REFUSED" in lines["luabadjson"] and "plugin.json:3" in lines["luabadjson"],
+         "a bad manifest is refused with file and line", r.stdout)
+
+    r = cli(inst, "enable", "badabi")
+    t.ok(r.returncode == 1 and "built for plugin ABI 2, this halle has ABI 1" in r.stderr, "enable refuses another ABI", r.stderr)
+    r = cli(inst, "enable", "luabadjson")
+    t.ok(r.returncode == 1 and "plugin.json:3" in r.stderr, "enable refuses a bad manifest, naming the line", r.stderr)
+    r = cli(inst, "enable", "luaneeds")
+    t.ok(r.returncode == 1 and "requires nosuchplugin" in r.stderr, "enable refuses a missing requirement", r.stderr)
+    r = cli(inst, "enable", "luabroken")
+    t.ok(r.returncode == 1 and "main.lua:3:" in r.stderr, "enable refuses a syntax error, naming file and line", r.stderr)
+    r = cli(inst, "enable", "luaschema")
+    t.ok(r.returncode == 1 and "luaschema" in r.stderr and "users_copy" in r.stderr,
+         "a Lua plugin's migration may not create tables outside its prefix", r.stderr)
+    db = sqlite3.connect(inst.db)
+    t.eq(db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'users_copy'").fetchone()[0], 0,
+         "the refused migration left nothing behind")
+    db.close()
+    r = cli(inst, "enable", "nosuch")
+    t.ok(r.returncode == 1 and "no plugin named 'nosuch'" in r.stderr, "unknown plugin name", r.stderr)
+
+    for name in ("testc", "luatest"):
+        r = cli(inst, "enable", name)
+        t.ok(r.returncode == 0 and "enabled" in r.stdout, "enable %s" % name, r.stdout + r.stderr)
+    db = sqlite3.connect(inst.db)
+    t.eq(db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'luatest_items'").fetchone()[0], 1,
+         "enable ran luatest's migration")
+    t.eq(db.execute("SELECT version FROM hl_migrations WHERE component = 'luatest'").fetchall(), [(1,)],
+         "the plugin's migration is recorded under its name")
+    db.close()
+
+    r = cli(inst, "info", "luatest")
+    t.ok(r.returncode == 0 and "read products" in r.stdout and "read users" in r.stdout and "luatest_*" in r.stdout,
+         "info shows the permissions", r.stdout)
+    t.ok("greeting" in r.stdout and "Bonjour" in r.stdout, "info shows settings with defaults", r.stdout)
+    r = cli(inst, "set", "luatest", "times", "9")
+    t.ok(r.returncode == 1 and "out of range" in r.stderr, "a setting out of its range is refused", r.stderr)
+    r = cli(inst, "set", "luatest", "shout", "maybe")
+    t.ok(r.returncode == 1, "a bad boolean is refused", r.stderr)
+    r = cli(inst, "set", "luatest", "nosuch", "1")
+    t.ok(r.returncode == 1 and "no setting" in r.stderr, "an unknown setting is refused", r.stderr)
+    for k, v in (("greeting", "Salut"), ("times", "2")):
+        r = cli(inst, "set", "luatest", k, v)
+        t.eq(r.returncode, 0, "set %s" % k)
+    r = cli(inst, "bogus")
+    t.eq(r.returncode, 2, "unknown plugin command is a usage error")
+
+    # A plugin enabled, then broken on disk: refused at start, the server starts without it.
+    extra = inst.path("extra", "fragile")
+    os.makedirs(extra)
+    with open(os.path.join(extra, "plugin.json"), "w") as f:
+        f.write('{"name": "fragile", "version": "1"}')
+    with open(os.path.join(extra, "main.lua"), "w") as f:
+        f.write('halle.route("GET", "/fragile", function() return "ok" end)\n')
+    t.eq(cli(inst, "enable", "fragile").returncode, 0, "enable fragile")
+    with open(os.path.join(extra, "main.lua"), "w") as f:
+        f.write('-- broken after enabling\nhalle.route("GET", "/fragile", function() return "ok" end\n')
+
+
+def get(srv, path, **kw):
+    return srv.get(path, **kw)
+
+
+def test_serving(t, srv, inst):
+    log = srv.log_text()
+    t.ok("plugin fragile refused" in log and "main.lua:" in log and "starting without it" in log,
+         "a plugin broken after enabling is refused at start, naming file and line", log[-2000:])
+
+    st, h, b = get(srv, "/testc/ping/bob")
+    t.ok(st == 200 and b == b"pong bob", "C plugin route", (st, b))
+    st, h, b = get(srv, "/luatest/hello/lise")
+    t.ok(st == 200 and b == b"Salut lise Salut lise", "Lua plugin route reads its settings", (st, b))
+    t.eq(h.get("X-Hook-Trace"), "c5,lua10,c20", "C and Lua callbacks on one hook run by priority")
+    st, h, b = get(srv, "/testc/ping/forbidden")
+    t.ok(st == 403 and b"refused by testc" in b and b"<html" in b, "a C filter refuses with a page", (st, b[:200]))
+    st, h, b = get(srv, "/luatest/hello/refused")
+    t.ok(st == 409 and b"refused by luatest" in b, "a Lua filter stops the chain with its status", (st, b[:200]))
+    st, h, b = get(srv, "/luatest/twice")
+    t.ok(st == 200 and b == b"abab", "require() loads a module of the plugin", (st, b))
+    st, h, b = get(srv, "/luatest/re")
+    t.ok(st == 200 and json.loads(b) == {"year": "2026", "month": "11"}, "halle.re (PCRE2) works", b)
+
+    st, h, b = get(srv, "/luatest/error")
+    t.ok(st == 500 and b"<html" in b, "a Lua error gives a 500 page", st)
+    time.sleep(0.2)
+    log = srv.log_text()
+    t.ok("plugin luatest" in log and "main.lua:" in log and "deliberate failure" in log,
+         "the log names plugin, file and line", log[-1500:])
+
+    for path, what in (("/luatest/loop", "limit exceeded"), ("/luatest/pcall-loop", "limit exceeded"),
+                       ("/luatest/coroutine-loop", "limit exceeded"), ("/luatest/membomb", "memory limit exceeded"),
+                       ("/luatest/pattern", "halle.re")):
+        t0 = time.time()
+        st, h, b = get(srv, path, timeout=15)
+        took = time.time() - t0
+        t.ok(st == 500 and took < 5, "%s is cut (500 in %.1fs)" % (path, took), (st, took))
+        t.ok(srv.health(timeout=3), "the server answers after %s" % path)
+    time.sleep(0.2)
+    log = srv.log_text()
+    t.ok("memory limit exceeded" in log and "limit exceeded" in log, "limits are logged", log[-2000:])
+    st, h, b = get(srv, "/luatest/twice")
+    t.ok(st == 200 and b == b"abab", "the plugin's state still works after being cut", (st, b))
+
+    st, h, b = get(srv, "/luatest/escape")
+    r = json.loads(b) if st == 200 else {}
+    for key in ("io", "os_execute", "debug", "dofile", "loadfile", "package", "dump"):
+        t.eq(r.get(key), "nil", "sandbox: %s is not reachable" % key)
+    t.eq(r.get("bytecode_ok"), False, "sandbox: binary chunks are refused")
+    t.eq(r.get("require_outside"), False, "sandbox: require cannot leave the plugin folder")
+
+    body = urllib.parse.urlencode({"label": "pommes"})
+    st, h, b = srv.request("POST", "/luatest/items", body=body,
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    t.ok(st == 201 and json.loads(b)[-1]["label"] == "pommes", "a Lua plugin writes and reads its own table", (st, b))
+
+    st, h, b = get(srv, "/luatest/steal")
+    r = json.loads(b) if st == 200 else {}
+    denied = ("password", "star", "other_plugin", "archive", "pragma", "schema", "drop", "write_core", "master")
+    for key in denied:
+        t.ok(key in r and r[key]["ok"] is False, "isolation: %s is refused" % key, r.get(key))
+    t.ok("password_hash" in (r.get("password", {}).get("err") or ""), "the refusal names the column", r.get("password"))
+    t.ok(r.get("names", {}).get("ok") is True, "declared read of users.name is allowed", r.get("names"))
+    t.ok(r.get("products", {}).get("ok") is True, "declared read of products is allowed", r.get("products"))
+    time.sleep(0.2)
+    log = srv.log_text()
+    t.ok("plugin luatest may not read users.password_hash" in log, "denials are logged with the plugin's name", log[-2000:])
+
+
+def test_disable(t, srv, inst):
+    r = cli(inst, "disable", "luatest")
+    t.ok(r.returncode == 0 and "kept" in r.stdout, "disable luatest", r.stdout + r.stderr)
+    db = sqlite3.connect(inst.db)
+    t.eq(db.execute("SELECT count(*) FROM luatest_items").fetchone()[0], 1, "disabling keeps the plugin's data")
+    db.close()
+    os.kill(srv.pid, 1)  # SIGHUP: workers restart with the new plugin set
+    deadline = time.time() + 10
+    st = None
+    while time.time() < deadline:
+        st, h, b = get(srv, "/luatest/twice")
+        if st == 404:
+            break
+        time.sleep(0.2)
+    t.eq(st, 404, "after SIGHUP the disabled plugin's routes are gone")
+    st, h, b = get(srv, "/testc/ping/ann")
+    t.eq(st, 200, "the other plugin still serves")
+    r = cli(inst, "disable", "luatest")
+    t.eq(r.returncode, 1, "disabling a disabled plugin is an error")
+
+
+def main():
+    t = Tap()
+    if not os.path.exists(os.path.join(C_DIR, "testc.so")):
+        t.ok(False, "test plugins are built", "missing %s/testc.so" % C_DIR)
+        t.done()
+    inst = make_instance()
+    t.run(test_cli, inst)
+    srv = Server(inst, workers=2, tap=t)
+    try:
+        srv.start()
+        t.run(test_serving, srv, inst)
+        t.run(test_disable, srv, inst)
+    finally:
+        srv.stop()
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
