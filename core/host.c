@@ -322,7 +322,7 @@ int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err
         h->settings = hl_plugin_settings(hl_worker_db(w), p);
         hl_err e;
         hl_err_clear(&e);
-        int lrc = p->kind == HL_PLUGIN_C ? load_c(h, p, &e) : hl_luaplugin_load(h, p, &e);
+        int lrc = p->kind == HL_PLUGIN_C ? load_c(h, p, &e) : hl_luaplugin_load(h, &l, p, &e);
         if (lrc != HL_OK) {
             hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, e.msg);
             host_free(h);

@@ -35,7 +35,7 @@ const halle_api *hl_host_api(void);
 int hl_host_declare_core_hooks(hl_hooks *h, hl_err *err);
 
 /* Loads a Lua plugin into the worker (core/luaplugin.c). */
-int hl_luaplugin_load(halle_host *host, const hl_plugin_info *p, hl_err *err);
+int hl_luaplugin_load(halle_host *host, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err);
 void hl_luaplugin_unload(halle_host *host);
 
 #endif

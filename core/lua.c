@@ -139,6 +139,14 @@ static void charge(lua_State *L, unsigned long long n)
     }
 }
 
+/* The memory cap was hit: the call fails, even if the plugin caught the error. */
+static void refusal_final(hl_lua *H)
+{
+    H->refused = 0;
+    if (H->depth && !H->stop)
+        H->stop = STOP_MEMORY;
+}
+
 /* Decides whether the state may grow by `grow` bytes. The cap binds while plugin code runs
  * (a call, a load): there a refusal becomes a Lua error. Between calls the host pushes
  * values without a protected call, and a refusal would abort the process, so it may not
@@ -160,12 +168,8 @@ static int may_grow(hl_lua *H, void *ptr, size_t grow, size_t nsize)
     }
     if (grow <= H->mem_limit - H->mem)
         return 1;
-    /* Lua answers a refusal with an emergency collection and asks again for the same block;
-     * only a second refusal means the state is full. */
-    if (H->refused && H->refused_ptr == ptr && H->refused_size == nsize) {
-        H->refused = 0;
-        if (H->depth && !H->stop)
-            H->stop = STOP_MEMORY;
+    if (H->refused) { /* the retry of the same block (see sb_alloc) */
+        refusal_final(H);
     } else {
         H->refused = 1;
         H->refused_ptr = ptr;
@@ -183,13 +187,21 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         H->mem -= old;
         return NULL;
     }
-    if (nsize > old && !may_grow(H, ptr, nsize - old, nsize))
-        return NULL;
+    if (nsize > old) {
+        /* Lua's core answers a refusal with an emergency collection and asks again for the
+         * same block at once; the auxiliary library's buffers do not. So a refusal is final
+         * when it is refused again, or when the next request is another one. */
+        if (H->refused && (ptr != H->refused_ptr || nsize != H->refused_size))
+            refusal_final(H);
+        if (!may_grow(H, ptr, nsize - old, nsize))
+            return NULL;
+    }
     void *p = realloc(ptr, nsize);
     if (!p)
         return NULL;
     H->mem = H->mem - old + nsize;
-    H->refused = 0;
+    if (nsize > old)
+        H->refused = 0; /* the retry succeeded */
     return p;
 }
 
@@ -965,6 +977,7 @@ int hl_lua_call(hl_lua *H, int nargs, int nresults, hl_err *err)
     }
     int outer = H->depth == 0;
     if (outer) {
+        H->refused = 0;
         H->used = 0;
         H->stop = STOP_NONE;
         H->grown = 0;
@@ -975,6 +988,8 @@ int hl_lua_call(hl_lua *H, int nargs, int nresults, hl_err *err)
     lua_insert(L, base);
     H->depth++;
     int st = lua_pcall(L, nargs, nresults, base);
+    if (outer && H->refused) /* nothing came after the last refusal */
+        refusal_final(H);
     H->depth--;
     lua_remove(L, base);
     int stop = H->stop;
@@ -1007,6 +1022,7 @@ static int load_and_run(hl_lua *H, const char *chunkname, const char *code, size
     H->protect++;
     int st = luaL_loadbufferx(L, code, len, chunkname, "t");
     H->protect--;
+    H->refused = 0;
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         int rc = st == LUA_ERRMEM ? hl_err_set(err, HL_ETOOBIG, "plugin %s: memory limit exceeded", H->name)

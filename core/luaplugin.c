@@ -520,13 +520,13 @@ static int declarations_filter(void *ud, hl_hook_call *call)
 static const luaL_Reg halle_fns[] = {
     {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting}, {NULL, NULL}};
 
-int hl_luaplugin_load(halle_host *h, const hl_plugin_info *p, hl_err *err)
+int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err)
 {
     hl_lua_limits lim = {0, 0, 0};
     h->lua = hl_lua_new(p->name, p->path, &lim, err);
     if (!h->lua)
         return err->code ? err->code : HL_ERR;
-    int rc = hl_plugin_policy(p, &h->policy);
+    int rc = hl_plugin_policy(all, p, &h->policy);
     if (rc)
         return hl_err_set(err, rc, "out of memory");
     lua_State *L = hl_lua_state(h->lua);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,12 +42,14 @@ static char *xprintf(const char *fmt, ...)
     return p;
 }
 
+/* Plugin names are [a-z][a-z0-9]*: no '_', so that the table prefix NAME_ of one plugin can
+ * never cover another's (plugin "news" must not own the tables of a plugin "news_a"). */
 static int valid_name(const char *s)
 {
     if (!s || !islower((unsigned char)s[0]) || strlen(s) > 40)
         return 0;
     for (; *s; s++)
-        if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '_')
+        if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s))
             return 0;
     return 1;
 }
@@ -128,7 +131,7 @@ static void read_c_plugin(const char *path, hl_plugin_info *p)
         p->error = xprintf("%s: needs plugin API %u, this halle provides %u: upgrade halle", path,
                            d->min_api_version, HALLE_API_VERSION);
     } else if (!valid_name(d->name)) {
-        p->error = xprintf("%s: invalid plugin name (lower-case letters, digits and _, starting with a letter)", path);
+        p->error = xprintf("%s: invalid plugin name (lower-case letters and digits, starting with a letter)", path);
     } else if (!d->init) {
         p->error = xprintf("%s: descriptor has no init function", path);
     }
@@ -228,7 +231,7 @@ static void read_lua_plugin(const char *dir, hl_plugin_info *p)
     } else if (!json_is_object(m)) {
         p->error = xprintf("%s: the manifest must be a JSON object", mpath);
     } else if (!valid_name(name)) {
-        p->error = xprintf("%s: 'name' is missing or invalid (lower-case letters, digits and _, starting with a letter)", mpath);
+        p->error = xprintf("%s: 'name' is missing or invalid (lower-case letters and digits, starting with a letter)", mpath);
     } else if (!version || !*version) {
         p->error = xprintf("%s: 'version' is missing", mpath);
     } else if (bad_settings) {
@@ -398,16 +401,32 @@ static const char *const core_readable[] = {"hl_settings", NULL};
 static const char *const core_hidden[] = {"users.password_hash", "sessions.id_hash", "password_resets.token_hash",
                                           NULL};
 
-static int grantable(const char *table)
+/* A table named in a manifest's permissions is granted if the core lists it as readable, or
+ * if it belongs to a C plugin (market_products...). Core tables (hl_*), SQLite's own and the
+ * tables of Lua plugins (contained, so not shared with each other) are never granted. */
+static int grantable(const hl_plugin_list *all, const char *table)
 {
     for (size_t i = 0; core_readable[i]; i++)
         if (!strcmp(core_readable[i], table))
             return 1;
-    /* Tables of C plugins (market_*, ...) are granted by name; other Lua plugins' are not. */
-    return strncmp(table, "hl_", 3) != 0;
+    if (!strncasecmp(table, "hl_", 3) || !strncasecmp(table, "sqlite_", 7))
+        return 0;
+    const char *us = strchr(table, '_');
+    if (!us)
+        return 1; /* not a plugin's table */
+    if (!all)
+        return 0;
+    for (size_t i = 0; i < all->count; i++) {
+        const hl_plugin_info *q = &all->items[i];
+        if (strlen(q->name) == (size_t)(us - table) && !strncasecmp(q->name, table, (size_t)(us - table)))
+            return q->kind == HL_PLUGIN_C;
+    }
+    /* Tables of features not yet written as plugins (users, products...) are decided by the
+     * authorizer's hidden-column list. */
+    return 1;
 }
 
-int hl_plugin_policy(const hl_plugin_info *p, hl_db_policy *out)
+int hl_plugin_policy(const hl_plugin_list *all, const hl_plugin_info *p, hl_db_policy *out)
 {
     memset(out, 0, sizeof *out);
     json_t *read = json_object_get(json_object_get(p->manifest, "permissions"), "read");
@@ -417,7 +436,7 @@ int hl_plugin_policy(const hl_plugin_info *p, hl_db_policy *out)
         return HL_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         const char *t = json_string_value(json_array_get(read, i));
-        if (t && grantable(t))
+        if (t && grantable(all, t))
             list[k++] = strdup(t);
     }
     out->owner = strdup(p->name);
@@ -443,7 +462,7 @@ int hl_plugin_migrate(hl_db *db, const hl_plugin_info *p, const char *dir, hl_er
     if (p->kind != HL_PLUGIN_LUA)
         return hl_db_migrate(db, p->name, dir, NULL, err);
     hl_db_policy pol;
-    int rc = hl_plugin_policy(p, &pol);
+    int rc = hl_plugin_policy(NULL, p, &pol);
     if (rc == HL_OK)
         rc = hl_db_set_policy(db, &pol, err);
     if (rc == HL_OK) {

@@ -53,7 +53,7 @@ int hl_plugin_migrate(hl_db *db, const hl_plugin_info *p, const char *dir, hl_er
 char *hl_plugin_migrations_dir(const hl_plugin_info *p);
 /* The access policy of a Lua plugin (own tables + the manifest's "permissions": {"read": [...]},
  * minus what the core never shows). Free with hl_plugin_policy_free. */
-int hl_plugin_policy(const hl_plugin_info *p, hl_db_policy *out);
+int hl_plugin_policy(const hl_plugin_list *all, const hl_plugin_info *p, hl_db_policy *out);
 void hl_plugin_policy_free(hl_db_policy *pol);
 
 /* The plugin's settings: stored values over the manifest's defaults, as a JSON object. */

@@ -102,7 +102,7 @@ typedef struct halle_plugin {
     unsigned abi_version;      /* HALLE_PLUGIN_ABI */
     size_t struct_size;        /* sizeof(struct halle_plugin) */
     unsigned min_api_version;  /* oldest API version the plugin works with */
-    const char *name;          /* [a-z][a-z0-9_]*, unique on an instance */
+    const char *name;          /* [a-z][a-z0-9]*, unique on an instance; its tables are NAME_* */
     const char *version;
     const char *description;
     const char *requires;      /* comma-separated plugin names, or NULL */

@@ -32,6 +32,7 @@ def make_instance():
         CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT);
         INSERT INTO products (name) VALUES ('Pommes');
         CREATE TABLE luaother_secrets (x TEXT);
+        CREATE TABLE luabroken_data (x TEXT);
     """)
     db.commit()
     db.close()
@@ -166,7 +167,7 @@ def test_serving(t, srv, inst):
 
     st, h, b = get(srv, "/luatest/steal")
     r = json.loads(b) if st == 200 else {}
-    denied = ("password", "star", "other_plugin", "archive", "pragma", "schema", "drop", "write_core", "master")
+    denied = ("password", "star", "other_plugin", "declared_lua", "archive", "pragma", "schema", "drop", "write_core", "master")
     for key in denied:
         t.ok(key in r and r[key]["ok"] is False, "isolation: %s is refused" % key, r.get(key))
     t.ok("password_hash" in (r.get("password", {}).get("err") or ""), "the refusal names the column", r.get("password"))

@@ -62,6 +62,7 @@ halle.route("GET", "/luatest/steal", function(req)
     star = try("SELECT * FROM users"),
     names = try("SELECT name FROM users"),
     other_plugin = try("SELECT * FROM luaother_secrets"),
+    declared_lua = try("SELECT * FROM luabroken_data"),
     archive = try("ATTACH DATABASE 'data/archive.db' AS a"),
     pragma = try("PRAGMA table_info(users)"),
     schema = try("CREATE TABLE products2 (x)"),
