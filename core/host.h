@@ -37,5 +37,8 @@ int hl_host_declare_core_hooks(hl_hooks *h, hl_err *err);
 /* Loads a Lua plugin into the worker (core/luaplugin.c). */
 int hl_luaplugin_load(halle_host *host, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err);
 void hl_luaplugin_unload(halle_host *host);
+/* Adds the Lua function held at registry reference ref as a callback of hook (used by
+ * halle.hook and by scripts/bench). */
+int hl_luaplugin_hook_ref(halle_host *h, hl_hooks *hooks, const char *hook, int ref, int priority, hl_err *err);
 
 #endif

@@ -350,16 +350,27 @@ static int l_route(lua_State *L)
     return 0;
 }
 
+int hl_luaplugin_hook_ref(halle_host *h, hl_hooks *hooks, const char *hook, int ref, int priority, hl_err *err)
+{
+    lua_cb *cb = malloc(sizeof *cb);
+    if (!cb)
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
+    cb->host = h;
+    cb->ref = ref;
+    return hl_hooks_add(hooks, hook, priority, hook_trampoline, cb, cb_free, h->name, err);
+}
+
 static int l_hook(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     int prio = (int)luaL_optinteger(L, 3, HL_HOOK_DEFAULT_PRIORITY);
     halle_host *h = host_of(L);
-    lua_cb *cb = new_cb(L, 2);
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     hl_err err;
     hl_err_clear(&err);
-    if (hl_hooks_add(hl_worker_hooks(h->worker), name, prio, hook_trampoline, cb, cb_free, h->name, &err) != HL_OK)
+    if (hl_luaplugin_hook_ref(h, hl_worker_hooks(h->worker), name, ref, prio, &err) != HL_OK)
         return luaL_error(L, "%s", err.msg);
     return 0;
 }
