@@ -23,6 +23,30 @@
 
 #include "core/log.h"
 
+/* How the limits behave (the header gives the contract):
+ * - The count hook is set once, at creation, and never removed: coroutines inherit it from
+ *   the thread that creates them, also those created by one call and resumed by a later one.
+ *   It returns at once when no call is active.
+ * - A limit hit sets a flag that lasts until the outermost hl_lua_call returns; the hook then
+ *   re-arms the running thread to fire at every instruction and the allocator refuses all
+ *   growth, so pcall loops, __close handlers and other coroutines fail at once. A thread left
+ *   at count 1 is put back to HOOK_COUNT by the hook the next time it runs on it.
+ * - Memory: a call during which the cap was hit fails with HL_ETOOBIG "memory limit
+ *   exceeded", even if the plugin caught the error and went on or returned normally. The cap
+ *   counts garbage too: Lua retries its own allocations after an emergency collection, and
+ *   only a failed retry is a hit; the auxiliary library's string buffers are not retried, so
+ *   string.rep collects first when it would not fit, but table.concat or string.format near
+ *   the cap may count as a hit that a collection would have avoided (keep the cap at about
+ *   twice the plugin's live data). Between calls the cap is not enforced (see may_grow).
+ * - halle.re keeps up to RE_CACHE compiled patterns and PCRE2's match frames (at most
+ *   RE_HEAP_LIMIT_KB) outside the Lua allocator, so outside the cap: a few MB at most.
+ * - Work done in C rather than in the VM is charged to the same budget (table functions,
+ *   string scans, regular expression steps); the cost of a single VM instruction still grows
+ *   with its operands (comparing two long strings), so the deadline can be overshot by up
+ *   to HOOK_COUNT such instructions, each bounded by the memory cap.
+ * - collectgarbage() only answers "count"; __gc metamethods are refused (a finalizer would
+ *   run outside any call, unlimited). */
+
 #define DEFAULT_MEMORY ((size_t)32 << 20)
 #define DEFAULT_INSTRUCTIONS 50000000LL
 #define DEFAULT_DEADLINE_MS 2000
@@ -166,7 +190,7 @@ static int may_grow(hl_lua *H, void *ptr, size_t grow, size_t nsize)
             }
         }
     }
-    if (grow <= H->mem_limit - H->mem)
+    if (H->mem <= H->mem_limit && grow <= H->mem_limit - H->mem) /* the host may have gone over */
         return 1;
     if (H->refused) { /* the retry of the same block (see sb_alloc) */
         refusal_final(H);
@@ -247,6 +271,27 @@ static int sb_print(lua_State *L)
     return 0;
 }
 
+/* Functions that scan their string arguments in C without allocating (utf8.len over 30 MB,
+ * the lexer over a chunk of blanks) do work the hook does not see and the allocator does not
+ * time, so they charge the bytes to the budget, which also reads the clock, first. */
+static void charge_bytes(lua_State *L, size_t n)
+{
+    if (n >= 4096)
+        charge(L, n / 16);
+}
+
+static int sb_bytes(lua_State *L)
+{
+    size_t total = 0, len;
+    for (int i = lua_gettop(L); i > 0; i--)
+        if (lua_type(L, i) == LUA_TSTRING) {
+            lua_tolstring(L, i, &len);
+            total += len;
+        }
+    charge_bytes(L, total);
+    return call_orig(L);
+}
+
 /* load() takes text only and runs it in the plugin's globals unless given another env. */
 static int sb_load(lua_State *L)
 {
@@ -258,6 +303,8 @@ static int sb_load(lua_State *L)
         lua_pushliteral(L, "binary chunks are not allowed in plugins");
         return 2;
     }
+    if (s)
+        charge_bytes(L, len);
     lua_settop(L, 4);
     lua_pushliteral(L, "t");
     lua_replace(L, 3);
@@ -281,7 +328,8 @@ static int sb_collectgarbage(lua_State *L)
 static int sb_setmetatable(lua_State *L)
 {
     if (lua_type(L, 2) == LUA_TTABLE) {
-        int t = lua_getfield(L, 2, "__gc");
+        lua_pushliteral(L, "__gc");
+        int t = lua_rawget(L, 2); /* the collector reads it raw too */
         lua_pop(L, 1);
         if (t != LUA_TNIL)
             return luaL_error(L, "__gc metamethods are not available in plugins");
@@ -297,8 +345,9 @@ static int read_file(const char *path, size_t max, char **out, size_t *outlen, c
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
-        snprintf(why, whylen, "%s", errno == ENOENT ? "not found" : strerror(errno));
-        return errno == ENOENT ? HL_ENOTFOUND : HL_EIO;
+        int e = errno;
+        snprintf(why, whylen, "%s", e == ENOENT ? "not found" : strerror(e));
+        return e == ENOENT ? HL_ENOTFOUND : HL_EIO;
     }
     struct stat st;
     int rc = HL_OK;
@@ -442,6 +491,7 @@ static int sb_find(lua_State *L)
     size_t init = start_offset(luaL_optinteger(L, 3, 1), len);
     if (!lua_toboolean(L, 4))
         return luaL_error(L, NO_PATTERNS);
+    charge_bytes(L, len - (init < len ? init : len));
     if (init > len) {
         luaL_pushfail(L);
         return 1;
@@ -456,9 +506,13 @@ static int sb_find(lua_State *L)
     return 2;
 }
 
-/* string.rep("", n) would loop n times without allocating anything the cap could stop. */
+/* string.rep("", n) would loop n times without allocating anything the cap could stop.
+ * The result is built in an auxiliary-library buffer, whose allocation Lua does not retry
+ * after an emergency collection as it does for its own objects; so when the buffer and the
+ * string will not fit, the garbage is collected first rather than the cap declared hit. */
 static int sb_rep(lua_State *L)
 {
+    hl_lua *H = hl_lua_from_state(L);
     size_t l, lsep;
     luaL_checklstring(L, 1, &l);
     lua_Integer n = luaL_checkinteger(L, 2);
@@ -467,6 +521,10 @@ static int sb_rep(lua_State *L)
         lua_pushliteral(L, "");
         return 1;
     }
+    size_t room = H->mem_limit - (H->mem < H->mem_limit ? H->mem : H->mem_limit);
+    size_t need = (lua_Unsigned)n < SIZE_MAX / 4 / (l + lsep) ? 2 * (size_t)n * (l + lsep) : SIZE_MAX;
+    if (H->depth && !H->stop && need > room && need <= H->mem_limit)
+        lua_gc(L, LUA_GCCOLLECT);
     return call_orig(L);
 }
 
@@ -516,10 +574,10 @@ static int sb_tunpack(lua_State *L)
 
 static int sb_tsort(lua_State *L)
 {
-    unsigned long long n = (unsigned long long)guarded_len(L, "sort"), log = 1;
+    unsigned long long n = (unsigned long long)guarded_len(L, "sort"), lg = 1;
     for (unsigned long long m = n; m > 1; m >>= 1)
-        log++;
-    charge(L, n > ULLONG_MAX / 64 ? ULLONG_MAX : n * log);
+        lg++;
+    charge(L, n > ULLONG_MAX / 64 ? ULLONG_MAX : n * lg);
     return call_orig(L);
 }
 
@@ -797,6 +855,7 @@ static int setup(lua_State *L)
     wrap(L, g, "load", sb_load);
     wrap(L, g, "collectgarbage", sb_collectgarbage);
     wrap(L, g, "setmetatable", sb_setmetatable);
+    wrap(L, g, "tonumber", sb_bytes);
 
     /* os: only the clock and calendar; registered as the loaded "os" too, for messages. */
     luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
@@ -822,6 +881,17 @@ static int setup(lua_State *L)
     set_fn(L, str, "gsub", no_patterns);
     set_fn(L, str, "find", sb_find);
     wrap(L, str, "rep", sb_rep);
+    wrap(L, str, "byte", sb_bytes);
+    wrap(L, str, "pack", sb_bytes);
+    wrap(L, str, "unpack", sb_bytes);
+    wrap(L, str, "packsize", sb_bytes);
+    lua_pop(L, 1);
+
+    lua_getfield(L, g, LUA_UTF8LIBNAME);
+    int utf = lua_gettop(L);
+    wrap(L, utf, "len", sb_bytes);
+    wrap(L, utf, "offset", sb_bytes);
+    wrap(L, utf, "codepoint", sb_bytes);
     lua_pop(L, 1);
 
     lua_getfield(L, g, LUA_TABLIBNAME);
@@ -976,6 +1046,10 @@ int hl_lua_call(hl_lua *H, int nargs, int nresults, hl_err *err)
         return hl_err_set(err, HL_ENOMEM, "plugin %s: Lua stack full", H->name);
     }
     int outer = H->depth == 0;
+    if (!outer && H->stop) { /* a callback from a call that is already being stopped */
+        lua_settop(L, base - 1);
+        return hl_err_set(err, HL_ETOOBIG, "plugin %s: %s", H->name, stop_msg[H->stop]);
+    }
     if (outer) {
         H->refused = 0;
         H->used = 0;

@@ -398,8 +398,10 @@ char *hl_plugin_migrations_dir(const hl_plugin_info *p)
 /* Core tables a Lua plugin may be granted read access to, and columns it never sees. The
  * accounts issue adds users (without password hashes or tokens). */
 static const char *const core_readable[] = {"hl_settings", NULL};
-static const char *const core_hidden[] = {"users.password_hash", "sessions.id_hash", "password_resets.token_hash",
-                                          NULL};
+static const char *const core_hidden[] = {"users.password_hash", "sessions.id_hash", "sessions.csrf",
+                                          "user_tokens.token_hash", NULL};
+/* Tables that hold secrets or other people's consent: never granted, whatever a manifest asks. */
+static const char *const core_private[] = {"sessions", "user_tokens", NULL};
 
 /* A table named in a manifest's permissions is granted if the core lists it as readable, or
  * if it belongs to a C plugin (market_products...). Core tables (hl_*), SQLite's own and the
@@ -411,6 +413,9 @@ static int grantable(const hl_plugin_list *all, const char *table)
             return 1;
     if (!strncasecmp(table, "hl_", 3) || !strncasecmp(table, "sqlite_", 7))
         return 0;
+    for (size_t i = 0; core_private[i]; i++)
+        if (!strcasecmp(core_private[i], table))
+            return 0;
     const char *us = strchr(table, '_');
     if (!us)
         return 1; /* not a plugin's table */

@@ -253,14 +253,26 @@ static void test_time_limit(void **state)
     assert_true(now() - t0 < 2.0);
     fails(H, "while true do pcall(re.find, string.rep('a', 1e5), '(?:a|a){0,15}[bc]') end", HL_ETOOBIG,
           "time limit exceeded");
+    /* C functions that scan long strings without allocating read the clock too. */
+    const char *scans[] = {"local blank = string.rep(' ', 3e6) while true do load(blank) end",
+                           "local big = string.rep('a', 3e6) while true do utf8.len(big) end",
+                           "local big = string.rep('a', 3e6) while true do string.find(big, 'b', 1, true) end"};
+    for (size_t i = 0; i < sizeof scans / sizeof *scans; i++) {
+        t0 = now();
+        fails(H, scans[i], HL_ETOOBIG, "time limit exceeded");
+        assert_true(now() - t0 < 1.0);
+    }
+    ok(H, "assert(utf8.len('été') == 3 and tonumber('12') == 12 and string.byte('A') == 65)");
     /* Each call has its own deadline: quick calls in a row all succeed. */
     for (int i = 0; i < 5; i++)
         ok(H, "local n = 0 for i = 1, 1000 do n = n + i end assert(n == 500500)");
     still_works(H);
     hl_lua_free(H);
 
-    /* With a normal budget the same match is cut by the instruction limit (steps count). */
-    H = mk(NULL, NULL);
+    /* With a budget and no tight deadline the same match is cut by the instruction limit:
+     * pattern steps count as instructions. */
+    hl_lua_limits steps = {8u << 20, 1000000, 3000};
+    H = mk(NULL, &steps);
     t0 = now();
     fails(H, "re.find(string.rep('a', 1e6), '(?:a|a){0,15}[bc]')", HL_ETOOBIG, "instruction limit exceeded");
     assert_true(now() - t0 < LIM.deadline_ms / 1000.0);
@@ -290,9 +302,9 @@ static void test_memory_limit(void **state)
     still_works(H);
 
     /* Much garbage but little live data is not a hit: the collector makes room. */
-    ok(H, "for i = 1, 300 do local s = string.rep('y', 1e6) .. i end");
-    ok(H, "local keep = {} for i = 1, 4 do keep[i] = string.rep('z', 1e6) .. i end "
-          "for i = 1, 100 do local s = string.rep('w', 5e5) .. i end");
+    ok(H, "for i = 1, 100 do local s = string.rep('0123456789', 1e5) .. i end");
+    ok(H, "local keep = {} for i = 1, 4 do keep[i] = string.rep('0123456789', 1e5) .. i end\n"
+          "for i = 1, 200 do local s = string.rep('abcdefghij', 5e4) .. i end");
     /* Big strings that fit are fine; string.rep of nothing does no work at all. */
     ok(H, "assert(#string.rep('ab', 1e6) == 2e6)");
     double t0 = now();
@@ -418,6 +430,8 @@ static void test_require_and_files(void **state)
     write_file("noreturn.lua", "noreturn_ran = true\n");
     write_file("bad.lua", "local x = \n");
     write_file("fails.lua", "local a = 1\nerror('module failed')\n");
+    write_file("cycle_a.lua", "return require('cycle_b')\n");
+    write_file("cycle_b.lua", "return require('cycle_a')\n");
     write_file("main.lua", "main_ran = true\nfunction hello(n)\n  return 'hello ' .. n\nend\n"
                            "function broken()\n  local t = nil\n  return t.x\nend\n");
     /* a file just over the limit */
@@ -461,6 +475,7 @@ static void test_require_and_files(void **state)
     fails(H, "require('big')", HL_ERR, "larger than");
     fails(H, "require('bad')", HL_ERR, "demo/bad.lua:2:");
     fails(H, "require('fails')", HL_ERR, "demo/fails.lua:2: module failed");
+    fails(H, "require('cycle_a')", HL_ERR, "stack overflow"); /* modules requiring each other */
     still_works(H);
 
     assert_int_equal(hl_lua_run_file(H, "../etc/passwd", &err), HL_EINVAL);
@@ -488,6 +503,8 @@ static void test_require_and_files(void **state)
     rm("noreturn.lua", 0);
     rm("bad.lua", 0);
     rm("fails.lua", 0);
+    rm("cycle_a.lua", 0);
+    rm("cycle_b.lua", 0);
     rm("main.lua", 0);
     rm("big.lua", 0);
     rm("lib", 1);

@@ -63,6 +63,7 @@ halle.route("GET", "/luatest/steal", function(req)
     names = try("SELECT name FROM users"),
     other_plugin = try("SELECT * FROM luaother_secrets"),
     declared_lua = try("SELECT * FROM luabroken_data"),
+    sessions = try("SELECT user_id FROM sessions"),
     archive = try("ATTACH DATABASE 'data/archive.db' AS a"),
     pragma = try("PRAGMA table_info(users)"),
     schema = try("CREATE TABLE products2 (x)"),
