@@ -40,6 +40,7 @@ typedef struct hl_lockout_params {
     int temp_after;       /* failures before a temporary lock (3) */
     int hard_after;       /* failures before a lock only an operator lifts (10) */
     int temp_seconds;     /* duration of the temporary lock (900) */
+    int ip_max;           /* login attempts per IP address per 5 minutes (20) */
 } hl_lockout_params;
 
 typedef struct hl_user {

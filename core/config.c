@@ -44,6 +44,17 @@ static const key_def keys[] = {
     {"shutdown_timeout", K_INT, OFF(shutdown_timeout), 0, 3600},
     {"dev_mode", K_BOOL, OFF(dev_mode), 0, 0},
     {"plugin_dirs", K_STR, OFF(plugin_dirs), 0, 0},
+    {"smtp_url", K_STR, OFF(smtp_url), 0, 0},
+    {"mail_from", K_STR, OFF(mail_from), 0, 0},
+    {"smtp_user", K_STR, OFF(smtp_user), 0, 0},
+    {"smtp_password", K_STR, OFF(smtp_password), 0, 0},
+    {"mail_interval", K_INT, OFF(mail_interval), 1, 3600},
+    {"session_idle", K_INT, OFF(session_idle), 60, 365 * 86400},
+    {"session_lifetime", K_INT, OFF(session_lifetime), 60, 365 * 86400},
+    {"lockout_minutes", K_INT, OFF(lockout_minutes), 1, 10080},
+    {"login_rate_limit", K_INT, OFF(login_rate_limit), 1, 100000},
+    {"password_cost", K_STR, OFF(password_cost), 0, 0},
+    {"terms_version", K_STR, OFF(terms_version), 0, 0},
 };
 
 static char *xstrdup(const char *s)
@@ -209,6 +220,15 @@ hl_config *hl_config_new(const char *dir, hl_err *err)
     c->max_upload_size = 5 * 1024 * 1024;
     c->read_timeout = 30;
     c->shutdown_timeout = 20;
+    c->smtp_url = xstrdup("");
+    c->mail_from = xstrdup("halle <noreply@localhost>");
+    c->mail_interval = 5;
+    c->session_idle = 86400;
+    c->session_lifetime = 30 * 86400;
+    c->lockout_minutes = 15;
+    c->login_rate_limit = 20;
+    c->password_cost = xstrdup("interactive");
+    c->terms_version = xstrdup("2026-11");
     if (!c->name || !c->listen_host || !c->base_url || !c->log_file || !c->log_level ||
         !c->theme || (dir && !c->dir) || resolve_path(c, &c->data_dir, "data", err)) {
         hl_config_free(c);
@@ -232,6 +252,9 @@ static int finish(hl_config *c, hl_err *err)
             return hl_err_set(err, HL_ENOMEM, "out of memory");
         snprintf(c->archive_path, n, "%s/archive.db", c->data_dir);
     }
+    if (strcmp(c->password_cost, "interactive") && strcmp(c->password_cost, "moderate") && strcmp(c->password_cost, "min"))
+        return hl_err_set(err, HL_EINVAL, "%s: password_cost must be interactive, moderate or min",
+                          c->path ? c->path : "configuration");
     if (c->max_upload_size > c->max_body_size)
         c->max_upload_size = c->max_body_size;
     return HL_OK;
@@ -335,6 +358,12 @@ void hl_config_free(hl_config *c)
     free(c->share_dir);
     free(c->theme);
     free(c->plugin_dirs);
+    free(c->smtp_url);
+    free(c->mail_from);
+    free(c->smtp_user);
+    free(c->smtp_password);
+    free(c->password_cost);
+    free(c->terms_version);
     free(c);
 }
 

@@ -29,6 +29,17 @@ typedef struct hl_config {
     size_t max_upload_size;  /* per uploaded file */
     int read_timeout;        /* seconds of client silence before the connection is dropped */
     int shutdown_timeout;    /* seconds SIGTERM waits for in-flight requests */
+    char *smtp_url;          /* smtp://127.0.0.1:25; empty = mail is only queued */
+    char *mail_from;         /* From: of outgoing mail */
+    char *smtp_user;
+    char *smtp_password;
+    int mail_interval;       /* seconds between sends of the mail queue */
+    int session_idle;        /* seconds a session lives without use */
+    int session_lifetime;    /* seconds a session lives at most */
+    int lockout_minutes;     /* temporary lock after 3 failed logins */
+    int login_rate_limit;    /* login attempts per IP address per 5 minutes */
+    char *password_cost;     /* interactive (default), moderate, or min (tests only) */
+    char *terms_version;     /* version of the terms users accept at sign-up */
     char *plugin_dirs;       /* ':'-separated folders searched for plugins, NULL = defaults */
     int dev_mode;            /* reload templates and static files when they change */
 } hl_config;

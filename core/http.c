@@ -25,13 +25,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/account_pages.h"
 #include "core/connlog.h"
+#include "core/mail.h"
 #include "core/db.h"
 #include "core/host.h"
 #include "core/hooks.h"
 #include "core/log.h"
 #include "core/site.h"
 #include "core/static.h"
+#include "core/webauth.h"
 
 #ifndef HALLE_SHARE_DIR
 #define HALLE_SHARE_DIR "/usr/local/share/halle"
@@ -53,7 +56,7 @@ struct hl_worker {
     halle_host **hosts;
     size_t nhosts;
     int hook_request_before, hook_response_before;
-    struct event *ev_term, *ev_int, *ev_flush, *ev_drain;
+    struct event *ev_term, *ev_int, *ev_flush, *ev_drain, *ev_mail;
     int stopping;
     int close_tries;
     int pending;             /* replies handed to libevent, not yet written */
@@ -210,6 +213,15 @@ static void access_log(hl_worker *w, hl_request *req, struct evhttp_request *ev,
     }
 }
 
+/* Every state-changing request carries a CSRF token, except JSON APIs (routes named api.*),
+ * which authenticate with tokens in headers rather than cookies, and the dev_mode aids. */
+static int needs_csrf(const hl_request *req, const char *route)
+{
+    if (req->method & (HL_METHOD_GET | HL_METHOD_HEAD | HL_METHOD_OPTIONS))
+        return 0;
+    return !route || (strncmp(route, "api.", 4) && strncmp(route, "dev.", 4));
+}
+
 /* request.before: filters see {method, path} and may refuse the request (auth, consent,
  * rate limits). Returns 1 to go on to the handler, 0 when a filter answered. Costs nothing
  * when no plugin listens. */
@@ -283,10 +295,17 @@ static void on_request(struct evhttp_request *ev, void *arg)
     if (status) {
         hl_response_error(&req, status, err.msg);
     } else {
+        if (req.cookies.count)
+            hl_webauth_load(&req);
         hl_route_match m;
         memset(&m, 0, sizeof m);
         hl_route_result r = hl_router_match(w->router, req.method, req.path, strlen(req.path), w->arena, &m);
-        if (r == HL_ROUTE_FOUND && !run_request_before(w, &req)) {
+        hl_err cerr;
+        hl_err_clear(&cerr);
+        if (r == HL_ROUTE_FOUND && needs_csrf(&req, m.name) && hl_webauth_check_csrf(&req, &cerr) != HL_OK) {
+            hl_log(HL_LOG_WARN, "CSRF check failed for %s %s: %s", req.method_name, req.path, cerr.msg);
+            hl_response_error(&req, 403, cerr.msg);
+        } else if (r == HL_ROUTE_FOUND && !run_request_before(w, &req)) {
             /* a request.before filter answered */
         } else if (r == HL_ROUTE_FOUND) {
             req.params = m.params;
@@ -362,6 +381,21 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         hl_log(HL_LOG_ERROR, "connection log: %s", err.msg);
 }
 
+static void on_mail(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hl_worker *w = arg;
+    hl_mail_config mc = {w->cfg->smtp_url, w->cfg->mail_from, w->cfg->smtp_user, w->cfg->smtp_password, 20};
+    hl_err err;
+    hl_err_clear(&err);
+    int n = hl_mail_send_due(w->db, &mc, 20, &err);
+    if (n < 0)
+        hl_log(HL_LOG_ERROR, "mail queue: %s", err.msg);
+    else if (n > 0)
+        hl_log(HL_LOG_INFO, "mail: %d message(s) sent", n);
+}
+
 /* Stops once every reply handed to libevent is written and no request arrived for a short
  * while (requests still being received get that long to complete), or at shutdown_timeout. */
 static void on_drain(evutil_socket_t fd, short what, void *arg)
@@ -423,6 +457,7 @@ static void worker_free(hl_worker *w)
     if (w->ev_int) event_free(w->ev_int);
     if (w->ev_flush) event_free(w->ev_flush);
     if (w->ev_drain) event_free(w->ev_drain);
+    if (w->ev_mail) event_free(w->ev_mail);
     if (w->http) evhttp_free(w->http);
     if (w->base) event_base_free(w->base);
     hl_connlog_free(w->connlog);
@@ -466,7 +501,8 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
         goto out;
     if ((rc = load_theme_static(&w, err)) != HL_OK)
         goto out;
-    if ((rc = hl_site_register(&w, cfg, w.statics, err)) != HL_OK)
+    if ((rc = hl_site_register(&w, cfg, w.statics, err)) != HL_OK ||
+        (rc = hl_account_pages_register(&w, err)) != HL_OK)
         goto out;
     if (!(w.hooks = hl_hooks_new())) {
         rc = hl_err_set(err, HL_ENOMEM, "out of memory");
@@ -507,6 +543,15 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
         event_add(w.ev_flush, &second)) {
         rc = hl_err_set(err, HL_ENOMEM, "cannot set up signal handling");
         goto out;
+    }
+    /* One worker sends the mail queue, so that a message is never sent twice. */
+    if (id == 0 && cfg->smtp_url && *cfg->smtp_url) {
+        struct timeval every = {cfg->mail_interval, 0};
+        w.ev_mail = event_new(w.base, -1, EV_PERSIST, on_mail, &w);
+        if (!w.ev_mail || event_add(w.ev_mail, &every)) {
+            rc = hl_err_set(err, HL_ENOMEM, "cannot set up the mail timer");
+            goto out;
+        }
     }
     /* Signals were blocked by the master around fork; libevent now owns them. */
     sigset_t all;

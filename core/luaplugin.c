@@ -14,6 +14,7 @@
 #include "core/lua.h"
 #include "core/request.h"
 #include "core/router.h"
+#include "core/accounts.h"
 
 #define JSON_DEPTH 32
 #define STOP_MARK "halle.stop"
@@ -142,6 +143,15 @@ static int req_header(lua_State *L)
     return 1;
 }
 
+/* req.csrf(): the token a plugin's form must carry in its _csrf field. A function, not a
+ * field, because giving a visitor a token sets a cookie. */
+static int req_csrf(lua_State *L)
+{
+    hl_request *r = lua_touserdata(L, lua_upvalueindex(1));
+    lua_pushstring(L, hl_request_csrf(r));
+    return 1;
+}
+
 /* The request as a plain table; valid for the duration of the call only. */
 static void push_request(lua_State *L, hl_request *r)
 {
@@ -163,6 +173,17 @@ static void push_request(lua_State *L, hl_request *r)
     lua_pushlightuserdata(L, r);
     lua_pushcclosure(L, req_header, 1);
     lua_setfield(L, -2, "header");
+    lua_pushlightuserdata(L, r);
+    lua_pushcclosure(L, req_csrf, 1);
+    lua_setfield(L, -2, "csrf");
+    if (r->user) {
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, (lua_Integer)r->user->id);
+        lua_setfield(L, -2, "id");
+        lua_pushstring(L, r->user->name);
+        lua_setfield(L, -2, "name");
+        lua_setfield(L, -2, "user");
+    }
 }
 
 static int fail_request(hl_request *r, halle_host *h, const char *msg)

@@ -12,6 +12,11 @@
 #include "core/instance.h"
 #include "core/log.h"
 #include "core/plugin.h"
+#include "core/accounts.h"
+#include "core/webauth.h"
+
+#include <termios.h>
+#include <unistd.h>
 
 static const char *usage_main =
     "usage: halle [--version] [--help] COMMAND [ARGS]\n"
@@ -23,18 +28,31 @@ static const char *usage_main =
     "  migrate [-c FILE]                 apply pending database migrations\n"
     "  plugin list|info|enable|disable|set [-c FILE] ...\n"
     "                                    manage plugins\n"
+    "  user add|unlock [-c FILE] ...     manage accounts (first operator, unlocking)\n"
     "  help COMMAND                      describe a command\n"
     "\n"
     "Run 'halle COMMAND --help' for a command's options.\n";
 
 static const char *usage_init =
-    "usage: halle init DIR [--demo] [--name NAME]\n"
+    "usage: halle init DIR [--demo] [--name NAME] [--operator EMAIL]\n"
     "\n"
     "Creates DIR with halle.conf, data/halle.db and data/archive.db (both mode 0600) and logs/,\n"
     "and applies the database migrations. An existing instance is never overwritten.\n"
     "\n"
     "  --demo        a demonstration instance\n"
-    "  --name NAME   the site name shown on pages\n";
+    "  --name NAME   the site name shown on pages\n"
+    "  --operator EMAIL  create the first operator account (password asked, or read from\n"
+    "                the first line of standard input, or from $HALLE_OPERATOR_PASSWORD)\n";
+
+static const char *usage_user =
+    "usage: halle user [-c FILE] COMMAND [ARGS]\n"
+    "\n"
+    "  add EMAIL --name NAME [--operator] [--producer]\n"
+    "                      create an account, already verified; the password is asked, or read\n"
+    "                      from the first line of standard input, or from $HALLE_USER_PASSWORD\n"
+    "  unlock EMAIL        lift the locks after failed logins (3 or 10)\n"
+    "\n"
+    "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
 
 static const char *usage_serve =
     "usage: halle serve [-c FILE] [--listen ADDR:PORT] [--workers N]\n"
@@ -83,17 +101,71 @@ static int fail(const hl_err *err)
     return 1;
 }
 
+/* A password from the environment variable, else the terminal (not echoed), else the first
+ * line of standard input. */
+static int read_password(const char *env, char *buf, size_t len)
+{
+    const char *e = getenv(env);
+    if (e && *e) {
+        snprintf(buf, len, "%s", e);
+        return 0;
+    }
+    int tty = isatty(STDIN_FILENO);
+    struct termios old, quiet;
+    if (tty) {
+        fprintf(stderr, "password: ");
+        tcgetattr(STDIN_FILENO, &old);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
+    char *got = fgets(buf, (int)len, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSANOW, &old);
+        fprintf(stderr, "\n");
+    }
+    if (!got)
+        return -1;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 0;
+}
+
+static int create_user(const hl_config *cfg, const char *email, const char *name, unsigned roles,
+                       const char *pw_env, hl_err *err)
+{
+    char pw[1100];
+    if (read_password(pw_env, pw, sizeof pw) != 0)
+        return hl_err_set(err, HL_EINVAL, "no password given");
+    int rc = hl_password_policy(pw, err);
+    hl_db *db = rc ? NULL : hl_db_open(cfg->db_path, 0, err);
+    if (db) {
+        hl_password_params pp;
+        hl_webauth_password_params(cfg, &pp);
+        hl_user_new u = {.email = email, .name = name, .password = pw, .terms_version = cfg->terms_version,
+                         .age_certified = 1, .verified = 1, .roles = roles};
+        int64_t id = hl_user_create(db, &u, &pp, err);
+        rc = id > 0 ? HL_OK : (int)id;
+        hl_db_close(db);
+    } else if (!rc) {
+        rc = err->code ? err->code : HL_ERR;
+    }
+    memset(pw, 0, sizeof pw);
+    return rc;
+}
+
 static int cmd_init(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"demo", no_argument, NULL, 'd'}, {"name", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"operator", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     hl_instance_opts o = {0};
+    const char *operator_email = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "dn:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "dn:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': o.demo = 1; break;
         case 'n': o.name = optarg; break;
+        case 'o': operator_email = optarg; break;
         case 'h': fputs(usage_init, stdout); return 0;
         default: return usage_error(usage_init, NULL, NULL);
         }
@@ -107,6 +179,17 @@ static int cmd_init(int argc, char **argv)
         return fail(&err);
     printf("halle: instance created in %s\n  configuration: %s/halle.conf\n  start it with: halle serve -c %s/halle.conf\n",
            argv[optind], argv[optind], argv[optind]);
+    if (operator_email) {
+        char conf[4096];
+        snprintf(conf, sizeof conf, "%s/halle.conf", argv[optind]);
+        hl_config *cfg = hl_config_load(conf, &err);
+        int rc = cfg ? create_user(cfg, operator_email, "Opérateur", HL_ROLE_OPERATOR, "HALLE_OPERATOR_PASSWORD", &err)
+                     : HL_ERR;
+        hl_config_free(cfg);
+        if (rc != HL_OK)
+            return fail(&err);
+        printf("halle: operator %s created\n", operator_email);
+    }
     return 0;
 }
 
@@ -290,6 +373,58 @@ static int cmd_plugin(int argc, char **argv)
     return rc ? fail(&err) : 0;
 }
 
+static int cmd_user(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
+        {"operator", no_argument, NULL, 'o'}, {"producer", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    const char *path = NULL, *name = NULL;
+    unsigned roles = HL_ROLE_CLIENT;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:n:oph", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'n': name = optarg; break;
+        case 'o': roles |= HL_ROLE_OPERATOR; break;
+        case 'p': roles |= HL_ROLE_PRODUCER; break;
+        case 'h': fputs(usage_user, stdout); return 0;
+        default: return usage_error(usage_user, NULL, NULL);
+        }
+    }
+    if (argc - optind != 2)
+        return usage_error(usage_user, "user needs a command and an email address", NULL);
+    const char *sub = argv[optind], *email = argv[optind + 1];
+    if (strcmp(sub, "add") && strcmp(sub, "unlock"))
+        return usage_error(usage_user, "unknown user command '%s'", sub);
+    if (!strcmp(sub, "add") && !name)
+        return usage_error(usage_user, "user add needs --name", NULL);
+    hl_err err;
+    hl_err_clear(&err);
+    hl_config *cfg = load_config(path, &err);
+    if (!cfg)
+        return fail(&err);
+    int rc = hl_http_migrate(cfg, NULL, NULL, &err);
+    if (!rc && !strcmp(sub, "add")) {
+        rc = create_user(cfg, email, name, roles, "HALLE_USER_PASSWORD", &err);
+        if (!rc)
+            printf("halle: account %s created%s\n", email, roles & HL_ROLE_OPERATOR ? " (operator)" : "");
+    } else if (!rc) {
+        hl_db *db = hl_db_open(cfg->db_path, 0, &err);
+        hl_user u;
+        rc = db ? hl_user_find_email(db, email, &u, &err) : HL_ERR;
+        if (rc == HL_ENOTFOUND)
+            hl_err_set(&err, rc, "no account with the address %s", email);
+        if (!rc)
+            rc = hl_user_unlock(db, u.id, &err);
+        if (!rc)
+            printf("halle: account %s unlocked\n", email);
+        hl_db_close(db);
+    }
+    hl_config_free(cfg);
+    return rc ? fail(&err) : 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
@@ -299,10 +434,16 @@ static const struct {
     {"serve", cmd_serve, &usage_serve},
     {"migrate", cmd_migrate, &usage_migrate},
     {"plugin", cmd_plugin, &usage_plugin},
+    {"user", cmd_user, &usage_user},
 };
 
 int main(int argc, char **argv)
 {
+    hl_err ierr;
+    if (hl_accounts_init(&ierr) != HL_OK) {
+        fprintf(stderr, "halle: %s\n", ierr.msg);
+        return 1;
+    }
     if (argc < 2)
         return usage_error(usage_main, NULL, NULL);
     const char *cmd = argv[1];

@@ -3,6 +3,9 @@
 #include "core/page.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#include "core/accounts.h"
 
 int hl_page_begin(hl_request *req, const char *title)
 {
@@ -13,9 +16,22 @@ int hl_page_begin(hl_request *req, const char *title)
     hl_response_puts(req, " · ");
     hl_response_html(req, site);
     hl_response_puts(req, "</title>\n<link rel=\"stylesheet\" href=\"/static/halle.css\">\n</head>\n<body>\n"
+                          "<a class=\"skip\" href=\"#main\">Aller au contenu</a>\n"
                           "<header class=\"site\"><a class=\"brand\" href=\"/\">");
     hl_response_html(req, site);
-    return hl_response_puts(req, "</a></header>\n<main id=\"main\">\n");
+    hl_response_puts(req, "</a>\n<nav aria-label=\"Compte\">");
+    if (req->user) {
+        if (req->user->roles & HL_ROLE_OPERATOR)
+            hl_response_puts(req, "<a href=\"/admin\">Administration</a> ");
+        hl_response_puts(req, "<a href=\"/account\">Mon compte</a> ");
+        hl_response_puts(req, "<form method=\"post\" action=\"/logout\" class=\"inline\">"
+                              "<input type=\"hidden\" name=\"_csrf\" value=\"");
+        hl_response_html(req, hl_request_csrf(req));
+        hl_response_puts(req, "\"><button type=\"submit\">Se déconnecter</button></form>");
+    } else {
+        hl_response_puts(req, "<a href=\"/login\">Se connecter</a> <a href=\"/signup\">Créer un compte</a>");
+    }
+    return hl_response_puts(req, "</nav></header>\n<main id=\"main\">\n");
 }
 
 int hl_page_end(hl_request *req)
@@ -56,4 +72,73 @@ int hl_page_error(hl_request *req, int status, const char *message)
     }
     hl_response_puts(req, "<p><a href=\"/\">Retour à l'accueil</a></p>\n</section>\n");
     return hl_page_end(req);
+}
+
+int hl_page_form_begin(hl_request *req, const char *action, const char *id)
+{
+    hl_response_puts(req, "<form method=\"post\" action=\"");
+    hl_response_html(req, action);
+    hl_response_puts(req, "\"");
+    if (id) {
+        hl_response_puts(req, " id=\"");
+        hl_response_html(req, id);
+        hl_response_puts(req, "\"");
+    }
+    hl_response_puts(req, ">\n<input type=\"hidden\" name=\"_csrf\" value=\"");
+    hl_response_html(req, hl_request_csrf(req));
+    return hl_response_puts(req, "\">\n");
+}
+
+int hl_page_form_end(hl_request *req, const char *button)
+{
+    hl_response_puts(req, "<button type=\"submit\">");
+    hl_response_html(req, button);
+    return hl_response_puts(req, "</button>\n</form>\n");
+}
+
+int hl_page_field(hl_request *req, const char *type, const char *name, const char *label, const char *value,
+                  const char *attrs, const char *help)
+{
+    int checkbox = !strcmp(type, "checkbox");
+    hl_response_puts(req, checkbox ? "<p class=\"field check\">" : "<p class=\"field\">");
+    if (!checkbox && strcmp(type, "hidden")) {
+        hl_response_printf(req, "<label for=\"f-%s\">", name);
+        hl_response_html(req, label);
+        hl_response_puts(req, "</label>");
+    }
+    if (!strcmp(type, "textarea")) {
+        hl_response_printf(req, "<textarea id=\"f-%s\" name=\"%s\" %s>", name, name, attrs ? attrs : "");
+        hl_response_html(req, value);
+        hl_response_puts(req, "</textarea>");
+    } else {
+        hl_response_printf(req, "<input type=\"%s\" id=\"f-%s\" name=\"%s\" %s", type, name, name, attrs ? attrs : "");
+        if (checkbox) {
+            hl_response_puts(req, value && *value ? " value=\"1\" checked>" : " value=\"1\">");
+        } else {
+            hl_response_puts(req, " value=\"");
+            hl_response_html(req, value);
+            hl_response_puts(req, "\">");
+        }
+        if (help)
+            hl_response_printf(req, "<span class=\"help\" id=\"h-%s\">", name);
+    }
+    if (checkbox) {
+        hl_response_printf(req, "<label for=\"f-%s\">", name);
+        hl_response_html(req, label);
+        hl_response_puts(req, "</label>");
+    }
+    if (help && strcmp(type, "textarea")) {
+        if (checkbox)
+            hl_response_printf(req, "<span class=\"help\" id=\"h-%s\">", name);
+        hl_response_html(req, help);
+        hl_response_puts(req, "</span>");
+    }
+    return hl_response_puts(req, "</p>\n");
+}
+
+int hl_page_notice(hl_request *req, const char *kind, const char *message)
+{
+    hl_response_printf(req, "<p class=\"notice %s\" role=\"%s\">", kind, strcmp(kind, "error") ? "status" : "alert");
+    hl_response_html(req, message);
+    return hl_response_puts(req, "</p>\n");
 }

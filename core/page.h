@@ -10,6 +10,17 @@
  * header with the site name). title is escaped. */
 int hl_page_begin(hl_request *req, const char *title);
 int hl_page_end(hl_request *req);
+/* Form helpers: every form posts with the CSRF token; labels are tied to inputs for screen
+ * readers; values and help texts are escaped. */
+int hl_page_form_begin(hl_request *req, const char *action, const char *id);
+int hl_page_form_end(hl_request *req, const char *button);
+/* type: text, email, password, tel, checkbox, textarea, hidden. attrs is raw (trusted, from
+ * the code: "required autocomplete=\"email\""), may be NULL. */
+int hl_page_field(hl_request *req, const char *type, const char *name, const char *label,
+                  const char *value, const char *attrs, const char *help);
+/* kind: "ok", "error", "info". */
+int hl_page_notice(hl_request *req, const char *kind, const char *message);
+
 /* A complete error page for status with an explanation and a link home. */
 int hl_page_error(hl_request *req, int status, const char *message);
 

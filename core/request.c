@@ -58,6 +58,11 @@ int hl_response_header(hl_request *req, const char *name, const char *value)
     return evhttp_add_header(P(req)->out_headers, name, value) == 0 ? HL_OK : HL_EINVAL;
 }
 
+int hl_response_add_header(hl_request *req, const char *name, const char *value)
+{
+    return evhttp_add_header(P(req)->out_headers, name, value) == 0 ? HL_OK : HL_EINVAL;
+}
+
 int hl_response_write(hl_request *req, const void *data, size_t len)
 {
     return evbuffer_add(P(req)->out, data, len) == 0 ? HL_OK : HL_ENOMEM;

@@ -39,6 +39,11 @@ struct hl_request {
     hl_db *db;
     hl_db *archive;
     struct hl_worker *worker;
+    /* the visitor, when logged in (session cookie); NULL otherwise */
+    const struct hl_user *user;
+    const struct hl_session *session;
+    const char *session_raw;  /* the session cookie's value */
+    const char *csrf;         /* the token forms must carry (session's, or the halle_csrf cookie's) */
     /* response */
     int status;
     int64_t started_us;
@@ -46,6 +51,8 @@ struct hl_request {
 };
 
 /* Request side. */
+/* The value to put in a form's hidden _csrf field (sets the halle_csrf cookie for visitors). */
+const char *hl_request_csrf(hl_request *req);
 const char *hl_request_header(hl_request *req, const char *name);
 /* Query parameter, then form field, by name; NULL when absent. */
 const char *hl_request_param(hl_request *req, const char *name);
@@ -53,6 +60,8 @@ const char *hl_request_param(hl_request *req, const char *name);
 /* Response side. Headers and body are buffered until the handler returns. */
 void hl_response_status(hl_request *req, int status);
 int hl_response_header(hl_request *req, const char *name, const char *value);
+/* Adds a header without replacing others of the same name (Set-Cookie). */
+int hl_response_add_header(hl_request *req, const char *name, const char *value);
 int hl_response_write(hl_request *req, const void *data, size_t len);
 int hl_response_puts(hl_request *req, const char *s);
 int hl_response_printf(hl_request *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -163,6 +163,12 @@ def test_serving(t, srv, inst):
     body = urllib.parse.urlencode({"label": "pommes"})
     st, h, b = srv.request("POST", "/luatest/items", body=body,
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+    t.eq(st, 403, "a plugin's POST route without a CSRF token is refused")
+    token = "t" * 43
+    body = urllib.parse.urlencode({"label": "pommes", "_csrf": token})
+    st, h, b = srv.request("POST", "/luatest/items", body=body,
+                           headers={"Content-Type": "application/x-www-form-urlencoded",
+                                    "Cookie": "halle_csrf=" + token})
     t.ok(st == 201 and json.loads(b)[-1]["label"] == "pommes", "a Lua plugin writes and reads its own table", (st, b))
 
     st, h, b = get(srv, "/luatest/steal")

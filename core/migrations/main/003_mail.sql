@@ -1,4 +1,6 @@
--- Outgoing mail queue: written by requests, sent by a timer (core/mail.c).
+-- Outgoing mail queue: written by requests, sent by a timer (core/mail.c). Times are
+-- ISO-8601 UTC text ("YYYY-MM-DDTHH:MM:SSZ") computed by the caller, so they compare as text
+-- the same way on SQLite and PostgreSQL. attempts counts failed sends.
 CREATE TABLE hl_mail_queue (
     id INTEGER PRIMARY KEY,
     recipient TEXT NOT NULL,
@@ -11,4 +13,6 @@ CREATE TABLE hl_mail_queue (
     failed_at TEXT,
     last_error TEXT
 );
-CREATE INDEX hl_mail_queue_due ON hl_mail_queue (sent_at, failed_at, next_attempt_at);
+-- Only pending rows are indexed: sent mail accumulates, the timer's scan must not grow with it.
+CREATE INDEX hl_mail_queue_due ON hl_mail_queue (next_attempt_at, id)
+    WHERE sent_at IS NULL AND failed_at IS NULL;

@@ -1,0 +1,783 @@
+/* Account pages: sign-up (terms and age certified, email verified by a link), login with
+ * lockouts, logout (and everywhere), password reset, the account page (profile, password,
+ * email change, sessions, consents, deletion), and the operator's admin pages (users and
+ * unlocking, plugins). Pages are built in until the themes issue moves them to templates.
+ * Messages never reveal whether an email address has an account. */
+#include "core/account_pages.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/http.h"
+#include "core/log.h"
+#include "core/mail.h"
+#include "core/page.h"
+#include "core/plugin.h"
+#include "core/router.h"
+#include "core/webauth.h"
+
+#define VERIFY_TTL (3 * 86400)
+#define RESET_TTL 3600
+
+static const char *val(hl_request *req, const char *name)
+{
+    const char *v = hl_params_value(&req->form, name);
+    return v ? v : "";
+}
+
+static int checked(hl_request *req, const char *name)
+{
+    return *val(req, name) != '\0';
+}
+
+static char *link_to(hl_request *req, const char *path, const char *token)
+{
+    const char *base = req->cfg->base_url ? req->cfg->base_url : "";
+    size_t bl = strlen(base);
+    while (bl && base[bl - 1] == '/')
+        bl--;
+    return hl_arena_printf(req->arena, "%.*s%s?token=%s", (int)bl, base, path, token);
+}
+
+static void queue_mail(hl_request *req, const char *to, const char *subject, const char *body)
+{
+    hl_err err;
+    if (hl_mail_queue(req->db, to, subject, body, &err) < 0)
+        hl_log(HL_LOG_ERROR, "cannot queue mail: %s", err.msg);
+}
+
+static int need_login(hl_request *req)
+{
+    if (req->user)
+        return 0;
+    hl_response_redirect(req, 303, "/login");
+    return 1;
+}
+
+static int forbidden(hl_request *req)
+{
+    return hl_response_error(req, 403, "Cette page est réservée.");
+}
+
+/* ---- sign-up ------------------------------------------------------------------------ */
+
+static const char *policy_help =
+    "Au moins 8 caractères, dont 3 types parmi : majuscules, minuscules, chiffres, caractères spéciaux.";
+
+static int signup_form(hl_request *req, const char *error)
+{
+    hl_page_begin(req, "Créer un compte");
+    hl_response_puts(req, "<h1>Créer un compte</h1>\n");
+    if (error)
+        hl_page_notice(req, "error", error);
+    hl_page_form_begin(req, "/signup", "signup");
+    hl_page_field(req, "email", "email", "Adresse e-mail", val(req, "email"), "required autocomplete=\"email\"", NULL);
+    hl_page_field(req, "text", "name", "Nom", val(req, "name"), "required autocomplete=\"name\" maxlength=\"120\"", NULL);
+    hl_page_field(req, "password", "password", "Mot de passe", "", "required autocomplete=\"new-password\"", policy_help);
+    hl_page_field(req, "password", "password2", "Mot de passe (à nouveau)", "", "required autocomplete=\"new-password\"", NULL);
+    hl_page_field(req, "checkbox", "terms", "J'accepte les conditions d'utilisation et la politique de confidentialité",
+                  val(req, "terms"), "required", NULL);
+    hl_page_field(req, "checkbox", "age", "Je certifie avoir plus de 15 ans", val(req, "age"), "required", NULL);
+    hl_page_form_end(req, "Créer mon compte");
+    return hl_page_end(req);
+}
+
+static int signup_get(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (req->user)
+        return hl_response_redirect(req, 303, "/account");
+    return signup_form(req, NULL);
+}
+
+static int sent_page(hl_request *req, const char *title, const char *text)
+{
+    hl_page_begin(req, title);
+    hl_response_puts(req, "<h1>");
+    hl_response_html(req, title);
+    hl_response_puts(req, "</h1>\n");
+    hl_page_notice(req, "ok", text);
+    return hl_page_end(req);
+}
+
+static int signup_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    hl_err err;
+    hl_err_clear(&err);
+    char email[256];
+    if (hl_email_normalize(val(req, "email"), email, sizeof email, &err) != HL_OK)
+        return hl_response_status(req, 422), signup_form(req, "Adresse e-mail invalide.");
+    if (!*val(req, "name"))
+        return hl_response_status(req, 422), signup_form(req, "Indiquez votre nom.");
+    if (strcmp(val(req, "password"), val(req, "password2")))
+        return hl_response_status(req, 422), signup_form(req, "Les deux mots de passe diffèrent.");
+    if (hl_password_policy(val(req, "password"), &err) != HL_OK)
+        return hl_response_status(req, 422), signup_form(req, err.msg);
+    if (!checked(req, "terms"))
+        return hl_response_status(req, 422), signup_form(req, "Vous devez accepter les conditions d'utilisation.");
+    if (!checked(req, "age"))
+        return hl_response_status(req, 422), signup_form(req, "Vous devez certifier avoir plus de 15 ans.");
+    if (!hl_rate_allow(req->db, hl_arena_printf(req->arena, "signup:%s", req->remote_ip ? req->remote_ip : ""), 3600, 20, NULL))
+        return hl_response_status(req, 429), signup_form(req, "Trop de comptes créés depuis votre adresse. Réessayez plus tard.");
+    hl_password_params pp;
+    hl_webauth_password_params(req->cfg, &pp);
+    hl_user_new u = {.email = email, .name = val(req, "name"), .password = val(req, "password"),
+                     .terms_version = req->cfg->terms_version, .age_certified = 1};
+    int64_t id = hl_user_create(req->db, &u, &pp, &err);
+    if (id > 0) {
+        char tok[HL_TOKEN_LEN + 1];
+        if (hl_token_create(req->db, id, "verify", VERIFY_TTL, NULL, tok, &err) == HL_OK) {
+            char *body = hl_arena_printf(req->arena,
+                "Bonjour,\n\nPour activer votre compte sur %s, ouvrez ce lien (valable 3 jours) :\n\n%s\n\n"
+                "Si vous n'avez pas créé de compte, ignorez ce message.\n", req->cfg->name, link_to(req, "/verify", tok));
+            queue_mail(req, email, "Confirmez votre adresse e-mail", body);
+        }
+    } else {
+        /* The address has an account already: tell its owner, not the visitor. */
+        hl_user existing;
+        if (hl_user_find_email(req->db, email, &existing, NULL) == HL_OK && !existing.deleted)
+            queue_mail(req, email, "Vous avez déjà un compte",
+                       hl_arena_printf(req->arena, "Bonjour,\n\nQuelqu'un a voulu créer un compte avec cette adresse sur %s, "
+                                                   "où vous en avez déjà un. Mot de passe oublié ? %s/password/forgot\n",
+                                       req->cfg->name, req->cfg->base_url));
+        else
+            hl_log(HL_LOG_ERROR, "sign-up failed: %s", err.msg);
+    }
+    return sent_page(req, "Vérifiez votre boîte aux lettres",
+                     "Si l'adresse est valable, un e-mail vient de vous être envoyé : ouvrez le lien qu'il contient pour "
+                     "activer votre compte.");
+}
+
+static int verify_get(hl_request *req, void *ud)
+{
+    (void)ud;
+    const char *tok = hl_params_value(&req->query, "token");
+    int64_t uid;
+    hl_err err;
+    if (!tok || hl_token_use(req->db, "verify", tok, &uid, NULL, 0, &err) != HL_OK ||
+        hl_user_mark_verified(req->db, uid, &err) != HL_OK) {
+        hl_response_status(req, 400);
+        return sent_page(req, "Lien invalide", "Ce lien n'est pas valable ou a expiré. Créez votre compte à nouveau.");
+    }
+    hl_page_begin(req, "Adresse confirmée");
+    hl_response_puts(req, "<h1>Adresse confirmée</h1>\n");
+    hl_page_notice(req, "ok", "Votre compte est activé. Vous pouvez vous connecter.");
+    hl_response_puts(req, "<p><a href=\"/login\">Se connecter</a></p>\n");
+    return hl_page_end(req);
+}
+
+/* ---- login / logout ----------------------------------------------------------------- */
+
+static int login_form(hl_request *req, const char *error)
+{
+    hl_page_begin(req, "Se connecter");
+    hl_response_puts(req, "<h1>Se connecter</h1>\n");
+    if (error)
+        hl_page_notice(req, "error", error);
+    hl_page_form_begin(req, "/login", "login");
+    hl_page_field(req, "email", "email", "Adresse e-mail", val(req, "email"), "required autocomplete=\"username\"", NULL);
+    hl_page_field(req, "password", "password", "Mot de passe", "", "required autocomplete=\"current-password\"", NULL);
+    hl_page_form_end(req, "Se connecter");
+    hl_response_puts(req, "<p><a href=\"/password/forgot\">Mot de passe oublié ?</a> · "
+                          "<a href=\"/signup\">Créer un compte</a></p>\n");
+    return hl_page_end(req);
+}
+
+static int login_get(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (req->user)
+        return hl_response_redirect(req, 303, "/account");
+    return login_form(req, NULL);
+}
+
+static int login_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    hl_password_params pp;
+    hl_lockout_params lp;
+    hl_webauth_password_params(req->cfg, &pp);
+    hl_webauth_lockout_params(req->cfg, &lp);
+    int64_t uid = 0;
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_user_login(req->db, val(req, "email"), val(req, "password"), req->remote_ip, &lp, &pp, &uid, &err);
+    if (rc != HL_OK) {
+        hl_response_status(req, rc == HL_ERATE ? 429 : 401);
+        return login_form(req, err.msg[0] ? err.msg : "Connexion impossible.");
+    }
+    if (hl_webauth_login(req, uid, &err) != HL_OK)
+        return HL_ERR;
+    return hl_response_redirect(req, 303, "/account");
+}
+
+static int logout_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    hl_webauth_logout(req);
+    return hl_response_redirect(req, 303, "/");
+}
+
+/* ---- password reset ----------------------------------------------------------------- */
+
+static int forgot_get(hl_request *req, void *ud)
+{
+    (void)ud;
+    hl_page_begin(req, "Mot de passe oublié");
+    hl_response_puts(req, "<h1>Mot de passe oublié</h1>\n<p>Indiquez votre adresse : vous recevrez un lien pour "
+                          "choisir un nouveau mot de passe.</p>\n");
+    hl_page_form_begin(req, "/password/forgot", "forgot");
+    hl_page_field(req, "email", "email", "Adresse e-mail", "", "required autocomplete=\"email\"", NULL);
+    hl_page_form_end(req, "Envoyer le lien");
+    return hl_page_end(req);
+}
+
+static int forgot_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    hl_user u;
+    char tok[HL_TOKEN_LEN + 1];
+    if (hl_rate_allow(req->db, hl_arena_printf(req->arena, "forgot:%s", req->remote_ip ? req->remote_ip : ""), 3600, 20, NULL) &&
+        hl_user_find_email(req->db, val(req, "email"), &u, NULL) == HL_OK && !u.deleted &&
+        hl_token_create(req->db, u.id, "reset", RESET_TTL, NULL, tok, NULL) == HL_OK) {
+        queue_mail(req, u.email, "Nouveau mot de passe",
+                   hl_arena_printf(req->arena, "Bonjour,\n\nPour choisir un nouveau mot de passe sur %s, ouvrez ce lien "
+                                               "(valable une heure, une seule fois) :\n\n%s\n\nSi vous n'avez rien demandé, "
+                                               "ignorez ce message : votre mot de passe reste le même.\n",
+                                   req->cfg->name, link_to(req, "/password/reset", tok)));
+    }
+    return sent_page(req, "Vérifiez votre boîte aux lettres",
+                     "Si un compte existe à cette adresse, un lien pour choisir un nouveau mot de passe vient d'être envoyé.");
+}
+
+static int reset_form(hl_request *req, const char *token, const char *error)
+{
+    hl_page_begin(req, "Nouveau mot de passe");
+    hl_response_puts(req, "<h1>Nouveau mot de passe</h1>\n");
+    if (error)
+        hl_page_notice(req, "error", error);
+    hl_page_form_begin(req, "/password/reset", "reset");
+    hl_page_field(req, "hidden", "token", "", token, NULL, NULL);
+    hl_page_field(req, "password", "password", "Nouveau mot de passe", "", "required autocomplete=\"new-password\"", policy_help);
+    hl_page_field(req, "password", "password2", "Nouveau mot de passe (à nouveau)", "", "required autocomplete=\"new-password\"", NULL);
+    hl_page_form_end(req, "Enregistrer");
+    return hl_page_end(req);
+}
+
+static int reset_get(hl_request *req, void *ud)
+{
+    (void)ud;
+    const char *tok = hl_params_value(&req->query, "token");
+    return reset_form(req, tok ? tok : "", NULL);
+}
+
+static int reset_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    hl_err err;
+    hl_err_clear(&err);
+    const char *tok = val(req, "token");
+    if (strcmp(val(req, "password"), val(req, "password2")))
+        return hl_response_status(req, 422), reset_form(req, tok, "Les deux mots de passe diffèrent.");
+    if (hl_password_policy(val(req, "password"), &err) != HL_OK)
+        return hl_response_status(req, 422), reset_form(req, tok, err.msg);
+    int64_t uid;
+    if (hl_token_use(req->db, "reset", tok, &uid, NULL, 0, &err) != HL_OK) {
+        hl_response_status(req, 400);
+        return sent_page(req, "Lien invalide", "Ce lien n'est pas valable ou a expiré. Demandez-en un nouveau.");
+    }
+    hl_password_params pp;
+    hl_webauth_password_params(req->cfg, &pp);
+    if (hl_user_set_password(req->db, uid, val(req, "password"), &pp, &err) != HL_OK)
+        return HL_ERR;
+    /* A reset means the old password may be known to someone else: end every session, and
+     * lift the locks the owner could not lift themselves. */
+    hl_session_destroy_all(req->db, uid, NULL, NULL);
+    hl_user_unlock(req->db, uid, NULL);
+    hl_page_begin(req, "Mot de passe changé");
+    hl_response_puts(req, "<h1>Mot de passe changé</h1>\n");
+    hl_page_notice(req, "ok", "Votre nouveau mot de passe est enregistré ; vos autres sessions ont été fermées.");
+    hl_response_puts(req, "<p><a href=\"/login\">Se connecter</a></p>\n");
+    return hl_page_end(req);
+}
+
+/* ---- the account page --------------------------------------------------------------- */
+
+static int account_page(hl_request *req, const char *ok, const char *error)
+{
+    const hl_user *u = req->user;
+    hl_page_begin(req, "Mon compte");
+    hl_response_puts(req, "<h1>Mon compte</h1>\n");
+    if (ok)
+        hl_page_notice(req, "ok", ok);
+    if (error)
+        hl_page_notice(req, "error", error);
+
+    hl_response_puts(req, "<section aria-labelledby=\"t-profile\"><h2 id=\"t-profile\">Profil</h2>\n");
+    hl_page_form_begin(req, "/account/profile", "profile");
+    hl_page_field(req, "text", "name", "Nom", u->name, "required maxlength=\"120\" autocomplete=\"name\"", NULL);
+    hl_page_field(req, "tel", "phone", "Téléphone (facultatif)", u->phone, "maxlength=\"40\" autocomplete=\"tel\"", NULL);
+    hl_page_field(req, "textarea", "address", "Adresse postale (facultative)", u->address, "maxlength=\"500\" rows=\"3\"", NULL);
+    hl_page_form_end(req, "Enregistrer le profil");
+    hl_response_puts(req, "</section>\n");
+
+    hl_response_puts(req, "<section aria-labelledby=\"t-email\"><h2 id=\"t-email\">Adresse e-mail</h2>\n<p>Actuelle : ");
+    hl_response_html(req, u->email);
+    hl_response_puts(req, "</p>\n");
+    hl_page_form_begin(req, "/account/email", "email");
+    hl_page_field(req, "email", "email", "Nouvelle adresse", "", "required autocomplete=\"email\"",
+                  "Un lien de confirmation sera envoyé à la nouvelle adresse.");
+    hl_page_form_end(req, "Changer d'adresse");
+    hl_response_puts(req, "</section>\n");
+
+    hl_response_puts(req, "<section aria-labelledby=\"t-password\"><h2 id=\"t-password\">Mot de passe</h2>\n");
+    hl_page_form_begin(req, "/account/password", "password");
+    hl_page_field(req, "password", "current", "Mot de passe actuel", "", "required autocomplete=\"current-password\"", NULL);
+    hl_page_field(req, "password", "password", "Nouveau mot de passe", "", "required autocomplete=\"new-password\"", policy_help);
+    hl_page_field(req, "password", "password2", "Nouveau mot de passe (à nouveau)", "", "required autocomplete=\"new-password\"", NULL);
+    hl_page_form_end(req, "Changer le mot de passe");
+    hl_response_puts(req, "</section>\n");
+
+    hl_response_puts(req, "<section aria-labelledby=\"t-sessions\"><h2 id=\"t-sessions\">Sessions actives</h2>\n<ul class=\"sessions\">\n");
+    hl_session list[20];
+    int n = hl_session_list(req->db, u->id, list, 20, NULL);
+    for (int i = 0; i < n; i++) {
+        hl_response_puts(req, "<li>");
+        hl_response_html(req, list[i].user_agent[0] ? list[i].user_agent : "navigateur inconnu");
+        hl_response_puts(req, " — ");
+        hl_response_html(req, list[i].ip);
+        hl_response_puts(req, ", depuis le ");
+        hl_response_html(req, list[i].created_at);
+        if (req->session && !strcmp(list[i].id_hash, req->session->id_hash))
+            hl_response_puts(req, " <strong>(cette session)</strong>");
+        hl_response_puts(req, "</li>\n");
+    }
+    hl_response_puts(req, "</ul>\n");
+    hl_page_form_begin(req, "/account/sessions/end-others", "end-others");
+    hl_page_form_end(req, "Déconnecter mes autres sessions");
+    hl_response_puts(req, "</section>\n");
+
+    hl_response_puts(req,
+        "<section aria-labelledby=\"t-consents\"><h2 id=\"t-consents\">Consentements et notifications</h2>\n"
+        "<p>Vous n'avez donné aucun consentement facultatif : ce site ne dépose aucun traceur non "
+        "essentiel. Les lettres d'information et les préférences de notification apparaîtront ici "
+        "quand ces fonctions seront activées.</p>\n</section>\n");
+
+    hl_response_puts(req, "<section aria-labelledby=\"t-delete\"><h2 id=\"t-delete\">Supprimer mon compte</h2>\n"
+                          "<p>Vos données personnelles seront effacées ; ce que la loi oblige à garder (factures) "
+                          "est conservé sans lien avec votre nom. Cette action est définitive.</p>\n");
+    hl_page_form_begin(req, "/account/delete", "delete");
+    hl_page_field(req, "password", "current", "Mot de passe actuel", "", "required autocomplete=\"current-password\"", NULL);
+    hl_page_field(req, "checkbox", "confirm", "Je veux supprimer définitivement mon compte", "", "required", NULL);
+    hl_page_form_end(req, "Supprimer mon compte");
+    hl_response_puts(req, "</section>\n");
+    return hl_page_end(req);
+}
+
+static int account_get(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (need_login(req))
+        return HL_OK;
+    const char *done = hl_params_value(&req->query, "done");
+    return account_page(req, done && !strcmp(done, "profile") ? "Profil enregistré."
+                             : done && !strcmp(done, "password") ? "Mot de passe changé."
+                             : done && !strcmp(done, "sessions") ? "Vos autres sessions sont fermées."
+                             : done && !strcmp(done, "email") ? "Un lien de confirmation a été envoyé à la nouvelle adresse."
+                             : NULL, NULL);
+}
+
+static int profile_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (need_login(req))
+        return HL_OK;
+    hl_err err;
+    hl_err_clear(&err);
+    if (!*val(req, "name"))
+        return hl_response_status(req, 422), account_page(req, NULL, "Le nom est obligatoire.");
+    if (hl_user_update_profile(req->db, req->user->id, val(req, "name"), val(req, "phone"), val(req, "address"), &err) != HL_OK)
+        return hl_response_status(req, 422), account_page(req, NULL, err.msg);
+    return hl_response_redirect(req, 303, "/account?done=profile");
+}
+
+static int check_current_password(hl_request *req, hl_err *err)
+{
+    hl_password_params pp;
+    hl_lockout_params lp;
+    hl_webauth_password_params(req->cfg, &pp);
+    hl_webauth_lockout_params(req->cfg, &lp);
+    int64_t uid = 0;
+    /* Goes through login so that guessing the current password counts toward the lockout. */
+    int rc = hl_user_login(req->db, req->user->email, val(req, "current"), req->remote_ip, &lp, &pp, &uid, err);
+    if (rc == HL_OK && uid != req->user->id)
+        rc = HL_EAUTH;
+    return rc;
+}
+
+static int password_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (need_login(req))
+        return HL_OK;
+    hl_err err;
+    hl_err_clear(&err);
+    if (check_current_password(req, &err) != HL_OK)
+        return hl_response_status(req, 403), account_page(req, NULL, "Le mot de passe actuel est incorrect.");
+    if (strcmp(val(req, "password"), val(req, "password2")))
+        return hl_response_status(req, 422), account_page(req, NULL, "Les deux mots de passe diffèrent.");
+    if (hl_password_policy(val(req, "password"), &err) != HL_OK)
+        return hl_response_status(req, 422), account_page(req, NULL, err.msg);
+    hl_password_params pp;
+    hl_webauth_password_params(req->cfg, &pp);
+    if (hl_user_set_password(req->db, req->user->id, val(req, "password"), &pp, &err) != HL_OK)
+        return HL_ERR;
+    hl_session_destroy_all(req->db, req->user->id, req->session_raw, NULL);
+    return hl_response_redirect(req, 303, "/account?done=password");
+}
+
+static int email_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (need_login(req))
+        return HL_OK;
+    hl_err err;
+    char email[256];
+    if (hl_email_normalize(val(req, "email"), email, sizeof email, &err) != HL_OK)
+        return hl_response_status(req, 422), account_page(req, NULL, "Adresse e-mail invalide.");
+    char tok[HL_TOKEN_LEN + 1];
+    if (hl_token_create(req->db, req->user->id, "email", VERIFY_TTL, email, tok, &err) != HL_OK)
+        return HL_ERR;
+    queue_mail(req, email, "Confirmez votre nouvelle adresse",
+               hl_arena_printf(req->arena, "Bonjour,\n\nPour utiliser cette adresse sur %s, ouvrez ce lien :\n\n%s\n",
+                               req->cfg->name, link_to(req, "/verify-email", tok)));
+    return hl_response_redirect(req, 303, "/account?done=email");
+}
+
+static int verify_email_get(hl_request *req, void *ud)
+{
+    (void)ud;
+    const char *tok = hl_params_value(&req->query, "token");
+    int64_t uid;
+    char email[256];
+    hl_err err;
+    if (!tok || hl_token_use(req->db, "email", tok, &uid, email, sizeof email, &err) != HL_OK ||
+        hl_user_set_email(req->db, uid, email, &err) != HL_OK) {
+        hl_response_status(req, 400);
+        return sent_page(req, "Lien invalide", "Ce lien n'est pas valable, a expiré, ou l'adresse est déjà utilisée.");
+    }
+    return sent_page(req, "Adresse changée", "Votre nouvelle adresse e-mail est enregistrée.");
+}
+
+static int end_others_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (need_login(req))
+        return HL_OK;
+    hl_session_destroy_all(req->db, req->user->id, req->session_raw, NULL);
+    return hl_response_redirect(req, 303, "/account?done=sessions");
+}
+
+static int delete_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (need_login(req))
+        return HL_OK;
+    hl_err err;
+    hl_err_clear(&err);
+    if (!checked(req, "confirm"))
+        return hl_response_status(req, 422), account_page(req, NULL, "Cochez la case pour confirmer la suppression.");
+    if (check_current_password(req, &err) != HL_OK)
+        return hl_response_status(req, 403), account_page(req, NULL, "Le mot de passe actuel est incorrect.");
+    int64_t id = req->user->id;
+    if (hl_user_delete(req->db, id, &err) != HL_OK)
+        return HL_ERR;
+    hl_log(HL_LOG_INFO, "account %lld deleted by its owner", (long long)id);
+    hl_webauth_logout(req);
+    return sent_page(req, "Compte supprimé", "Votre compte et vos données personnelles ont été supprimés.");
+}
+
+/* ---- operator pages ----------------------------------------------------------------- */
+
+static int operator_only(hl_request *req)
+{
+    if (need_login(req))
+        return 1;
+    if (!hl_auth_can(req->user, HL_ACT_VIEW, HL_OBJ_OPERATOR_PAGES, 0)) {
+        forbidden(req);
+        return 1;
+    }
+    return 0;
+}
+
+static int admin_get(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (operator_only(req))
+        return HL_OK;
+    const char *q = hl_params_value(&req->query, "q");
+    const char *ps = hl_params_value(&req->query, "page");
+    long page = ps ? strtol(ps, NULL, 10) : 1;
+    if (page < 1 || page > 100000)
+        page = 1;
+    hl_page_begin(req, "Administration");
+    hl_response_puts(req, "<h1>Administration</h1>\n<p><a href=\"/admin/plugins\">Extensions</a></p>\n"
+                          "<h2>Utilisateurs</h2>\n<form method=\"get\" action=\"/admin\" role=\"search\">"
+                          "<label for=\"q\">Rechercher</label> <input id=\"q\" name=\"q\" value=\"");
+    hl_response_html(req, q ? q : "");
+    hl_response_puts(req, "\"> <button type=\"submit\">Chercher</button></form>\n"
+                          "<table><thead><tr><th>E-mail</th><th>Nom</th><th>État</th><th></th></tr></thead><tbody>\n");
+    char *like = hl_arena_printf(req->arena, "%%%s%%", q ? q : "");
+    hl_stmt *st = hl_db_query(req->db, NULL,
+                              "SELECT id, email, name, locked_hard, locked_until, email_verified_at FROM users "
+                              "WHERE deleted_at IS NULL AND (email LIKE ? OR name LIKE ?) ORDER BY id LIMIT 50 OFFSET ?",
+                              "ssi", like, like, (int)((page - 1) * 50));
+    int rows = 0;
+    char now[32];
+    hl_log_timestamp(now, sizeof now);
+    while (st && hl_db_step(st, NULL) == HL_DB_ROW) {
+        rows++;
+        int64_t id = hl_db_col_int64(st, 0);
+        const char *until = hl_db_col_text(st, 4);
+        int hard = (int)hl_db_col_int64(st, 3), temp = until && strcmp(until, now) > 0;
+        hl_response_puts(req, "<tr><td>");
+        hl_response_html(req, hl_db_col_text(st, 1));
+        hl_response_puts(req, "</td><td>");
+        hl_response_html(req, hl_db_col_text(st, 2));
+        hl_response_printf(req, "</td><td>%s%s</td><td>", hard ? "bloqué (10 échecs)" : temp ? "bloqué temporairement" : "actif",
+                           hl_db_col_text(st, 5) ? "" : ", non vérifié");
+        if (hard || temp) {
+            hl_page_form_begin(req, hl_arena_printf(req->arena, "/admin/users/%lld/unlock", (long long)id), NULL);
+            hl_page_form_end(req, "Débloquer");
+        }
+        hl_response_puts(req, "</td></tr>\n");
+    }
+    hl_db_done(st);
+    hl_response_puts(req, "</tbody></table>\n<p>");
+    if (page > 1)
+        hl_response_printf(req, "<a href=\"/admin?page=%ld\">Précédents</a> ", page - 1);
+    if (rows == 50)
+        hl_response_printf(req, "<a href=\"/admin?page=%ld\">Suivants</a>", page + 1);
+    hl_response_puts(req, "</p>\n");
+    return hl_page_end(req);
+}
+
+static int admin_unlock_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (operator_only(req))
+        return HL_OK;
+    int64_t id = strtoll(hl_params_value(&req->params, "id"), NULL, 10);
+    if (!hl_auth_can(req->user, HL_ACT_EDIT, HL_OBJ_USER_LOCKS, id))
+        return forbidden(req);
+    hl_err err;
+    if (hl_user_unlock(req->db, id, &err) != HL_OK)
+        return hl_response_error(req, 404, "Utilisateur inconnu.");
+    hl_log(HL_LOG_INFO, "operator %lld unlocked account %lld", (long long)req->user->id, (long long)id);
+    return hl_response_redirect(req, 303, "/admin");
+}
+
+static void settings_form(hl_request *req, const hl_plugin_info *p)
+{
+    json_t *schema = json_object_get(p->manifest, "settings");
+    if (!json_object_size(schema))
+        return;
+    json_t *values = hl_plugin_settings(req->db, p);
+    hl_page_form_begin(req, hl_arena_printf(req->arena, "/admin/plugins/%s/settings", p->name), NULL);
+    const char *key;
+    json_t *s;
+    json_object_foreach(schema, key, s) {
+        const char *type = json_string_value(json_object_get(s, "type"));
+        const char *label = json_string_value(json_object_get(s, "label"));
+        json_t *v = json_object_get(values, key);
+        char *name = hl_arena_printf(req->arena, "s_%s", key);
+        if (!strcmp(type, "boolean")) {
+            hl_page_field(req, "checkbox", name, label ? label : key, json_is_true(v) ? "1" : "", NULL, NULL);
+        } else if (!strcmp(type, "choice")) {
+            hl_response_printf(req, "<p class=\"field\"><label for=\"f-%s\">", name);
+            hl_response_html(req, label ? label : key);
+            hl_response_printf(req, "</label><select id=\"f-%s\" name=\"%s\">", name, name);
+            size_t i;
+            json_t *c;
+            json_array_foreach(json_object_get(s, "choices"), i, c) {
+                const char *cv = json_string_value(c);
+                hl_response_puts(req, "<option");
+                if (json_is_string(v) && cv && !strcmp(json_string_value(v), cv))
+                    hl_response_puts(req, " selected");
+                hl_response_puts(req, ">");
+                hl_response_html(req, cv);
+                hl_response_puts(req, "</option>");
+            }
+            hl_response_puts(req, "</select></p>\n");
+        } else {
+            char *text = json_is_integer(v) ? hl_arena_printf(req->arena, "%lld", (long long)json_integer_value(v))
+                                            : hl_arena_strdup(req->arena, json_is_string(v) ? json_string_value(v) : "");
+            hl_page_field(req, !strcmp(type, "integer") ? "number" : "text", name, label ? label : key, text, NULL, NULL);
+        }
+    }
+    json_decref(values);
+    hl_page_form_end(req, "Enregistrer les réglages");
+}
+
+static int plugins_page(hl_request *req, const char *ok, const char *error)
+{
+    hl_plugin_list l;
+    hl_err err;
+    if (hl_plugin_discover(req->cfg, req->db, &l, &err) != HL_OK)
+        return hl_response_error(req, 500, err.msg);
+    hl_page_begin(req, "Extensions");
+    hl_response_puts(req, "<h1>Extensions</h1>\n<p><a href=\"/admin\">Administration</a></p>\n");
+    if (ok)
+        hl_page_notice(req, "ok", ok);
+    if (error)
+        hl_page_notice(req, "error", error);
+    for (size_t i = 0; i < l.count; i++) {
+        const hl_plugin_info *p = &l.items[i];
+        hl_response_printf(req, "<section class=\"plugin\" id=\"plugin-%s\"><h2>", p->name);
+        hl_response_html(req, p->name);
+        hl_response_puts(req, " <small>");
+        hl_response_html(req, p->version ? p->version : "");
+        hl_response_printf(req, " · %s · %s</small></h2>\n<p>", p->kind == HL_PLUGIN_C ? "C" : "Lua",
+                           p->error ? "refusée" : p->enabled ? "activée" : "désactivée");
+        hl_response_html(req, p->description);
+        hl_response_puts(req, "</p>\n");
+        if (p->error)
+            hl_page_notice(req, "error", p->error);
+        hl_response_puts(req, "<p>Permissions : ");
+        if (p->kind == HL_PLUGIN_C) {
+            hl_response_puts(req, "code natif, accès complet à l'instance.");
+        } else {
+            hl_response_puts(req, "ses propres tables");
+            size_t j;
+            json_t *t;
+            json_array_foreach(json_object_get(json_object_get(p->manifest, "permissions"), "read"), j, t) {
+                hl_response_puts(req, ", lecture de ");
+                hl_response_html(req, json_string_value(t));
+            }
+            hl_response_puts(req, ".");
+        }
+        hl_response_puts(req, "</p>\n");
+        if (!p->error) {
+            hl_page_form_begin(req, hl_arena_printf(req->arena, "/admin/plugins/%s/%s", p->name,
+                                                    p->enabled ? "disable" : "enable"), NULL);
+            hl_page_form_end(req, p->enabled ? "Désactiver" : "Activer");
+        }
+        if (p->enabled)
+            settings_form(req, p);
+        hl_response_puts(req, "</section>\n");
+    }
+    if (!l.count)
+        hl_response_puts(req, "<p>Aucune extension trouvée.</p>\n");
+    hl_plugin_list_free(&l);
+    return hl_page_end(req);
+}
+
+static int plugins_get(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (operator_only(req))
+        return HL_OK;
+    return plugins_page(req, NULL, NULL);
+}
+
+/* Running workers load plugins at start: a rolling restart (SIGHUP to the master) applies
+ * the change without dropping a request. */
+static void reload_workers(void)
+{
+    pid_t master = getppid();
+    if (master > 1)
+        kill(master, SIGHUP);
+}
+
+static int plugin_action_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (operator_only(req))
+        return HL_OK;
+    const char *name = hl_params_value(&req->params, "name");
+    const char *action = hl_params_value(&req->params, "action");
+    hl_err err;
+    hl_err_clear(&err);
+    int enable = !strcmp(action, "enable");
+    int rc = enable ? hl_plugin_enable(req->cfg, req->db, name, &err) : hl_plugin_disable(req->cfg, req->db, name, &err);
+    if (rc != HL_OK)
+        return hl_response_status(req, 422), plugins_page(req, NULL, err.msg);
+    hl_log(HL_LOG_INFO, "operator %lld %s plugin %s", (long long)req->user->id, enable ? "enabled" : "disabled", name);
+    reload_workers();
+    return plugins_page(req, enable ? "Extension activée." : "Extension désactivée ; ses données sont conservées.", NULL);
+}
+
+static int plugin_settings_post(hl_request *req, void *ud)
+{
+    (void)ud;
+    if (operator_only(req))
+        return HL_OK;
+    const char *name = hl_params_value(&req->params, "name");
+    hl_plugin_list l;
+    hl_err err;
+    hl_err_clear(&err);
+    if (hl_plugin_discover(req->cfg, req->db, &l, &err) != HL_OK)
+        return HL_ERR;
+    const hl_plugin_info *p = hl_plugin_find(&l, name);
+    int rc = p ? HL_OK : hl_err_set(&err, HL_ENOTFOUND, "Extension inconnue.");
+    const char *key;
+    json_t *s;
+    json_object_foreach(p ? json_object_get(p->manifest, "settings") : NULL, key, s) {
+        if (rc)
+            break;
+        const char *type = json_string_value(json_object_get(s, "type"));
+        const char *v = hl_params_value(&req->form, hl_arena_printf(req->arena, "s_%s", key));
+        if (!strcmp(type, "boolean"))
+            v = v && *v ? "on" : "off";
+        if (v)
+            rc = hl_plugin_set_setting(req->db, p, key, v, &err);
+    }
+    hl_plugin_list_free(&l);
+    if (rc)
+        return hl_response_status(req, 422), plugins_page(req, NULL, err.msg);
+    reload_workers();
+    return plugins_page(req, "Réglages enregistrés.", NULL);
+}
+
+int hl_account_pages_register(struct hl_worker *w, hl_err *err)
+{
+    static const struct {
+        unsigned methods;
+        const char *pattern, *name;
+        hl_handler fn;
+    } routes[] = {
+        {HL_METHOD_GET, "/signup", "account.signup", signup_get},
+        {HL_METHOD_POST, "/signup", "account.signup.post", signup_post},
+        {HL_METHOD_GET, "/verify", "account.verify", verify_get},
+        {HL_METHOD_GET, "/login", "account.login", login_get},
+        {HL_METHOD_POST, "/login", "account.login.post", login_post},
+        {HL_METHOD_POST, "/logout", "account.logout", logout_post},
+        {HL_METHOD_GET, "/password/forgot", "account.forgot", forgot_get},
+        {HL_METHOD_POST, "/password/forgot", "account.forgot.post", forgot_post},
+        {HL_METHOD_GET, "/password/reset", "account.reset", reset_get},
+        {HL_METHOD_POST, "/password/reset", "account.reset.post", reset_post},
+        {HL_METHOD_GET, "/account", "account.page", account_get},
+        {HL_METHOD_POST, "/account/profile", "account.profile", profile_post},
+        {HL_METHOD_POST, "/account/password", "account.password", password_post},
+        {HL_METHOD_POST, "/account/email", "account.email", email_post},
+        {HL_METHOD_GET, "/verify-email", "account.verify_email", verify_email_get},
+        {HL_METHOD_POST, "/account/sessions/end-others", "account.end_others", end_others_post},
+        {HL_METHOD_POST, "/account/delete", "account.delete", delete_post},
+        {HL_METHOD_GET, "/admin", "admin.users", admin_get},
+        {HL_METHOD_POST, "/admin/users/(?<id>[0-9]{1,18})/unlock", "admin.unlock", admin_unlock_post},
+        {HL_METHOD_GET, "/admin/plugins", "admin.plugins", plugins_get},
+        {HL_METHOD_POST, "/admin/plugins/(?<name>[a-z][a-z0-9]{0,39})/(?<action>enable|disable)", "admin.plugin", plugin_action_post},
+        {HL_METHOD_POST, "/admin/plugins/(?<name>[a-z][a-z0-9]{0,39})/settings", "admin.plugin.settings", plugin_settings_post},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        int rc = hl_http_route(w, routes[i].methods, routes[i].pattern, routes[i].name, routes[i].fn, NULL, err);
+        if (rc)
+            return rc;
+    }
+    return HL_OK;
+}

@@ -1,0 +1,1346 @@
+/* Accounts (see accounts.h): users, roles, Argon2id passwords, lockouts, single-use tokens,
+ * server-side sessions, rate limits and the permission table. Times are ISO-8601 UTC text made
+ * here and bound as parameters, so the SQL stays portable to PostgreSQL. */
+#include "core/accounts.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PW_MIN_CHARS 8
+#define PW_MAX_BYTES 1024
+#define EMAIL_MAX 254
+#define NAME_MAX_BYTES 127       /* hl_user.name */
+#define PHONE_MAX_BYTES 63       /* hl_user.phone */
+#define ADDRESS_MAX_BYTES 511    /* hl_user.address */
+#define TERMS_MAX_BYTES 64
+#define EXTRA_MAX_BYTES 1024
+#define IP_MAX_BYTES 63          /* hl_session.ip */
+#define UA_MAX_BYTES 127         /* hl_session.user_agent */
+#define RATE_KEY_MAX 200
+#define TOKEN_TTL_MAX (30 * 24 * 3600)
+#define SESSION_TOUCH_SECONDS 60
+#define TS_LEN 24
+
+#define MSG_AUTH "Adresse e-mail ou mot de passe incorrect."
+#define MSG_LINK "Ce lien n'est pas valide ou a expiré."
+#define MSG_HARD "Ce compte est verrouillé après trop de tentatives de connexion échouées. " \
+                 "Contactez l'équipe du site pour le faire débloquer."
+
+/* ---------------------------------------------------------------- small helpers */
+
+static void iso_time(time_t t, char out[TS_LEN])
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, TS_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Parses what iso_time writes; anything else is refused. */
+static int parse_time(const char *s, time_t *out)
+{
+    struct tm tm = {0};
+    int n = 0;
+    if (!s || strlen(s) != 20 ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 20)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    *out = timegm(&tm);
+    return 0;
+}
+
+static void copy(char *dst, size_t n, const char *src)
+{
+    if (!n)
+        return;
+    if (!src)
+        src = "";
+    size_t len = strnlen(src, n - 1);
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+/* A failed hl_db_query leaves its code in err, which callers may pass as NULL. */
+static int db_code(const hl_err *err)
+{
+    return err && err->code < 0 ? err->code : HL_ERR;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* Text typed by a person: valid UTF-8, no control characters (newlines allowed if nl). */
+static int text_ok(const char *s, size_t len, int nl)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        if (p[i] < 0x20 || p[i] == 0x7f) {
+            if (!(nl && (p[i] == '\n' || p[i] == '\r')))
+                return 0;
+        }
+        size_t k = utf8_seq(p + i, len - i);
+        if (!k)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+static int check_text(const char *s, size_t max, int nl, int required, const char *what,
+                      hl_err *err)
+{
+    if (!s || !*s) {
+        if (required)
+            return hl_err_set(err, HL_EINVAL, "Le champ « %s » est obligatoire.", what);
+        return HL_OK;
+    }
+    size_t len = strnlen(s, max + 1);
+    if (len > max)
+        return hl_err_set(err, HL_ETOOBIG, "Le champ « %s » ne doit pas dépasser %zu octets.",
+                          what, max);
+    if (!text_ok(s, len, nl))
+        return hl_err_set(err, HL_EINVAL, "Le champ « %s » contient des caractères invalides.",
+                          what);
+    return HL_OK;
+}
+
+static int check_phone(const char *s, hl_err *err)
+{
+    if (!s || !*s)
+        return HL_OK;
+    size_t len = strnlen(s, PHONE_MAX_BYTES + 1);
+    if (len > PHONE_MAX_BYTES)
+        return hl_err_set(err, HL_ETOOBIG, "Le numéro de téléphone est trop long.");
+    for (size_t i = 0; i < len; i++)
+        if (!strchr("0123456789 +-.()", s[i]))
+            return hl_err_set(err, HL_EINVAL,
+                              "Le numéro de téléphone ne peut contenir que des chiffres, des "
+                              "espaces et les signes + - . ( ).");
+    return HL_OK;
+}
+
+static const char *nonempty(const char *s) { return s && *s ? s : NULL; }
+
+/* ---------------------------------------------------------------- secrets */
+
+static int sodium_ready(void) { return sodium_init() >= 0; }
+
+/* raw = base64url (no padding) of 32 random bytes: HL_TOKEN_LEN characters. */
+static void random_token(char raw[HL_TOKEN_LEN + 1])
+{
+    unsigned char buf[32];
+    randombytes_buf(buf, sizeof buf);
+    sodium_bin2base64(raw, HL_TOKEN_LEN + 1, buf, sizeof buf,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(buf, sizeof buf);
+}
+
+/* What a cookie or link may hold; anything else is not one of ours. */
+static int token_format_ok(const char *raw)
+{
+    if (!raw || strnlen(raw, HL_TOKEN_LEN + 1) != HL_TOKEN_LEN)
+        return 0;
+    for (size_t i = 0; i < HL_TOKEN_LEN; i++) {
+        char c = raw[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Hex BLAKE2b-256 of a token: what the database holds instead of the token. */
+static void token_hash(const char *raw, char hex[65])
+{
+    unsigned char h[32];
+    crypto_generichash(h, sizeof h, (const unsigned char *)raw, strlen(raw), NULL, 0);
+    sodium_bin2hex(hex, 65, h, sizeof h);
+}
+
+/* ---------------------------------------------------------------- passwords */
+
+static int pw_params(const hl_password_params *p, unsigned long long *ops, size_t *mem)
+{
+    *ops = p && p->opslimit ? p->opslimit : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    *mem = p && p->memlimit ? p->memlimit : crypto_pwhash_MEMLIMIT_INTERACTIVE;
+    if (*ops < crypto_pwhash_OPSLIMIT_MIN || *ops > crypto_pwhash_OPSLIMIT_MAX ||
+        *mem < crypto_pwhash_MEMLIMIT_MIN || *mem > crypto_pwhash_MEMLIMIT_MAX)
+        return -1;
+    return 0;
+}
+
+/* Classes are ASCII upper, lower, digit; everything else counts as special, including
+ * non-ASCII letters such as "é" (a keyboard-layout question we do not try to settle). Length
+ * is counted in characters (code points), the cap in bytes. */
+int hl_password_policy(const char *pw, hl_err *err)
+{
+    int upper = 0, lower = 0, digit = 0, special = 0;
+    size_t chars = 0;
+    if (!pw || !*pw)
+        return hl_err_set(err, HL_EINVAL, "Le mot de passe est obligatoire.");
+    size_t len = strnlen(pw, PW_MAX_BYTES + 1);
+    if (len > PW_MAX_BYTES)
+        return hl_err_set(err, HL_ETOOBIG, "Le mot de passe ne doit pas dépasser %d octets.",
+                          PW_MAX_BYTES);
+    if (!text_ok(pw, len, 0))
+        return hl_err_set(err, HL_EINVAL,
+                          "Le mot de passe contient des caractères invalides (caractères de "
+                          "contrôle ou encodage incorrect).");
+    const unsigned char *p = (const unsigned char *)pw;
+    for (size_t i = 0; i < len; i += utf8_seq(p + i, len - i), chars++) {
+        if (p[i] >= 'A' && p[i] <= 'Z')
+            upper = 1;
+        else if (p[i] >= 'a' && p[i] <= 'z')
+            lower = 1;
+        else if (p[i] >= '0' && p[i] <= '9')
+            digit = 1;
+        else
+            special = 1;
+    }
+    int classes = upper + lower + digit + special;
+    if (chars >= PW_MIN_CHARS && classes >= 3)
+        return HL_OK;
+
+    char msg[400], missing[160] = "";
+    int n = 0;
+    if (chars < PW_MIN_CHARS)
+        n = snprintf(msg, sizeof msg, "Le mot de passe doit contenir au moins %d caractères.",
+                     PW_MIN_CHARS);
+    if (classes < 3) {
+        const char *names[4] = {"majuscules", "minuscules", "chiffres", "caractères spéciaux"};
+        int have[4] = {upper, lower, digit, special};
+        for (int i = 0; i < 4; i++) {
+            if (have[i])
+                continue;
+            size_t m = strlen(missing);
+            snprintf(missing + m, sizeof missing - m, "%s%s", m ? ", " : "", names[i]);
+        }
+        snprintf(msg + n, sizeof msg - (size_t)n,
+                 "%sLe mot de passe doit contenir au moins 3 types de caractères parmi : "
+                 "majuscules, minuscules, chiffres, caractères spéciaux (il manque : %s).",
+                 n ? " " : "", missing);
+    }
+    return hl_err_set(err, HL_EINVAL, "%s", msg);
+}
+
+int hl_password_hash(const char *pw, const hl_password_params *p, char *out, size_t outlen,
+                     hl_err *err)
+{
+    unsigned long long ops;
+    size_t mem;
+    if (!pw || !out)
+        return hl_err_set(err, HL_EINVAL, "password hash: NULL argument");
+    if (outlen < crypto_pwhash_STRBYTES)
+        return hl_err_set(err, HL_ETOOBIG, "password hash: output buffer too small");
+    size_t len = strnlen(pw, PW_MAX_BYTES + 1);
+    if (len > PW_MAX_BYTES)
+        return hl_err_set(err, HL_ETOOBIG, "Le mot de passe ne doit pas dépasser %d octets.",
+                          PW_MAX_BYTES);
+    if (pw_params(p, &ops, &mem) != 0)
+        return hl_err_set(err, HL_EINVAL, "password hash: parameters out of libsodium's range");
+    if (!sodium_ready())
+        return hl_err_set(err, HL_ERR, "password hash: libsodium failed to initialise");
+    if (crypto_pwhash_str_alg(out, pw, len, ops, mem, crypto_pwhash_ALG_ARGON2ID13) != 0)
+        return hl_err_set(err, HL_ENOMEM, "password hash: out of memory");
+    return HL_OK;
+}
+
+/* A password over the cap cannot be right (the policy never let one be set), but it still
+ * costs one verification so that its answer takes as long as any other. */
+int hl_password_verify(const char *hash, const char *pw, const hl_password_params *p,
+                       int *needs_rehash)
+{
+    unsigned long long ops;
+    size_t mem;
+    if (needs_rehash)
+        *needs_rehash = 0;
+    if (!hash || !pw || !sodium_ready())
+        return 0;
+    size_t len = strnlen(pw, PW_MAX_BYTES + 1);
+    int ok = crypto_pwhash_str_verify(hash, pw, len > PW_MAX_BYTES ? PW_MAX_BYTES : len) == 0;
+    if (len > PW_MAX_BYTES)
+        return 0;
+    if (ok && needs_rehash && pw_params(p, &ops, &mem) == 0)
+        *needs_rehash = crypto_pwhash_str_needs_rehash(hash, ops, mem) != 0;
+    return ok;
+}
+
+/* Unknown addresses are checked against this hash so that they take as long as known ones.
+ * Recomputed only if the parameters change (once per process in practice). */
+static char dummy_hash[crypto_pwhash_STRBYTES];
+static unsigned long long dummy_ops;
+static size_t dummy_mem;
+
+static void spend_one_verification(const char *pw, const hl_password_params *p)
+{
+    unsigned long long ops;
+    size_t mem;
+    if (pw_params(p, &ops, &mem) != 0 || !sodium_ready())
+        return;
+    if (!dummy_hash[0] || ops != dummy_ops || mem != dummy_mem) {
+        char secret[HL_TOKEN_LEN + 1];
+        random_token(secret);
+        if (crypto_pwhash_str_alg(dummy_hash, secret, strlen(secret), ops, mem,
+                                  crypto_pwhash_ALG_ARGON2ID13) != 0)
+            dummy_hash[0] = '\0';
+        sodium_memzero(secret, sizeof secret);
+        dummy_ops = ops, dummy_mem = mem;
+    }
+    if (dummy_hash[0])
+        (void)hl_password_verify(dummy_hash, pw, p, NULL);
+}
+
+/* ---------------------------------------------------------------- e-mail addresses */
+
+/* Beyond the brief's list, backslash, parentheses, brackets and colon are refused too: they
+ * only appear in quoted or commented forms that no sign-up needs. The apostrophe is allowed
+ * (o'neil@example.fr is common). Non-ASCII bytes must be valid UTF-8. */
+int hl_email_normalize(const char *in, char *out, size_t outlen, hl_err *err)
+{
+    static const char bad[] = " \"`<>,;\\()[]:";
+    if (!in || !out)
+        return hl_err_set(err, HL_EINVAL, "L'adresse e-mail est obligatoire.");
+    size_t len = strlen(in);
+    while (len && (in[len - 1] == ' ' || in[len - 1] == '\t' || in[len - 1] == '\r' ||
+                   in[len - 1] == '\n'))
+        len--;
+    while (len && (*in == ' ' || *in == '\t' || *in == '\r' || *in == '\n'))
+        in++, len--;
+    if (!len)
+        return hl_err_set(err, HL_EINVAL, "L'adresse e-mail est obligatoire.");
+    if (len > EMAIL_MAX)
+        return hl_err_set(err, HL_ETOOBIG,
+                          "L'adresse e-mail ne doit pas dépasser %d caractères.", EMAIL_MAX);
+    if (len >= outlen)
+        return hl_err_set(err, HL_ETOOBIG, "email: output buffer too small");
+
+    const char *at = NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c < 0x20 || c == 0x7f || strchr(bad, c))
+            return hl_err_set(err, HL_EINVAL, "L'adresse e-mail contient des caractères "
+                                              "non autorisés.");
+        if (c == '@') {
+            if (at)
+                return hl_err_set(err, HL_EINVAL, "L'adresse e-mail ne doit contenir qu'un @.");
+            at = in + i;
+        }
+    }
+    if (!text_ok(in, len, 0))
+        return hl_err_set(err, HL_EINVAL, "L'adresse e-mail contient des caractères invalides.");
+    if (!at)
+        return hl_err_set(err, HL_EINVAL, "L'adresse e-mail doit contenir un @.");
+    if (at == in)
+        return hl_err_set(err, HL_EINVAL, "L'adresse e-mail doit avoir une partie avant le @.");
+
+    const char *dom = at + 1;
+    size_t dlen = len - (size_t)(dom - in);
+    int dot = 0;
+    for (size_t i = 0; i < dlen; i++) {
+        unsigned char c = (unsigned char)dom[i];
+        if (c == '.') {
+            if (i == 0 || i == dlen - 1 || dom[i - 1] == '.')
+                return hl_err_set(err, HL_EINVAL, "Le domaine de l'adresse e-mail est invalide.");
+            dot = 1;
+        } else if (!(c >= 0x80 || c == '-' || (c >= '0' && c <= '9') ||
+                     (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
+            return hl_err_set(err, HL_EINVAL, "Le domaine de l'adresse e-mail est invalide.");
+        }
+    }
+    if (!dot)
+        return hl_err_set(err, HL_EINVAL, "Le domaine de l'adresse e-mail est invalide.");
+
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        out[i] = c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+    }
+    out[len] = '\0';
+    return HL_OK;
+}
+
+/* ---------------------------------------------------------------- users */
+
+static int single_role(unsigned role)
+{
+    return role == HL_ROLE_CLIENT || role == HL_ROLE_PRODUCER || role == HL_ROLE_COORDINATOR ||
+           role == HL_ROLE_OPERATOR;
+}
+
+#define ALL_ROLES (HL_ROLE_CLIENT | HL_ROLE_PRODUCER | HL_ROLE_COORDINATOR | HL_ROLE_OPERATOR)
+
+/* 1 if the user exists and is not deleted, 0 if absent or deleted (-> *deleted), < 0 error. */
+static int user_alive(hl_db *db, int64_t id, int *deleted, hl_err *err)
+{
+    if (deleted)
+        *deleted = 0;
+    hl_stmt *st = hl_db_query(db, err, "SELECT deleted_at FROM users WHERE id = ?", "I", id);
+    if (!st)
+        return db_code(err);
+    int rc = hl_db_step(st, err);
+    int alive = 0;
+    if (rc == HL_DB_ROW) {
+        alive = hl_db_col_type(st, 0) == HL_DB_NULL;
+        if (!alive && deleted)
+            *deleted = 1;
+    }
+    hl_db_done(st);
+    return rc < 0 ? rc : alive;
+}
+
+static int require_alive(hl_db *db, int64_t id, hl_err *err)
+{
+    int deleted;
+    if (id <= 0)
+        return hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
+    int rc = user_alive(db, id, &deleted, err);
+    if (rc < 0)
+        return rc;
+    if (!rc)
+        return deleted ? hl_err_set(err, HL_EINVAL, "Ce compte a été supprimé.")
+                       : hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
+    return HL_OK;
+}
+
+typedef struct create_ctx {
+    const hl_user_new *u;
+    const char *email;
+    const char *hash;
+    unsigned roles;
+    int64_t id;
+} create_ctx;
+
+static int create_tx(hl_db *db, void *ud, hl_err *err)
+{
+    create_ctx *c = ud;
+    char now[TS_LEN];
+    iso_time(time(NULL), now);
+    int rc = hl_db_run(db, err,
+                       "INSERT INTO users (email, name, phone, address, password_hash, "
+                       "email_verified_at, terms_version, terms_accepted_at, age_certified_at, "
+                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "ssssssssss", c->email, c->u->name, nonempty(c->u->phone),
+                       nonempty(c->u->address), c->hash, c->u->verified ? now : NULL,
+                       c->u->terms_version, now, now, now);
+    if (rc < 0)
+        return rc == HL_EINVAL ? hl_err_set(err, HL_EINVAL,
+                                            "Un compte existe déjà avec cette adresse e-mail.")
+                               : rc;
+    c->id = hl_db_last_insert_id(db);
+    for (unsigned bit = 1; bit <= HL_ROLE_OPERATOR; bit <<= 1) {
+        if (!(c->roles & bit))
+            continue;
+        rc = hl_db_run(db, err, "INSERT INTO user_roles (user_id, role, group_id) VALUES (?, ?, 0)",
+                       "Ii", c->id, (int)bit);
+        if (rc < 0)
+            return rc;
+    }
+    return HL_OK;
+}
+
+int64_t hl_user_create(hl_db *db, const hl_user_new *u, const hl_password_params *pp, hl_err *err)
+{
+    char email[EMAIL_MAX + 1], hash[crypto_pwhash_STRBYTES];
+    int rc;
+    if (!db || !u)
+        return hl_err_set(err, HL_EINVAL, "user create: NULL argument");
+    if ((rc = hl_email_normalize(u->email, email, sizeof email, err)) != HL_OK ||
+        (rc = check_text(u->name, NAME_MAX_BYTES, 0, 1, "nom", err)) != HL_OK ||
+        (rc = check_phone(u->phone, err)) != HL_OK ||
+        (rc = check_text(u->address, ADDRESS_MAX_BYTES, 1, 0, "adresse", err)) != HL_OK ||
+        (rc = hl_password_policy(u->password, err)) != HL_OK)
+        return rc;
+    if (!u->terms_version || !*u->terms_version)
+        return hl_err_set(err, HL_EINVAL, "Vous devez accepter les conditions d'utilisation.");
+    if ((rc = check_text(u->terms_version, TERMS_MAX_BYTES, 0, 1, "version des conditions",
+                         err)) != HL_OK)
+        return rc;
+    if (!u->age_certified)
+        return hl_err_set(err, HL_EINVAL, "Vous devez certifier avoir plus de 15 ans.");
+    unsigned roles = u->roles ? u->roles : HL_ROLE_CLIENT;
+    if (roles & ~(unsigned)ALL_ROLES)
+        return hl_err_set(err, HL_EINVAL, "user create: unknown role bits");
+    if (roles & HL_ROLE_COORDINATOR)
+        return hl_err_set(err, HL_EINVAL,
+                          "user create: a coordinator role needs a group (hl_user_add_role)");
+
+    /* Checked before the expensive hash; the UNIQUE constraint still settles races. */
+    hl_stmt *st = hl_db_query(db, err, "SELECT id FROM users WHERE email = ?", "s", email);
+    if (!st)
+        return db_code(err);
+    rc = hl_db_step(st, err);
+    hl_db_done(st);
+    if (rc < 0)
+        return rc;
+    if (rc == HL_DB_ROW)
+        return hl_err_set(err, HL_EINVAL, "Un compte existe déjà avec cette adresse e-mail.");
+
+    if ((rc = hl_password_hash(u->password, pp, hash, sizeof hash, err)) != HL_OK)
+        return rc;
+    create_ctx c = {u, email, hash, roles, 0};
+    rc = hl_db_tx(db, create_tx, &c, err);
+    return rc != HL_OK ? rc : c.id;
+}
+
+int hl_user_get(hl_db *db, int64_t id, hl_user *out, hl_err *err)
+{
+    if (!db || !out)
+        return hl_err_set(err, HL_EINVAL, "user get: NULL argument");
+    memset(out, 0, sizeof *out);
+    hl_stmt *st = hl_db_query(db, err,
+                              "SELECT id, email, name, phone, address, email_verified_at, "
+                              "failed_logins, locked_until, locked_hard, created_at, deleted_at "
+                              "FROM users WHERE id = ?",
+                              "I", id);
+    if (!st)
+        return db_code(err);
+    int rc = hl_db_step(st, err);
+    if (rc != HL_DB_ROW) {
+        hl_db_done(st);
+        return rc < 0 ? rc : hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
+    }
+    char now[TS_LEN];
+    iso_time(time(NULL), now);
+    out->id = hl_db_col_int64(st, 0);
+    copy(out->email, sizeof out->email, hl_db_col_text(st, 1));
+    copy(out->name, sizeof out->name, hl_db_col_text(st, 2));
+    copy(out->phone, sizeof out->phone, hl_db_col_text(st, 3));
+    copy(out->address, sizeof out->address, hl_db_col_text(st, 4));
+    out->verified = hl_db_col_type(st, 5) != HL_DB_NULL;
+    out->failed_logins = (int)hl_db_col_int64(st, 6);
+    const char *until = hl_db_col_text(st, 7);
+    if (hl_db_col_int64(st, 8))
+        out->locked = 2;
+    else if (until && strcmp(until, now) > 0)
+        out->locked = 1;
+    copy(out->created_at, sizeof out->created_at, hl_db_col_text(st, 9));
+    out->deleted = hl_db_col_type(st, 10) != HL_DB_NULL;
+    hl_db_done(st);
+
+    st = hl_db_query(db, err, "SELECT role, group_id FROM user_roles WHERE user_id = ? "
+                              "ORDER BY role, group_id", "I", id);
+    if (!st)
+        return db_code(err);
+    while ((rc = hl_db_step(st, err)) == HL_DB_ROW) {
+        unsigned role = (unsigned)hl_db_col_int64(st, 0);
+        int64_t group = hl_db_col_int64(st, 1);
+        if (!single_role(role))
+            continue;
+        if (role == HL_ROLE_COORDINATOR) {
+            if (group <= 0 || out->ngroups >= HL_MAX_GROUPS)
+                continue;
+            out->groups[out->ngroups++] = group;
+        }
+        out->roles |= role;
+    }
+    hl_db_done(st);
+    if (rc < 0)
+        return rc;
+    /* Until the marketplace adds a producers table, a producer account is identified by the
+     * id of the user who runs it. */
+    if (out->roles & HL_ROLE_PRODUCER)
+        out->producer_id = out->id;
+    return HL_OK;
+}
+
+/* Id for a normalised address: > 0, 0 if none, < 0 on error. */
+static int64_t id_by_email(hl_db *db, const char *email, hl_err *err)
+{
+    hl_stmt *st = hl_db_query(db, err, "SELECT id FROM users WHERE email = ?", "s", email);
+    if (!st)
+        return db_code(err);
+    int rc = hl_db_step(st, err);
+    int64_t id = rc == HL_DB_ROW ? hl_db_col_int64(st, 0) : 0;
+    hl_db_done(st);
+    return rc < 0 ? rc : id;
+}
+
+int hl_user_find_email(hl_db *db, const char *email, hl_user *out, hl_err *err)
+{
+    char norm[EMAIL_MAX + 1];
+    if (!db || !out)
+        return hl_err_set(err, HL_EINVAL, "user find: NULL argument");
+    int rc = hl_email_normalize(email, norm, sizeof norm, err);
+    if (rc != HL_OK)
+        return rc;
+    int64_t id = id_by_email(db, norm, err);
+    if (id < 0)
+        return (int)id;
+    if (id == 0)
+        return hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
+    return hl_user_get(db, id, out, err);
+}
+
+int hl_user_update_profile(hl_db *db, int64_t id, const char *name, const char *phone,
+                           const char *address, hl_err *err)
+{
+    int rc;
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "user update: NULL database");
+    if ((rc = check_text(name, NAME_MAX_BYTES, 0, 1, "nom", err)) != HL_OK ||
+        (rc = check_phone(phone, err)) != HL_OK ||
+        (rc = check_text(address, ADDRESS_MAX_BYTES, 1, 0, "adresse", err)) != HL_OK ||
+        (rc = require_alive(db, id, err)) != HL_OK)
+        return rc;
+    rc = hl_db_run(db, err, "UPDATE users SET name = ?, phone = ?, address = ? WHERE id = ?",
+                   "sssI", name, nonempty(phone), nonempty(address), id);
+    return rc < 0 ? rc : HL_OK;
+}
+
+int hl_user_set_password(hl_db *db, int64_t id, const char *pw, const hl_password_params *pp,
+                         hl_err *err)
+{
+    char hash[crypto_pwhash_STRBYTES];
+    int rc;
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "set password: NULL database");
+    if ((rc = hl_password_policy(pw, err)) != HL_OK || (rc = require_alive(db, id, err)) != HL_OK ||
+        (rc = hl_password_hash(pw, pp, hash, sizeof hash, err)) != HL_OK)
+        return rc;
+    rc = hl_db_run(db, err, "UPDATE users SET password_hash = ? WHERE id = ? AND deleted_at IS NULL",
+                   "sI", hash, id);
+    if (rc < 0)
+        return rc;
+    return rc ? HL_OK : hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
+}
+
+int hl_user_set_email(hl_db *db, int64_t id, const char *email, hl_err *err)
+{
+    char norm[EMAIL_MAX + 1];
+    int rc;
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "set email: NULL database");
+    if ((rc = hl_email_normalize(email, norm, sizeof norm, err)) != HL_OK ||
+        (rc = require_alive(db, id, err)) != HL_OK)
+        return rc;
+    int64_t other = id_by_email(db, norm, err);
+    if (other < 0)
+        return (int)other;
+    if (other == id)
+        return HL_OK;
+    if (other)
+        return hl_err_set(err, HL_EINVAL, "Un compte existe déjà avec cette adresse e-mail.");
+    rc = hl_db_run(db, err, "UPDATE users SET email = ? WHERE id = ?", "sI", norm, id);
+    if (rc == HL_EINVAL)
+        return hl_err_set(err, HL_EINVAL, "Un compte existe déjà avec cette adresse e-mail.");
+    return rc < 0 ? rc : HL_OK;
+}
+
+int hl_user_mark_verified(hl_db *db, int64_t id, hl_err *err)
+{
+    char now[TS_LEN];
+    int rc;
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "mark verified: NULL database");
+    if ((rc = require_alive(db, id, err)) != HL_OK)
+        return rc;
+    iso_time(time(NULL), now);
+    rc = hl_db_run(db, err,
+                   "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?) WHERE id = ?",
+                   "sI", now, id);
+    return rc < 0 ? rc : HL_OK;
+}
+
+static int role_args(unsigned role, int64_t group_id, int removing, hl_err *err)
+{
+    if (!single_role(role))
+        return hl_err_set(err, HL_EINVAL, "role: exactly one known role bit expected");
+    if (role == HL_ROLE_COORDINATOR && group_id < (removing ? 0 : 1))
+        return hl_err_set(err, HL_EINVAL, "role: a coordinator role needs a group id");
+    if (role != HL_ROLE_COORDINATOR && group_id != 0)
+        return hl_err_set(err, HL_EINVAL, "role: only coordinators have a group id");
+    return HL_OK;
+}
+
+int hl_user_add_role(hl_db *db, int64_t id, unsigned role, int64_t group_id, hl_err *err)
+{
+    int rc;
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "add role: NULL database");
+    if ((rc = role_args(role, group_id, 0, err)) != HL_OK || (rc = require_alive(db, id, err)) != HL_OK)
+        return rc;
+    if (role == HL_ROLE_COORDINATOR) {
+        /* hl_user holds HL_MAX_GROUPS groups: one more would silently lose its rights. */
+        hl_stmt *st = hl_db_query(db, err, "SELECT count(*) FROM user_roles WHERE user_id = ? "
+                                           "AND role = ? AND group_id <> ?",
+                                  "IiI", id, (int)role, group_id);
+        if (!st)
+            return db_code(err);
+        rc = hl_db_step(st, err);
+        int64_t n = rc == HL_DB_ROW ? hl_db_col_int64(st, 0) : 0;
+        hl_db_done(st);
+        if (rc < 0)
+            return rc;
+        if (n >= HL_MAX_GROUPS)
+            return hl_err_set(err, HL_ETOOBIG, "add role: a user coordinates at most %d groups",
+                              HL_MAX_GROUPS);
+    }
+    rc = hl_db_run(db, err,
+                   "INSERT INTO user_roles (user_id, role, group_id) VALUES (?, ?, ?) "
+                   "ON CONFLICT (user_id, role, group_id) DO NOTHING",
+                   "IiI", id, (int)role, group_id);
+    return rc < 0 ? rc : HL_OK;
+}
+
+/* For coordinators, group_id 0 removes the role for every group. */
+int hl_user_remove_role(hl_db *db, int64_t id, unsigned role, int64_t group_id, hl_err *err)
+{
+    int rc;
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "remove role: NULL database");
+    if ((rc = role_args(role, group_id, 1, err)) != HL_OK)
+        return rc;
+    if (role == HL_ROLE_COORDINATOR && group_id == 0)
+        rc = hl_db_run(db, err, "DELETE FROM user_roles WHERE user_id = ? AND role = ?", "Ii", id,
+                       (int)role);
+    else
+        rc = hl_db_run(db, err,
+                       "DELETE FROM user_roles WHERE user_id = ? AND role = ? AND group_id = ?",
+                       "IiI", id, (int)role, group_id);
+    if (rc < 0)
+        return rc;
+    return rc ? HL_OK : hl_err_set(err, HL_ENOTFOUND, "Ce compte n'a pas ce rôle.");
+}
+
+int hl_user_unlock(hl_db *db, int64_t id, hl_err *err)
+{
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "unlock: NULL database");
+    int rc = hl_db_run(db, err, "UPDATE users SET failed_logins = 0, locked_until = NULL, "
+                                "locked_hard = 0 WHERE id = ?", "I", id);
+    if (rc < 0)
+        return rc;
+    return rc ? HL_OK : hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
+}
+
+static int delete_tx(hl_db *db, void *ud, hl_err *err)
+{
+    int64_t id = *(int64_t *)ud;
+    char email[64], now[TS_LEN];
+    int rc;
+    snprintf(email, sizeof email, "deleted-%lld@invalid", (long long)id);
+    iso_time(time(NULL), now);
+    /* "!" is no Argon2 string: nothing verifies against it. The terms and age records stay,
+     * as proof of consent for the legal retention period. */
+    rc = hl_db_run(db, err,
+                   "UPDATE users SET email = ?, name = '', phone = NULL, address = NULL, "
+                   "password_hash = '!', failed_logins = 0, locked_until = NULL, locked_hard = 0, "
+                   "deleted_at = COALESCE(deleted_at, ?) WHERE id = ?",
+                   "ssI", email, now, id);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
+    if ((rc = hl_db_run(db, err, "DELETE FROM sessions WHERE user_id = ?", "I", id)) < 0 ||
+        (rc = hl_db_run(db, err, "DELETE FROM user_tokens WHERE user_id = ?", "I", id)) < 0 ||
+        (rc = hl_db_run(db, err, "DELETE FROM user_roles WHERE user_id = ?", "I", id)) < 0)
+        return rc;
+    return HL_OK;
+}
+
+int hl_user_delete(hl_db *db, int64_t id, hl_err *err)
+{
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "delete: NULL database");
+    if (id <= 0)
+        return hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
+    return hl_db_tx(db, delete_tx, &id, err);
+}
+
+/* ---------------------------------------------------------------- login */
+
+typedef struct login_row {
+    int64_t id;
+    char hash[crypto_pwhash_STRBYTES];
+    int verified, failed, hard, deleted;
+    char locked_until[TS_LEN];
+} login_row;
+
+/* 1 found, 0 not, < 0 error. */
+static int login_load(hl_db *db, const char *email, login_row *r, hl_err *err)
+{
+    memset(r, 0, sizeof *r);
+    hl_stmt *st = hl_db_query(db, err,
+                              "SELECT id, password_hash, email_verified_at, failed_logins, "
+                              "locked_hard, locked_until, deleted_at FROM users WHERE email = ?",
+                              "s", email);
+    if (!st)
+        return db_code(err);
+    int rc = hl_db_step(st, err);
+    if (rc == HL_DB_ROW) {
+        r->id = hl_db_col_int64(st, 0);
+        copy(r->hash, sizeof r->hash, hl_db_col_text(st, 1));
+        r->verified = hl_db_col_type(st, 2) != HL_DB_NULL;
+        r->failed = (int)hl_db_col_int64(st, 3);
+        r->hard = hl_db_col_int64(st, 4) != 0;
+        copy(r->locked_until, sizeof r->locked_until, hl_db_col_text(st, 5));
+        r->deleted = hl_db_col_type(st, 6) != HL_DB_NULL;
+    }
+    hl_db_done(st);
+    return rc < 0 ? rc : rc == HL_DB_ROW;
+}
+
+static int minutes_until(time_t until, time_t now)
+{
+    long long s = (long long)(until - now);
+    return s <= 60 ? 1 : (int)((s + 59) / 60);
+}
+
+static int locked_msg(hl_err *err, int minutes)
+{
+    return hl_err_set(err, HL_ELOCKED,
+                      "Trop de tentatives de connexion échouées : ce compte est verrouillé "
+                      "temporairement. Réessayez dans %d minute%s.",
+                      minutes, minutes > 1 ? "s" : "");
+}
+
+typedef struct fail_ctx {
+    int64_t id;
+    hl_lockout_params lock;
+    int outcome;   /* HL_EAUTH, HL_ELOCKED or HL_ELOCKED_HARD */
+} fail_ctx;
+
+/* Counted and read back in one transaction, so two workers cannot both see the same count. */
+static int fail_tx(hl_db *db, void *ud, hl_err *err)
+{
+    fail_ctx *c = ud;
+    int rc = hl_db_run(db, err, "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?",
+                       "I", c->id);
+    if (rc < 0)
+        return rc;
+    hl_stmt *st = hl_db_query(db, err, "SELECT failed_logins FROM users WHERE id = ?", "I", c->id);
+    if (!st)
+        return db_code(err);
+    rc = hl_db_step(st, err);
+    int64_t n = rc == HL_DB_ROW ? hl_db_col_int64(st, 0) : 0;
+    hl_db_done(st);
+    if (rc < 0)
+        return rc;
+    c->outcome = HL_EAUTH;
+    if (n >= c->lock.hard_after) {
+        rc = hl_db_run(db, err, "UPDATE users SET locked_hard = 1 WHERE id = ?", "I", c->id);
+        c->outcome = HL_ELOCKED_HARD;
+    } else if (n % c->lock.temp_after == 0) {
+        char until[TS_LEN];
+        iso_time(time(NULL) + c->lock.temp_seconds, until);
+        rc = hl_db_run(db, err, "UPDATE users SET locked_until = ? WHERE id = ?", "sI", until,
+                       c->id);
+        c->outcome = HL_ELOCKED;
+    }
+    return rc < 0 ? rc : HL_OK;
+}
+
+int hl_user_login(hl_db *db, const char *email, const char *password, const char *ip,
+                  const hl_lockout_params *lock, const hl_password_params *pp, int64_t *user_id,
+                  hl_err *err)
+{
+    hl_lockout_params lp = {3, 10, 900, 20};
+    char norm[EMAIL_MAX + 1], now[TS_LEN];
+    login_row r = {0};
+    int rc, found = 0, rehash = 0;
+
+    if (user_id)
+        *user_id = 0;
+    if (!db || !email || !password || !user_id)
+        return hl_err_set(err, HL_EINVAL, "login: NULL argument");
+    if (lock) {
+        if (lock->temp_after > 0)
+            lp.temp_after = lock->temp_after;
+        if (lock->hard_after > 0)
+            lp.hard_after = lock->hard_after;
+        if (lock->temp_seconds > 0)
+            lp.temp_seconds = lock->temp_seconds;
+        if (lock->ip_max > 0)
+            lp.ip_max = lock->ip_max;
+    }
+
+    if (ip) {
+        char key[RATE_KEY_MAX + 1];
+        if (strnlen(ip, IP_MAX_BYTES + 1) > IP_MAX_BYTES)
+            return hl_err_set(err, HL_EINVAL, "login: client address too long");
+        snprintf(key, sizeof key, "login:%s", ip);
+        rc = hl_rate_allow(db, key, 300, lp.ip_max > 0 ? lp.ip_max : 20, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            return hl_err_set(err, HL_ERATE, "Trop de tentatives de connexion depuis votre "
+                                             "adresse. Réessayez dans quelques minutes.");
+    }
+
+    /* A malformed address is just an unknown one: same time, same answer. */
+    if (hl_email_normalize(email, norm, sizeof norm, NULL) == HL_OK) {
+        found = login_load(db, norm, &r, err);
+        if (found < 0)
+            return found;
+    }
+    if (!found || r.deleted) {
+        spend_one_verification(password, pp);
+        return hl_err_set(err, HL_EAUTH, MSG_AUTH);
+    }
+    if (r.hard)
+        return hl_err_set(err, HL_ELOCKED_HARD, MSG_HARD);
+    time_t t = time(NULL), until;
+    iso_time(t, now);
+    if (r.locked_until[0] && strcmp(r.locked_until, now) > 0)
+        return locked_msg(err, parse_time(r.locked_until, &until) == 0
+                                   ? minutes_until(until, t) : (lp.temp_seconds + 59) / 60);
+
+    if (!hl_password_verify(r.hash, password, pp, &rehash)) {
+        fail_ctx c = {r.id, lp, HL_EAUTH};
+        rc = hl_db_tx(db, fail_tx, &c, err);
+        if (rc != HL_OK)
+            return rc;
+        if (c.outcome == HL_ELOCKED_HARD)
+            return hl_err_set(err, HL_ELOCKED_HARD, MSG_HARD);
+        if (c.outcome == HL_ELOCKED)
+            return locked_msg(err, minutes_until(t + lp.temp_seconds, t));
+        return hl_err_set(err, HL_EAUTH, MSG_AUTH);
+    }
+
+    /* The password was right: the failures no longer count, even if the address is not
+     * verified yet. */
+    char hash[crypto_pwhash_STRBYTES];
+    if (rehash && hl_password_hash(password, pp, hash, sizeof hash, NULL) == HL_OK)
+        rc = hl_db_run(db, err, "UPDATE users SET failed_logins = 0, locked_until = NULL, "
+                                "password_hash = ? WHERE id = ?", "sI", hash, r.id);
+    else
+        rc = hl_db_run(db, err, "UPDATE users SET failed_logins = 0, locked_until = NULL "
+                                "WHERE id = ?", "I", r.id);
+    if (rc < 0)
+        return rc;
+    if (!r.verified)
+        return hl_err_set(err, HL_EUNVERIFIED,
+                          "Votre adresse e-mail n'est pas encore vérifiée : suivez le lien du "
+                          "message que nous vous avons envoyé pour activer votre compte.");
+    *user_id = r.id;
+    hl_err_clear(err);
+    return HL_OK;
+}
+
+/* ---------------------------------------------------------------- tokens */
+
+static int kind_ok(const char *kind)
+{
+    return kind && (!strcmp(kind, "verify") || !strcmp(kind, "reset") || !strcmp(kind, "email"));
+}
+
+typedef struct token_ctx {
+    int64_t user_id;
+    const char *kind, *extra, *hash, *expires;
+} token_ctx;
+
+static int token_tx(hl_db *db, void *ud, hl_err *err)
+{
+    token_ctx *c = ud;
+    int rc = hl_db_run(db, err, "DELETE FROM user_tokens WHERE user_id = ? AND kind = ?", "Is",
+                       c->user_id, c->kind);
+    if (rc < 0)
+        return rc;
+    rc = hl_db_run(db, err, "INSERT INTO user_tokens (token_hash, user_id, kind, extra, "
+                            "expires_at) VALUES (?, ?, ?, ?, ?)",
+                   "sIsss", c->hash, c->user_id, c->kind, c->extra, c->expires);
+    return rc < 0 ? rc : HL_OK;
+}
+
+int hl_token_create(hl_db *db, int64_t user_id, const char *kind, int ttl_seconds,
+                    const char *extra, char raw[HL_TOKEN_LEN + 1], hl_err *err)
+{
+    char hash[65], expires[TS_LEN];
+    int rc;
+    if (!db || !raw)
+        return hl_err_set(err, HL_EINVAL, "token: NULL argument");
+    raw[0] = '\0';
+    if (!kind_ok(kind))
+        return hl_err_set(err, HL_EINVAL, "token: unknown kind");
+    if (ttl_seconds <= 0 || ttl_seconds > TOKEN_TTL_MAX)
+        return hl_err_set(err, HL_EINVAL, "token: lifetime must be 1 s to 30 days");
+    if (extra && (rc = check_text(extra, EXTRA_MAX_BYTES, 0, 0, "extra", err)) != HL_OK)
+        return rc;
+    if ((rc = require_alive(db, user_id, err)) != HL_OK)
+        return rc;
+    if (!sodium_ready())
+        return hl_err_set(err, HL_ERR, "token: libsodium failed to initialise");
+    char fresh[HL_TOKEN_LEN + 1];
+    random_token(fresh);
+    token_hash(fresh, hash);
+    iso_time(time(NULL) + ttl_seconds, expires);
+    token_ctx c = {user_id, kind, extra, hash, expires};
+    rc = hl_db_tx(db, token_tx, &c, err);
+    if (rc == HL_OK)
+        memcpy(raw, fresh, sizeof fresh);
+    sodium_memzero(fresh, sizeof fresh);
+    return rc;
+}
+
+typedef struct use_ctx {
+    const char *kind, *hash;
+    int64_t user_id;
+    char *extra_out;
+    size_t extra_len;
+} use_ctx;
+
+static int use_tx(hl_db *db, void *ud, hl_err *err)
+{
+    use_ctx *c = ud;
+    char now[TS_LEN];
+    iso_time(time(NULL), now);
+    hl_stmt *st = hl_db_query(db, err, "SELECT user_id, kind, extra, expires_at, used_at "
+                                       "FROM user_tokens WHERE token_hash = ?", "s", c->hash);
+    if (!st)
+        return db_code(err);
+    int rc = hl_db_step(st, err);
+    if (rc != HL_DB_ROW) {
+        hl_db_done(st);
+        return rc < 0 ? rc : hl_err_set(err, HL_EINVAL, MSG_LINK);
+    }
+    const char *kind = hl_db_col_text(st, 1), *extra = hl_db_col_text(st, 2),
+               *expires = hl_db_col_text(st, 3);
+    int valid = kind && !strcmp(kind, c->kind) && expires && strcmp(expires, now) > 0 &&
+                hl_db_col_type(st, 4) == HL_DB_NULL;
+    c->user_id = hl_db_col_int64(st, 0);
+    if (valid && c->extra_out && c->extra_len) {
+        if (extra && strlen(extra) >= c->extra_len)
+            valid = -1;
+        else
+            copy(c->extra_out, c->extra_len, extra);
+    }
+    hl_db_done(st);
+    if (valid == -1)
+        return hl_err_set(err, HL_ETOOBIG, "token: extra buffer too small");
+    if (!valid)
+        return hl_err_set(err, HL_EINVAL, MSG_LINK);
+    rc = hl_db_run(db, err, "UPDATE user_tokens SET used_at = ? WHERE token_hash = ? "
+                            "AND used_at IS NULL", "ss", now, c->hash);
+    if (rc < 0)
+        return rc;
+    return rc == 1 ? HL_OK : hl_err_set(err, HL_EINVAL, MSG_LINK);
+}
+
+int hl_token_use(hl_db *db, const char *kind, const char *raw, int64_t *user_id, char *extra_out,
+                 size_t extra_len, hl_err *err)
+{
+    char hash[65];
+    if (user_id)
+        *user_id = 0;
+    if (extra_out && extra_len)
+        extra_out[0] = '\0';
+    if (!db || !user_id)
+        return hl_err_set(err, HL_EINVAL, "token: NULL argument");
+    if (!kind_ok(kind) || !token_format_ok(raw))
+        return hl_err_set(err, HL_EINVAL, MSG_LINK);
+    token_hash(raw, hash);
+    use_ctx c = {kind, hash, 0, extra_out, extra_len};
+    int rc = hl_db_tx(db, use_tx, &c, err);
+    if (rc != HL_OK) {
+        if (extra_out && extra_len)
+            extra_out[0] = '\0';
+        return rc;
+    }
+    *user_id = c.user_id;
+    return HL_OK;
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+/* The user agent is the client's to choose: it is cut and cleaned rather than refused. */
+static void clean_agent(const char *in, char out[UA_MAX_BYTES + 1])
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o < UA_MAX_BYTES; p++)
+        out[o++] = *p >= 0x20 && *p < 0x7f ? (char)*p : '?';
+    out[o] = '\0';
+}
+
+int hl_session_create(hl_db *db, int64_t user_id, const char *ip, const char *user_agent,
+                      char raw[HL_TOKEN_LEN + 1], hl_session *out, hl_err *err)
+{
+    char fresh[HL_TOKEN_LEN + 1], csrf[HL_TOKEN_LEN + 1], hash[65], now[TS_LEN];
+    char ua[UA_MAX_BYTES + 1];
+    int rc;
+    if (!db || !raw)
+        return hl_err_set(err, HL_EINVAL, "session: NULL argument");
+    raw[0] = '\0';
+    if (!ip)
+        ip = "";
+    if ((rc = check_text(ip, IP_MAX_BYTES, 0, 0, "ip", err)) != HL_OK)
+        return rc;
+    if ((rc = require_alive(db, user_id, err)) != HL_OK)
+        return rc;
+    if (!sodium_ready())
+        return hl_err_set(err, HL_ERR, "session: libsodium failed to initialise");
+    clean_agent(user_agent, ua);
+    random_token(fresh);
+    random_token(csrf);
+    token_hash(fresh, hash);
+    iso_time(time(NULL), now);
+    rc = hl_db_run(db, err, "INSERT INTO sessions (id_hash, user_id, csrf, created_at, "
+                            "last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   "sIsssss", hash, user_id, csrf, now, now, ip, ua);
+    if (rc < 0) {
+        sodium_memzero(fresh, sizeof fresh);
+        return rc;
+    }
+    memcpy(raw, fresh, sizeof fresh);
+    sodium_memzero(fresh, sizeof fresh);
+    if (out) {
+        memset(out, 0, sizeof *out);
+        out->user_id = user_id;
+        copy(out->csrf, sizeof out->csrf, csrf);
+        copy(out->created_at, sizeof out->created_at, now);
+        copy(out->last_seen_at, sizeof out->last_seen_at, now);
+        copy(out->ip, sizeof out->ip, ip);
+        copy(out->user_agent, sizeof out->user_agent, ua);
+        copy(out->id_hash, sizeof out->id_hash, hash);
+    }
+    return HL_OK;
+}
+
+static void session_row(hl_stmt *st, hl_session *s, int with_csrf)
+{
+    memset(s, 0, sizeof *s);
+    copy(s->id_hash, sizeof s->id_hash, hl_db_col_text(st, 0));
+    s->user_id = hl_db_col_int64(st, 1);
+    if (with_csrf)
+        copy(s->csrf, sizeof s->csrf, hl_db_col_text(st, 2));
+    copy(s->created_at, sizeof s->created_at, hl_db_col_text(st, 3));
+    copy(s->last_seen_at, sizeof s->last_seen_at, hl_db_col_text(st, 4));
+    copy(s->ip, sizeof s->ip, hl_db_col_text(st, 5));
+    copy(s->user_agent, sizeof s->user_agent, hl_db_col_text(st, 6));
+}
+
+#define SESSION_COLS "id_hash, user_id, csrf, created_at, last_seen_at, ip, user_agent"
+
+int hl_session_lookup(hl_db *db, const char *raw, int idle_seconds, int absolute_seconds,
+                      hl_session *out, hl_err *err)
+{
+    char hash[65], now[TS_LEN], idle_cut[TS_LEN], abs_cut[TS_LEN], touch_cut[TS_LEN];
+    hl_session s;
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "session: NULL database");
+    if (idle_seconds <= 0 || absolute_seconds <= 0)
+        return hl_err_set(err, HL_EINVAL, "session: lifetimes must be positive");
+    if (!token_format_ok(raw))
+        return hl_err_set(err, HL_ENOTFOUND, "session not found");
+    token_hash(raw, hash);
+    hl_stmt *st = hl_db_query(db, err, "SELECT " SESSION_COLS " FROM sessions WHERE id_hash = ?",
+                              "s", hash);
+    if (!st)
+        return db_code(err);
+    int rc = hl_db_step(st, err);
+    if (rc == HL_DB_ROW)
+        session_row(st, &s, 1);
+    hl_db_done(st);
+    if (rc < 0)
+        return rc;
+    if (rc != HL_DB_ROW || sodium_memcmp(s.id_hash, hash, 64) != 0)
+        return hl_err_set(err, HL_ENOTFOUND, "session not found");
+
+    time_t t = time(NULL);
+    iso_time(t, now);
+    iso_time(t - idle_seconds, idle_cut);
+    iso_time(t - absolute_seconds, abs_cut);
+    iso_time(t - SESSION_TOUCH_SECONDS, touch_cut);
+    if (strcmp(s.last_seen_at, idle_cut) < 0 || strcmp(s.created_at, abs_cut) < 0) {
+        rc = hl_db_run(db, err, "DELETE FROM sessions WHERE id_hash = ?", "s", hash);
+        return rc < 0 ? rc : hl_err_set(err, HL_ENOTFOUND, "session expired");
+    }
+    /* Writing on every request would turn each page view into a database write. */
+    if (strcmp(s.last_seen_at, touch_cut) < 0) {
+        rc = hl_db_run(db, err, "UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", "ss", now,
+                       hash);
+        if (rc < 0)
+            return rc;
+        copy(s.last_seen_at, sizeof s.last_seen_at, now);
+    }
+    if (out)
+        *out = s;
+    return HL_OK;
+}
+
+int hl_session_destroy(hl_db *db, const char *raw, hl_err *err)
+{
+    char hash[65];
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "session: NULL database");
+    if (!token_format_ok(raw))
+        return hl_err_set(err, HL_ENOTFOUND, "session not found");
+    token_hash(raw, hash);
+    int rc = hl_db_run(db, err, "DELETE FROM sessions WHERE id_hash = ?", "s", hash);
+    if (rc < 0)
+        return rc;
+    return rc ? HL_OK : hl_err_set(err, HL_ENOTFOUND, "session not found");
+}
+
+int hl_session_destroy_all(hl_db *db, int64_t user_id, const char *keep_raw, hl_err *err)
+{
+    char hash[65] = "";
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "session: NULL database");
+    if (keep_raw && token_format_ok(keep_raw))
+        token_hash(keep_raw, hash);
+    return hl_db_run(db, err, "DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?", "Is",
+                     user_id, hash);
+}
+
+/* Lists what is stored: sessions past their lifetime stay until a lookup meets them. The CSRF
+ * tokens of the listed sessions are left empty: a list is for showing, not for posting. */
+int hl_session_list(hl_db *db, int64_t user_id, hl_session *out, int max, hl_err *err)
+{
+    if (!db || max < 0 || (max > 0 && !out))
+        return hl_err_set(err, HL_EINVAL, "session list: bad argument");
+    if (max == 0)
+        return 0;
+    hl_stmt *st = hl_db_query(db, err, "SELECT " SESSION_COLS " FROM sessions WHERE user_id = ? "
+                                       "ORDER BY created_at DESC, last_seen_at DESC, id_hash "
+                                       "LIMIT ?", "Ii", user_id, max);
+    if (!st)
+        return db_code(err);
+    int n = 0, rc = HL_DB_DONE;
+    while (n < max && (rc = hl_db_step(st, err)) == HL_DB_ROW)
+        session_row(st, &out[n++], 0);
+    hl_db_done(st);
+    return n < max && rc < 0 ? rc : n;
+}
+
+/* ---------------------------------------------------------------- rate limits */
+
+typedef struct rate_ctx {
+    const char *key;
+    int64_t window;
+    int64_t hits;
+} rate_ctx;
+
+static int rate_tx(hl_db *db, void *ud, hl_err *err)
+{
+    rate_ctx *c = ud;
+    /* A hit in a new window starts the count again in the same row: one row per key. */
+    int rc = hl_db_run(db, err,
+                       "INSERT INTO hl_rate_limits (key, window_start, hits) VALUES (?, ?, 1) "
+                       "ON CONFLICT (key) DO UPDATE SET "
+                       "hits = CASE WHEN hl_rate_limits.window_start = excluded.window_start "
+                       "THEN hl_rate_limits.hits + 1 ELSE 1 END, "
+                       "window_start = excluded.window_start",
+                       "sI", c->key, c->window);
+    if (rc < 0)
+        return rc;
+    hl_stmt *st = hl_db_query(db, err, "SELECT hits FROM hl_rate_limits WHERE key = ?", "s", c->key);
+    if (!st)
+        return db_code(err);
+    rc = hl_db_step(st, err);
+    c->hits = rc == HL_DB_ROW ? hl_db_col_int64(st, 0) : 0;
+    hl_db_done(st);
+    return rc < 0 ? rc : HL_OK;
+}
+
+int hl_rate_allow(hl_db *db, const char *key, int window_seconds, int max, hl_err *err)
+{
+    if (!db || !key || !*key)
+        return hl_err_set(err, HL_EINVAL, "rate limit: NULL or empty key");
+    if (strnlen(key, RATE_KEY_MAX + 1) > RATE_KEY_MAX)
+        return hl_err_set(err, HL_EINVAL, "rate limit: key too long");
+    if (window_seconds <= 0 || max <= 0)
+        return hl_err_set(err, HL_EINVAL, "rate limit: window and max must be positive");
+    rate_ctx c = {key, (int64_t)time(NULL) / window_seconds * window_seconds, 0};
+    int rc = hl_db_tx(db, rate_tx, &c, err);
+    if (rc != HL_OK)
+        return rc;
+    return c.hits <= max;
+}
+
+/* ---------------------------------------------------------------- authorisation */
+
+#define A_VIEW (1u << HL_ACT_VIEW)
+#define A_EDIT (1u << HL_ACT_EDIT)
+#define A_CREATE (1u << HL_ACT_CREATE)
+#define A_DELETE (1u << HL_ACT_DELETE)
+#define A_ALL (A_VIEW | A_EDIT | A_CREATE | A_DELETE)
+
+static int coordinates(const hl_user *u, int64_t group)
+{
+    if (!(u->roles & HL_ROLE_COORDINATOR) || group <= 0)
+        return 0;
+    for (size_t i = 0; i < u->ngroups && i < HL_MAX_GROUPS; i++)
+        if (u->groups[i] == group)
+            return 1;
+    return 0;
+}
+
+/* The set of actions user may take on object owned by owner. Operators run the platform
+ * (group pages included) but do not act for producers, whose catalogs and orders are theirs
+ * alone; coordinators act only on their own groups; nobody acts on someone else's account. */
+static unsigned allowed(const hl_user *u, hl_object object, int64_t owner)
+{
+    int op = (u->roles & HL_ROLE_OPERATOR) != 0;
+    int self = owner == u->id;
+    int own_producer = (u->roles & HL_ROLE_PRODUCER) && u->producer_id > 0 &&
+                       owner == u->producer_id;
+    int coord = coordinates(u, owner);
+
+    switch (object) {
+    case HL_OBJ_OPERATOR_PAGES:
+        return op ? A_ALL : 0;
+    case HL_OBJ_USER_ACCOUNT:
+        return self ? A_ALL : op ? A_VIEW : 0;
+    case HL_OBJ_USER_LOCKS:
+        return op ? A_EDIT : 0;
+    case HL_OBJ_GROUP_SETTINGS:
+    case HL_OBJ_GROUP_ORDERS:
+        return (op || coord) ? A_VIEW | A_EDIT : 0;
+    case HL_OBJ_GROUP_MEMBERS:
+        return coord ? A_ALL : op ? A_VIEW | A_EDIT : 0;
+    case HL_OBJ_PRODUCER_ACCOUNT:
+        return self ? A_ALL : 0;
+    case HL_OBJ_CATALOG:
+        return own_producer ? A_ALL : A_VIEW;   /* catalogs are public */
+    case HL_OBJ_PRODUCER_ORDERS:
+        return own_producer ? A_ALL : op ? A_VIEW : 0;
+    }
+    return 0;
+}
+
+int hl_auth_can(const hl_user *user, hl_action action, hl_object object, int64_t owner)
+{
+    if (!user || user->deleted || user->id <= 0)
+        return 0;
+    if (action < HL_ACT_VIEW || action > HL_ACT_DELETE)
+        return 0;
+    return (allowed(user, object, owner) & (1u << action)) != 0;
+}
+
+/* ---------------------------------------------------------------- init */
+
+int hl_accounts_init(hl_err *err)
+{
+    if (!sodium_ready())
+        return hl_err_set(err, HL_ERR, "libsodium failed to initialise");
+    return HL_OK;
+}

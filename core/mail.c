@@ -1,0 +1,805 @@
+/* Outgoing mail (see mail.h): requests queue rows in hl_mail_queue; a timer in one worker sends
+ * the due ones over SMTP with libcurl, one message at a time and outside any transaction, and
+ * records each outcome with a retry schedule. */
+#include "core/mail.h"
+
+#include <curl/curl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define ADDR_MAX 254      /* RFC 5321 path limit, brackets excluded */
+#define LOCAL_MAX 64
+#define LABEL_MAX 63
+#define SUBJECT_MAX 998   /* RFC 5322 line limit */
+#define BODY_MAX (1024 * 1024)
+#define FROM_MAX 320      /* keeps even a fully escaped quoted From under 998 bytes a line */
+#define URL_MAX 2048
+#define WORD_MAX 900      /* longest unbroken run of a plain Subject; longer ones are encoded */
+#define FOLD_AT 78        /* RFC 5322 recommended line length */
+#define QP_TEXT 75        /* RFC 2045: 76 characters a line, the soft break '=' included */
+#define EW_BYTES 45       /* raw bytes per encoded-word: 60 base64 characters, 75 in all */
+#define MAX_ATTEMPTS 5
+#define DEFAULT_TIMEOUT_S 20
+#define TS_LEN 24
+
+/* Delay before the next try after the n-th failure (n = 1..4); the 5th gives up. */
+static const long backoff_s[MAX_ATTEMPTS - 1] = {60, 300, 1800, 7200};
+
+/* ---------------------------------------------------------------- text checks */
+
+static int is_alnum(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* RFC 5322 atext: what a dot-atom may hold without quoting. */
+static int is_atext(int c)
+{
+    return is_alnum(c) || (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+}
+
+/* Length of the UTF-8 sequence at s (n bytes available), 0 when malformed: overlong forms,
+ * surrogates and code points past U+10FFFF are refused like stray bytes. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    uint32_t cp, min;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+static int utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_len((const unsigned char *)s + i, n - i);
+        if (!k)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* One-line header text: UTF-8 without control characters other than TAB. */
+static int line_text_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+    }
+    return utf8_valid(s, n);
+}
+
+static int local_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > LOCAL_MAX || s[0] == '.' || s[n - 1] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '.') {
+            if (s[i + 1] == '.') /* i + 1 < n: the last byte is not a dot */
+                return 0;
+        } else if (!is_atext((unsigned char)s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Host names only (letters, digits, inner hyphens, two labels or more): address literals such
+ * as [192.0.2.1] are not something a user should type into a form. */
+static int domain_valid(const char *s, size_t n)
+{
+    size_t label = 0, dots = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return 0;
+            label = 0;
+            dots++;
+        } else if (is_alnum(c) || c == '-') {
+            if ((c == '-' && label == 0) || ++label > LABEL_MAX)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return dots > 0 && label > 0 && s[n - 1] != '-';
+}
+
+/* The local part is an RFC 5322 dot-atom: quoted local parts, comments and non-ASCII
+ * (SMTPUTF8) addresses are refused, so the address can go verbatim into To: and RCPT TO:<>. */
+int hl_mail_address_valid(const char *addr)
+{
+    if (!addr)
+        return 0;
+    size_t n = strnlen(addr, ADDR_MAX + 1);
+    if (n == 0 || n > ADDR_MAX)
+        return 0;
+    const char *at = memchr(addr, '@', n);
+    if (!at)
+        return 0;
+    size_t ln = (size_t)(at - addr);
+    return local_valid(addr, ln) && domain_valid(at + 1, n - ln - 1);
+}
+
+/* ---------------------------------------------------------------- time */
+
+/* ISO-8601 UTC, the form every timestamp column uses; fixed width so text order is time order. */
+static void stamp(char out[TS_LEN], long offset)
+{
+    time_t t = time(NULL) + offset;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(out, TS_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, TS_LEN, "1970-01-01T00:00:00Z");
+}
+
+/* ---------------------------------------------------------------- queue */
+
+int64_t hl_mail_queue(hl_db *db, const char *to, const char *subject, const char *body, hl_err *err)
+{
+    if (!db || !to || !subject || !body)
+        return hl_err_set(err, HL_EINVAL, "mail: NULL argument");
+    size_t tn = strnlen(to, ADDR_MAX + 1);
+    if (memchr(to, '\r', tn) || memchr(to, '\n', tn))
+        return hl_err_set(err, HL_EINVAL, "mail: line break in the recipient refused");
+    if (!hl_mail_address_valid(to))
+        return hl_err_set(err, HL_EINVAL, "mail: invalid recipient address");
+    size_t sn = strnlen(subject, SUBJECT_MAX + 1);
+    if (sn > SUBJECT_MAX)
+        return hl_err_set(err, HL_ETOOBIG, "mail: subject over %d bytes", SUBJECT_MAX);
+    if (memchr(subject, '\r', sn) || memchr(subject, '\n', sn))
+        return hl_err_set(err, HL_EINVAL, "mail: line break in the subject refused");
+    if (!line_text_ok(subject, sn))
+        return hl_err_set(err, HL_EINVAL, "mail: control character or invalid UTF-8 in the subject");
+    size_t bn = strnlen(body, BODY_MAX + 1);
+    if (bn > BODY_MAX)
+        return hl_err_set(err, HL_ETOOBIG, "mail: body over %d bytes", BODY_MAX);
+    if (!utf8_valid(body, bn))
+        return hl_err_set(err, HL_EINVAL, "mail: body is not valid UTF-8");
+
+    char now[TS_LEN];
+    stamp(now, 0);
+    int rc = hl_db_run(db, err,
+                       "INSERT INTO hl_mail_queue (recipient, subject, body, created_at, "
+                       "next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+                       "tttss", to, tn, subject, sn, body, bn, now, now);
+    if (rc < 0)
+        return rc;
+    return hl_db_last_insert_id(db);
+}
+
+/* ---------------------------------------------------------------- message building */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} buf;
+
+static void buf_add(buf *b, const void *s, size_t n)
+{
+    if (b->oom || n == 0)
+        return;
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < n) {
+            if (cap > SIZE_MAX / 2) {
+                b->oom = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void buf_str(buf *b, const char *s) { buf_add(b, s, strlen(s)); }
+
+static void put_base64(buf *b, const unsigned char *s, size_t n)
+{
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < n)
+            v |= s[i + 2];
+        char o[4] = {tab[v >> 18 & 63], tab[v >> 12 & 63], i + 1 < n ? tab[v >> 6 & 63] : '=',
+                     i + 2 < n ? tab[v & 63] : '='};
+        buf_add(b, o, 4);
+    }
+}
+
+/* RFC 2047 encoded-words of at most 75 characters, each holding whole UTF-8 characters (a
+ * split character would not decode), joined by folding whitespace that decoders drop. The
+ * first one is shortened to keep its line (which starts col characters in) within 78. */
+static void put_encoded_words(buf *b, size_t col, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t room = col + 12 + 8 <= FOLD_AT ? (FOLD_AT - col - 12) / 4 * 3 : 6;
+        if (room > EW_BYTES)
+            room = EW_BYTES;
+        size_t j = i;
+        while (j < n) {
+            size_t k = utf8_len((const unsigned char *)s + j, n - j);
+            if (!k)
+                k = 1;
+            if (j + k - i > room)
+                break;
+            j += k;
+        }
+        if (i)
+            buf_str(b, "\r\n ");
+        col = 1;
+        buf_str(b, "=?UTF-8?B?");
+        put_base64(b, (const unsigned char *)s + i, j - i);
+        buf_str(b, "?=");
+        i = j;
+    }
+}
+
+/* A Subject goes out as typed when it is printable ASCII that folds into lines under 998
+ * bytes and holds nothing a reader would take for an encoded-word. */
+static int subject_plain(const char *s, size_t n)
+{
+    size_t word = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\t') {
+            word = 0;
+            continue;
+        }
+        if (c < 0x21 || c > 0x7e || ++word > WORD_MAX || (c == '=' && s[i + 1] == '?'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Folds before a blank when the line would pass 78 characters; unfolding (dropping the CRLF)
+ * gives the text back. A blank that starts no word is never folded at, so no continuation
+ * line is blank only. */
+static void put_folded(buf *b, size_t col, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && s[j] != ' ' && s[j] != '\t')
+            j++;
+        int blank = s[i] == ' ' || s[i] == '\t';
+        if (blank && j > i + 1 && col + (j - i) > FOLD_AT) {
+            buf_str(b, "\r\n");
+            col = 0;
+        }
+        buf_add(b, s + i, j - i);
+        col += j - i;
+        i = j;
+    }
+}
+
+static void put_subject(buf *b, const char *s, size_t n)
+{
+    buf_str(b, "Subject: ");
+    if (subject_plain(s, n))
+        put_folded(b, strlen("Subject: "), s, n);
+    else
+        put_encoded_words(b, strlen("Subject: "), s, n);
+    buf_str(b, "\r\n");
+}
+
+/* Display name of From: an atom sequence as is, other ASCII as a quoted-string, anything else
+ * as encoded-words (allowed in a phrase; base64 uses no specials). */
+static void put_phrase(buf *b, size_t col, const char *s, size_t n)
+{
+    int ascii = 1, atoms = 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80)
+            ascii = 0;
+        else if ((!is_atext(c) && c != ' ') || (c == '=' && s[i + 1] == '?'))
+            atoms = 0;
+    }
+    if (!ascii) {
+        put_encoded_words(b, col, s, n);
+    } else if (atoms) {
+        buf_add(b, s, n);
+    } else {
+        buf_str(b, "\"");
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == '"' || s[i] == '\\')
+                buf_str(b, "\\");
+            buf_add(b, s + i, 1);
+        }
+        buf_str(b, "\"");
+    }
+}
+
+/* RFC 5322 date, with English names whatever the locale. */
+static void put_date(buf *b)
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = time(NULL);
+    struct tm tm;
+    char line[96];
+    if (!gmtime_r(&t, &tm))
+        memset(&tm, 0, sizeof tm);
+    snprintf(line, sizeof line, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n",
+             days[(unsigned)tm.tm_wday % 7], tm.tm_mday, months[(unsigned)tm.tm_mon % 12],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    buf_str(b, line);
+}
+
+/* A Message-ID only needs to be unique: when the kernel cannot give random bytes yet, the
+ * time, pid and a counter do. */
+static void put_message_id(buf *b, const char *domain)
+{
+    unsigned char r[16];
+    char id[80];
+    if (getrandom(r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r) {
+        static const char hex[] = "0123456789abcdef";
+        for (size_t i = 0; i < sizeof r; i++) {
+            id[2 * i] = hex[r[i] >> 4];
+            id[2 * i + 1] = hex[r[i] & 15];
+        }
+        id[2 * sizeof r] = '\0';
+    } else {
+        static unsigned counter;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(id, sizeof id, "%lld.%ld.%d.%u", (long long)ts.tv_sec, (long)ts.tv_nsec,
+                 (int)getpid(), ++counter);
+    }
+    buf_str(b, "Message-ID: <");
+    buf_str(b, id);
+    buf_str(b, "@");
+    buf_str(b, domain);
+    buf_str(b, ">\r\n");
+}
+
+/* Quoted-printable rather than 8bit: the result is 7-bit with lines of at most 76 characters,
+ * so a long body line or a relay without 8BITMIME cannot break it. CRLF, LF and lone CR all
+ * become CRLF. A body without a final line break ends with a soft break so that it decodes
+ * exactly. Leading dots are left alone: libcurl dot-stuffs the DATA stream itself. */
+static void put_qp_body(buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t col = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\r' || c == '\n') {
+            if (c == '\r' && i + 1 < n && s[i + 1] == '\n')
+                i++;
+            buf_str(b, "\r\n");
+            col = 0;
+            continue;
+        }
+        int eol = i + 1 == n || s[i + 1] == '\r' || s[i + 1] == '\n';
+        char tok[3];
+        size_t tn = 1;
+        tok[0] = (char)c;
+        /* Blanks at the end of a line are encoded: transports may strip them. */
+        if (!((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol))) {
+            tok[0] = '=', tok[1] = hex[c >> 4], tok[2] = hex[c & 15];
+            tn = 3;
+        }
+        if (col + tn > QP_TEXT) {
+            buf_str(b, "=\r\n");
+            col = 0;
+        }
+        buf_add(b, tok, tn);
+        col += tn;
+    }
+    if (col)
+        buf_str(b, "=\r\n");
+}
+
+/* What send_due needs of the configuration, checked once a batch. */
+typedef struct sender {
+    const char *url;
+    long use_ssl;
+    long timeout;
+    const char *user, *pass;
+    char addr[ADDR_MAX + 1];
+    const char *domain;       /* in addr */
+    char name[FROM_MAX + 1];  /* display name, unquoted; may be empty */
+} sender;
+
+/* Splits "Name <addr>" (the name possibly quoted) or a bare address. */
+static int parse_from(sender *s, const char *from, hl_err *err)
+{
+    if (!from)
+        return hl_err_set(err, HL_EINVAL, "mail: no sender address (from) configured");
+    size_t n = strnlen(from, FROM_MAX + 1);
+    if (n > FROM_MAX)
+        return hl_err_set(err, HL_ETOOBIG, "mail: sender over %d bytes", FROM_MAX);
+    if (!line_text_ok(from, n))
+        return hl_err_set(err, HL_EINVAL, "mail: control character or invalid UTF-8 in the sender");
+    const char *a = from, *ae = from + n, *nm = from, *ne = from;
+    const char *lt = memchr(from, '<', n);
+    if (lt) {
+        const char *gt = memchr(lt, '>', (size_t)(ae - lt));
+        if (!gt)
+            return hl_err_set(err, HL_EINVAL, "mail: sender has '<' without '>'");
+        for (const char *p = gt + 1; p < ae; p++)
+            if (*p != ' ' && *p != '\t')
+                return hl_err_set(err, HL_EINVAL, "mail: text after the sender's <address>");
+        a = lt + 1, ae = gt, ne = lt;
+    }
+    while (a < ae && (*a == ' ' || *a == '\t'))
+        a++;
+    while (ae > a && (ae[-1] == ' ' || ae[-1] == '\t'))
+        ae--;
+    while (nm < ne && (*nm == ' ' || *nm == '\t'))
+        nm++;
+    while (ne > nm && (ne[-1] == ' ' || ne[-1] == '\t'))
+        ne--;
+    if (ae - a > ADDR_MAX)
+        return hl_err_set(err, HL_EINVAL, "mail: invalid sender address");
+    memcpy(s->addr, a, (size_t)(ae - a));
+    s->addr[ae - a] = '\0';
+    if (!hl_mail_address_valid(s->addr))
+        return hl_err_set(err, HL_EINVAL, "mail: invalid sender address");
+    s->domain = strchr(s->addr, '@') + 1;
+
+    int quoted = ne - nm >= 2 && *nm == '"' && ne[-1] == '"';
+    if (quoted)
+        nm++, ne--;
+    size_t k = 0;
+    for (const char *p = nm; p < ne; p++) {
+        if (quoted && *p == '\\' && p + 1 < ne)
+            p++;
+        s->name[k++] = *p;
+    }
+    s->name[k] = '\0';
+    return HL_OK;
+}
+
+static int loopback(const char *host)
+{
+    return !strcasecmp(host, "localhost") || !strcmp(host, "127.0.0.1") ||
+           !strcmp(host, "[::1]") || !strcmp(host, "::1");
+}
+
+/* smtps:// is TLS from the start. For smtp://, STARTTLS is required (CURLUSESSL_ALL) except on
+ * loopback: CURLUSESSL_TRY would quietly fall back to clear text whenever someone on the path
+ * strips STARTTLS from the server's reply, handing over mail and password; a local relay
+ * (and the test server) often offers no TLS, and loopback traffic is not exposed. */
+static int parse_url(sender *s, const char *url, hl_err *err)
+{
+    size_t n = strnlen(url, URL_MAX + 1);
+    if (n > URL_MAX)
+        return hl_err_set(err, HL_ETOOBIG, "mail: smtp_url over %d bytes", URL_MAX);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
+            return hl_err_set(err, HL_EINVAL, "mail: blank or control character in smtp_url");
+
+    CURLU *u = curl_url();
+    if (!u)
+        return hl_err_set(err, HL_ENOMEM, "mail: out of memory");
+    char *scheme = NULL, *host = NULL;
+    int rc = HL_OK;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+        rc = hl_err_set(err, HL_EINVAL, "mail: smtp_url is not a valid URL");
+    else if (!strcasecmp(scheme, "smtps"))
+        s->use_ssl = CURLUSESSL_ALL;
+    else if (!strcasecmp(scheme, "smtp"))
+        s->use_ssl = loopback(host) ? CURLUSESSL_NONE : CURLUSESSL_ALL;
+    else
+        rc = hl_err_set(err, HL_EINVAL, "mail: smtp_url must start with smtp:// or smtps://");
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    s->url = url;
+    return rc;
+}
+
+typedef struct row {
+    int64_t id;
+    int64_t attempts;
+    char *to, *subject, *body;
+} row;
+
+/* The message for one queued row. Rows are checked again: they may have been written by
+ * something other than hl_mail_queue. HL_EINVAL here means the row can never be sent. */
+static int build_message(const sender *s, const row *r, buf *b, hl_err *err)
+{
+    size_t sn = strnlen(r->subject, SUBJECT_MAX + 1), bn = strnlen(r->body, BODY_MAX + 1);
+    if (!hl_mail_address_valid(r->to))
+        return hl_err_set(err, HL_EINVAL, "invalid recipient address");
+    if (sn > SUBJECT_MAX || !line_text_ok(r->subject, sn))
+        return hl_err_set(err, HL_EINVAL, "invalid subject");
+    if (bn > BODY_MAX || !utf8_valid(r->body, bn))
+        return hl_err_set(err, HL_EINVAL, "invalid body");
+
+    put_date(b);
+    buf_str(b, "From: ");
+    if (s->name[0]) {
+        put_phrase(b, strlen("From: "), s->name, strlen(s->name));
+        buf_str(b, " <");
+        buf_str(b, s->addr);
+        buf_str(b, ">\r\n");
+    } else {
+        buf_str(b, s->addr);
+        buf_str(b, "\r\n");
+    }
+    buf_str(b, "To: ");
+    buf_str(b, r->to);
+    buf_str(b, "\r\n");
+    put_subject(b, r->subject, sn);
+    put_message_id(b, s->domain);
+    buf_str(b, "MIME-Version: 1.0\r\n"
+               "Content-Type: text/plain; charset=utf-8\r\n"
+               "Content-Transfer-Encoding: quoted-printable\r\n"
+               "\r\n");
+    put_qp_body(b, r->body, bn);
+    if (b->oom)
+        return hl_err_set(err, HL_ENOMEM, "mail: out of memory building message %lld",
+                          (long long)r->id);
+    return HL_OK;
+}
+
+/* ---------------------------------------------------------------- SMTP */
+
+typedef struct reader {
+    const char *p;
+    size_t len, pos;
+} reader;
+
+static size_t read_cb(char *dst, size_t size, size_t nitems, void *ud)
+{
+    reader *r = ud;
+    size_t n = r->len - r->pos, room = size * nitems;
+    if (n > room)
+        n = room;
+    if (n)
+        memcpy(dst, r->p + r->pos, n);
+    r->pos += n;
+    return n;
+}
+
+/* Workers are single-threaded, so a flag is enough to call curl_global_init once per process
+ * (it is never undone: the process keeps sending until it exits). */
+static int curl_ready(hl_err *err)
+{
+    static int done;
+    if (!done) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return hl_err_set(err, HL_ERR, "mail: libcurl initialisation failed");
+        done = 1;
+    }
+    return HL_OK;
+}
+
+/* One SMTP transaction. Returns 1 when the server accepted the message, 0 with why[] filled
+ * (CURL_ERROR_SIZE bytes) otherwise. */
+static int smtp_send(const sender *s, const char *to, const buf *msg, char *why)
+{
+    char from_path[ADDR_MAX + 3], rcpt_path[ADDR_MAX + 3];
+    snprintf(from_path, sizeof from_path, "<%s>", s->addr);
+    snprintf(rcpt_path, sizeof rcpt_path, "<%s>", to);
+    why[0] = '\0';
+
+    CURL *c = curl_easy_init();
+    if (!c) {
+        snprintf(why, CURL_ERROR_SIZE, "curl_easy_init failed");
+        return 0;
+    }
+    struct curl_slist *rcpt = curl_slist_append(NULL, rcpt_path);
+    reader rd = {msg->p, msg->len, 0};
+    CURLcode rc = rcpt ? CURLE_OK : CURLE_OUT_OF_MEMORY;
+#define SET(opt, val) \
+    if (rc == CURLE_OK) \
+    rc = curl_easy_setopt(c, opt, val)
+    SET(CURLOPT_ERRORBUFFER, why);
+    SET(CURLOPT_URL, s->url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_SMTP | CURLPROTO_SMTPS));
+#endif
+    SET(CURLOPT_NOSIGNAL, 1L); /* no SIGALRM for resolver timeouts in a server process */
+    SET(CURLOPT_TIMEOUT, s->timeout);
+    SET(CURLOPT_USE_SSL, s->use_ssl);
+    SET(CURLOPT_MAIL_FROM, from_path);
+    SET(CURLOPT_MAIL_RCPT, rcpt);
+    SET(CURLOPT_UPLOAD, 1L);
+    SET(CURLOPT_READFUNCTION, read_cb);
+    SET(CURLOPT_READDATA, &rd);
+    SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)msg->len);
+    if (s->user) {
+        SET(CURLOPT_USERNAME, s->user);
+        SET(CURLOPT_PASSWORD, s->pass ? s->pass : "");
+    }
+#undef SET
+    if (rc == CURLE_OK)
+        rc = curl_easy_perform(c);
+    if (rc != CURLE_OK && !why[0])
+        snprintf(why, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
+    curl_slist_free_all(rcpt);
+    curl_easy_cleanup(c);
+    return rc == CURLE_OK;
+}
+
+/* ---------------------------------------------------------------- sending the queue */
+
+static void row_free(row *r)
+{
+    free(r->to);
+    free(r->subject);
+    free(r->body);
+}
+
+/* Copies a text column, at most limit + 1 bytes: enough for build_message to see that an
+ * oversized row is over the limit without copying all of it. */
+static char *col_copy(hl_stmt *st, int col, size_t limit)
+{
+    const char *s = hl_db_col_text(st, col);
+    size_t n = s ? hl_db_col_bytes(st, col) : 0;
+    if (n > limit + 1)
+        n = limit + 1;
+    char *p = malloc(n + 1);
+    if (p) {
+        if (n)
+            memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+/* The first due row after id `after`, copied so that no statement (hence no read
+ * transaction) stays open while the message is sent. HL_DB_ROW, HL_DB_DONE or an error. */
+static int next_due(hl_db *db, const char *now, int64_t after, row *r, hl_err *err)
+{
+    hl_stmt *st = hl_db_query(db, err,
+                              "SELECT id, recipient, subject, body, attempts FROM hl_mail_queue "
+                              "WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ? "
+                              "AND id > ? ORDER BY id LIMIT 1",
+                              "sI", now, after);
+    if (!st)
+        return err->code ? err->code : HL_ERR;
+    int rc = hl_db_step(st, err);
+    if (rc == HL_DB_ROW) {
+        r->id = hl_db_col_int64(st, 0);
+        r->to = col_copy(st, 1, ADDR_MAX);
+        r->subject = col_copy(st, 2, SUBJECT_MAX);
+        r->body = col_copy(st, 3, BODY_MAX);
+        r->attempts = hl_db_col_int64(st, 4);
+        if (!r->to || !r->subject || !r->body)
+            rc = hl_err_set(err, HL_ENOMEM, "mail: out of memory reading the queue");
+    }
+    hl_db_done(st);
+    return rc;
+}
+
+enum { SENT, RETRY, GIVE_UP };
+
+static int record(hl_db *db, const row *r, int outcome, const char *why, hl_err *err)
+{
+    char now[TS_LEN], next[TS_LEN];
+    stamp(now, 0);
+    if (outcome == SENT)
+        return hl_db_run(db, err,
+                         "UPDATE hl_mail_queue SET sent_at = ?, last_error = NULL WHERE id = ?",
+                         "sI", now, r->id);
+
+    int64_t attempts = r->attempts < 0               ? 1
+                       : r->attempts < MAX_ATTEMPTS ? r->attempts + 1
+                                                     : MAX_ATTEMPTS;
+    if (attempts >= MAX_ATTEMPTS)
+        outcome = GIVE_UP;
+    int64_t step = attempts < 1 ? 1 : attempts > MAX_ATTEMPTS - 1 ? MAX_ATTEMPTS - 1 : attempts;
+    stamp(next, backoff_s[step - 1]);
+    if (outcome == GIVE_UP)
+        hl_log(HL_LOG_WARN, "mail %lld given up after %lld attempts: %s", (long long)r->id,
+               (long long)attempts, why);
+    else
+        hl_log(HL_LOG_INFO, "mail %lld not sent (attempt %lld, retry at %s): %s",
+               (long long)r->id, (long long)attempts, next, why);
+    return hl_db_run(db, err,
+                     "UPDATE hl_mail_queue SET attempts = ?, last_error = ?, next_attempt_at = ?, "
+                     "failed_at = ? WHERE id = ?",
+                     "IsssI", attempts, why, next, outcome == GIVE_UP ? now : NULL, r->id);
+}
+
+int hl_mail_send_due(hl_db *db, const hl_mail_config *cfg, int max, hl_err *err)
+{
+    hl_err local;
+    if (!err)
+        err = &local;
+    hl_err_clear(err);
+    if (!db || !cfg)
+        return hl_err_set(err, HL_EINVAL, "mail: NULL argument");
+    if (!cfg->smtp_url || !cfg->smtp_url[0] || max <= 0)
+        return 0;
+
+    sender s;
+    memset(&s, 0, sizeof s);
+    int rc;
+    if ((rc = parse_url(&s, cfg->smtp_url, err)) != HL_OK ||
+        (rc = parse_from(&s, cfg->from, err)) != HL_OK || (rc = curl_ready(err)) != HL_OK)
+        return rc;
+    s.timeout = cfg->timeout_s > 0 ? cfg->timeout_s : DEFAULT_TIMEOUT_S;
+    s.user = cfg->username && cfg->username[0] ? cfg->username : NULL;
+    s.pass = cfg->password;
+
+    char now[TS_LEN];
+    stamp(now, 0);
+    int64_t last = 0;
+    int sent = 0;
+    for (int i = 0; i < max; i++) {
+        row r = {0};
+        if ((rc = next_due(db, now, last, &r, err)) != HL_DB_ROW) {
+            row_free(&r);
+            return rc < 0 ? rc : sent;
+        }
+        last = r.id;
+
+        buf msg = {0};
+        hl_err berr;
+        char why[CURL_ERROR_SIZE + sizeof berr.msg];
+        int outcome;
+        hl_err_clear(&berr);
+        rc = build_message(&s, &r, &msg, &berr);
+        if (rc == HL_OK) {
+            outcome = smtp_send(&s, r.to, &msg, why) ? SENT : RETRY;
+        } else if (rc == HL_EINVAL) {
+            outcome = GIVE_UP;
+            snprintf(why, sizeof why, "%s", berr.msg);
+        } else {
+            /* Out of memory: leave the row untouched for the next tick. */
+            free(msg.p);
+            row_free(&r);
+            return hl_err_set(err, rc, "%s", berr.msg);
+        }
+        free(msg.p);
+        /* A success that cannot be recorded stops the batch: carrying on could only send more
+         * mail that will be sent again. */
+        rc = record(db, &r, outcome, why, err);
+        row_free(&r);
+        if (rc < 0)
+            return rc;
+        if (outcome == SENT)
+            sent++;
+    }
+    return sent;
+}

@@ -1,0 +1,30 @@
+/* Accounts on the web: the session cookie (loaded before routing, rotated at login), CSRF
+ * protection of every state-changing request (a per-session token, or a double-submit cookie
+ * for visitors, plus the Origin header), and the password and lockout settings taken from the
+ * configuration. */
+#ifndef HL_WEBAUTH_H
+#define HL_WEBAUTH_H
+
+#include "core/accounts.h"
+#include "core/request.h"
+
+#define HL_SESSION_COOKIE "halle_session"
+#define HL_CSRF_COOKIE "halle_csrf"
+#define HL_CSRF_FIELD "_csrf"
+
+/* Loads the visitor's session and user, if the cookie names a live one. */
+void hl_webauth_load(hl_request *req);
+/* For POST/PUT/PATCH/DELETE: the _csrf field (or X-CSRF-Token header) must equal the expected
+ * token, and an Origin header, when present, must be this site. Returns HL_OK or HL_EINVAL with
+ * a message for the 403 page. */
+int hl_webauth_check_csrf(hl_request *req, hl_err *err);
+/* Logs user_id in: ends the visitor's current session (fixation), creates a new one, sets the
+ * cookie. */
+int hl_webauth_login(hl_request *req, int64_t user_id, hl_err *err);
+/* Ends the current session and clears the cookie. */
+void hl_webauth_logout(hl_request *req);
+
+void hl_webauth_password_params(const hl_config *cfg, hl_password_params *out);
+void hl_webauth_lockout_params(const hl_config *cfg, hl_lockout_params *out);
+
+#endif
