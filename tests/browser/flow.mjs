@@ -47,6 +47,10 @@ const waitStdinLine = () => new Promise((resolve) => {
   stdinLines.once('close', resolve);
 });
 
+// Playwright's messages carry terminal colours and a multi-line call log.
+const short = (e) => String(e && e.message || e).replace(/\x1b\[[0-9;]*m/g, '').split('\n')
+  .map((l) => l.trim()).filter(Boolean).slice(0, 8).join(' | ');
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // The caller writes one file per received message (headers, blank line, body); the first
@@ -158,7 +162,7 @@ async function main() {
         timeout: 15000,
       });
     } catch (e) {
-      emit('launch', false, `chromium did not start: ${e.message.split('\n').slice(0, 6).join(' | ')}`);
+      emit('launch', false, `chromium did not start: ${short(e)}`);
       return;
     }
     emit('launch', true, `chromium ${context.browser()?.version() ?? ''}`.trim());
@@ -312,7 +316,7 @@ async function main() {
   } catch (e) {
     if (!(e instanceof CheckFailed)) {
       emit(`${current}: no error`, false,
-        { error: e.message.split('\n').slice(0, 8).join(' | '), url: page && page.url(), text: page && await pageText(page) });
+        { error: short(e), url: page && page.url(), text: page && await pageText(page) });
     }
     if (page) {
       const shot = path.join(cmd.artefacts, `failure-${current.replace(/\W+/g, '-')}.png`);

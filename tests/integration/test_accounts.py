@@ -18,7 +18,7 @@ import http.client
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Instance, Server, Tap, run  # noqa: E402
+from harness import Browser, Instance, Server, Tap, run  # noqa: E402
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
@@ -62,54 +62,6 @@ class Inbox:
 
     def stop(self):
         self.controller.stop()
-
-
-class Browser:
-    """Keeps cookies like a browser, fills forms with their CSRF token."""
-
-    def __init__(self, port):
-        self.port = port
-        self.cookies = {}
-        self.last_set_cookies = []
-
-    def request(self, method, path, form=None, headers=None):
-        h = dict(headers or {})
-        if self.cookies:
-            h["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form)
-            h["Content-Type"] = "application/x-www-form-urlencoded"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=h)
-            resp = conn.getresponse()
-            data = resp.read().decode("utf-8", "replace")
-            self.last_set_cookies = resp.headers.get_all("Set-Cookie") or []
-            for sc in self.last_set_cookies:
-                name, _, rest = sc.partition("=")
-                value = rest.split(";", 1)[0]
-                if "Max-Age=0" in sc:
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = value
-            return resp.status, resp.headers, data
-        finally:
-            conn.close()
-
-    def get(self, path):
-        return self.request("GET", path)
-
-    def csrf(self, page_html):
-        m = re.search(r'name="_csrf" value="([^"]+)"', page_html)
-        return html.unescape(m.group(1)) if m else ""
-
-    def submit(self, page_path, action, fields):
-        """GETs page_path, then posts fields to action with the page's CSRF token."""
-        st, h, page = self.get(page_path)
-        fields = dict(fields)
-        fields["_csrf"] = self.csrf(page)
-        return self.request("POST", action, form=fields)
 
 
 def link_in(msg):

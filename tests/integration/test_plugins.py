@@ -12,7 +12,7 @@ import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Instance, Server, Tap, run, SRC_DIR  # noqa: E402
+from harness import Browser, Instance, Server, Tap, run, SRC_DIR  # noqa: E402
 
 BUILD = os.environ.get("HALLE_BUILDDIR") or os.path.dirname(os.environ.get("HALLE_BIN", "/work/main/build/halle"))
 C_DIR = os.path.join(BUILD, "tests", "plugins", ".libs")
@@ -205,6 +205,56 @@ def test_disable(t, srv, inst):
     t.eq(r.returncode, 1, "disabling a disabled plugin is an error")
 
 
+def wait_status(srv, path, want, timeout=10):
+    deadline = time.time() + timeout
+    st = None
+    while time.time() < deadline:
+        st, h, b = get(srv, path)
+        if st == want:
+            return st, h, b
+        time.sleep(0.2)
+    return st, None, b""
+
+
+def test_admin_page(t, srv, inst):
+    """The operator's plugins page does what the CLI does, and the change is live at once."""
+    r = run(["user", "-c", inst.conf, "add", "op@example.org", "--name", "Op", "--operator"],
+            env={"HALLE_USER_PASSWORD": "Prune-2026"})
+    t.eq(r.returncode, 0, "operator account created")
+    op = Browser(srv.port)
+    op.submit("/login", "/login", {"email": "op@example.org", "password": "Prune-2026"})
+    st, h, page = op.get("/admin/plugins")
+    t.ok(st == 200 and 'id="plugin-luatest"' in page and "désactivée" in page, "the page lists the disabled plugin", page[:300])
+    t.ok("lecture de products" in page and "lecture de users" in page, "it shows a Lua plugin's permissions")
+    t.ok("refusée" in page and "ABI" in page, "it shows refused plugins with the reason")
+    st, h, page = op.submit("/admin/plugins", "/admin/plugins/luatest/enable", {})
+    t.ok(st == 200 and "Extension activée" in page, "enable from the admin page", page[:300])
+    st, h, b = wait_status(srv, "/luatest/twice", 200)
+    t.eq(st, 200, "the plugin is live after the automatic rolling restart")
+    st, h, page = op.get("/admin/plugins")
+    t.ok('name="s_greeting"' in page and 'name="s_times"' in page and 'name="s_shout"' in page,
+         "a settings form is generated from the plugin's schema")
+    st, h, page = op.submit("/admin/plugins", "/admin/plugins/luatest/settings", {"s_greeting": "Hola", "s_times": "9"})
+    t.ok(st == 422 and "out of range" in page, "settings are validated against the schema", (st, page[-800:]))
+    st, h, page = op.submit("/admin/plugins", "/admin/plugins/luatest/settings", {"s_greeting": "Hola", "s_times": "1"})
+    t.ok(st == 200 and "Réglages enregistrés" in page, "valid settings saved")
+    deadline = time.time() + 10
+    b = b""
+    while time.time() < deadline:
+        st, h, b = get(srv, "/luatest/hello/ana")
+        if b == b"Hola ana":
+            break
+        time.sleep(0.2)
+    t.eq(b, b"Hola ana", "the new setting is used after the reload")
+    st, h, page = op.submit("/admin/plugins", "/admin/plugins/luatest/disable", {})
+    t.ok(st == 200 and "désactivée" in page, "disable from the admin page")
+    st, h, b = wait_status(srv, "/luatest/twice", 404)
+    t.eq(st, 404, "its routes are gone after the reload")
+    anon = Browser(srv.port)
+    st, h, page = anon.request("POST", "/admin/plugins/luatest/enable", form={})
+    t.eq(st, 403, "an anonymous POST is refused (no CSRF token)")
+
+
 def main():
     t = Tap()
     if not os.path.exists(os.path.join(C_DIR, "testc.so")):
@@ -217,6 +267,7 @@ def main():
         srv.start()
         t.run(test_serving, srv, inst)
         t.run(test_disable, srv, inst)
+        t.run(test_admin_page, srv, inst)
     finally:
         srv.stop()
     t.done()
