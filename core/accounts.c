@@ -2,6 +2,7 @@
  * server-side sessions, rate limits and the permission table. Times are ISO-8601 UTC text made
  * here and bound as parameters, so the SQL stays portable to PostgreSQL. */
 #include "core/accounts.h"
+#include "core/utf8.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -70,35 +71,6 @@ static int db_code(const hl_err *err)
     return err && err->code < 0 ? err->code : HL_ERR;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* Text typed by a person: valid UTF-8, no control characters (newlines allowed if nl). */
 static int text_ok(const char *s, size_t len, int nl)
 {
@@ -108,7 +80,7 @@ static int text_ok(const char *s, size_t len, int nl)
             if (!(nl && (p[i] == '\n' || p[i] == '\r')))
                 return 0;
         }
-        size_t k = utf8_seq(p + i, len - i);
+        size_t k = hl_utf8_seq(p + i, len - i);
         if (!k)
             return 0;
         i += k;
@@ -217,7 +189,7 @@ int hl_password_policy(const char *pw, hl_err *err)
                           "Le mot de passe contient des caractères invalides (caractères de "
                           "contrôle ou encodage incorrect).");
     const unsigned char *p = (const unsigned char *)pw;
-    for (size_t i = 0; i < len; i += utf8_seq(p + i, len - i), chars++) {
+    for (size_t i = 0; i < len; i += hl_utf8_seq(p + i, len - i), chars++) {
         if (p[i] >= 'A' && p[i] <= 'Z')
             upper = 1;
         else if (p[i] >= 'a' && p[i] <= 'z')

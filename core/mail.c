@@ -2,6 +2,7 @@
  * the due ones over SMTP with libcurl, one message at a time and outside any transaction, and
  * records each outcome with a retry schedule. */
 #include "core/mail.h"
+#include "core/utf8.h"
 
 #include <curl/curl.h>
 #include <stdint.h>
@@ -46,47 +47,6 @@ static int is_atext(int c)
     return is_alnum(c) || (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
 }
 
-/* Length of the UTF-8 sequence at s (n bytes available), 0 when malformed: overlong forms,
- * surrogates and code points past U+10FFFF are refused like stray bytes. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    uint32_t cp, min;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        len = 3, cp = c & 0x0f, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-static int utf8_valid(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        size_t k = utf8_len((const unsigned char *)s + i, n - i);
-        if (!k)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
 /* One-line header text: UTF-8 without control characters other than TAB. */
 static int line_text_ok(const char *s, size_t n)
 {
@@ -95,7 +55,7 @@ static int line_text_ok(const char *s, size_t n)
         if ((c < 0x20 && c != '\t') || c == 0x7f)
             return 0;
     }
-    return utf8_valid(s, n);
+    return hl_utf8_valid(s, n);
 }
 
 static int local_valid(const char *s, size_t n)
@@ -183,7 +143,7 @@ int64_t hl_mail_queue(hl_db *db, const char *to, const char *subject, const char
     size_t bn = strnlen(body, BODY_MAX + 1);
     if (bn > BODY_MAX)
         return hl_err_set(err, HL_ETOOBIG, "mail: body over %d bytes", BODY_MAX);
-    if (!utf8_valid(body, bn))
+    if (!hl_utf8_valid(body, bn))
         return hl_err_set(err, HL_EINVAL, "mail: body is not valid UTF-8");
 
     char now[TS_LEN];
@@ -259,7 +219,7 @@ static void put_encoded_words(buf *b, size_t col, const char *s, size_t n)
             room = EW_BYTES;
         size_t j = i;
         while (j < n) {
-            size_t k = utf8_len((const unsigned char *)s + j, n - j);
+            size_t k = hl_utf8_seq((const unsigned char *)s + j, n - j);
             if (!k)
                 k = 1;
             if (j + k - i > room)
@@ -548,7 +508,7 @@ static int build_message(const sender *s, const row *r, buf *b, hl_err *err)
         return hl_err_set(err, HL_EINVAL, "invalid recipient address");
     if (sn > SUBJECT_MAX || !line_text_ok(r->subject, sn))
         return hl_err_set(err, HL_EINVAL, "invalid subject");
-    if (bn > BODY_MAX || !utf8_valid(r->body, bn))
+    if (bn > BODY_MAX || !hl_utf8_valid(r->body, bn))
         return hl_err_set(err, HL_EINVAL, "invalid body");
 
     put_date(b);

@@ -15,7 +15,7 @@ int hl_page_begin(hl_request *req, const char *title)
     hl_response_html(req, title);
     hl_response_puts(req, " · ");
     hl_response_html(req, site);
-    hl_response_puts(req, "</title>\n<link rel=\"stylesheet\" href=\"/static/halle.css\">\n</head>\n<body>\n"
+    hl_response_puts(req, "</title>\n<link rel=\"stylesheet\" href=\"/static/halle.css\">\n<link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\n</head>\n<body>\n"
                           "<a class=\"skip\" href=\"#main\">Aller au contenu</a>\n"
                           "<header class=\"site\"><a class=\"brand\" href=\"/\">");
     hl_response_html(req, site);

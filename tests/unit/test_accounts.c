@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/testutil.h"
 #include <sodium.h>
 
 #include "core/accounts.h"
@@ -32,28 +34,6 @@ typedef struct {
     hl_db *db;
 } fx;
 
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            char sub[1024];
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-            rm_rf(sub);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static int setup(void **state)
 {
@@ -76,7 +56,7 @@ static int setup(void **state)
         hl_accounts_init(&err) != HL_OK) {
         fprintf(stderr, "setup: %s (migrations from %s)\n", err.msg, mig);
         hl_db_close(f->db);
-        rm_rf(f->dir);
+        hl_test_rm_rf(f->dir);
         free(f);
         return -1;
     }
@@ -88,7 +68,7 @@ static int teardown(void **state)
 {
     fx *f = *state;
     hl_db_close(f->db);
-    rm_rf(f->dir);
+    hl_test_rm_rf(f->dir);
     free(f);
     return 0;
 }

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/testutil.h"
+
 #include "core/db.h"
 #include "core/log.h"
 
@@ -24,28 +26,6 @@ typedef struct {
     hl_db *db;
 } fx;
 
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            char sub[1024];
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-            rm_rf(sub);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static int setup(void **state)
 {
@@ -62,7 +42,7 @@ static int setup(void **state)
     f->db = hl_db_open(f->path, HL_DB_CREATE, &err);
     if (!f->db) {
         fprintf(stderr, "setup: %s\n", err.msg);
-        rm_rf(f->dir);
+        hl_test_rm_rf(f->dir);
         free(f);
         return -1;
     }
@@ -74,7 +54,7 @@ static int teardown(void **state)
 {
     fx *f = *state;
     hl_db_close(f->db);
-    rm_rf(f->dir);
+    hl_test_rm_rf(f->dir);
     free(f);
     return 0;
 }

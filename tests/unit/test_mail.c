@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/testutil.h"
+
 #include "core/db.h"
 #include "core/log.h"
 #include "core/mail.h"
@@ -77,28 +79,6 @@ typedef struct {
 
 /* ---------------------------------------------------------------- helpers */
 
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            char sub[1024];
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-            rm_rf(sub);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static char *read_all(const char *path, size_t *len)
 {
@@ -228,7 +208,7 @@ static int setup(void **state)
     if (!f->db || migrate(f) != 0) {
         fprintf(stderr, "setup: %s\n", err.msg);
         hl_db_close(f->db);
-        rm_rf(f->dir);
+        hl_test_rm_rf(f->dir);
         free(f);
         return -1;
     }
@@ -243,7 +223,7 @@ static int teardown(void **state)
         waitpid(f->pid, NULL, 0);
     }
     hl_db_close(f->db);
-    rm_rf(f->dir);
+    hl_test_rm_rf(f->dir);
     free(f);
     return 0;
 }
