@@ -372,7 +372,7 @@ static int account_page(hl_request *req, const char *ok, const char *error)
                           "<p>Vos données personnelles seront effacées ; ce que la loi oblige à garder (factures) "
                           "est conservé sans lien avec votre nom. Cette action est définitive.</p>\n");
     hl_page_form_begin(req, "/account/delete", "delete");
-    hl_page_field(req, "password", "current", "Mot de passe actuel", "", "required autocomplete=\"current-password\"", NULL);
+    hl_page_field(req, "password", "delete_password", "Mot de passe actuel", "", "required autocomplete=\"current-password\"", NULL);
     hl_page_field(req, "checkbox", "confirm", "Je veux supprimer définitivement mon compte", "", "required", NULL);
     hl_page_form_end(req, "Supprimer mon compte");
     hl_response_puts(req, "</section>\n");
@@ -406,7 +406,7 @@ static int profile_post(hl_request *req, void *ud)
     return hl_response_redirect(req, 303, "/account?done=profile");
 }
 
-static int check_current_password(hl_request *req, hl_err *err)
+static int check_current_password(hl_request *req, const char *field, hl_err *err)
 {
     hl_password_params pp;
     hl_lockout_params lp;
@@ -414,7 +414,7 @@ static int check_current_password(hl_request *req, hl_err *err)
     hl_webauth_lockout_params(req->cfg, &lp);
     int64_t uid = 0;
     /* Goes through login so that guessing the current password counts toward the lockout. */
-    int rc = hl_user_login(req->db, req->user->email, val(req, "current"), req->remote_ip, &lp, &pp, &uid, err);
+    int rc = hl_user_login(req->db, req->user->email, val(req, field), req->remote_ip, &lp, &pp, &uid, err);
     if (rc == HL_OK && uid != req->user->id)
         rc = HL_EAUTH;
     return rc;
@@ -427,7 +427,7 @@ static int password_post(hl_request *req, void *ud)
         return HL_OK;
     hl_err err;
     hl_err_clear(&err);
-    if (check_current_password(req, &err) != HL_OK)
+    if (check_current_password(req, "current", &err) != HL_OK)
         return hl_response_status(req, 403), account_page(req, NULL, "Le mot de passe actuel est incorrect.");
     if (strcmp(val(req, "password"), val(req, "password2")))
         return hl_response_status(req, 422), account_page(req, NULL, "Les deux mots de passe diffèrent.");
@@ -492,7 +492,7 @@ static int delete_post(hl_request *req, void *ud)
     hl_err_clear(&err);
     if (!checked(req, "confirm"))
         return hl_response_status(req, 422), account_page(req, NULL, "Cochez la case pour confirmer la suppression.");
-    if (check_current_password(req, &err) != HL_OK)
+    if (check_current_password(req, "delete_password", &err) != HL_OK)
         return hl_response_status(req, 403), account_page(req, NULL, "Le mot de passe actuel est incorrect.");
     int64_t id = req->user->id;
     if (hl_user_delete(req->db, id, &err) != HL_OK)

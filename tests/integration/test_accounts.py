@@ -141,6 +141,10 @@ def test_signup_flow(t, srv, inst, inbox):
     t.ok(st == 200 and "Mon compte" in page and "lise@example.org" in page, "the account page shows the user")
     t.ok("Sessions actives" in page and "Consentements" in page and "Supprimer mon compte" in page,
          "it lists sessions, consents and deletion")
+    ids = re.findall(r' id="([^"]+)"', page)
+    t.eq(sorted(i for i in set(ids) if ids.count(i) > 1), [], "no duplicate ids on the page (labels stay tied to their fields)")
+    labels = re.findall(r'<label for="([^"]+)"', page)
+    t.ok(labels and all(l in ids for l in labels), "every label points to a field", labels)
     csp = h.get("Content-Security-Policy", "")
     t.ok("unsafe-inline" not in csp and "frame-ancestors 'none'" in csp and "script-src 'self'" in csp,
          "CSP without unsafe-inline and with frame-ancestors", csp)
@@ -313,9 +317,9 @@ def test_operator(t, srv, inst, inbox):
 def test_delete(t, srv, inst, inbox):
     b = Browser(srv.port)
     st, _, _ = login(b, "lise.martin@example.org", "Reset-2028x")
-    st, h, page = b.submit("/account", "/account/delete", {"current": "Reset-2028x"})
+    st, h, page = b.submit("/account", "/account/delete", {"delete_password": "Reset-2028x"})
     t.eq(st, 422, "deletion needs the confirmation box")
-    st, h, page = b.submit("/account", "/account/delete", {"current": "Reset-2028x", "confirm": "1"})
+    st, h, page = b.submit("/account", "/account/delete", {"delete_password": "Reset-2028x", "confirm": "1"})
     t.ok(st == 200 and "supprimé" in page, "account deleted", page[:300])
     db = sqlite3.connect(inst.db)
     row = db.execute("SELECT email, name, phone, address, deleted_at FROM users WHERE name = '' AND deleted_at IS NOT NULL").fetchall()
