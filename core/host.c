@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/accounts.h"
 #include "core/http.h"
+#include "core/mail.h"
 #include "core/log.h"
 #include "core/request.h"
 #include "core/router.h"
@@ -191,6 +193,26 @@ static double api_db_col_double(halle_stmt *st, int c) { return hl_db_col_double
 static const char *api_db_col_text(halle_stmt *st, int c) { return hl_db_col_text(st, c); }
 static void api_db_done(halle_stmt *st) { hl_db_done(st); }
 
+static int64_t api_req_user(halle_request *r) { return r->user ? r->user->id : 0; }
+static int api_can(halle_request *r, int action, int object, int64_t owner)
+{
+    return hl_auth_can(r->user, (hl_action)action, (hl_object)object, owner);
+}
+static int64_t api_mail(halle_host *h, const char *to, const char *subject, const char *body)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    int64_t id = hl_mail_queue(hl_worker_db(h->worker), to, subject, body, &err);
+    set_error(h, err.msg);
+    return id;
+}
+
+/* The public constants must keep the core's values: plugins compiled against the header pass
+ * them straight through. */
+_Static_assert(HALLE_ACT_DELETE == (int)HL_ACT_DELETE && HALLE_OBJ_USER_LOCKS == (int)HL_OBJ_USER_LOCKS &&
+                   (unsigned)HALLE_GET == (unsigned)HL_METHOD_GET && (unsigned)HALLE_OPTIONS == (unsigned)HL_METHOD_OPTIONS,
+               "plugin.h constants out of step with the core");
+
 static const halle_api api = {
     .api_version = HALLE_API_VERSION,
     .struct_size = sizeof(halle_api),
@@ -225,6 +247,9 @@ static const halle_api api = {
     .db_col_double = api_db_col_double,
     .db_col_text = api_db_col_text,
     .db_done = api_db_done,
+    .req_user = api_req_user,
+    .can = api_can,
+    .mail = api_mail,
 };
 
 const halle_api *hl_host_api(void) { return &api; }

@@ -21,6 +21,8 @@ struct halle_host {
     hl_db_policy policy;          /* Lua: what its SQL may touch */
     json_t *settings;
     char last_error[512];
+    struct hl_host_tpl *tpls;     /* Lua: templates compiled by halle.render, by name */
+    size_t ntpls;
 };
 
 /* Loads every enabled plugin into the worker; a plugin that fails is logged with its reason

@@ -15,6 +15,8 @@
 #include "core/request.h"
 #include "core/router.h"
 #include "core/accounts.h"
+#include "core/mail.h"
+#include "core/mustache.h"
 
 #define JSON_DEPTH 32
 #define STOP_MARK "halle.stop"
@@ -549,8 +551,133 @@ static int declarations_filter(void *ud, hl_hook_call *call)
     return HL_HOOK_CONTINUE;
 }
 
+/* halle.can(req, action, object, owner): the core's permission check for the request's user.
+ * Names instead of numbers: "view", "edit", "create", "delete"; objects as in hl_object. */
+static int l_can(lua_State *L)
+{
+    static const char *const actions[] = {"view", "edit", "create", "delete", NULL};
+    static const char *const objects[] = {"operator_pages", "user_account", "group_settings", "group_members",
+                                          "group_orders", "producer_account", "catalog", "producer_orders",
+                                          "user_locks", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int action = luaL_checkoption(L, 2, NULL, actions) + 1;
+    int object = luaL_checkoption(L, 3, NULL, objects) + 1;
+    lua_Integer owner = luaL_optinteger(L, 4, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "halle.request");
+    hl_request *r = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    lua_pushboolean(L, r && hl_auth_can(r->user, (hl_action)action, (hl_object)object, (int64_t)owner));
+    return 1;
+}
+
+static int l_mail(lua_State *L)
+{
+    const char *to = luaL_checkstring(L, 1), *subject = luaL_checkstring(L, 2), *body = luaL_checkstring(L, 3);
+    hl_err err;
+    hl_err_clear(&err);
+    int64_t id = hl_mail_queue(hl_worker_db(host_of(L)->worker), to, subject, body, &err);
+    if (id < 0)
+        return luaL_error(L, "%s", err.msg);
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+/* ---- templates: halle.render(name, context) ------------------------------------------- */
+
+struct hl_host_tpl {
+    char *name;
+    hl_tpl *tpl;
+};
+
+static int tpl_name_ok(const char *n)
+{
+    if (!*n || strlen(n) > 100 || strstr(n, "..") || n[0] == '/')
+        return 0;
+    for (; *n; n++)
+        if (!((*n >= 'a' && *n <= 'z') || (*n >= '0' && *n <= '9') || *n == '_' || *n == '-' || *n == '/'))
+            return 0;
+    return 1;
+}
+
+static char *read_plugin_file(const char *dir, const char *name, size_t *len)
+{
+    if (!tpl_name_ok(name))
+        return NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/templates/%s.mustache", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    int big = buf && !feof(f);
+    fclose(f);
+    if (!buf || big) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static char *tpl_loader(void *ud, const char *name, size_t *len)
+{
+    return read_plugin_file(ud, name, len);
+}
+
+static int l_render(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    halle_host *h = host_of(L);
+    hl_tpl *tpl = NULL;
+    for (size_t i = 0; i < h->ntpls; i++)
+        if (!strcmp(h->tpls[i].name, name))
+            tpl = h->tpls[i].tpl;
+    hl_err err;
+    hl_err_clear(&err);
+    if (!tpl) {
+        const char *dir = NULL;
+        lua_getfield(L, LUA_REGISTRYINDEX, "halle.dir");
+        dir = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        size_t len = 0;
+        char *text = dir ? read_plugin_file(dir, name, &len) : NULL;
+        if (!text)
+            return luaL_error(L, "no template templates/%s.mustache in plugin %s", name, h->name);
+        char label[160];
+        snprintf(label, sizeof label, "%s/templates/%s.mustache", h->name, name);
+        hl_tpl_opts o = {tpl_loader, (void *)dir, 1};
+        tpl = hl_tpl_compile(label, text, len, &o, &err);
+        free(text);
+        if (!tpl)
+            return luaL_error(L, "%s", err.msg);
+        struct hl_host_tpl *n = realloc(h->tpls, (h->ntpls + 1) * sizeof *n);
+        if (!n) {
+            hl_tpl_free(tpl);
+            return luaL_error(L, "out of memory");
+        }
+        h->tpls = n;
+        h->tpls[h->ntpls].name = strdup(name);
+        h->tpls[h->ntpls++].tpl = tpl;
+    }
+    json_t *ctx = lua_isnoneornil(L, 2) ? json_object() : to_json(L, 2, 0);
+    char *out = NULL;
+    size_t olen = 0;
+    int rc = hl_tpl_render(tpl, ctx, &out, &olen, &err);
+    json_decref(ctx);
+    if (rc != HL_OK) {
+        free(out);
+        return luaL_error(L, "%s", err.msg);
+    }
+    lua_pushlstring(L, out, olen);
+    free(out);
+    return 1;
+}
+
 static const luaL_Reg halle_fns[] = {
-    {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting}, {NULL, NULL}};
+    {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting},
+    {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {NULL, NULL}};
 
 int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err)
 {
@@ -564,6 +691,8 @@ int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_
     lua_State *L = hl_lua_state(h->lua);
     lua_pushlightuserdata(L, h);
     lua_setfield(L, LUA_REGISTRYINDEX, "halle.host");
+    lua_pushstring(L, p->path);
+    lua_setfield(L, LUA_REGISTRYINDEX, "halle.dir");
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "halle.routes");
     lua_newtable(L);
@@ -623,5 +752,12 @@ void hl_luaplugin_unload(halle_host *h)
     lua_pop(L, 1);
     hl_lua_free(h->lua);
     h->lua = NULL;
+    for (size_t i = 0; i < h->ntpls; i++) {
+        free(h->tpls[i].name);
+        hl_tpl_free(h->tpls[i].tpl);
+    }
+    free(h->tpls);
+    h->tpls = NULL;
+    h->ntpls = 0;
     hl_plugin_policy_free(&h->policy);
 }

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define HALLE_PLUGIN_ABI 1
-#define HALLE_API_VERSION 1
+#define HALLE_API_VERSION 2
 
 typedef struct json_t json_t;              /* jansson */
 typedef struct halle_host halle_host;      /* this plugin, as the core knows it */
@@ -39,6 +39,13 @@ enum { HALLE_OK = 0, HALLE_ERROR = -1 };
 /* What a hook callback returns. */
 enum { HALLE_HOOK_CONTINUE = 0, HALLE_HOOK_STOP = 1 };
 enum { HALLE_HOOK_ACTION = 1, HALLE_HOOK_FILTER = 2 };
+/* Permissions (halle_api.can): actions and objects, as the core decides them. */
+enum { HALLE_ACT_VIEW = 1, HALLE_ACT_EDIT, HALLE_ACT_CREATE, HALLE_ACT_DELETE };
+enum {
+    HALLE_OBJ_OPERATOR_PAGES = 1, HALLE_OBJ_USER_ACCOUNT, HALLE_OBJ_GROUP_SETTINGS, HALLE_OBJ_GROUP_MEMBERS,
+    HALLE_OBJ_GROUP_ORDERS, HALLE_OBJ_PRODUCER_ACCOUNT, HALLE_OBJ_CATALOG, HALLE_OBJ_PRODUCER_ORDERS,
+    HALLE_OBJ_USER_LOCKS
+};
 /* Database step results. */
 enum { HALLE_DB_DONE = 0, HALLE_DB_ROW = 1 };
 
@@ -96,6 +103,15 @@ typedef struct halle_api {
     double (*db_col_double)(halle_stmt *st, int col);
     const char *(*db_col_text)(halle_stmt *st, int col);
     void (*db_done)(halle_stmt *st);
+
+    /* -- API version 2 -- */
+    /* The logged-in user's id, 0 for a visitor. */
+    int64_t (*req_user)(halle_request *r);
+    /* The core's one permission check: may the request's user do action on object (owned by
+     * owner: a user, group or producer id)? 1 or 0. */
+    int (*can)(halle_request *r, int action, int object, int64_t owner);
+    /* Queues a plain-text mail (sent by the core's mail queue). Returns > 0 or an error. */
+    int64_t (*mail)(halle_host *h, const char *to, const char *subject, const char *body);
 } halle_api;
 
 typedef struct halle_plugin {

@@ -3,6 +3,7 @@
 # plugin's tables), enabled/disabled with the CLI, then served by the real server: routes,
 # hook order across languages, filters that refuse, sandbox limits and SQL isolation.
 import json
+import re
 import os
 import shutil
 import sqlite3
@@ -132,6 +133,23 @@ def test_serving(t, srv, inst):
     st, h, b = get(srv, "/luatest/re")
     t.ok(st == 200 and json.loads(b) == {"year": "2026", "month": "11"}, "halle.re (PCRE2) works", b)
 
+    st, h, b = get(srv, "/luatest/page?name=%3Cscript%3E")
+    t.ok(st == 200 and b"Bonjour &lt;script&gt;" in b and b"<li>a&lt;b</li>" in b and b"<em>ok</em>" in b,
+         "halle.render: plugin templates and partials, escaped by default, raw only with {{{ }}}", b)
+    st, h, b = get(srv, "/luatest/badtemplate")
+    t.eq(st, 500, "halle.render refuses a template name outside the plugin")
+    st, h, b = get(srv, "/luatest/whoami")
+    t.ok(st == 200 and json.loads(b) == {"user": False, "operator": False, "own_account": False},
+         "halle.can: a visitor may not see operator pages", b)
+    st, h, b = get(srv, "/testc/me")
+    t.ok(st == 200 and b == b"user=0 operator=0", "C API 2: req_user and can", b)
+    st, h, b = get(srv, "/luatest/mail")
+    mail_id = json.loads(b).get("id") if st == 200 else None
+    db = sqlite3.connect(inst.db)
+    row = db.execute("SELECT recipient, subject FROM hl_mail_queue WHERE id = ?", (mail_id,)).fetchone()
+    db.close()
+    t.eq(row, ("news@example.org", "Lettre de test"), "halle.mail queues a message")
+
     st, h, b = get(srv, "/luatest/error")
     t.ok(st == 500 and b"<html" in b, "a Lua error gives a 500 page", st)
     time.sleep(0.2)
@@ -223,6 +241,8 @@ def test_admin_page(t, srv, inst):
     t.eq(r.returncode, 0, "operator account created")
     op = Browser(srv.port)
     op.submit("/login", "/login", {"email": "op@example.org", "password": "Prune-2026"})
+    st, h, b = op.get("/testc/me")
+    t.ok(st == 200 and re.match(r"user=\d+ operator=1", b), "C API 2: the operator is recognised", b)
     st, h, page = op.get("/admin/plugins")
     t.ok(st == 200 and 'id="plugin-luatest"' in page and "désactivée" in page, "the page lists the disabled plugin", page[:300])
     t.ok("lecture de products" in page and "lecture de users" in page, "it shows a Lua plugin's permissions")

@@ -17,6 +17,17 @@ static int ping(halle_request *r, void *ud)
     return api->resp_write(r, who ? who : "?", who ? strlen(who) : 1);
 }
 
+/* API version 2: who is asking, and may they see the operator pages? */
+static int me(halle_request *r, void *ud)
+{
+    (void)ud;
+    char buf[96];
+    int n = snprintf(buf, sizeof buf, "user=%lld operator=%d", (long long)api->req_user(r),
+                     api->can(r, HALLE_ACT_VIEW, HALLE_OBJ_OPERATOR_PAGES, 0));
+    api->resp_header(r, "Content-Type", "text/plain; charset=utf-8");
+    return api->resp_write(r, buf, (size_t)n);
+}
+
 static int refuse(void *ud, halle_hook_call *c)
 {
     (void)ud;
@@ -42,6 +53,9 @@ static int init(halle_host *h, const halle_api *a)
     api = a;
     if (a->route(h, HALLE_GET, "/testc/ping/(?<who>[a-z]+)", ping, NULL) != HALLE_OK)
         return HALLE_ERROR;
+    /* Functions of API version 2 exist only when the core provides them. */
+    if (a->api_version >= 2 && a->route(h, HALLE_GET, "/testc/me", me, NULL) != HALLE_OK)
+        return HALLE_ERROR;
     if (a->hook(h, "request.before", 10, refuse, NULL) != HALLE_OK)
         return HALLE_ERROR;
     if (a->hook(h, "response.before", 5, trace, "c5") != HALLE_OK ||
@@ -52,5 +66,5 @@ static int init(halle_host *h, const halle_api *a)
 }
 
 HALLE_PLUGIN_DESCRIPTOR = {
-    HALLE_PLUGIN_HEADER, 1, "testc", "1.0.0", "C test plugin", NULL, init, NULL,
+    HALLE_PLUGIN_HEADER, 1, "testc", "1.0.0", "C test plugin (works with API 1, uses API 2 when present)", NULL, init, NULL,
 };

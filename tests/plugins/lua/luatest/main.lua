@@ -86,3 +86,18 @@ end)
 halle.privacy.declare({ purpose = "test data", legal_basis = "legitimate interest", retention = "1 year" })
 halle.cookies.declare({ name = "luatest_pref", purpose = "remember a choice", duration_days = 30 })
 halle.log("info", "luatest loaded")
+
+-- API version 2: templates of the plugin, the core's permission check, the mail queue.
+halle.route("GET", "/luatest/page", function(req)
+  return halle.render("page", { title = "Page", name = req.query.name or "?", items = { "a<b", "c" },
+                                trusted = "<em>ok</em>" })
+end)
+halle.route("GET", "/luatest/whoami", function(req)
+  return { json = { user = req.user and req.user.id or false,
+                    operator = halle.can(req, "view", "operator_pages"),
+                    own_account = req.user and halle.can(req, "edit", "user_account", req.user.id) or false } }
+end)
+halle.route("GET", "/luatest/mail", function(req)
+  return { json = { id = halle.mail("news@example.org", "Lettre de test", "Bonjour") } }
+end)
+halle.route("GET", "/luatest/badtemplate", function(req) return halle.render("../../etc/passwd", {}) end)
