@@ -281,6 +281,20 @@ def test_rate_limit(t, srv, inst, inbox):
         t.eq(codes, [401] * 5 + [429] * 2, "the 6th attempt from one address within 5 minutes is refused (429)")
 
 
+def test_secure_cookie(t, srv, inst, inbox):
+    """Behind TLS (base_url https), the session cookie is Secure."""
+    inst2 = Instance()
+    inst2.set(password_cost="min", base_url="https://halle.example.org")
+    r = run(["user", "-c", inst2.conf, "add", "tls@example.org", "--name", "TLS"], env={"HALLE_USER_PASSWORD": PASSWORD})
+    t.eq(r.returncode, 0, "account created")
+    with Server(inst2, workers=1, tap=t) as s2:
+        b = Browser(s2.port)
+        st, h, page = login(b, "tls@example.org")
+        cookie = [c for c in b.last_set_cookies if c.startswith("halle_session=")]
+        t.ok(st == 303 and cookie and "; Secure" in cookie[0], "the session cookie is Secure when base_url is https",
+             b.last_set_cookies)
+
+
 def test_operator(t, srv, inst, inbox):
     client = Browser(srv.port)
     st, h, page = client.get("/admin")
@@ -347,6 +361,7 @@ def main():
         t.run(test_reset, srv, inst, inbox)
         t.run(test_lockout, srv, inst, inbox)
         t.run(test_rate_limit, srv, inst, inbox)
+        t.run(test_secure_cookie, srv, inst, inbox)
         t.run(test_operator, srv, inst, inbox)
         t.run(test_delete, srv, inst, inbox)
     finally:
