@@ -34,6 +34,7 @@
 #include "core/log.h"
 #include "core/site.h"
 #include "core/static.h"
+#include "core/theme.h"
 #include "core/webauth.h"
 
 #ifndef HALLE_SHARE_DIR
@@ -53,6 +54,7 @@ struct hl_worker {
     hl_connlog *connlog;
     hl_arena *arena;
     hl_hooks *hooks;
+    hl_themes *themes;
     halle_host **hosts;
     size_t nhosts;
     int hook_request_before, hook_response_before;
@@ -75,6 +77,7 @@ hl_db *hl_worker_db(hl_worker *w) { return w->db; }
 hl_db *hl_worker_archive(hl_worker *w) { return w->archive; }
 const hl_config *hl_worker_config(hl_worker *w) { return w->cfg; }
 hl_hooks *hl_worker_hooks(hl_worker *w) { return w->hooks; }
+hl_themes *hl_worker_themes(hl_worker *w) { return w->themes; }
 
 const char *hl_http_share_dir(const hl_config *cfg)
 {
@@ -277,6 +280,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     req.worker = w;
     req.started_us = w->last_dispatch_us = now_us();
     req.method = method_bit(evhttp_request_get_command(ev), &req.method_name);
+    req.lang = "fr";
     struct evhttp_connection *conn = evhttp_request_get_connection(ev);
     if (conn) {
         char *host = NULL;
@@ -335,6 +339,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     evhttp_request_set_on_complete_cb(ev, on_reply_written, w);
     hl_request_send(&req, w->stopping);
     access_log(w, &req, ev, bytes);
+    json_decref(req.meta);
     hl_arena_reset(w->arena);
 }
 
@@ -462,6 +467,7 @@ static void worker_free(hl_worker *w)
     if (w->base) event_base_free(w->base);
     hl_connlog_free(w->connlog);
     hl_hooks_free(w->hooks);
+    hl_themes_free(w->themes);
     hl_host_unload_all(w->hosts, w->nhosts);
     hl_static_free(w->statics);
     hl_router_free(w->router);
@@ -485,6 +491,21 @@ static int load_theme_static(hl_worker *w, hl_err *err)
     return rc;
 }
 
+static int load_themes(const hl_config *cfg, hl_themes **out, hl_err *err)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/themes", hl_http_share_dir(cfg));
+    hl_themes *t = hl_themes_load(dir, cfg->dev_mode, err);
+    if (!t)
+        return err && err->code ? err->code : HL_ERR;
+    if (cfg->theme && !hl_themes_find(t, cfg->theme)) {
+        hl_themes_free(t);
+        return hl_err_set(err, HL_EINVAL, "theme '%s' (halle.conf) is not installed in %s", cfg->theme, dir);
+    }
+    *out = t;
+    return HL_OK;
+}
+
 static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
 {
     hl_worker w;
@@ -499,7 +520,7 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
     }
     if (!(w.db = hl_db_open(cfg->db_path, 0, err)) || !(w.archive = hl_db_open(cfg->archive_path, 0, err)))
         goto out;
-    if ((rc = load_theme_static(&w, err)) != HL_OK)
+    if ((rc = load_theme_static(&w, err)) != HL_OK || (rc = load_themes(cfg, &w.themes, err)) != HL_OK)
         goto out;
     if ((rc = hl_site_register(&w, cfg, w.statics, err)) != HL_OK ||
         (rc = hl_account_pages_register(&w, err)) != HL_OK)
@@ -664,6 +685,10 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
     if (rc)
         return rc;
     /* Fail now, with a message on the terminal, rather than in every worker. */
+    hl_themes *themes = NULL;
+    if ((rc = load_themes(cfg, &themes, err)) != HL_OK)
+        return rc;
+    hl_themes_free(themes);
     int probe = open_listener(cfg->listen_host, cfg->listen_port, err);
     if (probe < 0)
         return probe;

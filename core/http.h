@@ -19,6 +19,7 @@ hl_db *hl_worker_db(hl_worker *w);
 hl_db *hl_worker_archive(hl_worker *w);
 const hl_config *hl_worker_config(hl_worker *w);
 struct hl_hooks *hl_worker_hooks(hl_worker *w);
+struct hl_themes *hl_worker_themes(hl_worker *w);
 
 /* Runs the master: migrations, bind check, N workers, restart of crashed workers, graceful
  * stop on SIGTERM/SIGINT, rolling restart with a fresh configuration on SIGHUP. Returns when

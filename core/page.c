@@ -1,13 +1,21 @@
-/* Built-in page frame and error pages (see page.h). Messages are always escaped: they may echo
- * what the client sent. */
+/* Page frame and error pages (see page.h): rendered with the theme's templates (layout, page,
+ * error) along the theme chain; the built-in HTML below is the fallback when a theme cannot
+ * render, so an error page never fails. Messages are always escaped: they may echo what the
+ * client sent. */
 #include "core/page.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "core/accounts.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/theme.h"
 
-int hl_page_begin(hl_request *req, const char *title)
+#include <jansson.h>
+#include <stdlib.h>
+
+static int builtin_begin(hl_request *req, const char *title)
 {
     const char *site = req->cfg && req->cfg->name ? req->cfg->name : "halle";
     hl_response_puts(req, "<!DOCTYPE html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -34,7 +42,7 @@ int hl_page_begin(hl_request *req, const char *title)
     return hl_response_puts(req, "</nav></header>\n<main id=\"main\">\n");
 }
 
-int hl_page_end(hl_request *req)
+static int builtin_end(hl_request *req)
 {
     return hl_response_puts(req, "</main>\n<footer class=\"site\"><p>Propulsé par halle · "
                                  "vente directe sans commission</p></footer>\n</body>\n</html>\n");
@@ -55,11 +63,11 @@ static const char *explain(int status)
     }
 }
 
-int hl_page_error(hl_request *req, int status, const char *message)
+static int builtin_error(hl_request *req, int status, const char *message)
 {
     char title[64];
     snprintf(title, sizeof title, "%d %s", status, hl_http_reason(status));
-    hl_page_begin(req, title);
+    builtin_begin(req, title);
     hl_response_printf(req, "<section class=\"error\" data-status=\"%d\">\n<h1>", status);
     hl_response_html(req, title);
     hl_response_puts(req, "</h1>\n<p>");
@@ -71,7 +79,7 @@ int hl_page_error(hl_request *req, int status, const char *message)
         hl_response_puts(req, "</p>\n");
     }
     hl_response_puts(req, "<p><a href=\"/\">Retour à l'accueil</a></p>\n</section>\n");
-    return hl_page_end(req);
+    return builtin_end(req);
 }
 
 int hl_page_form_begin(hl_request *req, const char *action, const char *id)
@@ -141,4 +149,104 @@ int hl_page_notice(hl_request *req, const char *kind, const char *message)
     hl_response_printf(req, "<p class=\"notice %s\" role=\"%s\">", kind, strcmp(kind, "error") ? "status" : "alert");
     hl_response_html(req, message);
     return hl_response_puts(req, "</p>\n");
+}
+
+/* ---- themed pages ------------------------------------------------------------------- */
+
+json_t *hl_page_context(hl_request *req)
+{
+    const hl_config *cfg = req->cfg;
+    json_t *ctx = json_pack("{s:s, s:{s:s, s:s}}", "lang", req->lang ? req->lang : "fr", "site", "name",
+                            cfg && cfg->name ? cfg->name : "halle", "description",
+                            "Vente directe de produits locaux, sans commission.");
+    if (!ctx)
+        return NULL;
+    if (req->user) {
+        json_object_set_new(ctx, "user", json_pack("{s:s, s:b}", "name", req->user->name, "operator",
+                                                   (req->user->roles & HL_ROLE_OPERATOR) != 0));
+        json_object_set_new(ctx, "csrf", json_string(hl_request_csrf(req)));
+    }
+    if (cfg && cfg->base_url && req->path) {
+        char *url = hl_arena_printf(req->arena, "%s%s", cfg->base_url, req->path);
+        json_object_set_new(ctx, "page", json_pack("{s:s}", "url", url ? url : ""));
+    }
+    json_t *meta = req->meta;
+    if (meta && json_is_object(meta))
+        json_object_update_recursive(ctx, meta);
+    return ctx;
+}
+
+int hl_page_render(hl_request *req, const char *name, json_t *ctx, hl_err *err)
+{
+    hl_themes *themes = req->worker ? hl_worker_themes(req->worker) : NULL;
+    if (!themes)
+        return hl_err_set(err, HL_ENOTFOUND, "no themes loaded");
+    const char *chain[16];
+    size_t n = hl_themes_chain(themes, req->group_theme, req->cfg ? req->cfg->theme : NULL, chain, 16);
+    char *out = NULL;
+    size_t len = 0;
+    int rc = hl_themes_render(themes, chain, n, name, ctx, &out, &len, err);
+    if (rc == HL_OK)
+        rc = hl_response_write(req, out, len);
+    free(out);
+    return rc;
+}
+
+int hl_page_begin(hl_request *req, const char *title)
+{
+    req->page_title = hl_arena_strdup(req->arena, title ? title : "");
+    if (!req->worker || !hl_worker_themes(req->worker))
+        return builtin_begin(req, title);
+    return HL_OK;
+}
+
+int hl_page_end(hl_request *req)
+{
+    if (!req->worker || !hl_worker_themes(req->worker))
+        return builtin_end(req);
+    size_t len = 0;
+    char *body = hl_response_take(req, &len);
+    json_t *ctx = hl_page_context(req);
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = HL_ENOMEM;
+    if (ctx && body) {
+        json_object_set_new(ctx, "title", json_string(req->page_title ? req->page_title : ""));
+        json_object_set_new(ctx, "body", json_stringn(body, len));
+        rc = hl_page_render(req, "page", ctx, &err);
+    }
+    json_decref(ctx);
+    if (rc != HL_OK) {
+        hl_log(HL_LOG_ERROR, "theme: %s; using the built-in page", err.msg);
+        builtin_begin(req, req->page_title);
+        if (body)
+            hl_response_write(req, body, len);
+        return builtin_end(req);
+    }
+    return HL_OK;
+}
+
+int hl_page_error(hl_request *req, int status, const char *message)
+{
+    if (!req->worker || !hl_worker_themes(req->worker))
+        return builtin_error(req, status, message);
+    json_t *ctx = hl_page_context(req);
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = HL_ENOMEM;
+    if (ctx) {
+        json_object_set_new(ctx, "status", json_integer(status));
+        json_object_set_new(ctx, "reason", json_string(hl_http_reason(status)));
+        json_object_set_new(ctx, "explanation", json_string(explain(status)));
+        if (message && *message)
+            json_object_set_new(ctx, "detail", json_string(message));
+        rc = hl_page_render(req, "error", ctx, &err);
+    }
+    json_decref(ctx);
+    if (rc != HL_OK) {
+        hl_response_take(req, NULL);
+        hl_log(HL_LOG_ERROR, "theme: %s; using the built-in error page", err.msg);
+        return builtin_error(req, status, message);
+    }
+    return HL_OK;
 }

@@ -4,6 +4,8 @@
 #ifndef HL_PAGE_H
 #define HL_PAGE_H
 
+#include <jansson.h>
+
 #include "core/request.h"
 
 /* Writes the start of an HTML page (doctype, head with title and the theme's stylesheet,
@@ -20,6 +22,13 @@ int hl_page_field(hl_request *req, const char *type, const char *name, const cha
                   const char *value, const char *attrs, const char *help);
 /* kind: "ok", "error", "info". */
 int hl_page_notice(hl_request *req, const char *kind, const char *message);
+
+/* The context every themed page gets: lang, site {name, description}, user {name, operator}
+ * and csrf when logged in, page {url}, merged with req->meta. New reference. */
+json_t *hl_page_context(hl_request *req);
+/* Renders the theme template name with ctx (see core/theme.h for the lookup) into the
+ * response. */
+int hl_page_render(hl_request *req, const char *name, json_t *ctx, hl_err *err);
 
 /* A complete error page for status with an explanation and a link home. */
 int hl_page_error(hl_request *req, int status, const char *message);

@@ -143,6 +143,20 @@ char *hl_html_escape(hl_arena *a, const char *s)
     return out;
 }
 
+char *hl_response_take(hl_request *req, size_t *len)
+{
+    struct evbuffer *out = P(req)->out;
+    size_t n = evbuffer_get_length(out);
+    char *copy = hl_arena_alloc(req->arena, n + 1);
+    if (!copy)
+        return NULL;
+    evbuffer_remove(out, copy, n);
+    copy[n] = '\0';
+    if (len)
+        *len = n;
+    return copy;
+}
+
 size_t hl_response_length(hl_request *req)
 {
     return evbuffer_get_length(P(req)->out);

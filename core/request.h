@@ -44,6 +44,10 @@ struct hl_request {
     const struct hl_session *session;
     const char *session_raw;  /* the session cookie's value */
     const char *csrf;         /* the token forms must carry (session's, or the halle_csrf cookie's) */
+    const char *lang;         /* language of the page ("fr", "en") */
+    const char *group_theme;  /* theme of the local group whose page this is, or NULL */
+    const char *page_title;   /* set by hl_page_begin */
+    void *meta;               /* extra page context (json_t *, owned by the request) for the layout */
     /* response */
     int status;
     int64_t started_us;
@@ -76,6 +80,9 @@ int hl_response_error(hl_request *req, int status, const char *message);
 /* Sends a redirect (303 for POST, else 302 unless status given). */
 int hl_response_redirect(hl_request *req, int status, const char *location);
 size_t hl_response_length(hl_request *req);
+/* Moves the body written so far into the arena (NUL-terminated) and empties the response:
+ * used to wrap a page's body in the theme layout. */
+char *hl_response_take(hl_request *req, size_t *len);
 
 /* The reason phrase for a status ("Not Found"). */
 const char *hl_http_reason(int status);

@@ -11,11 +11,21 @@
 #include <unistd.h>
 
 #include "core/http.h"
+#include "core/log.h"
 #include "core/page.h"
 
 static int home(hl_request *req, void *ud)
 {
     (void)ud;
+    json_t *ctx = hl_page_context(req);
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = ctx ? hl_page_render(req, "home", ctx, &err) : HL_ENOMEM;
+    json_decref(ctx);
+    if (rc == HL_OK)
+        return HL_OK;
+    hl_log(HL_LOG_ERROR, "theme: %s; using the built-in home page", err.msg);
+    hl_response_take(req, NULL);
     hl_page_begin(req, "Accueil");
     hl_response_puts(req, "<section class=\"hero\">\n<h1>");
     hl_response_html(req, req->cfg->name);
