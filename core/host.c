@@ -3,6 +3,7 @@
 #include "core/host.h"
 
 #include <dlfcn.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "core/accounts.h"
 #include "core/http.h"
 #include "core/mail.h"
+#include "core/page.h"
 #include "core/log.h"
 #include "core/request.h"
 #include "core/router.h"
@@ -207,9 +209,109 @@ static int64_t api_mail(halle_host *h, const char *to, const char *subject, cons
     return id;
 }
 
+static const char *api_req_csrf(halle_request *r) { return hl_request_csrf(r); }
+static int api_resp_redirect(halle_request *r, const char *location) { return hl_response_redirect(r, 303, location); }
+
+static int api_render(halle_request *r, const char *name, json_t *ctx)
+{
+    json_t *full = hl_page_context(r);
+    if (!full)
+        return HL_ENOMEM;
+    if (json_is_object(ctx))
+        json_object_update_recursive(full, ctx);
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_page_render(r, name, full, &err);
+    json_decref(full);
+    if (rc != HL_OK)
+        hl_log(HL_LOG_ERROR, "render %s: %s", name, err.msg);
+    return rc;
+}
+
+static void api_set_group_theme(halle_request *r, const char *theme)
+{
+    r->group_theme = theme ? hl_arena_strdup(r->arena, theme) : NULL;
+}
+
+static const void *api_req_file(halle_request *r, const char *field, size_t *len, const char **filename,
+                                const char **content_type)
+{
+    const hl_param *p = hl_params_get(&r->form, field);
+    if (!p || !p->filename)
+        return NULL;
+    if (len)
+        *len = p->value_len;
+    if (filename)
+        *filename = p->filename;
+    if (content_type)
+        *content_type = p->content_type;
+    return p->value;
+}
+
+static const char *api_req_user_name(halle_request *r) { return r->user ? r->user->name : NULL; }
+
+static int api_user_add_role(halle_host *h, int64_t user_id, unsigned role, int64_t group_id)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_user_add_role(hl_worker_db(h->worker), user_id, role, group_id, &err);
+    set_error(h, err.msg);
+    return rc;
+}
+
+typedef struct tx_call {
+    halle_host *h;
+    int (*fn)(halle_host *, void *);
+    void *ud;
+} tx_call;
+
+static int tx_trampoline(hl_db *db, void *ud, hl_err *err)
+{
+    (void)db;
+    tx_call *c = ud;
+    int rc = c->fn(c->h, c->ud);
+    return rc == HALLE_OK ? HL_OK : hl_err_set(err, rc < 0 ? rc : HL_ERR, "%s", c->h->last_error);
+}
+
+static int api_db_tx(halle_host *h, int (*fn)(halle_host *, void *), void *ud)
+{
+    tx_call c = {h, fn, ud};
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_db_tx(hl_worker_db(h->worker), tx_trampoline, &c, &err);
+    if (rc)
+        set_error(h, err.msg);
+    return rc;
+}
+
+static int64_t api_db_last_id(halle_host *h) { return hl_db_last_insert_id(hl_worker_db(h->worker)); }
+
+struct hl_host_cmd {
+    char *name;
+    char *usage;
+    int (*fn)(halle_host *, int, char **);
+};
+
+static int api_command(halle_host *h, const char *name, const char *usage, int (*fn)(halle_host *, int, char **))
+{
+    if (!name || !*name || !fn)
+        return HL_EINVAL;
+    struct hl_host_cmd *n = realloc(h->cmds, (h->ncmds + 1) * sizeof *n);
+    if (!n)
+        return HL_ENOMEM;
+    h->cmds = n;
+    h->cmds[h->ncmds].name = strdup(name);
+    h->cmds[h->ncmds].usage = strdup(usage ? usage : "");
+    h->cmds[h->ncmds].fn = fn;
+    h->ncmds++;
+    return HL_OK;
+}
+
 /* The public constants must keep the core's values: plugins compiled against the header pass
  * them straight through. */
 _Static_assert(HALLE_ACT_DELETE == (int)HL_ACT_DELETE && HALLE_OBJ_USER_LOCKS == (int)HL_OBJ_USER_LOCKS &&
+                   (unsigned)HALLE_ROLE_OPERATOR == (unsigned)HL_ROLE_OPERATOR &&
+                   (unsigned)HALLE_ROLE_COORDINATOR == (unsigned)HL_ROLE_COORDINATOR &&
                    (unsigned)HALLE_GET == (unsigned)HL_METHOD_GET && (unsigned)HALLE_OPTIONS == (unsigned)HL_METHOD_OPTIONS,
                "plugin.h constants out of step with the core");
 
@@ -250,6 +352,16 @@ static const halle_api api = {
     .req_user = api_req_user,
     .can = api_can,
     .mail = api_mail,
+    .req_csrf = api_req_csrf,
+    .resp_redirect = api_resp_redirect,
+    .render = api_render,
+    .set_group_theme = api_set_group_theme,
+    .req_file = api_req_file,
+    .req_user_name = api_req_user_name,
+    .user_add_role = api_user_add_role,
+    .db_tx = api_db_tx,
+    .db_last_id = api_db_last_id,
+    .command = api_command,
 };
 
 const halle_api *hl_host_api(void) { return &api; }
@@ -312,6 +424,11 @@ static void host_free(halle_host *h)
     /* The library stays mapped: hook callbacks and routes registered by it may still be in
      * the tables being freed, and the process is exiting anyway. */
     json_decref(h->settings);
+    for (size_t i = 0; i < h->ncmds; i++) {
+        free(h->cmds[i].name);
+        free(h->cmds[i].usage);
+    }
+    free(h->cmds);
     free(h->name);
     free(h);
 }
@@ -366,4 +483,44 @@ void hl_host_unload_all(halle_host **hosts, size_t n)
     for (size_t i = 0; i < n; i++)
         host_free(hosts[i]);
     free(hosts);
+}
+
+int hl_host_run_command(const hl_config *cfg, int argc, char **argv)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    struct hl_worker *w = hl_worker_cli_new(cfg, &err);
+    if (!w) {
+        fprintf(stderr, "halle: %s\n", err.msg);
+        return 1;
+    }
+    halle_host **hosts = NULL;
+    size_t n = 0;
+    int rc = 2;
+    if (hl_host_load_all(w, &hosts, &n, &err) != HL_OK) {
+        fprintf(stderr, "halle: %s\n", err.msg);
+        rc = 1;
+        goto out;
+    }
+    halle_host *h = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(hosts[i]->name, argv[0]))
+            h = hosts[i];
+    if (!h) {
+        fprintf(stderr, "halle: unknown command '%s' (nor an enabled plugin of that name); see halle --help\n", argv[0]);
+        goto out;
+    }
+    for (size_t i = 0; argc > 1 && i < h->ncmds; i++)
+        if (!strcmp(h->cmds[i].name, argv[1])) {
+            optind = 1;
+            rc = h->cmds[i].fn(h, argc - 1, argv + 1);
+            goto out;
+        }
+    fprintf(stderr, "usage: halle %s COMMAND [ARGS]\n\ncommands of the %s plugin:\n", argv[0], argv[0]);
+    for (size_t i = 0; i < h->ncmds; i++)
+        fprintf(stderr, "  %s %s\n", h->cmds[i].name, h->cmds[i].usage);
+out:
+    hl_host_unload_all(hosts, n);
+    hl_worker_cli_free(w);
+    return rc;
 }

@@ -23,7 +23,14 @@ struct halle_host {
     char last_error[512];
     struct hl_host_tpl *tpls;     /* Lua: templates compiled by halle.render, by name */
     size_t ntpls;
+    struct hl_host_cmd *cmds;     /* commands added to the CLI (halle PLUGIN NAME) */
+    size_t ncmds;
 };
+
+/* Runs `halle PLUGIN COMMAND ARGS...`: loads the enabled plugins as a worker would (without
+ * serving), finds the command and runs it. Returns an exit status (2 for an unknown plugin or
+ * command, with usage on stderr). */
+int hl_host_run_command(const hl_config *cfg, int argc, char **argv);
 
 /* Loads every enabled plugin into the worker; a plugin that fails is logged with its reason
  * and skipped. Returns the hosts (free with hl_host_unload_all). */

@@ -597,6 +597,37 @@ out:
     return rc;
 }
 
+hl_worker *hl_worker_cli_new(const hl_config *cfg, hl_err *err)
+{
+    hl_worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        hl_err_set(err, HL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    w->cfg = cfg;
+    w->id = -1;
+    if (!(w->arena = hl_arena_new(16384)) || !(w->router = hl_router_new()) || !(w->hooks = hl_hooks_new())) {
+        hl_err_set(err, HL_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (!(w->db = hl_db_open(cfg->db_path, 0, err)) || !(w->archive = hl_db_open(cfg->archive_path, 0, err)) ||
+        hl_host_declare_core_hooks(w->hooks, err) != HL_OK || load_themes(cfg, &w->themes, err) != HL_OK)
+        goto fail;
+    return w;
+fail:
+    worker_free(w);
+    free(w);
+    return NULL;
+}
+
+void hl_worker_cli_free(hl_worker *w)
+{
+    if (!w)
+        return;
+    worker_free(w);
+    free(w);
+}
+
 /* ---- master ------------------------------------------------------------------------- */
 
 typedef struct slot {

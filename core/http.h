@@ -21,6 +21,10 @@ const hl_config *hl_worker_config(hl_worker *w);
 struct hl_hooks *hl_worker_hooks(hl_worker *w);
 struct hl_themes *hl_worker_themes(hl_worker *w);
 
+/* A worker that serves nothing, for commands that load plugins (halle PLUGIN COMMAND). */
+hl_worker *hl_worker_cli_new(const hl_config *cfg, hl_err *err);
+void hl_worker_cli_free(hl_worker *w);
+
 /* Runs the master: migrations, bind check, N workers, restart of crashed workers, graceful
  * stop on SIGTERM/SIGINT, rolling restart with a fresh configuration on SIGHUP. Returns when
  * the server has stopped (HL_OK) or could not start (error with message). */

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/plugin.h"
 #include "core/accounts.h"
+#include "core/host.h"
 #include "core/webauth.h"
 
 #include <termios.h>
@@ -472,5 +473,26 @@ int main(int argc, char **argv)
             optind = 1;
             return commands[i].fn(argc - 1, argv + 1);
         }
+    if (cmd[0] != '-' && argc > 2) {
+        /* halle PLUGIN COMMAND ...: a command a plugin adds (e.g. halle market import). The
+         * configuration comes from -c FILE right after PLUGIN, else ./halle.conf. */
+        const char *conf = "halle.conf";
+        int skip = 0;
+        if (argc > 4 && (!strcmp(argv[2], "-c") || !strcmp(argv[2], "--config"))) {
+            conf = argv[3];
+            skip = 2;
+        }
+        if (access(conf, F_OK) == 0) {
+            hl_err err;
+            hl_err_clear(&err);
+            hl_config *cfg = hl_config_load(conf, &err);
+            if (!cfg)
+                return fail(&err);
+            argv[1 + skip] = argv[1];
+            int rc = hl_host_run_command(cfg, argc - 1 - skip, argv + 1 + skip);
+            hl_config_free(cfg);
+            return rc;
+        }
+    }
     return usage_error(usage_main, cmd[0] == '-' ? "unknown option '%s'" : "unknown command '%s'", cmd);
 }

@@ -23,6 +23,7 @@
 #define MAX_MANIFEST (64u << 10)
 #define MAX_VERSION 40
 #define MAX_DESCRIPTION 300
+#define MAX_DEPS 8192           /* files looked up for one template: bounds compile work */
 
 typedef struct theme {
     hl_theme_info info;        /* points into the strings below */
@@ -425,12 +426,14 @@ hl_themes *hl_themes_load(const char *root, int dev_mode, hl_err *err)
         if (de->d_name[0] == '.')
             continue;
         char *p = path_join(t->root, "/", de->d_name, "");
-        struct stat st;
-        int isdir = p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-        free(p);
-        if (!p)
+        if (!p) {
             rc = hl_err_set(err, HL_ENOMEM, "out of memory");
-        else if (isdir) /* plain files (a README) may sit next to the themes */
+            break;
+        }
+        struct stat st;
+        int isdir = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+        free(p);
+        if (isdir) /* plain files (a README) may sit next to the themes */
             rc = load_one(t, de->d_name, err);
     }
     closedir(d);
@@ -534,18 +537,24 @@ size_t hl_themes_chain(const hl_themes *t, const char *group_theme, const char *
 
 /* ---------------------------------------------------------------- compiling */
 
+/* What the loader callback needs: the chain, and the files it read or looked for. */
 typedef struct loadctx {
-    const hl_themes *t;
     const theme *chain[MAX_CHAIN];
     size_t n;
     file_rec *files;
     size_t nfiles, cap;
     int failed;               /* out of memory while recording */
-    hl_err note;              /* a read error the loader can only report as "not found" */
+    hl_err note;              /* a problem the loader can only report as "not found" */
 } loadctx;
 
 static int record(loadctx *c, char *path, const char *partial, const struct stat *st)
 {
+    if (c->nfiles >= MAX_DEPS) {
+        if (!c->note.msg[0])
+            hl_err_set(&c->note, HL_ETOOBIG, "more than %d files looked up", MAX_DEPS);
+        free(path);
+        return -1;
+    }
     if (c->nfiles == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 8;
         file_rec *f = realloc(c->files, cap * sizeof *f);
@@ -575,7 +584,8 @@ oom:
 }
 
 /* Looks for NAME.mustache in each theme of the chain, in each of the given folders. Returns 1
- * (found, *text set), 0 (nowhere) or -1 (read error or out of memory, in c->note). */
+ * (found, *text set), 0 (nowhere) or -1 (read error or too many files in c->note; or out of
+ * memory, c->failed). */
 static int find_file(loadctx *c, const char *const *dirs, const char *name, const char *partial, char **text,
                      size_t *len)
 {
@@ -608,6 +618,8 @@ static int find_file(loadctx *c, const char *const *dirs, const char *name, cons
     return 0;
 }
 
+/* Partials and parents: in each theme of the chain, partials/NAME then templates/NAME, so that
+ * the nearest theme wins whichever folder it used (a layout is a template of its own). */
 static char *loader(void *ud, const char *name, size_t *len)
 {
     static const char *const dirs[] = {"partials", "templates", NULL};
@@ -655,14 +667,13 @@ static void explain(const loadctx *c, hl_err *e)
 }
 
 /* Compiles name along the chain. On success *files lists what it was built from. */
-static hl_tpl *compile(const hl_themes *t, const theme *const *chain, size_t n, const char *name,
+static hl_tpl *compile(const theme *const *chain, size_t n, const char *name,
                        file_rec **files, size_t *nfiles, hl_err *err)
 {
     static const char *const dirs[] = {"templates", NULL};
     loadctx *c = calloc(1, sizeof *c);
     if (!c)
         return hl_err_set(err, HL_ENOMEM, "out of memory"), NULL;
-    c->t = t;
     c->n = n;
     memcpy(c->chain, chain, n * sizeof *chain);
     char *text = NULL;
@@ -679,7 +690,7 @@ static hl_tpl *compile(const hl_themes *t, const theme *const *chain, size_t n, 
         else if (err)
             *err = c->note;
     } else {
-        hl_tpl_opts opts = {loader, c, 1};
+        hl_tpl_opts opts = {loader, c, 1}; /* used only while compiling: c may go after */
         hl_err e = {0};
         tpl = hl_tpl_compile(c->files[c->nfiles - 1].path, text, len, &opts, &e);
         free(text);
@@ -784,7 +795,7 @@ const hl_tpl *hl_themes_template(hl_themes *t, const char *const *chain, size_t 
         return e->tpl;
     file_rec *files = NULL;
     size_t nfiles = 0;
-    hl_tpl *tpl = compile(t, themes, n, name, &files, &nfiles, err);
+    hl_tpl *tpl = compile(themes, n, name, &files, &nfiles, err);
     if (!tpl)
         return NULL; /* a stale entry is kept, so that a caller's pointer stays valid */
     if (e) {

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define HALLE_PLUGIN_ABI 1
-#define HALLE_API_VERSION 2
+#define HALLE_API_VERSION 3
 
 typedef struct json_t json_t;              /* jansson */
 typedef struct halle_host halle_host;      /* this plugin, as the core knows it */
@@ -46,6 +46,8 @@ enum {
     HALLE_OBJ_GROUP_ORDERS, HALLE_OBJ_PRODUCER_ACCOUNT, HALLE_OBJ_CATALOG, HALLE_OBJ_PRODUCER_ORDERS,
     HALLE_OBJ_USER_LOCKS
 };
+/* Roles (halle_api.user_add_role). */
+enum { HALLE_ROLE_CLIENT = 1, HALLE_ROLE_PRODUCER = 2, HALLE_ROLE_COORDINATOR = 4, HALLE_ROLE_OPERATOR = 8 };
 /* Database step results. */
 enum { HALLE_DB_DONE = 0, HALLE_DB_ROW = 1 };
 
@@ -112,6 +114,30 @@ typedef struct halle_api {
     int (*can)(halle_request *r, int action, int object, int64_t owner);
     /* Queues a plain-text mail (sent by the core's mail queue). Returns > 0 or an error. */
     int64_t (*mail)(halle_host *h, const char *to, const char *subject, const char *body);
+
+    /* -- API version 3 -- */
+    /* The token a form must carry in its _csrf field. */
+    const char *(*req_csrf)(halle_request *r);
+    int (*resp_redirect)(halle_request *r, const char *location);  /* 303 See Other */
+    /* Renders the theme template `name` (looked up along the theme chain: the group's theme
+     * if set, the site theme, parents, default; e.g. "market/group" is
+     * THEME/templates/market/group.mustache) with ctx merged over the page context (site,
+     * user, csrf, lang, page.url). Does not take the reference. */
+    int (*render)(halle_request *r, const char *name, json_t *ctx);
+    /* The page belongs to a local group with this theme: it comes first in the chain. */
+    void (*set_group_theme)(halle_request *r, const char *theme);
+    /* An uploaded file of a multipart form: its bytes, or NULL. */
+    const void *(*req_file)(halle_request *r, const char *field, size_t *len, const char **filename,
+                            const char **content_type);
+    const char *(*req_user_name)(halle_request *r);
+    int (*user_add_role)(halle_host *h, int64_t user_id, unsigned role, int64_t group_id);
+    /* Runs fn in a transaction: committed when it returns HALLE_OK, rolled back otherwise. */
+    int (*db_tx)(halle_host *h, int (*fn)(halle_host *h, void *ud), void *ud);
+    int64_t (*db_last_id)(halle_host *h);
+    /* Adds `halle PLUGIN NAME [ARGS]` to the command line (e.g. `halle market import FILE`).
+     * fn runs in the halle process, with the instance's database and no request. Returns its
+     * exit status (0 success, 1 failure with a message on stderr, 2 usage). */
+    int (*command)(halle_host *h, const char *name, const char *usage, int (*fn)(halle_host *h, int argc, char **argv));
 } halle_api;
 
 typedef struct halle_plugin {

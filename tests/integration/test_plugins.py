@@ -97,6 +97,13 @@ def test_cli(t, inst):
         t.eq(r.returncode, 0, "set %s" % k)
     r = cli(inst, "bogus")
     t.eq(r.returncode, 2, "unknown plugin command is a usage error")
+    r = run(["testc", "-c", inst.conf, "hello", "bob"])
+    t.ok(r.returncode == 0 and re.match(r"hello bob from testc \(\d+ core migrations\)", r.stdout),
+         "a plugin adds a command to the CLI (halle testc hello)", r.stdout + r.stderr)
+    r = run(["testc", "-c", inst.conf, "nosuch"])
+    t.ok(r.returncode == 2 and "hello NAME" in r.stderr, "an unknown plugin command lists the plugin's commands", r.stderr)
+    r = run(["luaneeds", "-c", inst.conf, "x"])
+    t.eq(r.returncode, 2, "a plugin that is not enabled has no commands")
 
     # A plugin enabled, then broken on disk: refused at start, the server starts without it.
     extra = inst.path("extra", "fragile")

@@ -2,6 +2,7 @@
  * refuses one path, and a response.before filter that records the order in which C and Lua
  * callbacks ran (header X-Hook-Trace), to test priorities across languages. */
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "include/halle/plugin.h"
@@ -26,6 +27,20 @@ static int me(halle_request *r, void *ud)
                      api->can(r, HALLE_ACT_VIEW, HALLE_OBJ_OPERATOR_PAGES, 0));
     api->resp_header(r, "Content-Type", "text/plain; charset=utf-8");
     return api->resp_write(r, buf, (size_t)n);
+}
+
+/* API version 3: a command-line command, `halle testc hello NAME`, with the database. */
+static int cmd_hello(halle_host *h, int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: halle testc hello NAME\n");
+        return 2;
+    }
+    halle_stmt *st = api->db_query(h, "SELECT count(*) FROM hl_migrations WHERE component = ?", "s", "core");
+    long long n = st && api->db_step(st) == HALLE_DB_ROW ? (long long)api->db_col_int(st, 0) : -1;
+    api->db_done(st);
+    printf("hello %s from testc (%lld core migrations)\n", argv[1], n);
+    return 0;
 }
 
 static int refuse(void *ud, halle_hook_call *c)
@@ -55,6 +70,8 @@ static int init(halle_host *h, const halle_api *a)
         return HALLE_ERROR;
     /* Functions of API version 2 exist only when the core provides them. */
     if (a->api_version >= 2 && a->route(h, HALLE_GET, "/testc/me", me, NULL) != HALLE_OK)
+        return HALLE_ERROR;
+    if (a->api_version >= 3 && a->command(h, "hello", "NAME", cmd_hello) != HALLE_OK)
         return HALLE_ERROR;
     if (a->hook(h, "request.before", 10, refuse, NULL) != HALLE_OK)
         return HALLE_ERROR;

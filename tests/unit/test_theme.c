@@ -403,6 +403,24 @@ static void compile_errors(void **state)
     snprintf(path, sizeof path, "%s/default/templates/dir.mustache", root);
     assert_int_equal(mkdir(path, 0755), 0);
     expect_error(t, C_DEFAULT, 1, "dir", HL_EIO, "dir.mustache: not a regular file", NULL);
+    /* The files looked up for one template are bounded: 70 partials found only at the end of a
+     * chain of 64 themes would take 8890 lookups. */
+    char many_refs[70 * 16] = "", rel[64];
+    for (int i = 0; i < 70; i++) {
+        snprintf(rel, sizeof rel, "default/partials/p%d.mustache", i);
+        put(rel, "p");
+        snprintf(rel, sizeof rel, "{{> p%d}}", i);
+        strcat(many_refs, rel);
+    }
+    put("default/templates/many.mustache", many_refs);
+    const char *long_chain[64];
+    for (int i = 0; i < 63; i++)
+        long_chain[i] = "beta";
+    long_chain[63] = "default";
+    expect_error(t, long_chain, 64, "many", HL_ETOOBIG, "more than 8192 files looked up", NULL);
+    char *out = render(t, C_BETA, N(C_BETA), "many"); /* fine along a normal chain */
+    assert_int_equal(strlen(out), 70);
+    free(out);
     /* A 1 MB file exactly is accepted. */
     char *max = malloc(1u << 20 | 1);
     assert_non_null(max);
@@ -410,7 +428,7 @@ static void compile_errors(void **state)
     max[1u << 20] = '\0';
     put("default/templates/max.mustache", max);
     free(max);
-    char *out = render(t, C_DEFAULT, 1, "max");
+    out = render(t, C_DEFAULT, 1, "max");
     assert_int_equal(strlen(out), 1u << 20);
     free(out);
     hl_themes_free(t);
@@ -631,7 +649,8 @@ static char *cut(const char *out, const char *from, const char *to)
 
 static void common_frame(const char *out)
 {
-    must_have(out, "<!DOCTYPE html>\n<html lang=\"fr\">");
+    if (strncmp(out, "<!DOCTYPE html>\n<html lang=\"fr\">\n", 33))
+        fail_msg("output does not start with the doctype:\n%s", out);
     must_have(out, "<meta charset=\"utf-8\">");
     must_have(out, "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
     must_have(out, "<meta property=\"og:type\" content=\"website\">");
@@ -650,6 +669,10 @@ static void common_frame(const char *out)
     must_lack(out, "<style");
     must_lack(out, "<script");
     must_lack(out, "{{");
+    must_lack(out, "}}");
+    must_lack(out, "\n\n"); /* standalone tags leave no blank lines */
+    size_t len = strlen(out);
+    assert_true(len > 7 && !strcmp(out + len - 8, "</html>\n"));
 }
 
 static void real_themes(void **state)
