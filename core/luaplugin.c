@@ -647,7 +647,7 @@ static int l_render(lua_State *L)
             return luaL_error(L, "no template templates/%s.mustache in plugin %s", name, h->name);
         char label[160];
         snprintf(label, sizeof label, "%s/templates/%s.mustache", h->name, name);
-        hl_tpl_opts o = {tpl_loader, (void *)dir, 1};
+        hl_tpl_opts o = {.loader = tpl_loader, .loader_ud = (void *)dir, .strict_partials = 1};
         tpl = hl_tpl_compile(label, text, len, &o, &err);
         free(text);
         if (!tpl)

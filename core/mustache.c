@@ -19,6 +19,7 @@
 #define MAX_DEPTH 512              /* sections, partials and blocks entered while rendering */
 #define MAX_OUTPUT (64u << 20)
 #define MAX_STEPS (1ul << 25)      /* nodes visited by one render: stops exponential partials */
+#define MAX_TRANSLATED (1u << 20)  /* text a {{_ }} tag may become */
 
 enum { N_TEXT, N_VAR, N_RAW, N_SECTION, N_INVERTED, N_PARTIAL, N_PARENT, N_BLOCK };
 
@@ -200,6 +201,8 @@ static int in_parent(const parser *p)
     return p->depth && p->stack[p->depth - 1].kind == K_PARENT;
 }
 
+static int add_text(parser *p, uint32_t start);
+
 /* Appends text [a, b), removing the enclosing block's indentation from each line that starts
  * in it: a block's content is re-indented where the block is expanded (~inheritance spec). */
 static int emit_text(parser *p, size_t a, size_t b, int bol)
@@ -223,6 +226,13 @@ static int emit_text(parser *p, size_t a, size_t b, int bol)
             bol = 1;
         }
     }
+    return add_text(p, start);
+}
+
+/* Makes pool bytes [start, plen) a text node, or part of the text node just before. */
+static int add_text(parser *p, uint32_t start)
+{
+    unit *u = p->u;
     uint32_t n = (uint32_t)u->plen - start;
     if (!n)
         return 0;
@@ -477,6 +487,56 @@ static int add_name(parser *p, uint32_t idx, const tag *tg, int dotted)
     return 0;
 }
 
+/* {{_ Texte source}}: see hl_tpl_opts.translate. */
+static int is_translation(const tag *tg)
+{
+    return tg->type == 'v' && tg->nlen >= 2 && tg->name[0] == '_' && is_space(tg->name[1]);
+}
+
+static int escape_into_pool(parser *p, const char *s, size_t n)
+{
+    size_t a = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *e = s[i] == '&' ? "&amp;" : s[i] == '<' ? "&lt;" : s[i] == '>' ? "&gt;"
+                      : s[i] == '"' ? "&quot;" : s[i] == '\'' ? "&#39;" : NULL;
+        if (e) {
+            if (pool_add(p, s + a, i - a, NULL) || pool_add(p, e, strlen(e), NULL))
+                return -1;
+            a = i + 1;
+        }
+    }
+    return pool_add(p, s + a, n - a, NULL);
+}
+
+static int emit_translation(parser *p, const tag *tg, uint32_t line)
+{
+    char *src = malloc(tg->nlen); /* the text is shorter than the tag's content */
+    if (!src)
+        return oom(p);
+    size_t n = 0;
+    for (size_t i = 2; i < tg->nlen; i++) {
+        if (!is_space(tg->name[i]))
+            src[n++] = tg->name[i];
+        else if (n && src[n - 1] != ' ')
+            src[n++] = ' ';
+    }
+    src[n] = '\0'; /* content is trimmed by scan_tag: no trailing blank, n > 0 */
+    const char *tr = p->t->opts.translate ? p->t->opts.translate(p->t->opts.translate_ud, src) : NULL;
+    if (!tr)
+        tr = src;
+    size_t tl = strnlen(tr, MAX_TRANSLATED + 1);
+    int rc = 0;
+    if (tl > MAX_TRANSLATED)
+        rc = perr(p, line, HL_ETOOBIG, "translation of '%.*s' longer than %u bytes", clip(n), src, MAX_TRANSLATED);
+    else if (p->u->plen + 6 * tl > MAX_OUTPUT) /* 6: the longest escape, "&quot;" */
+        rc = perr(p, line, HL_ETOOBIG, "translated template larger than %u bytes", MAX_OUTPUT);
+    uint32_t start = (uint32_t)p->u->plen;
+    if (!rc && (escape_into_pool(p, tr, tl) || add_text(p, start)))
+        rc = -1;
+    free(src);
+    return rc;
+}
+
 static void push(parser *p, uint32_t idx, int kind, const tag *tg, uint32_t line)
 {
     open_item *it = &p->stack[p->depth++];
@@ -496,7 +556,8 @@ static int do_tag(parser *p, size_t from, const tag *tg, uint32_t line)
     int effect = 0;
     uint32_t idx;
 
-    if (ty != '!' && ty != '=' && check_name(p, tg, line))
+    int translation = is_translation(tg);
+    if (ty != '!' && ty != '=' && !translation && check_name(p, tg, line))
         return -1;
     if (ty == '=') {
         if (set_delims(p, tg, line))
@@ -547,6 +608,11 @@ static int do_tag(parser *p, size_t from, const tag *tg, uint32_t line)
     case 'v':
     case '&':
     case '{':
+        if (translation) {
+            if (!in_parent(p) && emit_translation(p, tg, line))
+                return -1;
+            break;
+        }
         if (!in_parent(p) && (add_node(p, ty == 'v' ? N_VAR : N_RAW, line, &idx) ||
                               add_name(p, idx, tg, 1)))
             return -1;

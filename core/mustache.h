@@ -23,6 +23,17 @@ typedef struct hl_tpl_opts {
     void *loader_ud;
     int strict_partials;       /* 1: a partial the loader cannot find is a compile error
                                 * (halle's themes); 0: it renders as empty (the spec) */
+    /* Translation tag, halle's extension outside the Mustache spec: {{_ Texte source}} (an
+     * underscore, blank space, then the French source text up to the closing delimiter; runs
+     * of blanks and newlines in it count as one space) is replaced when the template is
+     * compiled by translate(translate_ud, text), or by the text itself when translate is NULL
+     * or returns NULL, as literal output, HTML-escaped. A template is thus compiled once per
+     * language and translating costs nothing when rendering. Only a variable tag whose name
+     * starts with "_" and a blank is such a tag ({{_name}}, {{{_ x}}}, {{& _ x}} are not); the
+     * spec cannot have one, since a name with a blank in it is refused. core/i18n.h has a
+     * translate function over the .po catalogs. */
+    const char *(*translate)(void *ud, const char *msgid);
+    void *translate_ud;
 } hl_tpl_opts;
 
 /* Compiles text. name (file name) is used in error messages: "NAME:LINE: problem" (unclosed

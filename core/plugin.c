@@ -381,18 +381,23 @@ static int check_required(const char *name, void *ud)
     return 0;
 }
 
-char *hl_plugin_migrations_dir(const hl_plugin_info *p)
+char *hl_plugin_migrations_dir(const hl_config *cfg, const hl_plugin_info *p)
 {
     if (p->kind == HL_PLUGIN_LUA)
         return xprintf("%s/migrations", p->path);
-    /* C plugins: a folder named after the plugin beside the library. */
+    /* C plugins: a folder named after the plugin beside the library, else the installed data
+     * folder (SHARE/plugins/NAME/migrations, where make install puts those of bundled plugins). */
     char *dir = xstrdup(p->path);
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
     char *m = xprintf("%s/%s/migrations", slash ? dir : ".", p->name);
     free(dir);
-    return m;
+    struct stat st;
+    if (m && stat(m, &st) == 0 && S_ISDIR(st.st_mode))
+        return m;
+    free(m);
+    return xprintf("%s/plugins/%s/migrations", hl_http_share_dir(cfg), p->name);
 }
 
 /* Core tables a Lua plugin may be granted read access to, and columns it never sees. The
@@ -516,7 +521,7 @@ int hl_plugin_enable(const hl_config *cfg, hl_db *db, const char *name, hl_err *
     req_check c = {&l, name, err};
     if ((rc = requires_each(p->requires, check_required, &c)))
         goto out;
-    char *mdir = hl_plugin_migrations_dir(p);
+    char *mdir = hl_plugin_migrations_dir(cfg, p);
     struct stat st;
     if (mdir && stat(mdir, &st) == 0 && S_ISDIR(st.st_mode)) {
         rc = hl_plugin_migrate(db, p, mdir, err);

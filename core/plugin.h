@@ -50,7 +50,7 @@ int hl_plugin_disable(const hl_config *cfg, hl_db *db, const char *name, hl_err 
 int hl_plugin_migrate(hl_db *db, const hl_plugin_info *p, const char *dir, hl_err *err);
 /* Where the plugin's migrations live (malloc'd): FOLDER/migrations for Lua, a folder named
  * after the plugin beside the library for C. */
-char *hl_plugin_migrations_dir(const hl_plugin_info *p);
+char *hl_plugin_migrations_dir(const hl_config *cfg, const hl_plugin_info *p);
 /* The access policy of a Lua plugin (own tables + the manifest's "permissions": {"read": [...]},
  * minus what the core never shows). Free with hl_plugin_policy_free. */
 int hl_plugin_policy(const hl_plugin_list *all, const hl_plugin_info *p, hl_db_policy *out);

@@ -690,7 +690,7 @@ static hl_tpl *compile(const theme *const *chain, size_t n, const char *name,
         else if (err)
             *err = c->note;
     } else {
-        hl_tpl_opts opts = {loader, c, 1}; /* used only while compiling: c may go after */
+        hl_tpl_opts opts = {.loader = loader, .loader_ud = c, .strict_partials = 1}; /* used only while compiling */
         hl_err e = {0};
         tpl = hl_tpl_compile(c->files[c->nfiles - 1].path, text, len, &opts, &e);
         free(text);
