@@ -180,6 +180,26 @@ static int cmd_init(int argc, char **argv)
         return fail(&err);
     printf("halle: instance created in %s\n  configuration: %s/halle.conf\n  start it with: halle serve -c %s/halle.conf\n",
            argv[optind], argv[optind], argv[optind]);
+    if (o.demo) {
+        /* A demo worth looking at: the marketplace with its demo groups, producers, products. */
+        char conf[4096];
+        snprintf(conf, sizeof conf, "%s/halle.conf", argv[optind]);
+        hl_config *cfg = hl_config_load(conf, &err);
+        hl_db *db = cfg ? hl_db_open(cfg->db_path, 0, &err) : NULL;
+        int rc = db ? hl_plugin_enable(cfg, db, "market", &err) : HL_ERR;
+        hl_db_close(db);
+        if (rc == HL_OK) {
+            char *cargv[] = {"market", "seed-demo", NULL};
+            rc = hl_host_run_command(cfg, 2, cargv) == 0 ? HL_OK : HL_ERR;
+            if (rc != HL_OK)
+                hl_err_set(&err, HL_ERR, "the demo data could not be created (see above)");
+        }
+        hl_config_free(cfg);
+        if (rc != HL_OK)
+            fprintf(stderr, "halle: demo: %s; the instance works without the demo data\n", err.msg);
+        else
+            printf("halle: demo data created (marketplace enabled)\n");
+    }
     if (operator_email) {
         char conf[4096];
         snprintf(conf, sizeof conf, "%s/halle.conf", argv[optind]);
