@@ -12,6 +12,7 @@
 #include "core/accounts.h"
 #include "core/http.h"
 #include "core/mail.h"
+#include "core/markdown.h"
 #include "core/page.h"
 #include "core/log.h"
 #include "core/request.h"
@@ -307,6 +308,14 @@ static int api_command(halle_host *h, const char *name, const char *usage, int (
     return HL_OK;
 }
 
+static char *api_markdown(const char *text)
+{
+    char *html = NULL;
+    return text && hl_markdown_render(text, strlen(text), &html, NULL) == HL_OK ? html : NULL;
+}
+
+static void api_free(void *p) { free(p); }
+
 /* The public constants must keep the core's values: plugins compiled against the header pass
  * them straight through. */
 _Static_assert(HALLE_ACT_DELETE == (int)HL_ACT_DELETE && HALLE_OBJ_USER_LOCKS == (int)HL_OBJ_USER_LOCKS &&
@@ -362,6 +371,8 @@ static const halle_api api = {
     .db_tx = api_db_tx,
     .db_last_id = api_db_last_id,
     .command = api_command,
+    .markdown = api_markdown,
+    .free = api_free,
 };
 
 const halle_api *hl_host_api(void) { return &api; }

@@ -16,6 +16,7 @@
 #include "core/router.h"
 #include "core/accounts.h"
 #include "core/mail.h"
+#include "core/markdown.h"
 #include "core/mustache.h"
 
 #define JSON_DEPTH 32
@@ -675,9 +676,23 @@ static int l_render(lua_State *L)
     return 1;
 }
 
+static int l_markdown(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    char *html = NULL;
+    hl_err err;
+    hl_err_clear(&err);
+    if (hl_markdown_render(text, len, &html, &err) != HL_OK)
+        return luaL_error(L, "%s", err.msg);
+    lua_pushstring(L, html);
+    free(html);
+    return 1;
+}
+
 static const luaL_Reg halle_fns[] = {
     {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting},
-    {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {NULL, NULL}};
+    {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {"markdown", l_markdown}, {NULL, NULL}};
 
 int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err)
 {

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define HALLE_PLUGIN_ABI 1
-#define HALLE_API_VERSION 3
+#define HALLE_API_VERSION 4
 
 typedef struct json_t json_t;              /* jansson */
 typedef struct halle_host halle_host;      /* this plugin, as the core knows it */
@@ -138,6 +138,13 @@ typedef struct halle_api {
      * fn runs in the halle process, with the instance's database and no request. Returns its
      * exit status (0 success, 1 failure with a message on stderr, 2 usage). */
     int (*command)(halle_host *h, const char *name, const char *usage, int (*fn)(halle_host *h, int argc, char **argv));
+
+    /* -- API version 4 -- */
+    /* Markdown written by users (a group's intro, a producer's description) as safe HTML: raw
+     * HTML dropped, links only http, https, mailto or relative. Returns a string to release
+     * with api->free, or NULL. */
+    char *(*markdown)(const char *text);
+    void (*free)(void *p);
 } halle_api;
 
 typedef struct halle_plugin {

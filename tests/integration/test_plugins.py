@@ -143,6 +143,9 @@ def test_serving(t, srv, inst):
     st, h, b = get(srv, "/luatest/page?name=%3Cscript%3E")
     t.ok(st == 200 and b"Bonjour &lt;script&gt;" in b and b"<li>a&lt;b</li>" in b and b"<em>ok</em>" in b,
          "halle.render: plugin templates and partials, escaped by default, raw only with {{{ }}}", b)
+    st, h, b = get(srv, "/luatest/md")
+    t.ok(st == 200 and b"<strong>gras</strong>" in b and b"<script" not in b and b'href="javascript' not in b
+         and b'href="https://example.org"' in b, "halle.markdown: safe HTML from Markdown (API 4)", b)
     st, h, b = get(srv, "/luatest/badtemplate")
     t.eq(st, 500, "halle.render refuses a template name outside the plugin")
     st, h, b = get(srv, "/luatest/whoami")

@@ -101,3 +101,6 @@ halle.route("GET", "/luatest/mail", function(req)
   return { json = { id = halle.mail("news@example.org", "Lettre de test", "Bonjour") } }
 end)
 halle.route("GET", "/luatest/badtemplate", function(req) return halle.render("../../etc/passwd", {}) end)
+halle.route("GET", "/luatest/md", function(req)
+  return halle.markdown("**gras** <script>alert(1)</script> [lien](javascript:alert(1)) [ok](https://example.org)")
+end)
