@@ -28,6 +28,14 @@
 #define MAX_TAG 64              /* a language tag in a choice or Accept-Language item */
 #define MAX_RANGES 64           /* Accept-Language items considered */
 
+/* ASCII only, whatever the process locale says. */
+static int is_lower(char c) { return c >= 'a' && c <= 'z'; }
+static int is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+static int is_alpha(char c) { return is_lower(c) || is_upper(c); }
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int lower(char c) { return is_upper(c) ? c + 32 : c; }
+static int upper(char c) { return is_lower(c) ? c - 32 : c; }
+
 /* ---------------------------------------------------------------- plural expressions */
 
 enum { P_N, P_NUM, P_COND, P_OR, P_AND, P_EQ, P_NE, P_LT, P_GT, P_LE, P_GE, P_MOD };
@@ -38,15 +46,15 @@ typedef struct pnode {
     unsigned long v;
 } pnode;
 
-typedef struct plural {
+typedef struct prule {
     pnode nodes[MAX_PNODES];
     int count, root, nplurals;
-} plural;
+} prule;
 
 typedef struct pparser {
     const char *s;
     size_t pos, len;
-    plural *pl;
+    prule *pl;
     int depth;
     const char *why;   /* first problem found; the parse stops there */
 } pparser;
@@ -102,8 +110,7 @@ static int p_primary(pparser *pp)
     char c = pp->s[pp->pos];
     if (c == 'n') {
         pp->pos++;
-        if (pp->pos < pp->len && (pp->s[pp->pos] == '_' || (pp->s[pp->pos] | 0x20) >= 'a') &&
-            (pp->s[pp->pos] | 0x20) <= 'z')
+        if (pp->pos < pp->len && (is_alpha(pp->s[pp->pos]) || is_digit(pp->s[pp->pos]) || pp->s[pp->pos] == '_'))
             return p_fail(pp, "unknown name (only n is allowed)");
         return p_node(pp, P_N, 0, 0, 0);
     }
@@ -200,7 +207,7 @@ static int p_cond(pparser *pp)
 }
 
 /* Parses s[0..len) into pl; returns NULL or why it is refused. */
-static const char *plural_parse(plural *pl, const char *s, size_t len)
+static const char *plural_parse(prule *pl, const char *s, size_t len)
 {
     pparser pp = {s, 0, len, pl, 0, NULL};
     pl->count = 0;
@@ -213,7 +220,7 @@ static const char *plural_parse(plural *pl, const char *s, size_t len)
     return pp.why ? pp.why : pl->root < 0 ? "bad expression" : NULL;
 }
 
-static unsigned long plural_eval(const plural *pl, int i, unsigned long n)
+static unsigned long plural_eval(const prule *pl, int i, unsigned long n)
 {
     const pnode *x = &pl->nodes[i];
     switch (x->op) {
@@ -243,24 +250,24 @@ static unsigned long magnitude(long n)
 
 /* ---------------------------------------------------------------- catalogs */
 
-typedef struct msg {
-    const char *key;     /* ctxt "\4" msgid, or msgid (gettext's own convention) */
+typedef struct entry {
+    const char *key;     /* ctxt NUL msgid, or msgid; hashed as gettext's ctxt "\4" msgid */
     size_t klen;
     const char *ctxt;    /* NULL if none */
     const char *msgid, *plural;
     const char **strs;
     unsigned nstr;
     unsigned line;
-} msg;
+} entry;
 
 typedef struct catalog {
     char code[8];
     hl_arena *arena;
-    msg *msgs;
+    entry *msgs;
     size_t count, cap;
     uint32_t *slots;     /* index + 1, 0 = free */
     size_t nslots;
-    plural pl;
+    prule pl;
 } catalog;
 
 struct hl_i18n {
@@ -287,7 +294,7 @@ static uint32_t key_hash(const char *ctxt, const char *id, size_t idlen)
 
 /* A key is stored as ctxt NUL msgid. Neither part can hold a NUL (the reader refuses them),
  * so a different split of the same length puts a stored NUL where the other side has none. */
-static int key_equal(const msg *m, const char *ctxt, const char *id, size_t idlen)
+static int key_equal(const entry *m, const char *ctxt, const char *id, size_t idlen)
 {
     if (!ctxt)
         return !m->ctxt && m->klen == idlen && !memcmp(m->key, id, idlen);
@@ -295,13 +302,13 @@ static int key_equal(const msg *m, const char *ctxt, const char *id, size_t idle
     return m->ctxt && m->klen == cl + 1 + idlen && !memcmp(m->key, ctxt, cl) && !memcmp(m->key + cl + 1, id, idlen);
 }
 
-static const msg *cat_find(const catalog *c, const char *ctxt, const char *id, size_t idlen)
+static const entry *cat_find(const catalog *c, const char *ctxt, const char *id, size_t idlen)
 {
     if (!c->nslots)
         return NULL;
     size_t h = key_hash(ctxt, id, idlen) & (c->nslots - 1);
     for (; c->slots[h]; h = (h + 1) & (c->nslots - 1)) {
-        const msg *m = &c->msgs[c->slots[h] - 1];
+        const entry *m = &c->msgs[c->slots[h] - 1];
         if (key_equal(m, ctxt, id, idlen))
             return m;
     }
@@ -315,7 +322,7 @@ static int cat_rehash(catalog *c)
     if (!s)
         return -1;
     for (size_t i = 0; i < c->count; i++) {
-        const msg *m = &c->msgs[i];
+        const entry *m = &c->msgs[i];
         size_t h = key_hash(m->ctxt, m->msgid, strlen(m->msgid)) & (n - 1);
         while (s[h])
             h = (h + 1) & (n - 1);
@@ -382,7 +389,7 @@ typedef struct reader {
     int have_ctxt, have_id, have_plural, have_str, nstr, fuzzy;
     unsigned entry_line;
     /* from the header */
-    int header_seen, plural_seen;
+    int header_seen;
     unsigned plural_line, ctype_line, lang_line;
 } reader;
 
@@ -409,12 +416,6 @@ static int room(reader *r)
 
 static int clip(size_t n) { return n > 60 ? 60 : (int)n; }
 
-static int is_lower(char c) { return c >= 'a' && c <= 'z'; }
-static int is_upper(char c) { return c >= 'A' && c <= 'Z'; }
-static int is_alpha(char c) { return is_lower(c) || is_upper(c); }
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
-static int lower(char c) { return is_upper(c) ? c + 32 : c; }
-static int upper(char c) { return is_lower(c) ? c - 32 : c; }
 
 static void reset_entry(reader *r)
 {
@@ -503,7 +504,6 @@ static int parse_plural_forms(reader *r, const char *v, size_t n, unsigned line)
             return rerr(r, line, HL_EINVAL, "plural expression gives form %lu for n=%lu but nplurals=%d", f, k, np);
     }
     r->cat->pl.nplurals = np;
-    r->plural_seen = 1;
     return 0;
 }
 
@@ -550,8 +550,6 @@ static int flush(reader *r)
 {
     catalog *c = r->cat;
     int header = !r->have_ctxt && r->id.len == 0;
-    if (r->have_plural && r->nstr == 0)
-        return rerr(r, r->entry_line, HL_EINVAL, "msgid_plural without msgstr[0]");
     if (header) {
         if (r->have_plural)
             return rerr(r, r->entry_line, HL_EINVAL, "the header entry (msgid \"\") cannot have plural forms");
@@ -569,7 +567,7 @@ static int flush(reader *r)
     }
     const char *ctxt = r->have_ctxt ? r->ctxt.p : NULL; /* read_string always allocates */
     const char *id = r->id.p;
-    const msg *dup = cat_find(c, ctxt, id, r->id.len);
+    const entry *dup = cat_find(c, ctxt, id, r->id.len);
     if (dup)
         return rerr(r, r->entry_line, HL_EINVAL, "duplicate entry for msgid \"%.*s\" (first on line %u)",
                     clip(r->id.len), id, dup->line);
@@ -577,7 +575,7 @@ static int flush(reader *r)
         return rerr(r, r->entry_line, HL_ETOOBIG, "too many entries");
     if (c->count == c->cap) {
         size_t n = c->cap ? c->cap * 2 : 64;
-        msg *m = realloc(c->msgs, n * sizeof *m);
+        entry *m = realloc(c->msgs, n * sizeof *m);
         if (!m)
             return room(r);
         c->msgs = m;
@@ -585,7 +583,7 @@ static int flush(reader *r)
     }
     if (c->nslots < 2 * (c->count + 1) && cat_rehash(c))
         return room(r);
-    msg *m = &c->msgs[c->count];
+    entry *m = &c->msgs[c->count];
     memset(m, 0, sizeof *m);
     m->line = r->entry_line;
     m->nstr = (unsigned)nstr;
@@ -799,19 +797,20 @@ static int utf8_check(const unsigned char *s, size_t n, size_t *bad)
 
 static int parse_po(reader *r, const char *s, size_t len)
 {
-    size_t bad;
     if (len >= 3 && !memcmp(s, "\xef\xbb\xbf", 3)) { /* a BOM some editors add */
         s += 3;
         len -= 3;
     }
-    if (memchr(s, '\0', len) || !utf8_check((const unsigned char *)s, len, &bad)) {
-        const char *z = memchr(s, '\0', len);
-        size_t at = z && (size_t)(z - s) < bad ? (size_t)(z - s) : bad;
+    const char *nul = memchr(s, '\0', len);
+    size_t bad = len;
+    int valid = utf8_check((const unsigned char *)s, len, &bad);
+    if (nul || !valid) {
+        int is_nul = nul && (size_t)(nul - s) < bad;
+        size_t at = is_nul ? (size_t)(nul - s) : bad;
         unsigned line = 1;
         for (size_t i = 0; i < at; i++)
             line += s[i] == '\n';
-        return rerr(r, line, HL_EINVAL, z && (size_t)(z - s) == at ? "NUL byte in the file"
-                                                                   : "invalid UTF-8 (save the file as UTF-8)");
+        return rerr(r, line, HL_EINVAL, is_nul ? "NUL byte in the file" : "invalid UTF-8 (save the file as UTF-8)");
     }
     size_t pos = 0;
     r->line = 0;
@@ -859,7 +858,7 @@ static int check_forms(reader *r)
 {
     catalog *c = r->cat;
     for (size_t i = 0; i < c->count; i++) {
-        const msg *m = &c->msgs[i];
+        const entry *m = &c->msgs[i];
         if (m->plural && m->nstr != (unsigned)c->pl.nplurals)
             return rerr(r, m->line, HL_EINVAL, "%u plural forms but the header says nplurals=%d", m->nstr,
                         c->pl.nplurals);
@@ -1107,7 +1106,7 @@ const char *hl_i18n_pget(const hl_i18n *i18n, const char *lang, const char *ctxt
     if (!msgid)
         return "";
     const catalog *c = find_cat(i18n, lang);
-    const msg *m = c ? cat_find(c, ctxt, msgid, strlen(msgid)) : NULL;
+    const entry *m = c ? cat_find(c, ctxt, msgid, strlen(msgid)) : NULL;
     return m ? m->strs[0] : msgid;
 }
 
@@ -1117,7 +1116,7 @@ const char *hl_i18n_nget(const hl_i18n *i18n, const char *lang, const char *msgi
         return "";
     unsigned long un = magnitude(n);
     const catalog *c = find_cat(i18n, lang);
-    const msg *m = c ? cat_find(c, NULL, msgid, strlen(msgid)) : NULL;
+    const entry *m = c ? cat_find(c, NULL, msgid, strlen(msgid)) : NULL;
     if (m && m->plural) {
         unsigned long f = plural_eval(&c->pl, c->pl.root, un);
         return m->strs[f < m->nstr ? f : 0];
@@ -1137,7 +1136,7 @@ int hl_i18n_each(const hl_i18n *i18n, const char *lang,
     if (!c)
         return HL_ENOTFOUND;
     for (size_t i = 0; i < c->count; i++) {
-        const msg *m = &c->msgs[i];
+        const entry *m = &c->msgs[i];
         int rc = fn(ud, m->ctxt, m->msgid, m->plural, m->strs[0]);
         if (rc)
             return rc;

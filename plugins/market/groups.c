@@ -1,9 +1,1212 @@
-/* Marketplace: groups (being written). */
+/* Marketplace: local groups. The directory, creating a group, its public page (accepted
+ * producers, the products offered to it, the join button), joining and leaving under each join
+ * policy, and the coordinators' admin pages: settings, places, members, requests, waiting list
+ * and producers. Who may administer a group is decided by the core's can() alone. */
 #include "plugins/market/market.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME_MIN 2
+#define NAME_MAX 120
+#define DESC_MAX 4000
+#define ADDRESS_MAX 200
+#define POSTCODE_MAX 10
+#define TOWN_MAX 100
+#define QUERY_MAX 100     /* bytes of search text kept: LIKE '%...%' work stays bounded */
+#define PLACES_MAX 30
+#define SHORT_LIST 20     /* requests shown on the admin page; the rest on their own pages */
+#define PRODUCERS_SHOWN 100
+#define MSG_SIZE 200      /* a form error message */
+#define COORDINATED_MAX 64 /* the core keeps at most this many groups per coordinator */
+
+typedef struct choice {
+    const char *key;
+    const char *label;
+} choice;
+
+static const choice kinds[] = {
+    {"buying_group", "Groupement d'achat"}, {"amap", "AMAP"}, {"farm_shop", "Boutique à la ferme"}, {NULL, NULL}};
+
+static const choice policies[] = {
+    {"open", "Adhésion libre"},          {"approval", "Adhésion sur demande"}, {"waiting_list", "Liste d'attente"},
+    {"closed", "Fermé aux nouveaux membres"}, {"full", "Complet"},          {NULL, NULL}};
+
+static const choice units[] = {{"piece", "pièce"}, {"kg", "kg"}, {"g", "g"}, {"l", "l"},
+                               {"ml", "ml"},       {"bulk", "vrac"}, {NULL, NULL}};
+
+static const choice producer_statuses[] = {
+    {"pending", "En attente"}, {"accepted", "Accepté"}, {"declined", "Refusé"}, {NULL, NULL}};
+
+/* What ?done= says after a redirect: a fixed list, so the URL cannot put text on the page. */
+static const choice notices[] = {
+    {"joined", "Bienvenue : vous êtes membre du groupe."},
+    {"requested", "Votre demande a été transmise aux coordinateurs du groupe."},
+    {"waiting", "Vous êtes inscrit sur la liste d'attente."},
+    {"left", "Vous avez quitté le groupe."},
+    {"created", "Votre groupe est créé : vous en êtes le coordinateur."},
+    {"settings", "Réglages enregistrés."},
+    {"place-added", "Lieu ajouté."},
+    {"place-deleted", "Lieu supprimé."},
+    {"accepted", "Demande acceptée."},
+    {"declined", "Demande refusée."},
+    {"removed", "Membre retiré du groupe."},
+    {"admitted", "La première personne de la liste d'attente est admise."},
+    {"nobody", "La liste d'attente est vide."},
+    {"producer-accepted", "Producteur accepté."},
+    {"producer-declined", "Producteur refusé."},
+    {"unchanged", "Rien n'a changé."},
+    {NULL, NULL}};
+
+static const char *label(const choice *c, const char *key)
+{
+    for (; key && c->key; c++)
+        if (!strcmp(c->key, key))
+            return c->label;
+    return NULL;
+}
+
+/* The <option>s of a <select>: [{value, label, selected}]. */
+static json_t *options(const choice *c, const char *current)
+{
+    json_t *a = json_array();
+    for (; a && c->key; c++)
+        json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "value", c->key, "label", c->label, "selected",
+                                           current && !strcmp(current, c->key)));
+    return a;
+}
+
+/* ---- text ----------------------------------------------------------------------------------- */
+
+/* The number of characters in s when it is valid UTF-8 without control characters (newlines
+ * and tabs allowed when multiline), else -1: what is stored must be safe to show anywhere. */
+static long text_chars(const char *s, int multiline)
+{
+    long n = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p, cp;
+        int len;
+        if (c < 0x80) {
+            if ((c < 0x20 && !(multiline && (c == '\n' || c == '\r' || c == '\t'))) || c == 0x7f)
+                return -1;
+            len = 1, cp = c;
+        } else if ((c & 0xe0) == 0xc0) {
+            len = 2, cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3, cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4, cp = c & 0x07;
+        } else {
+            return -1;
+        }
+        for (int i = 1; i < len; i++) { /* a NUL fails the test before anything past it is read */
+            if ((p[i] & 0xc0) != 0x80)
+                return -1;
+            cp = cp << 6 | (p[i] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return -1;
+        p += len;
+        n++;
+    }
+    return n;
+}
+
+/* Copies s without its leading and trailing blanks into out; -1 when it does not fit. */
+static int trimmed(const char *s, char *out, size_t size)
+{
+    if (!s)
+        s = "";
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        n--;
+    if (n >= size) {
+        out[0] = '\0';
+        return -1;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* The search text (?q=): cut to QUERY_MAX bytes on a character boundary, "" when not UTF-8. */
+static const char *search_text(halle_request *r, char *out, size_t size)
+{
+    const char *q = mk_query(r);
+    size_t n = strlen(q);
+    if (n > QUERY_MAX)
+        n = QUERY_MAX;
+    if (n >= size)
+        n = size - 1;
+    while (n && ((unsigned char)q[n] & 0xc0) == 0x80)
+        n--;
+    memcpy(out, q, n);
+    out[n] = '\0';
+    while (n && out[n - 1] == ' ')
+        out[--n] = '\0';
+    if (text_chars(out, 0) < 0)
+        out[0] = '\0';
+    return out;
+}
+
+/* "%" q "%" with \, % and _ escaped, for LIKE ? ESCAPE '\': the user's text matches literally. */
+static const char *like_pattern(const char *q, char *out, size_t size)
+{
+    size_t o = 0;
+    if (size < 3)
+        return "";
+    out[o++] = '%';
+    for (const char *p = q; *p && o + 3 < size; p++) {
+        if (*p == '\\' || *p == '%' || *p == '_')
+            out[o++] = '\\';
+        out[o++] = *p;
+    }
+    out[o++] = '%';
+    out[o] = '\0';
+    return out;
+}
+
+/* 1250 -> "12,50 €". */
+static void format_price(long long cents, char *out, size_t size)
+{
+    unsigned long long v = cents < 0 ? 0ULL - (unsigned long long)cents : (unsigned long long)cents;
+    snprintf(out, size, "%s%llu,%02llu €", cents < 0 ? "-" : "", v / 100, v % 100);
+}
+
+/* 0.5, "kg" -> "0,5 kg" (French decimal comma). */
+static void format_quantity(double qty, const char *unit, char *out, size_t size)
+{
+    const char *u = label(units, unit);
+    char num[32];
+    if (!(qty > 0 && qty < 1e9))
+        qty = 1;
+    snprintf(num, sizeof num, "%g", qty);
+    for (char *p = num; *p; p++)
+        if (*p == '.')
+            *p = ',';
+    snprintf(out, size, "%s %s", num, u ? u : unit ? unit : "");
+}
+
+static int64_t parse_id(const char *s)
+{
+    if (!s || !*s || strlen(s) > 18)
+        return 0;
+    int64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return 0;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+/* ---- rows as JSON ---------------------------------------------------------------------------- */
+
+/* One row as an object; column names prefixed with '#' are integers, with '?' booleans, the
+ * others text (NULL stays null). */
+static json_t *row_object(halle_stmt *st, const char *const *cols)
+{
+    json_t *o = json_object();
+    for (int i = 0; o && cols[i]; i++) {
+        const char *k = cols[i];
+        json_t *v;
+        if (*k == '#') {
+            v = json_integer(mk_api->db_col_int(st, i));
+            k++;
+        } else if (*k == '?') {
+            v = json_boolean(mk_api->db_col_int(st, i) != 0);
+            k++;
+        } else {
+            const char *s = mk_api->db_col_text(st, i);
+            v = s ? json_string(s) : json_null();
+            if (!v)
+                v = json_string(""); /* not UTF-8: written by something else than this module */
+        }
+        json_object_set_new(o, k, v);
+    }
+    return o;
+}
+
+/* Every row of st (whose SQL has a LIMIT); st is finished. */
+static json_t *rows_array(halle_stmt *st, const char *const *cols)
+{
+    json_t *a = json_array();
+    while (st && a && mk_api->db_step(st) == HALLE_DB_ROW)
+        json_array_append_new(a, row_object(st, cols));
+    mk_api->db_done(st);
+    return a;
+}
+
+/* The first column of the first row as an integer (a count), -1 on error; st is finished. */
+static long long first_int(halle_stmt *st)
+{
+    long long v = st && mk_api->db_step(st) == HALLE_DB_ROW ? mk_api->db_col_int(st, 0) : -1;
+    mk_api->db_done(st);
+    return v;
+}
+
+static const char *str_of(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+static json_t *list_pagination(int page, long long total, const char *q, const char *base)
+{
+    json_t *p = mk_pagination(page, total < 0 ? 0 : total, q);
+    return json_pack("{s:o, s:s}", "pagination", p ? p : json_object(), "base", base);
+}
+
+/* ---- groups ------------------------------------------------------------------------------------ */
+
+static const char *const group_cols[] = {"#id", "slug", "name", "description", "kind", "join_policy",
+                                         "address", "postcode", "town", "theme", NULL};
+
+/* The group of the route's slug with its labels, or NULL. */
+static json_t *route_group(halle_request *r, int64_t *id)
+{
+    const char *slug = mk_api->req_route_param(r, "slug");
+    *id = 0;
+    if (!slug || strlen(slug) > 100)
+        return NULL;
+    halle_stmt *st = mk_api->db_query(mk_host,
+                                      "SELECT id, slug, name, description, kind, join_policy, address, postcode, "
+                                      "town, theme FROM market_groups WHERE slug = ?",
+                                      "s", slug);
+    json_t *g = st && mk_api->db_step(st) == HALLE_DB_ROW ? row_object(st, group_cols) : NULL;
+    mk_api->db_done(st);
+    if (!g)
+        return NULL;
+    *id = json_integer_value(json_object_get(g, "id"));
+    const char *k = label(kinds, str_of(g, "kind")), *p = label(policies, str_of(g, "join_policy"));
+    json_object_set_new(g, "kind_label", json_string(k ? k : str_of(g, "kind")));
+    json_object_set_new(g, "policy_label", json_string(p ? p : str_of(g, "join_policy")));
+    return g;
+}
+
+static int not_found(halle_request *r)
+{
+    return mk_error(r, 404, "Ce groupe n'existe pas.");
+}
+
+/* The group of an admin route when the user may act on `object` for it; otherwise answers
+ * (login, 404, 403) and returns NULL. */
+static json_t *admin_group(halle_request *r, int object, int64_t *gid)
+{
+    if (mk_need_login(r))
+        return NULL;
+    json_t *g = route_group(r, gid);
+    if (!g) {
+        not_found(r);
+        return NULL;
+    }
+    if (!mk_api->can(r, HALLE_ACT_EDIT, object, *gid)) {
+        json_decref(g);
+        mk_error(r, 403, "Cette page est réservée aux coordinateurs du groupe.");
+        return NULL;
+    }
+    return g;
+}
+
+static int redirect_to(halle_request *r, const char *slug, const char *tail, const char *done)
+{
+    char url[300];
+    snprintf(url, sizeof url, "/groups/%s%s%s%s", slug, tail, done ? "?done=" : "", done ? done : "");
+    return mk_api->resp_redirect(r, url);
+}
+
+static int server_error(halle_request *r)
+{
+    mk_api->log(mk_host, HALLE_LOG_ERROR, "groups: %s", mk_api->last_error(mk_host));
+    return mk_error(r, 500, NULL);
+}
+
+static void set_notice(halle_request *r, json_t *ctx)
+{
+    const char *n = label(notices, mk_api->req_param(r, "done"));
+    if (n)
+        json_object_set_new(ctx, "notice", json_string(n));
+}
+
+/* ---- the group form (creation and settings) ------------------------------------------------------ */
+
+typedef struct group_form {
+    char name[4 * NAME_MAX + 1];
+    char description[4 * DESC_MAX + 1];
+    char kind[16];
+    char policy[16];
+    char address[4 * ADDRESS_MAX + 1];
+    char postcode[4 * POSTCODE_MAX + 1];
+    char town[4 * TOWN_MAX + 1];
+    char error[MSG_SIZE];
+} group_form;
+
+/* Reads and checks one text field into out: 0 when fine, else -1 with the French message in
+ * msg[MSG_SIZE]. */
+static int read_text(halle_request *r, const char *field, char *out, size_t size, long min, long max, int multiline,
+                     const char *what, char *msg)
+{
+    long n = trimmed(mk_api->req_param(r, field), out, size) < 0 ? max + 1 : text_chars(out, multiline);
+    if (n < 0)
+        snprintf(msg, MSG_SIZE, "Le champ « %s » contient des caractères non valables.", what);
+    else if (n < min)
+        snprintf(msg, MSG_SIZE, "Le champ « %s » doit compter de %ld à %ld caractères.", what, min, max);
+    else if (n > max)
+        snprintf(msg, MSG_SIZE, "Le champ « %s » ne doit pas dépasser %ld caractères.", what, max);
+    else
+        return 0;
+    out[0] = '\0';
+    return -1;
+}
+
+static int postcode_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == ' ' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* Fills f from the request; 0 when valid, else -1 with the message in f->error. */
+static int read_group_form(halle_request *r, group_form *f)
+{
+    char *e = f->error;
+    memset(f, 0, sizeof *f);
+    if (read_text(r, "name", f->name, sizeof f->name, NAME_MIN, NAME_MAX, 0, "Nom", e) ||
+        read_text(r, "description", f->description, sizeof f->description, 0, DESC_MAX, 1, "Description", e))
+        return -1;
+    if (trimmed(mk_api->req_param(r, "kind"), f->kind, sizeof f->kind) < 0 || !label(kinds, f->kind))
+        return snprintf(e, MSG_SIZE, "Choisissez le type de groupe."), -1;
+    if (trimmed(mk_api->req_param(r, "join_policy"), f->policy, sizeof f->policy) < 0 || !label(policies, f->policy))
+        return snprintf(e, MSG_SIZE, "Choisissez la politique d'adhésion."), -1;
+    if (read_text(r, "address", f->address, sizeof f->address, 0, ADDRESS_MAX, 0, "Adresse", e) ||
+        read_text(r, "postcode", f->postcode, sizeof f->postcode, 0, POSTCODE_MAX, 0, "Code postal", e) ||
+        read_text(r, "town", f->town, sizeof f->town, 0, TOWN_MAX, 0, "Ville", e))
+        return -1;
+    if (!postcode_ok(f->postcode))
+        return snprintf(e, MSG_SIZE, "Le code postal n'est pas valable."), -1;
+    return 0;
+}
+
+/* The form's values for the template; a field that failed its checks shows empty. */
+static json_t *form_json(const char *name, const char *description, const char *kind, const char *policy,
+                         const char *address, const char *postcode, const char *town)
+{
+    json_t *f = json_object();
+    const char *keys[] = {"name", "description", "address", "postcode", "town"};
+    const char *vals[] = {name, description, address, postcode, town};
+    for (int i = 0; f && i < 5; i++) {
+        json_t *v = json_string(vals[i] ? vals[i] : "");
+        json_object_set_new(f, keys[i], v ? v : json_string(""));
+    }
+    json_object_set_new(f, "kinds", options(kinds, kind));
+    json_object_set_new(f, "policies", options(policies, policy));
+    return f;
+}
+
+static json_t *posted_form(const group_form *f)
+{
+    return form_json(f->name, f->description, f->kind, f->policy, f->address, f->postcode, f->town);
+}
+
+/* ---- the directory ---------------------------------------------------------------------------------- */
+
+static int directory(halle_request *r, void *ud)
+{
+    (void)ud;
+    char q[QUERY_MAX + 1], like[2 * QUERY_MAX + 4];
+    search_text(r, q, sizeof q);
+    like_pattern(q, like, sizeof like);
+    int page = mk_page(r);
+    long long total = first_int(mk_api->db_query(
+        mk_host, "SELECT count(*) FROM market_groups WHERE (? = '' OR name LIKE ? ESCAPE '\\' OR town LIKE ? ESCAPE '\\')",
+        "sss", q, like, like));
+    static const char *const cols[] = {"slug", "name", "town", "kind", "join_policy", NULL};
+    json_t *groups = rows_array(
+        mk_api->db_query(mk_host,
+                         "SELECT slug, name, town, kind, join_policy FROM market_groups "
+                         "WHERE (? = '' OR name LIKE ? ESCAPE '\\' OR town LIKE ? ESCAPE '\\') "
+                         "ORDER BY name, id LIMIT ? OFFSET ?",
+                         "sssii", q, like, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
+        cols);
+    if (total < 0 || !groups) {
+        json_decref(groups);
+        return server_error(r);
+    }
+    size_t i;
+    json_t *g;
+    json_array_foreach(groups, i, g) {
+        const char *k = label(kinds, str_of(g, "kind")), *p = label(policies, str_of(g, "join_policy"));
+        json_object_set_new(g, "kind_label", json_string(k ? k : ""));
+        json_object_set_new(g, "policy_label", json_string(p ? p : ""));
+    }
+    json_t *ctx = list_pagination(page, total, q, "/groups");
+    json_object_set_new(ctx, "q", json_string(q));
+    json_object_set_new(ctx, "groups", groups);
+    int rc = mk_render(r, "market/groups/directory", ctx);
+    json_decref(ctx);
+    return rc;
+}
+
+/* ---- creation ---------------------------------------------------------------------------------------- */
+
+static int slug_taken(const char *slug)
+{
+    return first_int(mk_api->db_query(mk_host, "SELECT count(*) FROM market_groups WHERE slug = ?", "s", slug)) != 0;
+}
+
+/* The group's slug: the name's, or past it one more than the largest "-N" already in use.
+ * "new" is taken by the creation page. */
+static int unique_slug(const char *name, char *out, size_t size)
+{
+    char base[61], lo[64], hi[64];
+    mk_slugify(name, base, sizeof base);
+    if (strcmp(base, "new") && !slug_taken(base)) {
+        snprintf(out, size, "%s", base);
+        return HALLE_OK;
+    }
+    snprintf(lo, sizeof lo, "%s-", base);
+    snprintf(hi, sizeof hi, "%s.", base); /* '.' follows '-': the range holds exactly "base-..." */
+    halle_stmt *st = mk_api->db_query(mk_host, "SELECT slug FROM market_groups WHERE slug > ? AND slug < ?", "ss", lo, hi);
+    if (!st)
+        return HALLE_ERROR;
+    long max = 1;
+    size_t ll = strlen(lo);
+    int rc;
+    while ((rc = mk_api->db_step(st)) == HALLE_DB_ROW) {
+        const char *s = mk_api->db_col_text(st, 0);
+        if (!s || strlen(s) <= ll || strlen(s) - ll > 9 || s[ll] == '0')
+            continue;
+        long n = 0;
+        const char *p = s + ll;
+        for (; *p >= '0' && *p <= '9'; p++)
+            n = n * 10 + (*p - '0');
+        if (!*p && n > max)
+            max = n;
+    }
+    mk_api->db_done(st);
+    if (rc < 0)
+        return HALLE_ERROR;
+    snprintf(out, size, "%s-%ld", base, max + 1);
+    return HALLE_OK;
+}
+
+typedef struct creation {
+    const group_form *f;
+    int64_t uid;
+    int64_t gid;
+    int too_many;
+    char slug[80];
+} creation;
+
+/* In one transaction: the group, its creator's membership as coordinator, and the core's role
+ * so that can() lets them administer it. */
+static int create_tx(halle_host *h, void *ud)
+{
+    creation *c = ud;
+    char now[32];
+    mk_now(now, sizeof now);
+    long long n = first_int(mk_api->db_query(
+        h, "SELECT count(*) FROM market_members WHERE user_id = ? AND role = 'coordinator'", "I", c->uid));
+    if (n < 0)
+        return HALLE_ERROR;
+    if (n >= COORDINATED_MAX) {
+        c->too_many = 1;
+        return HALLE_ERROR;
+    }
+    if (unique_slug(c->f->name, c->slug, sizeof c->slug) != HALLE_OK)
+        return HALLE_ERROR;
+    if (mk_api->db_run(h,
+                       "INSERT INTO market_groups (slug, name, description, kind, join_policy, address, postcode, town, "
+                       "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "ssssssssIs", c->slug, c->f->name, c->f->description, c->f->kind, c->f->policy, c->f->address,
+                       c->f->postcode, c->f->town, c->uid, now) < 0)
+        return HALLE_ERROR;
+    c->gid = mk_api->db_last_id(h);
+    if (mk_api->db_run(h,
+                       "INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
+                       "VALUES (?, ?, 'coordinator', 'active', ?, ?)",
+                       "IIss", c->gid, c->uid, now, now) < 0)
+        return HALLE_ERROR;
+    if (mk_api->user_add_role(h, c->uid, HALLE_ROLE_COORDINATOR, c->gid) != HALLE_OK)
+        return HALLE_ERROR;
+    return HALLE_OK;
+}
+
+static int new_form(halle_request *r, json_t *form, const char *error, int status)
+{
+    json_t *ctx = json_pack("{s:o}", "form", form ? form : json_object());
+    if (error)
+        json_object_set_new(ctx, "error", json_string(error));
+    if (status)
+        mk_api->resp_status(r, status);
+    int rc = mk_render(r, "market/groups/new", ctx);
+    json_decref(ctx);
+    return rc;
+}
+
+static int new_get(halle_request *r, void *ud)
+{
+    (void)ud;
+    if (mk_need_login(r))
+        return HALLE_OK;
+    return new_form(r, form_json("", "", "buying_group", "open", "", "", ""), NULL, 0);
+}
+
+static int new_post(halle_request *r, void *ud)
+{
+    (void)ud;
+    if (mk_need_login(r))
+        return HALLE_OK;
+    group_form f;
+    if (read_group_form(r, &f) < 0)
+        return new_form(r, posted_form(&f), f.error, 422);
+    creation c = {.f = &f, .uid = mk_api->req_user(r)};
+    if (mk_api->db_tx(mk_host, create_tx, &c) != HALLE_OK) {
+        if (c.too_many)
+            return new_form(r, posted_form(&f), "Vous coordonnez déjà le nombre maximal de groupes.", 422);
+        return server_error(r);
+    }
+    return redirect_to(r, c.slug, "/admin", "created");
+}
+
+/* ---- the public page ------------------------------------------------------------------------------- */
+
+/* Where the visitor stands: the join area of the page. */
+static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
+{
+    int64_t uid = mk_api->req_user(r);
+    json_t *j = json_object();
+    if (uid) {
+        halle_stmt *st = mk_api->db_query(
+            mk_host, "SELECT role, status, requested_at, rowid FROM market_members WHERE group_id = ? AND user_id = ?",
+            "II", gid, uid);
+        char status[16] = "", requested[40] = "";
+        int coordinator = 0;
+        int64_t rowid = 0;
+        if (st && mk_api->db_step(st) == HALLE_DB_ROW) {
+            const char *role = mk_api->db_col_text(st, 0), *s = mk_api->db_col_text(st, 1);
+            const char *at = mk_api->db_col_text(st, 2);
+            coordinator = role && !strcmp(role, "coordinator");
+            snprintf(status, sizeof status, "%s", s ? s : "");
+            snprintf(requested, sizeof requested, "%s", at ? at : "");
+            rowid = mk_api->db_col_int(st, 3);
+        }
+        mk_api->db_done(st);
+        if (!strcmp(status, "active")) {
+            json_object_set_new(j, "member", json_true());
+            json_object_set_new(j, "coordinator", json_boolean(coordinator));
+            return j;
+        }
+        if (!strcmp(status, "pending")) {
+            json_object_set_new(j, "pending", json_true());
+            return j;
+        }
+        if (!strcmp(status, "waiting")) {
+            /* The waiting list's order: requested_at, then insertion order for the same second. */
+            long long ahead = first_int(mk_api->db_query(
+                mk_host,
+                "SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'waiting' "
+                "AND (requested_at < ? OR (requested_at = ? AND rowid < ?))",
+                "IssI", gid, requested, requested, rowid));
+            json_object_set_new(j, "waiting", json_true());
+            json_object_set_new(j, "position", json_integer(ahead < 0 ? 0 : ahead + 1));
+            return j;
+        }
+        if (!strcmp(status, "declined"))
+            json_object_set_new(j, "declined", json_true());
+    }
+    if (!strcmp(policy, "closed"))
+        json_object_set_new(j, "closed", json_true());
+    else if (!strcmp(policy, "full"))
+        json_object_set_new(j, "full", json_true());
+    else if (!uid)
+        json_object_set_new(j, "visitor", json_true());
+    else
+        json_object_set_new(j, "join_label", json_string(!strcmp(policy, "open")       ? "Rejoindre le groupe"
+                                                         : !strcmp(policy, "approval") ? "Demander à rejoindre le groupe"
+                                                                                       : "M'inscrire sur la liste d'attente"));
+    return j;
+}
+
+/* The active products of the active catalogs offered to the group by producers it accepted. */
+#define OFFERED_FROM                                                                                         \
+    " FROM market_catalog_groups cg"                                                                         \
+    " JOIN market_group_producers gp ON gp.group_id = cg.group_id AND gp.status = 'accepted'"                \
+    " JOIN market_catalogs c ON c.id = cg.catalog_id AND c.active = 1 AND c.producer_id = gp.producer_id"    \
+    " JOIN market_products p ON p.catalog_id = c.id AND p.active = 1"                                        \
+    " JOIN market_producers pr ON pr.id = p.producer_id"                                                      \
+    " WHERE cg.group_id = ? AND (? = '' OR p.name LIKE ? ESCAPE '\\')"
+
+static json_t *products(int64_t gid, const char *q, int page, long long *total)
+{
+    char like[2 * QUERY_MAX + 4];
+    like_pattern(q, like, sizeof like);
+    *total = first_int(mk_api->db_query(mk_host, "SELECT count(*)" OFFERED_FROM, "Iss", gid, q, like));
+    halle_stmt *st = mk_api->db_query(mk_host,
+                                      "SELECT p.id, p.name, p.price_cents, p.unit, p.quantity, p.organic, "
+                                      "pr.business_name, pr.slug" OFFERED_FROM " ORDER BY p.name, p.id LIMIT ? OFFSET ?",
+                                      "Issii", gid, q, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE);
+    json_t *a = json_array();
+    while (st && a && mk_api->db_step(st) == HALLE_DB_ROW) {
+        char price[48], qty[64];
+        format_price(mk_api->db_col_int(st, 2), price, sizeof price);
+        format_quantity(mk_api->db_col_double(st, 4), mk_api->db_col_text(st, 3), qty, sizeof qty);
+        static const char *const cols[] = {"#id", "name", NULL};
+        json_t *p = row_object(st, cols);
+        const char *producer = mk_api->db_col_text(st, 6), *slug = mk_api->db_col_text(st, 7);
+        json_t *pv = json_string(producer ? producer : ""), *sv = json_string(slug ? slug : "");
+        json_object_set_new(p, "price", json_string(price));
+        json_object_set_new(p, "quantity", json_string(qty));
+        json_object_set_new(p, "organic", json_boolean(mk_api->db_col_int(st, 5) != 0));
+        json_object_set_new(p, "producer", pv ? pv : json_string(""));
+        json_object_set_new(p, "producer_slug", sv ? sv : json_string(""));
+        json_array_append_new(a, p);
+    }
+    mk_api->db_done(st);
+    return a;
+}
+
+static json_t *places(int64_t gid)
+{
+    static const char *const cols[] = {"#id", "name", "address", "postcode", "town", NULL};
+    return rows_array(mk_api->db_query(mk_host,
+                                       "SELECT id, name, address, postcode, town FROM market_places "
+                                       "WHERE group_id = ? ORDER BY id LIMIT ?",
+                                       "Ii", gid, PLACES_MAX),
+                      cols);
+}
+
+static int group_show(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = route_group(r, &gid);
+    if (!g)
+        return not_found(r);
+    const char *theme = json_string_value(json_object_get(g, "theme"));
+    if (theme && *theme)
+        mk_api->set_group_theme(r, theme);
+    char q[QUERY_MAX + 1], base[200];
+    search_text(r, q, sizeof q);
+    int page = mk_page(r);
+    long long total;
+    json_t *list = products(gid, q, page, &total);
+    static const char *const pcols[] = {"slug", "business_name", "town", NULL};
+    json_t *producers = rows_array(mk_api->db_query(mk_host,
+                                                    "SELECT pr.slug, pr.business_name, pr.town FROM market_group_producers gp "
+                                                    "JOIN market_producers pr ON pr.id = gp.producer_id "
+                                                    "WHERE gp.group_id = ? AND gp.status = 'accepted' "
+                                                    "ORDER BY pr.business_name, pr.id LIMIT ?",
+                                                    "Ii", gid, PRODUCERS_SHOWN),
+                                   pcols);
+    if (total < 0 || !list || !producers) {
+        json_decref(g), json_decref(list), json_decref(producers);
+        return server_error(r);
+    }
+    snprintf(base, sizeof base, "/groups/%s", str_of(g, "slug"));
+    json_t *ctx = list_pagination(page, total, q, base);
+    json_object_set_new(ctx, "join", join_state(r, gid, str_of(g, "join_policy")));
+    json_object_set_new(ctx, "group", g);
+    json_object_set_new(ctx, "q", json_string(q));
+    json_object_set_new(ctx, "has_products", json_boolean(json_array_size(list) > 0));
+    json_object_set_new(ctx, "products", list);
+    json_object_set_new(ctx, "producers", producers);
+    json_object_set_new(ctx, "places", places(gid));
+    json_object_set_new(ctx, "can_admin", json_boolean(mk_is_coordinator(r, gid)));
+    set_notice(r, ctx);
+    int rc = mk_render(r, "market/groups/show", ctx);
+    json_decref(ctx);
+    return rc;
+}
+
+/* ---- joining and leaving ----------------------------------------------------------------------------- */
+
+/* The user's role and status in the group ("" when none); 0, or -1 on a database error. */
+static int membership(int64_t gid, int64_t uid, char *role, char *status, size_t size)
+{
+    role[0] = status[0] = '\0';
+    halle_stmt *st = mk_api->db_query(mk_host, "SELECT role, status FROM market_members WHERE group_id = ? AND user_id = ?",
+                                      "II", gid, uid);
+    if (!st)
+        return -1;
+    int rc = mk_api->db_step(st);
+    if (rc == HALLE_DB_ROW) {
+        const char *ro = mk_api->db_col_text(st, 0), *s = mk_api->db_col_text(st, 1);
+        snprintf(role, size, "%s", ro ? ro : "");
+        snprintf(status, size, "%s", s ? s : "");
+    }
+    mk_api->db_done(st);
+    return rc < 0 ? -1 : 0;
+}
+
+static int group_join(halle_request *r, void *ud)
+{
+    (void)ud;
+    if (mk_need_login(r))
+        return HALLE_OK;
+    int64_t gid, uid = mk_api->req_user(r);
+    json_t *g = route_group(r, &gid);
+    if (!g)
+        return not_found(r);
+    char slug[128], policy[16], role[16], status[16];
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    snprintf(policy, sizeof policy, "%s", str_of(g, "join_policy"));
+    json_decref(g);
+    if (membership(gid, uid, role, status, sizeof role) < 0)
+        return server_error(r);
+    if (!strcmp(status, "active") || !strcmp(status, "pending") || !strcmp(status, "waiting"))
+        return redirect_to(r, slug, "", NULL);
+    const char *to = !strcmp(policy, "open")           ? "active"
+                     : !strcmp(policy, "approval")     ? "pending"
+                     : !strcmp(policy, "waiting_list") ? "waiting"
+                                                       : NULL;
+    if (!to)
+        return mk_error(r, 409, !strcmp(policy, "full") ? "Ce groupe est complet."
+                                                        : "Ce groupe n'accepte pas de nouveaux membres.");
+    char now[32];
+    mk_now(now, sizeof now);
+    /* A declined request may be made again; anything else stays as it is. */
+    if (mk_api->db_run(mk_host,
+                       "INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
+                       "VALUES (?, ?, 'member', ?, ?, CASE WHEN ? = 'active' THEN ? END) "
+                       "ON CONFLICT (group_id, user_id) DO UPDATE SET role = 'member', status = excluded.status, "
+                       "requested_at = excluded.requested_at, decided_at = excluded.decided_at "
+                       "WHERE market_members.status = 'declined'",
+                       "IIssss", gid, uid, to, now, to, now) < 0)
+        return server_error(r);
+    return redirect_to(r, slug, "", !strcmp(to, "active") ? "joined" : !strcmp(to, "pending") ? "requested" : "waiting");
+}
+
+static int group_leave(halle_request *r, void *ud)
+{
+    (void)ud;
+    if (mk_need_login(r))
+        return HALLE_OK;
+    int64_t gid, uid = mk_api->req_user(r);
+    json_t *g = route_group(r, &gid);
+    if (!g)
+        return not_found(r);
+    char slug[128], role[16], status[16];
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    json_decref(g);
+    if (membership(gid, uid, role, status, sizeof role) < 0)
+        return server_error(r);
+    if (!status[0])
+        return redirect_to(r, slug, "", NULL);
+    /* The core's coordinator role cannot be taken back through the plugin API: a coordinator
+     * leaving would keep the rights without the membership. */
+    if (!strcmp(role, "coordinator"))
+        return mk_error(r, 409, "Un coordinateur ne peut pas quitter son groupe.");
+    if (mk_api->db_run(mk_host, "DELETE FROM market_members WHERE group_id = ? AND user_id = ? AND role <> 'coordinator'",
+                       "II", gid, uid) < 0)
+        return server_error(r);
+    return redirect_to(r, slug, "", "left");
+}
+
+/* ---- admin: lists -------------------------------------------------------------------------------------- */
+
+/* Members of the group with a status, in order of request (the waiting list's order), searched
+ * by name or e-mail: sets ctx.KEY = {rows, total, more} and, for a full page, its pagination. */
+static int member_list(json_t *ctx, const char *key, int64_t gid, const char *status, const char *q, int page,
+                       int limit, const char *base)
+{
+    char like[2 * QUERY_MAX + 4];
+    like_pattern(q, like, sizeof like);
+    int offset = (page - 1) * limit;
+    long long total = *q ? first_int(mk_api->db_query(
+                               mk_host,
+                               "SELECT count(*) FROM market_members m LEFT JOIN users u ON u.id = m.user_id "
+                               "WHERE m.group_id = ? AND m.status = ? AND (u.name LIKE ? ESCAPE '\\' OR u.email LIKE ? ESCAPE '\\')",
+                               "Isss", gid, status, like, like))
+                         : first_int(mk_api->db_query(
+                               mk_host, "SELECT count(*) FROM market_members WHERE group_id = ? AND status = ?", "Is", gid, status));
+    /* Only the users' public profile columns are read: never their credentials. */
+    static const char *const cols[] = {"#user_id", "name", "email", "?coordinator", "requested_at", "#rowid", NULL};
+    json_t *rows = rows_array(
+        mk_api->db_query(mk_host,
+                         "SELECT m.user_id, COALESCE(u.name, ''), COALESCE(u.email, ''), m.role = 'coordinator', "
+                         "m.requested_at, m.rowid FROM market_members m LEFT JOIN users u ON u.id = m.user_id "
+                         "WHERE m.group_id = ? AND m.status = ? "
+                         "AND (? = '' OR u.name LIKE ? ESCAPE '\\' OR u.email LIKE ? ESCAPE '\\') "
+                         "ORDER BY m.requested_at, m.rowid LIMIT ? OFFSET ?",
+                         "Isssii", gid, status, q, like, like, limit, offset),
+        cols);
+    if (total < 0 || !rows) {
+        json_decref(rows);
+        return HALLE_ERROR;
+    }
+    if (!strcmp(status, "waiting")) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(rows, i, m) {
+            long long pos = (long long)offset + (long long)i + 1;
+            if (*q) { /* a search skips people: count those ahead */
+                const char *at = str_of(m, "requested_at");
+                pos = first_int(mk_api->db_query(
+                          mk_host,
+                          "SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'waiting' "
+                          "AND (requested_at < ? OR (requested_at = ? AND rowid < ?))",
+                          "IssI", gid, at, at, (int64_t)json_integer_value(json_object_get(m, "rowid")))) + 1;
+            }
+            json_object_set_new(m, "position", json_integer(pos));
+        }
+    }
+    json_t *list = json_pack("{s:o, s:I, s:b}", "rows", rows, "total", (json_int_t)total, "more",
+                             total > (long long)json_array_size(rows) + offset);
+    if (base) {
+        json_t *p = list_pagination(page, total, q, base);
+        json_object_update(list, p);
+        json_decref(p);
+    }
+    json_object_set_new(ctx, key, list);
+    return HALLE_OK;
+}
+
+static const char *const producer_cols[] = {"#id", "slug", "business_name", "town", "status", "requested_at", NULL};
+
+static void producer_labels(json_t *rows)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(rows, i, p) {
+        const char *s = str_of(p, "status"), *l = label(producer_statuses, s);
+        json_object_set_new(p, "status_label", json_string(l ? l : s));
+        json_object_set_new(p, "can_accept", json_boolean(strcmp(s, "accepted") != 0));
+        json_object_set_new(p, "can_decline", json_boolean(strcmp(s, "declined") != 0));
+    }
+}
+
+/* The admin page: settings, places, members (?q, ?page) and the first requests. form is the
+ * settings form to show (NULL: the group's values); takes the references to g and form. */
+static int admin_page(halle_request *r, json_t *g, int64_t gid, json_t *form, const char *error, int status)
+{
+    char q[QUERY_MAX + 1], base[200];
+    search_text(r, q, sizeof q);
+    int page = mk_page(r);
+    snprintf(base, sizeof base, "/groups/%s/admin", str_of(g, "slug"));
+    if (!form)
+        form = form_json(str_of(g, "name"), str_of(g, "description"), str_of(g, "kind"), str_of(g, "join_policy"),
+                         str_of(g, "address"), str_of(g, "postcode"), str_of(g, "town"));
+    json_t *ctx = json_pack("{s:o, s:o, s:s, s:o}", "group", g, "form", form, "q", q, "places", places(gid));
+    if (!ctx || member_list(ctx, "members", gid, "active", q, page, MK_PER_PAGE, base) != HALLE_OK ||
+        member_list(ctx, "pending", gid, "pending", "", 1, SHORT_LIST, NULL) != HALLE_OK ||
+        member_list(ctx, "waiting", gid, "waiting", "", 1, SHORT_LIST, NULL) != HALLE_OK) {
+        json_decref(ctx);
+        return server_error(r);
+    }
+    json_t *producers = rows_array(mk_api->db_query(mk_host,
+                                                    "SELECT pr.id, pr.slug, pr.business_name, pr.town, gp.status, gp.requested_at "
+                                                    "FROM market_group_producers gp JOIN market_producers pr ON pr.id = gp.producer_id "
+                                                    "WHERE gp.group_id = ? AND gp.status = 'pending' "
+                                                    "ORDER BY gp.requested_at, pr.id LIMIT ?",
+                                                    "Ii", gid, SHORT_LIST),
+                                   producer_cols);
+    long long nproducers = first_int(mk_api->db_query(
+        mk_host, "SELECT count(*) FROM market_group_producers WHERE group_id = ? AND status = 'pending'", "I", gid));
+    producer_labels(producers);
+    json_object_set_new(ctx, "producer_requests", producers);
+    json_object_set_new(ctx, "producer_requests_total", json_integer(nproducers < 0 ? 0 : nproducers));
+    if (error)
+        json_object_set_new(ctx, "error", json_string(error));
+    set_notice(r, ctx);
+    if (status)
+        mk_api->resp_status(r, status);
+    int rc = mk_render(r, "market/groups/admin", ctx);
+    json_decref(ctx);
+    return rc;
+}
+
+static int admin_get(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    return g ? admin_page(r, g, gid, NULL, NULL, 0) : HALLE_OK;
+}
+
+/* The full lists of join requests and of the waiting list (ud: the status). */
+static int requests_get(halle_request *r, void *ud)
+{
+    const char *status = ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_MEMBERS, &gid);
+    if (!g)
+        return HALLE_OK;
+    char q[QUERY_MAX + 1], base[200];
+    search_text(r, q, sizeof q);
+    snprintf(base, sizeof base, "/groups/%s/admin/%s", str_of(g, "slug"), status);
+    int waiting = !strcmp(status, "waiting");
+    json_t *ctx = json_pack("{s:o, s:s, s:b, s:s, s:s}", "group", g, "q", q, "is_waiting", waiting, "back", status,
+                            "list_title", waiting ? "Liste d'attente" : "Demandes d'adhésion");
+    if (!ctx || member_list(ctx, "list", gid, waiting ? "waiting" : "pending", q, mk_page(r), MK_PER_PAGE, base) != HALLE_OK) {
+        json_decref(ctx);
+        return server_error(r);
+    }
+    set_notice(r, ctx);
+    int rc = mk_render(r, "market/groups/requests", ctx);
+    json_decref(ctx);
+    return rc;
+}
+
+/* A group's producers, searched by name or town. */
+#define PRODUCERS_WHERE                                                                                     \
+    " FROM market_group_producers gp JOIN market_producers pr ON pr.id = gp.producer_id WHERE gp.group_id = ?" \
+    " AND (? = '' OR pr.business_name LIKE ? ESCAPE '\\' OR pr.town LIKE ? ESCAPE '\\')"
+
+static int producers_get(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    if (!g)
+        return HALLE_OK;
+    char q[QUERY_MAX + 1], like[2 * QUERY_MAX + 4], base[200];
+    search_text(r, q, sizeof q);
+    like_pattern(q, like, sizeof like);
+    int page = mk_page(r);
+    snprintf(base, sizeof base, "/groups/%s/admin/producers", str_of(g, "slug"));
+    long long total = first_int(mk_api->db_query(mk_host, "SELECT count(*)" PRODUCERS_WHERE, "Isss", gid, q, like, like));
+    json_t *rows = rows_array(mk_api->db_query(mk_host,
+                                               "SELECT pr.id, pr.slug, pr.business_name, pr.town, gp.status, gp.requested_at"
+                                               PRODUCERS_WHERE " ORDER BY gp.status <> 'pending', pr.business_name, pr.id "
+                                               "LIMIT ? OFFSET ?",
+                                               "Isssii", gid, q, like, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
+                              producer_cols);
+    if (total < 0 || !rows) {
+        json_decref(g), json_decref(rows);
+        return server_error(r);
+    }
+    producer_labels(rows);
+    json_t *ctx = list_pagination(page, total, q, base);
+    json_object_set_new(ctx, "group", g);
+    json_object_set_new(ctx, "q", json_string(q));
+    json_object_set_new(ctx, "producers", rows);
+    set_notice(r, ctx);
+    int rc = mk_render(r, "market/groups/producers", ctx);
+    json_decref(ctx);
+    return rc;
+}
+
+/* ---- admin: actions ------------------------------------------------------------------------------------- */
+
+static int settings_post(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    if (!g)
+        return HALLE_OK;
+    group_form f;
+    if (read_group_form(r, &f) < 0)
+        return admin_page(r, g, gid, posted_form(&f), f.error, 422);
+    char slug[128];
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    json_decref(g);
+    /* The slug stays: links to the group keep working after a rename. */
+    if (mk_api->db_run(mk_host,
+                       "UPDATE market_groups SET name = ?, description = ?, kind = ?, join_policy = ?, address = ?, "
+                       "postcode = ?, town = ? WHERE id = ?",
+                       "sssssssI", f.name, f.description, f.kind, f.policy, f.address, f.postcode, f.town, gid) < 0)
+        return server_error(r);
+    return redirect_to(r, slug, "/admin", "settings");
+}
+
+static int place_add(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    if (!g)
+        return HALLE_OK;
+    char name[4 * NAME_MAX + 1], address[4 * ADDRESS_MAX + 1], postcode[4 * POSTCODE_MAX + 1], town[4 * TOWN_MAX + 1];
+    char msg[MSG_SIZE];
+    const char *e = NULL;
+    if (read_text(r, "place_name", name, sizeof name, NAME_MIN, NAME_MAX, 0, "Nom du lieu", msg) ||
+        read_text(r, "place_address", address, sizeof address, 0, ADDRESS_MAX, 0, "Adresse du lieu", msg) ||
+        read_text(r, "place_postcode", postcode, sizeof postcode, 0, POSTCODE_MAX, 0, "Code postal du lieu", msg) ||
+        read_text(r, "place_town", town, sizeof town, 0, TOWN_MAX, 0, "Ville du lieu", msg))
+        e = msg;
+    else if (!postcode_ok(postcode))
+        e = "Le code postal du lieu n'est pas valable.";
+    long long n = first_int(mk_api->db_query(mk_host, "SELECT count(*) FROM market_places WHERE group_id = ?", "I", gid));
+    if (!e && n >= PLACES_MAX)
+        e = "Ce groupe a déjà le nombre maximal de lieux.";
+    if (e)
+        return admin_page(r, g, gid, NULL, e, 422);
+    char slug[128];
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    json_decref(g);
+    if (n < 0 || mk_api->db_run(mk_host,
+                                "INSERT INTO market_places (group_id, name, address, postcode, town) VALUES (?, ?, ?, ?, ?)",
+                                "Issss", gid, name, address, postcode, town) < 0)
+        return server_error(r);
+    return redirect_to(r, slug, "/admin", "place-added");
+}
+
+static int place_delete(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    if (!g)
+        return HALLE_OK;
+    char slug[128];
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    json_decref(g);
+    int64_t id = parse_id(mk_api->req_route_param(r, "id"));
+    long long n = first_int(
+        mk_api->db_query(mk_host, "SELECT count(*) FROM market_places WHERE id = ? AND group_id = ?", "II", id, gid));
+    if (n < 0)
+        return server_error(r);
+    if (n == 0)
+        return mk_error(r, 404, "Ce lieu n'existe pas.");
+    if (mk_api->db_run(mk_host, "DELETE FROM market_places WHERE id = ? AND group_id = ?", "II", id, gid) < 0)
+        return server_error(r);
+    return redirect_to(r, slug, "/admin", "place-deleted");
+}
+
+/* Where an action's form came from: the admin page or one of its full lists. */
+static const char *back_tail(halle_request *r)
+{
+    static const choice tails[] = {{"pending", "/admin/pending"}, {"waiting", "/admin/waiting"},
+                                   {"producers", "/admin/producers"}, {NULL, NULL}};
+    const char *t = label(tails, mk_api->req_param(r, "back"));
+    return t ? t : "/admin";
+}
+
+static int member_action(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_MEMBERS, &gid);
+    if (!g)
+        return HALLE_OK;
+    char slug[128], role[16], status[16], now[32];
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    json_decref(g);
+    int64_t uid = parse_id(mk_api->req_route_param(r, "uid"));
+    const char *action = mk_api->req_route_param(r, "action");
+    if (!action || membership(gid, uid, role, status, sizeof role) < 0)
+        return server_error(r);
+    if (!status[0])
+        return mk_error(r, 404, "Cette personne n'est pas membre du groupe et n'a rien demandé.");
+    mk_now(now, sizeof now);
+    int asked = !strcmp(status, "pending") || !strcmp(status, "waiting");
+    const char *done = "unchanged";
+    int rc = 0;
+    if (!strcmp(action, "accept") && asked) {
+        rc = mk_api->db_run(mk_host,
+                            "UPDATE market_members SET status = 'active', decided_at = ? WHERE group_id = ? AND user_id = ? "
+                            "AND status IN ('pending', 'waiting')",
+                            "sII", now, gid, uid);
+        done = "accepted";
+    } else if (!strcmp(action, "decline") && asked) {
+        rc = mk_api->db_run(mk_host,
+                            "UPDATE market_members SET status = 'declined', decided_at = ? WHERE group_id = ? AND user_id = ? "
+                            "AND status IN ('pending', 'waiting')",
+                            "sII", now, gid, uid);
+        done = "declined";
+    } else if (!strcmp(action, "remove")) {
+        if (!strcmp(role, "coordinator"))
+            return mk_error(r, 409, "Un coordinateur ne peut pas être retiré du groupe.");
+        rc = mk_api->db_run(mk_host, "DELETE FROM market_members WHERE group_id = ? AND user_id = ? AND role <> 'coordinator'",
+                            "II", gid, uid);
+        done = "removed";
+    }
+    if (rc < 0)
+        return server_error(r);
+    return redirect_to(r, slug, back_tail(r), done);
+}
+
+static int admit_next(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_MEMBERS, &gid);
+    if (!g)
+        return HALLE_OK;
+    char slug[128], now[32];
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    json_decref(g);
+    long long uid = first_int(mk_api->db_query(mk_host,
+                                               "SELECT user_id FROM market_members WHERE group_id = ? AND status = 'waiting' "
+                                               "ORDER BY requested_at, rowid LIMIT 1",
+                                               "I", gid));
+    if (uid < 0) /* no row, or an error: nobody can be admitted either way */
+        return redirect_to(r, slug, back_tail(r), "nobody");
+    mk_now(now, sizeof now);
+    if (mk_api->db_run(mk_host,
+                       "UPDATE market_members SET status = 'active', decided_at = ? WHERE group_id = ? AND user_id = ? "
+                       "AND status = 'waiting'",
+                       "sII", now, gid, (int64_t)uid) < 0)
+        return server_error(r);
+    return redirect_to(r, slug, back_tail(r), "admitted");
+}
+
+static int producer_action(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    if (!g)
+        return HALLE_OK;
+    char slug[128], now[32];
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    json_decref(g);
+    int64_t pid = parse_id(mk_api->req_route_param(r, "pid"));
+    const char *action = mk_api->req_route_param(r, "action");
+    long long n = first_int(mk_api->db_query(
+        mk_host, "SELECT count(*) FROM market_group_producers WHERE group_id = ? AND producer_id = ?", "II", gid, pid));
+    if (n < 0 || !action)
+        return server_error(r);
+    if (n == 0)
+        return mk_error(r, 404, "Ce producteur n'a pas demandé à rejoindre le groupe.");
+    int accept = !strcmp(action, "accept");
+    mk_now(now, sizeof now);
+    if (mk_api->db_run(mk_host,
+                       "UPDATE market_group_producers SET status = ?, decided_at = ? WHERE group_id = ? AND producer_id = ?",
+                       "ssII", accept ? "accepted" : "declined", now, gid, pid) < 0)
+        return server_error(r);
+    return redirect_to(r, slug, back_tail(r), accept ? "producer-accepted" : "producer-declined");
+}
+
+/* ---- registration ------------------------------------------------------------------------------------ */
+
+#define SLUG "/groups/(?<slug>[a-z0-9-]{1,100})"
 
 int mk_groups_register(halle_host *h, const halle_api *api)
 {
-    (void)h;
-    (void)api;
+    static const struct {
+        unsigned methods;
+        const char *pattern;
+        halle_handler fn;
+        void *ud;
+    } routes[] = {
+        {HALLE_GET, "/groups", directory, NULL},
+        {HALLE_GET, "/groups/new", new_get, NULL},
+        {HALLE_POST, "/groups/new", new_post, NULL},
+        {HALLE_GET, SLUG, group_show, NULL},
+        {HALLE_POST, SLUG "/join", group_join, NULL},
+        {HALLE_POST, SLUG "/leave", group_leave, NULL},
+        {HALLE_GET, SLUG "/admin", admin_get, NULL},
+        {HALLE_GET, SLUG "/admin/pending", requests_get, "pending"},
+        {HALLE_GET, SLUG "/admin/waiting", requests_get, "waiting"},
+        {HALLE_GET, SLUG "/admin/producers", producers_get, NULL},
+        {HALLE_POST, SLUG "/admin/settings", settings_post, NULL},
+        {HALLE_POST, SLUG "/admin/places/add", place_add, NULL},
+        {HALLE_POST, SLUG "/admin/places/(?<id>\\d{1,18})/delete", place_delete, NULL},
+        {HALLE_POST, SLUG "/admin/members/(?<uid>\\d{1,18})/(?<action>accept|decline|remove)", member_action, NULL},
+        {HALLE_POST, SLUG "/admin/waiting/admit-next", admit_next, NULL},
+        {HALLE_POST, SLUG "/admin/producers/(?<pid>\\d{1,18})/(?<action>accept|decline)", producer_action, NULL},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (api->route(h, routes[i].methods, routes[i].pattern, routes[i].fn, routes[i].ud) != HALLE_OK)
+            return HALLE_ERROR;
     return HALLE_OK;
 }

@@ -47,7 +47,7 @@ static char *json_loader(void *ud, const char *name, size_t *len)
 static char *render_with(const char *tpl, const char *data, json_t *partials, int strict, hl_err *err)
 {
     loader_ud l = {partials, 0};
-    hl_tpl_opts o = {json_loader, &l, strict};
+    hl_tpl_opts o = {.loader = json_loader, .loader_ud = &l, .strict_partials = strict};
     hl_tpl *t = hl_tpl_compile("test.mustache", tpl, strlen(tpl), &o, err);
     if (!t)
         return NULL;
@@ -86,7 +86,7 @@ static void expect_compile_error(const char *tpl, const char *partials, const ch
     hl_err err = {0};
     json_t *p = partials ? json_loads(partials, 0, NULL) : NULL;
     loader_ud l = {p, 0};
-    hl_tpl_opts o = {json_loader, &l, 1};
+    hl_tpl_opts o = {.loader = json_loader, .loader_ud = &l, .strict_partials = 1};
     hl_tpl *t = hl_tpl_compile("page.html", tpl, strlen(tpl), &o, &err);
     json_decref(p);
     if (t) {
@@ -168,7 +168,7 @@ static void run_spec_file(const char *file)
         assert_non_null(want);
         run++;
         loader_ud l = {json_object_get(tc, "partials"), 0};
-        hl_tpl_opts o = {json_loader, &l, 0};
+        hl_tpl_opts o = {.loader = json_loader, .loader_ud = &l, .strict_partials = 0};
         hl_err err = {0};
         char *got = NULL;
         size_t len = 0;
@@ -333,7 +333,7 @@ static void partials_compiled_once(void **state)
     (void)state;
     json_t *p = json_pack("{s:s,s:s}", "item", "<li>{{.}}{{>sep}}</li>", "sep", ";");
     loader_ud l = {p, 0};
-    hl_tpl_opts o = {json_loader, &l, 1};
+    hl_tpl_opts o = {.loader = json_loader, .loader_ud = &l, .strict_partials = 1};
     hl_err err = {0};
     const char *tpl = "{{#a}}{{>item}}{{/a}}{{>item}}{{>sep}}{{>sep}}";
     hl_tpl *t = hl_tpl_compile("list", tpl, strlen(tpl), &o, &err);
@@ -353,7 +353,7 @@ static void partials_compiled_once(void **state)
     json_decref(p);
     /* no loader at all: partials are empty, or an error when strict */
     o.loader = NULL;
-    t = hl_tpl_compile("x", "a{{>p}}b", 8, &(hl_tpl_opts){NULL, NULL, 0}, &err);
+    t = hl_tpl_compile("x", "a{{>p}}b", 8, &(hl_tpl_opts){.loader = NULL}, &err);
     assert_non_null(t);
     char *out;
     size_t len;
@@ -454,7 +454,7 @@ static void recursion_limits(void **state)
         cur = kid;
     }
     loader_ud l = {p, 0};
-    hl_tpl *t = hl_tpl_compile("r", "{{>tree}}", 9, &(hl_tpl_opts){json_loader, &l, 1}, &err);
+    hl_tpl *t = hl_tpl_compile("r", "{{>tree}}", 9, &(hl_tpl_opts){.loader = json_loader, .loader_ud = &l, .strict_partials = 1}, &err);
     assert_non_null(t);
     size_t len;
     assert_int_equal(hl_tpl_render(t, deep, &out, &len, &err), HL_ETOOBIG);
@@ -598,7 +598,7 @@ static void fuzz_templates(void **state)
         json_t *parts = json_pack("{s:s#,s:s}", "p", buf, (int)(n < 300 ? n : 300), "q",
                                   "{{$x}}dq{{/x}}{{>p}}");
         loader_ud l = {parts, 0};
-        hl_tpl_opts o = {json_loader, &l, (int)(rnd() % 2)};
+        hl_tpl_opts o = {.loader = json_loader, .loader_ud = &l, .strict_partials = (int)(rnd() % 2)};
         hl_err err = {0};
         hl_tpl *t = hl_tpl_compile("fuzz", buf, n, &o, &err);
         if (t) {

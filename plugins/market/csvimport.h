@@ -1,0 +1,101 @@
+/* Products from CSV files as producers really make them (spreadsheet exports in French
+ * conventions included), checked line by line before anything is written, and the field
+ * parsers the product form shares with the import. Parsing is libcsv's; nothing here touches
+ * the database, so that every rule can be tested on its own. */
+#ifndef MK_CSVIMPORT_H
+#define MK_CSVIMPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define MK_CSV_MAX_ERRORS 100     /* messages kept in a report; the others are only counted */
+#define MK_CSV_MAX_ROWS 200000
+#define MK_CSV_MAX_COLS 64
+#define MK_NAME_MAX 200           /* bytes */
+#define MK_DESC_MAX 4000
+#define MK_REF_MAX 64
+
+/* The columns a file may have, whatever their order. */
+enum { MK_COL_REF, MK_COL_NAME, MK_COL_DESC, MK_COL_CATEGORY, MK_COL_UNIT, MK_COL_QTY, MK_COL_PRICE, MK_COL_VAT,
+       MK_COL_ORGANIC, MK_COL_STOCK, MK_NCOLS };
+
+typedef struct mk_csv_category {
+    int64_t id;
+    const char *slug;
+    const char *name;
+} mk_csv_category;
+
+/* One valid line. Strings live as long as the import. */
+typedef struct mk_csv_product {
+    int line;              /* where the line starts in the file (the header is line 1) */
+    const char *ref;       /* "" when none */
+    const char *name;
+    const char *description;
+    const char *unit;      /* piece, kg, g, l, ml, bulk */
+    double quantity;
+    long long price_cents; /* incl. VAT */
+    int vat_bp;
+    int organic;
+    int64_t category_id;   /* 0: none */
+    int has_stock;
+    double stock;
+    int64_t existing_id;   /* set by the caller: the product this line updates (0: a new one) */
+} mk_csv_product;
+
+typedef struct mk_csv_block mk_csv_block;
+
+typedef struct mk_csv_import {
+    int has_col[MK_NCOLS];   /* the columns the file has: the others keep their values on update */
+    mk_csv_product *rows;
+    size_t nrows, cap;
+    char *errors[MK_CSV_MAX_ERRORS];
+    size_t nlisted;          /* messages in errors[] */
+    size_t nerrors;          /* wrong lines (and header problems), all of them */
+    char delimiter;
+    /* private */
+    mk_csv_block *pool;
+    uint32_t *refs;          /* open addressing: row index + 1, 0 = empty */
+    size_t refs_cap;
+} mk_csv_import;
+
+/* Called every 1000 lines and at the end of the check: lines checked, lines in all. */
+typedef void (*mk_csv_progress)(void *ud, size_t done, size_t total);
+
+/* Reads a whole file (UTF-8 with or without BOM, or Windows-1252 as older spreadsheets
+ * write it; separator ';', ',' or TAB found on the header line) and checks every line against
+ * the categories. Returns HL_OK when every line is valid (imp->rows ready to be written),
+ * HL_EINVAL when some are not (imp->errors, "ligne N : ..."), HL_ETOOBIG/HL_ENOMEM/HL_EINVAL
+ * with err set when the file cannot be read at all. imp must be zeroed first; free it with
+ * mk_csv_free whatever the result. */
+int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_category *cats, size_t ncats,
+                 mk_csv_progress progress, void *ud, hl_err *err);
+void mk_csv_free(mk_csv_import *imp);
+/* The line of the file with this reference, or NULL. */
+mk_csv_product *mk_csv_find_ref(mk_csv_import *imp, const char *ref);
+
+/* ---- field parsers (the product form uses them too) ----------------------------------------- */
+
+/* "pièce", "Kg", "vrac", ... -> "piece", "kg", "bulk"; NULL when not a unit. */
+const char *mk_unit_parse(const char *s);
+/* The French word for a stored unit ("pièce", "vrac"), for forms and exports. */
+const char *mk_unit_label(const char *unit);
+/* "0,5" / "2.25" / "1 000" (at most 3 decimals, 0 <= x <= 1e6) into *out; 0 or -1. */
+int mk_decimal_parse(const char *s, double *out);
+/* 12.5 -> "12,5", 3 -> "3" (French decimal comma, at most 3 decimals). */
+void mk_decimal_format(double v, char *out, size_t len);
+/* 1250 -> "12,50"; 550 (VAT basis points) -> "5,5" with mk_vat_format. */
+void mk_price_format(long long cents, char *out, size_t len);
+void mk_vat_format(int bp, char *out, size_t len);
+/* 1 for the French VAT rates a product may have: 0, 2,1, 5,5, 10 and 20 %. */
+int mk_vat_allowed(int bp);
+/* oui/non/yes/no/1/0/x/vrai/faux/true/false/"" -> 1 or 0; -1 otherwise. */
+int mk_bool_parse(const char *s);
+/* Lower case, accents removed, blanks trimmed and squeezed: "  Catégorie " -> "categorie". */
+void mk_fold(const char *in, char *out, size_t len);
+/* 1 when s is valid UTF-8 of at most max bytes, without control characters (but newlines
+ * and tabs when multiline). */
+int mk_text_ok(const char *s, size_t max, int multiline);
+
+#endif

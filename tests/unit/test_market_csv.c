@@ -1,0 +1,399 @@
+/* Unit tests of the marketplace's CSV import (plugins/market/csvimport.c): files as producers
+ * make them (BOM, ';' and French decimals, CRLF, quoted separators and newlines, Windows-1252),
+ * the line-by-line report, and hostile input (binary, unterminated quotes, junk). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "plugins/market/csvimport.h"
+#include "plugins/market/market.h"
+
+/* market.c calls every module's register function: the other modules are not under test. */
+int mk_groups_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
+int mk_producers_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
+int mk_catalog_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
+int mk_api_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
+int mk_seed_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
+
+static const mk_csv_category cats[] = {
+    {1, "fruits", "Fruits"}, {2, "legumes", "Légumes"}, {5, "oeufs", "Œufs"}, {9, "boulangerie", "Pain et boulangerie"},
+};
+#define NCATS (sizeof cats / sizeof cats[0])
+
+static int parse(mk_csv_import *imp, const char *text)
+{
+    hl_err err = {0, ""};
+    memset(imp, 0, sizeof *imp);
+    return mk_csv_parse(imp, text, strlen(text), cats, NCATS, NULL, NULL, &err);
+}
+
+static int has_error(const mk_csv_import *imp, const char *needle)
+{
+    for (size_t i = 0; i < imp->nlisted; i++)
+        if (strstr(imp->errors[i], needle))
+            return 1;
+    return 0;
+}
+
+static void test_french_spreadsheet(void **state)
+{
+    (void)state;
+    mk_csv_import imp;
+    const char *text = "\xef\xbb\xbfR\xc3\xa9" "f\xc3\xa9rence;Nom;Description;Cat\xc3\xa9gorie;UNIT\xc3\x89;Quantit\xc3\xa9;Prix;TVA;Bio;Stock\r\n"
+                       "C1;Carottes;\"Lav\xc3\xa9" "es; en botte\r\nsur deux lignes\";L\xc3\xa9gumes;kg;0,5;2,30;5,5;oui;12\r\n"
+                       "\r\n"
+                       "\"O6\";\"\xc5\x92ufs \"\"plein air\"\"\";;oeufs;pi\xc3\xa8" "ce;6;3,00 \xe2\x82\xac;5,5 %;non;\r\n"
+                       ";;;;;;;;;\r\n"
+                       "P;Pain;;Pain et boulangerie;;;4.5;5.5;x;\r\n";
+    assert_int_equal(parse(&imp, text), HL_OK);
+    assert_int_equal(imp.delimiter, ';');
+    assert_int_equal(imp.nerrors, 0);
+    assert_int_equal(imp.nrows, 3);
+    mk_csv_product *p = &imp.rows[0];
+    assert_int_equal(p->line, 2);
+    assert_string_equal(p->ref, "C1");
+    assert_string_equal(p->name, "Carottes");
+    assert_string_equal(p->description, "Lavées; en botte\r\nsur deux lignes");
+    assert_string_equal(p->unit, "kg");
+    assert_true(p->quantity == 0.5);
+    assert_int_equal(p->price_cents, 230);
+    assert_int_equal(p->vat_bp, 550);
+    assert_int_equal(p->organic, 1);
+    assert_int_equal(p->category_id, 2);
+    assert_true(p->has_stock && p->stock == 12);
+    p = &imp.rows[1];
+    assert_int_equal(p->line, 5); /* the quoted newline and the blank line count */
+    assert_string_equal(p->name, "Œufs \"plein air\"");
+    assert_int_equal(p->category_id, 5);
+    assert_string_equal(p->unit, "piece");
+    assert_int_equal(p->price_cents, 300);
+    assert_false(p->has_stock);
+    assert_int_equal(p->organic, 0);
+    p = &imp.rows[2];
+    assert_int_equal(p->line, 7);
+    assert_int_equal(p->category_id, 9);
+    assert_int_equal(p->price_cents, 450);
+    assert_true(p->quantity == 1);
+    assert_true(imp.has_col[MK_COL_STOCK] && imp.has_col[MK_COL_REF]);
+    assert_ptr_equal(mk_csv_find_ref(&imp, "O6"), &imp.rows[1]);
+    assert_null(mk_csv_find_ref(&imp, "nope"));
+    assert_null(mk_csv_find_ref(&imp, ""));
+    mk_csv_free(&imp);
+}
+
+static void test_english_comma_and_tab(void **state)
+{
+    (void)state;
+    mk_csv_import imp;
+    assert_int_equal(parse(&imp, "name,price,vat,organic,unit\nApples,\"2,50\",20,yes,KG\nPears,3,10,no,g\n"), HL_OK);
+    assert_int_equal(imp.delimiter, ',');
+    assert_int_equal(imp.nrows, 2);
+    assert_int_equal(imp.rows[0].price_cents, 250);
+    assert_int_equal(imp.rows[0].vat_bp, 2000);
+    assert_string_equal(imp.rows[0].unit, "kg");
+    assert_false(imp.has_col[MK_COL_STOCK]);
+    mk_csv_free(&imp);
+
+    assert_int_equal(parse(&imp, "nom\tprix\ttva\n  Miel de fleurs \t8,90\t5,5\n"), HL_OK);
+    assert_int_equal(imp.delimiter, '\t');
+    assert_int_equal(imp.nrows, 1);
+    assert_string_equal(imp.rows[0].name, "Miel de fleurs");
+    assert_int_equal(imp.rows[0].price_cents, 890);
+    mk_csv_free(&imp);
+}
+
+static void test_bad_lines_all_reported(void **state)
+{
+    (void)state;
+    mk_csv_import imp;
+    const char *text = "nom;prix;tva;unite;bio;categorie;stock;quantite\n"
+                       "A;1;20;kg;oui;;;\n"
+                       "B;2;20;kg;oui;;;\n"
+                       "C;12,5,0;20;kg;oui;;;\n"
+                       "D;2;7;boite;peut-etre;viennoiseries;-3;0\n"
+                       "E;2;20;kg;oui;;;\n"
+                       ";2;20;kg;oui;;;\n"
+                       "G;;;;;;;\n"
+                       "H;2;20;;;;;\n"
+                       "I;2;20;;;;;\n"
+                       "J;2;20;;;;;;valeur\n";
+    assert_int_equal(parse(&imp, text), HL_EINVAL);
+    assert_int_equal(imp.nerrors, 5);
+    assert_true(has_error(&imp, "ligne 4 : prix invalide « 12,5,0 »"));
+    assert_true(has_error(&imp, "ligne 5 : taux de TVA invalide « 7 »"));
+    assert_true(has_error(&imp, "unité invalide « boite »"));
+    assert_true(has_error(&imp, "bio invalide « peut-etre »"));
+    assert_true(has_error(&imp, "catégorie inconnue « viennoiseries »"));
+    assert_true(has_error(&imp, "stock invalide « -3 »"));
+    assert_true(has_error(&imp, "quantité invalide « 0 »"));
+    assert_true(has_error(&imp, "ligne 7 : nom manquant"));
+    assert_true(has_error(&imp, "ligne 8 : prix manquant ; taux de TVA manquant"));
+    assert_true(has_error(&imp, "ligne 11 : 9 colonnes alors que l'en-tête en a 8"));
+    mk_csv_free(&imp);
+}
+
+static void test_many_errors_capped(void **state)
+{
+    (void)state;
+    size_t cap = 64 + 250 * 16;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, cap, "nom;prix;tva\n");
+    for (int i = 0; i < 250; i++)
+        n += (size_t)snprintf(text + n, cap - n, "P%d;abc;20\n", i);
+    mk_csv_import imp;
+    assert_int_equal(parse(&imp, text), HL_EINVAL);
+    assert_int_equal(imp.nerrors, 250);
+    assert_int_equal(imp.nlisted, MK_CSV_MAX_ERRORS);
+    assert_string_equal(imp.errors[0], "ligne 2 : prix invalide « abc »");
+    mk_csv_free(&imp);
+    free(text);
+}
+
+static void test_header_problems(void **state)
+{
+    (void)state;
+    mk_csv_import imp;
+    assert_int_equal(parse(&imp, "nom;prix;poids;nom\nA;1;2;A\n"), HL_EINVAL);
+    assert_true(has_error(&imp, "ligne 1 : colonne inconnue « poids »"));
+    assert_true(has_error(&imp, "colonne « nom » en double"));
+    assert_true(has_error(&imp, "colonne « tva » manquante"));
+    mk_csv_free(&imp);
+    /* trailing separators on the header (untitled columns) are fine while they stay empty */
+    assert_int_equal(parse(&imp, "nom;prix;tva;;\nA;1;20;;\n"), HL_OK);
+    assert_int_equal(imp.nrows, 1);
+    mk_csv_free(&imp);
+    assert_int_equal(parse(&imp, "nom;prix;tva;;\nA;1;20;;oups\n"), HL_EINVAL);
+    assert_true(has_error(&imp, "ligne 2 : valeur dans la colonne 5, qui n'a pas de titre"));
+    mk_csv_free(&imp);
+}
+
+static void test_duplicate_refs(void **state)
+{
+    (void)state;
+    mk_csv_import imp;
+    assert_int_equal(parse(&imp, "ref;nom;prix;tva\nX1;A;1;20\nX2;B;1;20\nX1;C;1;20\n"), HL_EINVAL);
+    assert_int_equal(imp.nerrors, 1);
+    assert_true(has_error(&imp, "ligne 4 : référence « X1 » déjà utilisée ligne 2"));
+    mk_csv_free(&imp);
+}
+
+static void test_windows_1252(void **state)
+{
+    (void)state;
+    mk_csv_import imp;
+    /* "Pâté de campagne" and the euro sign as Excel writes them in Windows-1252 */
+    assert_int_equal(parse(&imp, "nom;prix;tva;cat\xe9gorie\nP\xe2t\xe9 de campagne;4,50 \x80;5,5;l\xe9gumes\n"), HL_OK);
+    assert_int_equal(imp.nrows, 1);
+    assert_string_equal(imp.rows[0].name, "Pâté de campagne");
+    assert_int_equal(imp.rows[0].price_cents, 450);
+    assert_int_equal(imp.rows[0].category_id, 2);
+    mk_csv_free(&imp);
+    /* 0x81 is no character in Windows-1252 either */
+    assert_int_equal(parse(&imp, "nom;prix;tva\nA\x81;1;20\n"), HL_EINVAL);
+    assert_true(has_error(&imp, "Encodage non reconnu"));
+    mk_csv_free(&imp);
+}
+
+static void test_hostile_files(void **state)
+{
+    (void)state;
+    mk_csv_import imp;
+    hl_err err = {0, ""};
+    memset(&imp, 0, sizeof imp);
+    static const char zip[] = "PK\x03\x04\x14\0\0\0\x08\0nom;prix;tva";
+    assert_int_equal(mk_csv_parse(&imp, zip, sizeof zip - 1, cats, NCATS, NULL, NULL, &err), HL_EINVAL);
+    assert_true(has_error(&imp, "classeur"));
+    mk_csv_free(&imp);
+
+    assert_int_equal(parse(&imp, ""), HL_EINVAL);
+    assert_true(has_error(&imp, "vide"));
+    mk_csv_free(&imp);
+    assert_int_equal(parse(&imp, " \r\n\n  \n"), HL_EINVAL);
+    assert_true(has_error(&imp, "vide"));
+    mk_csv_free(&imp);
+    assert_int_equal(parse(&imp, "nom;prix;tva\n"), HL_EINVAL);
+    assert_true(has_error(&imp, "aucune ligne"));
+    mk_csv_free(&imp);
+    assert_int_equal(parse(&imp, "nom;prix;tva\nA;1;20\n\"B;2;20\nC;3;20\n"), HL_EINVAL);
+    assert_true(has_error(&imp, "ligne 3 : guillemet ouvert qui n'est jamais fermé"));
+    mk_csv_free(&imp);
+    assert_int_equal(parse(&imp, "nom;prix;tva\nA;1;20\nPot 12\" pouces;2;20\n"), HL_EINVAL);
+    assert_true(has_error(&imp, "ligne 3 : guillemet mal placé"));
+    mk_csv_free(&imp);
+
+    /* a very long name and too many columns */
+    size_t big = 100000;
+    char *text = malloc(big + 64);
+    assert_non_null(text);
+    memcpy(text, "nom;prix;tva\n", 13);
+    memset(text + 13, 'a', big);
+    memcpy(text + 13 + big, ";1;20\n", 7);
+    assert_int_equal(parse(&imp, text), HL_EINVAL);
+    assert_true(has_error(&imp, "ligne 2 : nom trop long"));
+    mk_csv_free(&imp);
+    size_t n = 0;
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(text + n, big - n, "nom;");
+    snprintf(text + n, big - n, "\nA\n");
+    assert_int_equal(parse(&imp, text), HL_EINVAL);
+    assert_true(has_error(&imp, "trop de colonnes"));
+    mk_csv_free(&imp);
+
+    /* control characters are refused */
+    assert_int_equal(parse(&imp, "nom;prix;tva\nA\x01;1;20\n"), HL_EINVAL);
+    assert_true(has_error(&imp, "caractères de contrôle"));
+    mk_csv_free(&imp);
+
+    /* random bytes: an error or a result, never a crash (ASan watches) */
+    srand(7);
+    for (int round = 0; round < 300; round++) {
+        size_t len = (size_t)(rand() % 400);
+        for (size_t i = 0; i < len; i++) {
+            static const char alphabet[] = "nom;prix;tva\"\r\n,\t 12,5abc\xc3\xa9\xff";
+            text[i] = round % 2 ? (char)(rand() % 255 + 1) : alphabet[rand() % (int)(sizeof alphabet - 1)];
+        }
+        memset(&imp, 0, sizeof imp);
+        int rc = mk_csv_parse(&imp, text, len, cats, NCATS, NULL, NULL, &err);
+        assert_true(rc == HL_OK || (rc < 0 && imp.nerrors > 0));
+        mk_csv_free(&imp);
+    }
+    free(text);
+
+    memset(&imp, 0, sizeof imp);
+    assert_int_equal(mk_csv_parse(&imp, NULL, 5, cats, NCATS, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(mk_csv_parse(NULL, "a", 1, cats, NCATS, NULL, NULL, NULL), HL_EINVAL);
+}
+
+typedef struct progress_log {
+    size_t calls, last_done, last_total;
+} progress_log;
+
+static void on_progress(void *ud, size_t done, size_t total)
+{
+    progress_log *l = ud;
+    l->calls++;
+    l->last_done = done;
+    l->last_total = total;
+}
+
+static void test_progress(void **state)
+{
+    (void)state;
+    size_t cap = 32 + 2500 * 32;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, cap, "ref;nom;prix;tva\n");
+    for (int i = 0; i < 2500; i++)
+        n += (size_t)snprintf(text + n, cap - n, "R%d;\"Produit; %d\";%d,%02d;5,5\n", i, i, i % 50 + 1, i % 100);
+    mk_csv_import imp;
+    memset(&imp, 0, sizeof imp);
+    progress_log log = {0, 0, 0};
+    assert_int_equal(mk_csv_parse(&imp, text, n, cats, NCATS, on_progress, &log, NULL), HL_OK);
+    assert_int_equal(imp.nrows, 2500);
+    assert_int_equal(log.calls, 3); /* 1000, 2000, then the end */
+    assert_int_equal(log.last_done, 2500);
+    assert_int_equal(log.last_total, 2500);
+    mk_csv_product *p = mk_csv_find_ref(&imp, "R1234");
+    assert_non_null(p);
+    assert_string_equal(p->name, "Produit; 1234");
+    assert_int_equal(p->line, 1236);
+    mk_csv_free(&imp);
+    free(text);
+}
+
+static void test_field_parsers(void **state)
+{
+    (void)state;
+    assert_string_equal(mk_unit_parse("Pièce"), "piece");
+    assert_string_equal(mk_unit_parse(" VRAC "), "bulk");
+    assert_string_equal(mk_unit_parse("litres"), "l");
+    assert_null(mk_unit_parse("boîte"));
+    assert_null(mk_unit_parse(""));
+    assert_string_equal(mk_unit_label("piece"), "pièce");
+    assert_string_equal(mk_unit_label("kg"), "kg");
+
+    double d = -1;
+    assert_int_equal(mk_decimal_parse("0,5", &d), 0);
+    assert_true(d == 0.5);
+    assert_int_equal(mk_decimal_parse("1 000,25", &d), 0);
+    assert_true(d == 1000.25);
+    assert_int_equal(mk_decimal_parse("2.125", &d), 0);
+    assert_true(d == 2.125);
+    assert_int_equal(mk_decimal_parse("1,2345", &d), -1);
+    assert_int_equal(mk_decimal_parse("-1", &d), -1);
+    assert_int_equal(mk_decimal_parse("1,2,3", &d), -1);
+    assert_int_equal(mk_decimal_parse(",5", &d), -1);
+    assert_int_equal(mk_decimal_parse("", &d), -1);
+    assert_int_equal(mk_decimal_parse("2000000", &d), -1);
+    assert_int_equal(mk_decimal_parse("99999999999999999999", &d), -1);
+    assert_int_equal(mk_decimal_parse(NULL, &d), -1);
+
+    char buf[32];
+    mk_decimal_format(0.5, buf, sizeof buf);
+    assert_string_equal(buf, "0,5");
+    mk_decimal_format(3, buf, sizeof buf);
+    assert_string_equal(buf, "3");
+    mk_decimal_format(1.125, buf, sizeof buf);
+    assert_string_equal(buf, "1,125");
+    mk_decimal_format(-4, buf, sizeof buf);
+    assert_string_equal(buf, "0");
+    mk_price_format(1250, buf, sizeof buf);
+    assert_string_equal(buf, "12,50");
+    mk_price_format(7, buf, sizeof buf);
+    assert_string_equal(buf, "0,07");
+    mk_vat_format(550, buf, sizeof buf);
+    assert_string_equal(buf, "5,5");
+    mk_vat_format(2000, buf, sizeof buf);
+    assert_string_equal(buf, "20");
+    mk_vat_format(210, buf, sizeof buf);
+    assert_string_equal(buf, "2,1");
+    mk_vat_format(1234, buf, sizeof buf);
+    assert_string_equal(buf, "12,34");
+    assert_true(mk_vat_allowed(0) && mk_vat_allowed(210) && mk_vat_allowed(550) && mk_vat_allowed(1000) &&
+                mk_vat_allowed(2000));
+    assert_false(mk_vat_allowed(700) || mk_vat_allowed(1960) || mk_vat_allowed(-1));
+
+    assert_int_equal(mk_bool_parse("OUI"), 1);
+    assert_int_equal(mk_bool_parse("x"), 1);
+    assert_int_equal(mk_bool_parse("1"), 1);
+    assert_int_equal(mk_bool_parse(""), 0);
+    assert_int_equal(mk_bool_parse("Non"), 0);
+    assert_int_equal(mk_bool_parse("peut-être"), -1);
+    assert_int_equal(mk_bool_parse(NULL), 0);
+
+    mk_fold("  Catégorie   de  PRODUIT ", buf, sizeof buf);
+    assert_string_equal(buf, "categorie de produit");
+    mk_fold("Œufs", buf, sizeof buf);
+    assert_string_equal(buf, "oeufs");
+    char tiny[4];
+    mk_fold("abcdef", tiny, sizeof tiny);
+    assert_string_equal(tiny, "abc");
+
+    assert_true(mk_text_ok("Carottes nouvelles", 200, 0));
+    assert_false(mk_text_ok("ligne\nautre", 200, 0));
+    assert_true(mk_text_ok("ligne\nautre", 200, 1));
+    assert_false(mk_text_ok("trop long", 3, 0));
+    assert_false(mk_text_ok("\xc3\x28", 200, 0));       /* broken sequence */
+    assert_false(mk_text_ok("\xc0\xaf", 200, 0));       /* overlong '/' */
+    assert_false(mk_text_ok("\xed\xa0\x80", 200, 0));   /* surrogate */
+    assert_false(mk_text_ok(NULL, 200, 0));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_french_spreadsheet), cmocka_unit_test(test_english_comma_and_tab),
+        cmocka_unit_test(test_bad_lines_all_reported), cmocka_unit_test(test_many_errors_capped),
+        cmocka_unit_test(test_header_problems), cmocka_unit_test(test_duplicate_refs),
+        cmocka_unit_test(test_windows_1252), cmocka_unit_test(test_hostile_files),
+        cmocka_unit_test(test_progress), cmocka_unit_test(test_field_parsers),
+    };
+    return cmocka_run_group_tests_name("market_csv", tests, NULL, NULL);
+}
