@@ -35,6 +35,7 @@
 #include "core/site.h"
 #include "core/static.h"
 #include "core/theme.h"
+#include "core/i18n.h"
 #include "core/webauth.h"
 
 #ifndef HALLE_SHARE_DIR
@@ -55,6 +56,7 @@ struct hl_worker {
     hl_arena *arena;
     hl_hooks *hooks;
     hl_themes *themes;
+    hl_i18n *i18n;
     halle_host **hosts;
     size_t nhosts;
     int hook_request_before, hook_response_before;
@@ -78,6 +80,13 @@ hl_db *hl_worker_archive(hl_worker *w) { return w->archive; }
 const hl_config *hl_worker_config(hl_worker *w) { return w->cfg; }
 hl_hooks *hl_worker_hooks(hl_worker *w) { return w->hooks; }
 hl_themes *hl_worker_themes(hl_worker *w) { return w->themes; }
+hl_i18n *hl_worker_i18n(hl_worker *w) { return w ? w->i18n : NULL; }
+
+const char *hl_request_tr(hl_request *req, const char *msgid)
+{
+    hl_i18n *i = req->worker ? req->worker->i18n : NULL;
+    return i ? hl_i18n_get(i, req->lang, msgid) : msgid;
+}
 
 const char *hl_http_share_dir(const hl_config *cfg)
 {
@@ -301,6 +310,8 @@ static void on_request(struct evhttp_request *ev, void *arg)
     } else {
         if (req.cookies.count)
             hl_webauth_load(&req);
+        req.lang = hl_i18n_negotiate(w->i18n, hl_params_value(&req.cookies, "halle_lang"),
+                                     hl_request_header(&req, "Accept-Language"));
         hl_route_match m;
         memset(&m, 0, sizeof m);
         hl_route_result r = hl_router_match(w->router, req.method, req.path, strlen(req.path), w->arena, &m);
@@ -468,6 +479,7 @@ static void worker_free(hl_worker *w)
     hl_connlog_free(w->connlog);
     hl_hooks_free(w->hooks);
     hl_themes_free(w->themes);
+    hl_i18n_free(w->i18n);
     hl_host_unload_all(w->hosts, w->nhosts);
     hl_static_free(w->statics);
     hl_router_free(w->router);
@@ -506,6 +518,13 @@ static int load_themes(const hl_config *cfg, hl_themes **out, hl_err *err)
     return HL_OK;
 }
 
+static int load_i18n(const hl_config *cfg, hl_i18n **out, hl_err *err)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/po", hl_http_share_dir(cfg));
+    return hl_i18n_load(out, dir, err);
+}
+
 static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
 {
     hl_worker w;
@@ -520,8 +539,10 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
     }
     if (!(w.db = hl_db_open(cfg->db_path, 0, err)) || !(w.archive = hl_db_open(cfg->archive_path, 0, err)))
         goto out;
-    if ((rc = load_theme_static(&w, err)) != HL_OK || (rc = load_themes(cfg, &w.themes, err)) != HL_OK)
+    if ((rc = load_theme_static(&w, err)) != HL_OK || (rc = load_themes(cfg, &w.themes, err)) != HL_OK ||
+        (rc = load_i18n(cfg, &w.i18n, err)) != HL_OK)
         goto out;
+    hl_themes_set_i18n(w.themes, w.i18n);
     if ((rc = hl_site_register(&w, cfg, w.statics, err)) != HL_OK ||
         (rc = hl_account_pages_register(&w, err)) != HL_OK)
         goto out;
@@ -611,8 +632,10 @@ hl_worker *hl_worker_cli_new(const hl_config *cfg, hl_err *err)
         goto fail;
     }
     if (!(w->db = hl_db_open(cfg->db_path, 0, err)) || !(w->archive = hl_db_open(cfg->archive_path, 0, err)) ||
-        hl_host_declare_core_hooks(w->hooks, err) != HL_OK || load_themes(cfg, &w->themes, err) != HL_OK)
+        hl_host_declare_core_hooks(w->hooks, err) != HL_OK || load_themes(cfg, &w->themes, err) != HL_OK ||
+        load_i18n(cfg, &w->i18n, err) != HL_OK)
         goto fail;
+    hl_themes_set_i18n(w->themes, w->i18n);
     return w;
 fail:
     worker_free(w);
@@ -717,9 +740,13 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
         return rc;
     /* Fail now, with a message on the terminal, rather than in every worker. */
     hl_themes *themes = NULL;
-    if ((rc = load_themes(cfg, &themes, err)) != HL_OK)
+    hl_i18n *i18n = NULL;
+    if ((rc = load_themes(cfg, &themes, err)) != HL_OK || (rc = load_i18n(cfg, &i18n, err)) != HL_OK) {
+        hl_themes_free(themes);
         return rc;
+    }
     hl_themes_free(themes);
+    hl_i18n_free(i18n);
     int probe = open_listener(cfg->listen_host, cfg->listen_port, err);
     if (probe < 0)
         return probe;

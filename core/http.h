@@ -20,6 +20,7 @@ hl_db *hl_worker_archive(hl_worker *w);
 const hl_config *hl_worker_config(hl_worker *w);
 struct hl_hooks *hl_worker_hooks(hl_worker *w);
 struct hl_themes *hl_worker_themes(hl_worker *w);
+struct hl_i18n *hl_worker_i18n(hl_worker *w);
 
 /* A worker that serves nothing, for commands that load plugins (halle PLUGIN COMMAND). */
 hl_worker *hl_worker_cli_new(const hl_config *cfg, hl_err *err);

@@ -11,6 +11,7 @@
 #include "core/http.h"
 #include "core/log.h"
 #include "core/theme.h"
+#include "core/i18n.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -170,6 +171,17 @@ json_t *hl_page_context(hl_request *req)
         char *url = hl_arena_printf(req->arena, "%s%s", cfg->base_url, req->path);
         json_object_set_new(ctx, "page", json_pack("{s:s}", "url", url ? url : ""));
     }
+    /* The language switcher: every language with a catalog, the current one marked. */
+    hl_i18n *i18n = req->worker ? hl_worker_i18n(req->worker) : NULL;
+    const char *langs[16];
+    size_t nl = i18n ? hl_i18n_languages(i18n, langs, 16) : 0;
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < nl; i++)
+        json_array_append_new(list, json_pack("{s:s, s:s, s:b}", "code", langs[i], "name",
+                                              !strcmp(langs[i], "fr") ? "Français" : !strcmp(langs[i], "en") ? "English" : langs[i],
+                                              "current", req->lang && !strcmp(req->lang, langs[i])));
+    json_object_set_new(ctx, "languages", list);
+    json_object_set_new(ctx, "path", json_string(req->path ? req->path : "/"));
     json_t *meta = req->meta;
     if (meta && json_is_object(meta))
         json_object_update_recursive(ctx, meta);
@@ -185,7 +197,7 @@ int hl_page_render(hl_request *req, const char *name, json_t *ctx, hl_err *err)
     size_t n = hl_themes_chain(themes, req->group_theme, req->cfg ? req->cfg->theme : NULL, chain, 16);
     char *out = NULL;
     size_t len = 0;
-    int rc = hl_themes_render(themes, chain, n, name, ctx, &out, &len, err);
+    int rc = hl_themes_render_lang(themes, chain, n, name, req->lang, ctx, &out, &len, err);
     if (rc == HL_OK)
         rc = hl_response_write(req, out, len);
     free(out);

@@ -54,6 +54,10 @@ struct hl_request {
     void *priv;               /* the server's own state; opaque to handlers */
 };
 
+/* The translation of a French source string into the page's language (core/i18n.h). */
+const char *hl_request_tr(hl_request *req, const char *msgid);
+#define T(req, msgid) hl_request_tr((req), (msgid))
+
 /* Request side. */
 /* The value to put in a form's hidden _csrf field (sets the halle_csrf cookie for visitors). */
 const char *hl_request_csrf(hl_request *req);

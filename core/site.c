@@ -151,6 +151,21 @@ static int dev_sleep(hl_request *req, void *ud)
     return hl_response_printf(req, "slept %ld ms\n", n);
 }
 
+/* GET /lang/en?next=/path: remembers the visitor's language (a preference cookie, essential:
+ * no consent needed) and goes back to the page. next must be a path on this site. */
+static int set_lang(hl_request *req, void *ud)
+{
+    (void)ud;
+    const char *code = hl_params_value(&req->params, "code");
+    const char *next = hl_params_value(&req->query, "next");
+    if (!next || next[0] != '/' || next[1] == '/' || next[1] == '\\' || strpbrk(next, "\r\n"))
+        next = "/";
+    char *cookie = hl_arena_printf(req->arena, "halle_lang=%s; Path=/; Max-Age=31536000; SameSite=Lax", code);
+    if (cookie)
+        hl_response_add_header(req, "Set-Cookie", cookie);
+    return hl_response_redirect(req, 303, next);
+}
+
 static int register_dev(struct hl_worker *w, hl_err *err)
 {
     int rc = hl_http_route(w, HL_METHOD_ANY, "/_dev/echo(?<rest>/.*)?", "dev.echo", dev_echo, NULL, err);
@@ -165,6 +180,7 @@ int hl_site_register(struct hl_worker *w, const hl_config *cfg, hl_static *stati
     if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/health", "health", health, NULL, err);
     if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/api/status", "api.status", status_api, NULL, err);
     if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/static/(?<path>[A-Za-z0-9_./-]+)", "static", static_file, statics, err);
+    if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/lang/(?<code>[a-z]{2}(?:_[A-Z]{2})?)", "lang", set_lang, NULL, err);
     if (!rc && cfg->dev_mode)
         rc = register_dev(w, err);
     return rc;

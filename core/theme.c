@@ -2,6 +2,7 @@
  * themes and compiled once per (chain, name), so that a request only pays a hash lookup; in
  * development mode the files a template was built from are checked on each use. */
 #include "core/theme.h"
+#include "core/i18n.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -62,6 +63,7 @@ struct hl_themes {
     size_t count;
     entry **buckets;
     size_t nbuckets, nentries;
+    const hl_i18n *i18n;       /* for {{_ text}} tags; NULL: templates show the French source */
 };
 
 /* ---------------------------------------------------------------- names */
@@ -667,8 +669,8 @@ static void explain(const loadctx *c, hl_err *e)
 }
 
 /* Compiles name along the chain. On success *files lists what it was built from. */
-static hl_tpl *compile(const theme *const *chain, size_t n, const char *name,
-                       file_rec **files, size_t *nfiles, hl_err *err)
+static hl_tpl *compile(const theme *const *chain, size_t n, const char *name, const hl_i18n *i18n,
+                       const char *lang, file_rec **files, size_t *nfiles, hl_err *err)
 {
     static const char *const dirs[] = {"templates", NULL};
     loadctx *c = calloc(1, sizeof *c);
@@ -691,6 +693,12 @@ static hl_tpl *compile(const theme *const *chain, size_t n, const char *name,
             *err = c->note;
     } else {
         hl_tpl_opts opts = {.loader = loader, .loader_ud = c, .strict_partials = 1}; /* used only while compiling */
+        /* {{_ text}} tags are translated here, once per language, so rendering costs nothing. */
+        hl_i18n_tpl tr = {i18n, lang};
+        if (i18n && lang) {
+            opts.translate = hl_i18n_tpl_translate;
+            opts.translate_ud = &tr;
+        }
         hl_err e = {0};
         tpl = hl_tpl_compile(c->files[c->nfiles - 1].path, text, len, &opts, &e);
         free(text);
@@ -762,8 +770,20 @@ static int grow_table(hl_themes *t)
 /* The cache owns what it returns. In development mode a recompiled template replaces (and
  * frees) the previous one, so a caller must not keep the pointer past its next call for the
  * same chain and name; outside development mode it lives until hl_themes_free. */
+void hl_themes_set_i18n(hl_themes *t, const hl_i18n *i18n)
+{
+    if (t)
+        t->i18n = i18n;
+}
+
 const hl_tpl *hl_themes_template(hl_themes *t, const char *const *chain, size_t n, const char *name,
                                  hl_err *err)
+{
+    return hl_themes_template_lang(t, chain, n, name, NULL, err);
+}
+
+const hl_tpl *hl_themes_template_lang(hl_themes *t, const char *const *chain, size_t n, const char *name,
+                                      const char *lang, hl_err *err)
 {
     if (!t || !chain || !name)
         return hl_err_set(err, HL_EINVAL, "missing argument"), NULL;
@@ -773,8 +793,14 @@ const hl_tpl *hl_themes_template(hl_themes *t, const char *const *chain, size_t 
         return hl_err_set(err, HL_EINVAL, "invalid template name (a-z, 0-9, '_', '-', '/'; up to %d)",
                           MAX_TPL_NAME), NULL;
     const theme *themes[MAX_CHAIN];
-    char key[MAX_CHAIN * (MAX_NAME + 1) + MAX_TPL_NAME + 2];
+    char key[MAX_CHAIN * (MAX_NAME + 1) + MAX_TPL_NAME + 40];
     size_t kl = 0;
+    if (lang && (strlen(lang) > 16 || strchr(lang, '|')))
+        return hl_err_set(err, HL_EINVAL, "invalid language"), NULL;
+    if (lang && t->i18n)
+        kl += (size_t)sprintf(key, "%s|", lang);
+    else
+        lang = NULL;
     for (size_t i = 0; i < n; i++) {
         if (!valid_theme_name(chain[i]))
             return hl_err_set(err, HL_EINVAL, "invalid theme name in chain"), NULL;
@@ -795,7 +821,7 @@ const hl_tpl *hl_themes_template(hl_themes *t, const char *const *chain, size_t 
         return e->tpl;
     file_rec *files = NULL;
     size_t nfiles = 0;
-    hl_tpl *tpl = compile(themes, n, name, &files, &nfiles, err);
+    hl_tpl *tpl = compile(themes, n, name, t->i18n, lang, &files, &nfiles, err);
     if (!tpl)
         return NULL; /* a stale entry is kept, so that a caller's pointer stays valid */
     if (e) {
@@ -831,6 +857,12 @@ oom:
 int hl_themes_render(hl_themes *t, const char *const *chain, size_t n, const char *name, json_t *context,
                      char **out, size_t *out_len, hl_err *err)
 {
+    return hl_themes_render_lang(t, chain, n, name, NULL, context, out, out_len, err);
+}
+
+int hl_themes_render_lang(hl_themes *t, const char *const *chain, size_t n, const char *name, const char *lang,
+                          json_t *context, char **out, size_t *out_len, hl_err *err)
+{
     hl_err local;
     if (!err)
         err = &local;
@@ -838,7 +870,7 @@ int hl_themes_render(hl_themes *t, const char *const *chain, size_t n, const cha
         return hl_err_set(err, HL_EINVAL, "missing output");
     *out = NULL;
     *out_len = 0;
-    const hl_tpl *tpl = hl_themes_template(t, chain, n, name, err);
+    const hl_tpl *tpl = hl_themes_template_lang(t, chain, n, name, lang, err);
     if (!tpl)
         return err->code ? err->code : HL_ERR;
     return hl_tpl_render(tpl, context, out, out_len, err);

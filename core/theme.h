@@ -46,6 +46,16 @@ size_t hl_themes_chain(const hl_themes *t, const char *group_theme, const char *
 const hl_tpl *hl_themes_template(hl_themes *t, const char *const *chain, size_t n, const char *name,
                                  hl_err *err);
 
+/* Translations for {{_ text}} tags (core/i18n.h); set once at start-up. */
+struct hl_i18n;
+void hl_themes_set_i18n(hl_themes *t, const struct hl_i18n *i18n);
+/* As hl_themes_template, compiled for a language (its own cache entry); lang NULL = the
+ * French source text. */
+const hl_tpl *hl_themes_template_lang(hl_themes *t, const char *const *chain, size_t n, const char *name,
+                                      const char *lang, hl_err *err);
+int hl_themes_render_lang(hl_themes *t, const char *const *chain, size_t n, const char *name, const char *lang,
+                          json_t *context, char **out, size_t *out_len, hl_err *err);
+
 /* Convenience: finds and renders; *out is malloc'd. */
 int hl_themes_render(hl_themes *t, const char *const *chain, size_t n, const char *name, json_t *context,
                      char **out, size_t *out_len, hl_err *err);
