@@ -316,6 +316,25 @@ static char *api_markdown(const char *text)
 
 static void api_free(void *p) { free(p); }
 
+static json_t *api_scope_plugins(halle_host *h, const char *scope)
+{
+    return hl_plugin_scope_list(hl_worker_config(h->worker), hl_worker_db(h->worker), scope);
+}
+
+static int api_scope_set(halle_host *h, const char *plugin, const char *scope, int enabled)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_plugin_scope_set(hl_worker_config(h->worker), hl_worker_db(h->worker), plugin, scope, enabled, &err);
+    set_error(h, err.msg);
+    return rc;
+}
+
+static int api_scope_enabled(halle_host *h, const char *plugin, const char *scope)
+{
+    return hl_plugin_scope_enabled(hl_worker_db(h->worker), plugin, scope);
+}
+
 /* The public constants must keep the core's values: plugins compiled against the header pass
  * them straight through. */
 _Static_assert(HALLE_ACT_DELETE == (int)HL_ACT_DELETE && HALLE_OBJ_USER_LOCKS == (int)HL_OBJ_USER_LOCKS &&
@@ -373,6 +392,9 @@ static const halle_api api = {
     .command = api_command,
     .markdown = api_markdown,
     .free = api_free,
+    .scope_plugins = api_scope_plugins,
+    .scope_set = api_scope_set,
+    .scope_enabled = api_scope_enabled,
 };
 
 const halle_api *hl_host_api(void) { return &api; }

@@ -690,9 +690,18 @@ static int l_markdown(lua_State *L)
     return 1;
 }
 
+/* halle.enabled_for(scope): is this (group-level) plugin turned on for "group:ID"? */
+static int l_enabled_for(lua_State *L)
+{
+    halle_host *h = host_of(L);
+    lua_pushboolean(L, hl_plugin_scope_enabled(hl_worker_db(h->worker), h->name, luaL_checkstring(L, 1)));
+    return 1;
+}
+
 static const luaL_Reg halle_fns[] = {
     {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting},
-    {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {"markdown", l_markdown}, {NULL, NULL}};
+    {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {"markdown", l_markdown},
+    {"enabled_for", l_enabled_for}, {NULL, NULL}};
 
 int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err)
 {

@@ -222,6 +222,7 @@ static void read_lua_plugin(const char *dir, hl_plugin_info *p)
     p->name = xstrdup(name ? name : base);
     p->version = xstrdup(version);
     p->description = xstrdup(json_string_value(json_object_get(m, "description")));
+    p->group_level = json_is_true(json_object_get(m, "group_level"));
     p->requires = join_requires(json_object_get(m, "requires"), &p->error, mpath);
     const char *bad_settings = check_settings(json_object_get(m, "settings"));
     json_t *perms = json_object_get(m, "permissions");
@@ -656,4 +657,69 @@ int hl_plugin_set_setting(hl_db *db, const hl_plugin_info *p, const char *key, c
                        "sss", p->name, key, text);
     free(text);
     return rc < 0 ? rc : HL_OK;
+}
+
+/* ---- group-level plugins ------------------------------------------------------------------ */
+
+static int valid_scope(const char *scope)
+{
+    if (!scope || strncmp(scope, "group:", 6) || !scope[6] || strlen(scope) > 26)
+        return 0;
+    for (const char *p = scope + 6; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return 0;
+    return 1;
+}
+
+int hl_plugin_scope_set(const hl_config *cfg, hl_db *db, const char *plugin, const char *scope, int enabled,
+                        hl_err *err)
+{
+    if (!valid_scope(scope))
+        return hl_err_set(err, HL_EINVAL, "invalid scope '%s' (group:ID)", scope ? scope : "");
+    hl_plugin_list l;
+    int rc = hl_plugin_discover(cfg, db, &l, err);
+    if (rc)
+        return rc;
+    const hl_plugin_info *p = hl_plugin_find(&l, plugin);
+    if (!p || !p->enabled)
+        rc = hl_err_set(err, HL_ENOTFOUND, "plugin '%s' is not enabled on this instance", plugin);
+    else if (!p->group_level)
+        rc = hl_err_set(err, HL_EINVAL, "plugin '%s' cannot be turned on per group", plugin);
+    hl_plugin_list_free(&l);
+    if (rc)
+        return rc;
+    char ts[32];
+    rc = hl_db_run(db, err,
+                   "INSERT INTO hl_plugin_scopes (plugin, scope, enabled, changed_at) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (plugin, scope) DO UPDATE SET enabled = excluded.enabled, changed_at = excluded.changed_at",
+                   "ssis", plugin, scope, enabled ? 1 : 0, now_iso(ts, sizeof ts));
+    return rc < 0 ? rc : HL_OK;
+}
+
+int hl_plugin_scope_enabled(hl_db *db, const char *plugin, const char *scope)
+{
+    hl_stmt *st = hl_db_query(db, NULL,
+                              "SELECT s.enabled FROM hl_plugin_scopes s JOIN hl_plugins p ON p.name = s.plugin "
+                              "WHERE s.plugin = ? AND s.scope = ? AND p.enabled = 1",
+                              "ss", plugin, scope);
+    int on = st && hl_db_step(st, NULL) == HL_DB_ROW && hl_db_col_int64(st, 0) == 1;
+    hl_db_done(st);
+    return on;
+}
+
+json_t *hl_plugin_scope_list(const hl_config *cfg, hl_db *db, const char *scope)
+{
+    json_t *out = json_array();
+    hl_plugin_list l;
+    if (!out || hl_plugin_discover(cfg, db, &l, NULL) != HL_OK)
+        return out;
+    for (size_t i = 0; i < l.count; i++) {
+        const hl_plugin_info *p = &l.items[i];
+        if (p->enabled && p->group_level && !p->error)
+            json_array_append_new(out, json_pack("{s:s, s:s, s:b}", "name", p->name, "description",
+                                                 p->description ? p->description : "", "enabled",
+                                                 valid_scope(scope) && hl_plugin_scope_enabled(db, p->name, scope)));
+    }
+    hl_plugin_list_free(&l);
+    return out;
 }

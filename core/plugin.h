@@ -23,6 +23,7 @@ typedef struct hl_plugin_info {
     char *error;        /* why the plugin cannot be loaded, NULL if it can */
     json_t *manifest;   /* Lua: plugin.json; C: built from the descriptor */
     int enabled;        /* from the registry */
+    int group_level;    /* manifest "group_level": true: local groups may turn it on for their pages */
 } hl_plugin_info;
 
 typedef struct hl_plugin_list {
@@ -55,6 +56,16 @@ char *hl_plugin_migrations_dir(const hl_config *cfg, const hl_plugin_info *p);
  * minus what the core never shows). Free with hl_plugin_policy_free. */
 int hl_plugin_policy(const hl_plugin_list *all, const hl_plugin_info *p, hl_db_policy *out);
 void hl_plugin_policy_free(hl_db_policy *pol);
+
+/* Group-level plugins: a scope ("group:12") turns an instance-enabled, group_level plugin on
+ * or off for itself. */
+int hl_plugin_scope_set(const hl_config *cfg, hl_db *db, const char *plugin, const char *scope, int enabled,
+                        hl_err *err);
+/* 1 when plugin is on for scope (and enabled on the instance), else 0. */
+int hl_plugin_scope_enabled(hl_db *db, const char *plugin, const char *scope);
+/* The group-level plugins enabled on the instance, each with its state for scope:
+ * [{name, description, enabled}]. New reference. */
+json_t *hl_plugin_scope_list(const hl_config *cfg, hl_db *db, const char *scope);
 
 /* The plugin's settings: stored values over the manifest's defaults, as a JSON object. */
 json_t *hl_plugin_settings(hl_db *db, const hl_plugin_info *p);

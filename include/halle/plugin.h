@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define HALLE_PLUGIN_ABI 1
-#define HALLE_API_VERSION 4
+#define HALLE_API_VERSION 5
 
 typedef struct json_t json_t;              /* jansson */
 typedef struct halle_host halle_host;      /* this plugin, as the core knows it */
@@ -145,6 +145,14 @@ typedef struct halle_api {
      * with api->free, or NULL. */
     char *(*markdown)(const char *text);
     void (*free)(void *p);
+
+    /* -- API version 5 -- */
+    /* Group-level plugins (manifest "group_level": true): a local group turns them on for its
+     * own pages. scope is "group:ID". The list is [{name, description, enabled}] (new reference,
+     * json_decref it); scope_set checks nothing about the caller: check can() first. */
+    json_t *(*scope_plugins)(halle_host *h, const char *scope);
+    int (*scope_set)(halle_host *h, const char *plugin, const char *scope, int enabled);
+    int (*scope_enabled)(halle_host *h, const char *plugin, const char *scope);
 } halle_api;
 
 typedef struct halle_plugin {
