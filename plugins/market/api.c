@@ -72,16 +72,18 @@ static int valid_text(const char *s, size_t max)
  * out must hold 2 * strlen(q) + 3 bytes; "" when q is empty (no filter). */
 static void like_pattern(const char *q, char *out)
 {
-    size_t o = 0;
-    if (!*q) {
+    size_t o = 0, n = strlen(q);
+    while (n && q[n - 1] == ' ')
+        n--;
+    if (!n) {
         out[0] = '\0';
         return;
     }
     out[o++] = '%';
-    for (; *q; q++) {
-        if (*q == '%' || *q == '_' || *q == '\\')
+    for (size_t i = 0; i < n; i++) {
+        if (q[i] == '%' || q[i] == '_' || q[i] == '\\')
             out[o++] = '\\';
-        out[o++] = *q;
+        out[o++] = q[i];
     }
     out[o++] = '%';
     out[o] = '\0';
@@ -230,7 +232,7 @@ static int token_revoke(int64_t id)
 
 /* ---- JSON answers ------------------------------------------------------------------------- */
 
-/* Sends v (taking the reference); a NULL v (out of memory, bad bytes in a row) is a 500. */
+/* Sends v (taking the reference); a NULL v (out of memory, a database error) is a 500. */
 static int send_json(halle_request *r, int status, json_t *v)
 {
     if (!v) {
@@ -330,9 +332,9 @@ static int list_params(halle_request *r, listq *l)
     return 1;
 }
 
-/* The id of the row whose slug is ?name= (0 when the parameter is absent or empty). On a
- * malformed or unknown slug answers 400/404 and returns -1. */
-static int64_t slug_filter(halle_request *r, const char *name, const char *table, const char *what)
+/* The id that sql (one bound slug) finds for ?name= (0 when the parameter is absent or
+ * empty). On a malformed or unknown slug answers 400/404 and returns -1. */
+static int64_t slug_filter(halle_request *r, const char *name, const char *sql, const char *what)
 {
     const char *v = mk_api->req_param(r, name);
     if (!v || !*v)
@@ -343,9 +345,6 @@ static int64_t slug_filter(halle_request *r, const char *name, const char *table
         send_error(r, 400, msg);
         return -1;
     }
-    const char *sql = !strcmp(table, "market_groups")      ? "SELECT id FROM market_groups WHERE slug = ?"
-                      : !strcmp(table, "market_producers") ? "SELECT id FROM market_producers WHERE slug = ?"
-                                                           : "SELECT id FROM market_categories WHERE slug = ?";
     halle_stmt *st = mk_api->db_query(mk_host, sql, "s", v);
     int64_t id = st && mk_api->db_step(st) == HALLE_DB_ROW ? mk_api->db_col_int(st, 0) : 0;
     mk_api->db_done(st);
@@ -356,6 +355,10 @@ static int64_t slug_filter(halle_request *r, const char *name, const char *table
     }
     return id;
 }
+
+#define GROUP_BY_SLUG "SELECT id FROM market_groups WHERE slug = ?"
+#define PRODUCER_BY_SLUG "SELECT id FROM market_producers WHERE slug = ?"
+#define CATEGORY_BY_SLUG "SELECT id FROM market_categories WHERE slug = ?"
 
 /* ---- rows to JSON ------------------------------------------------------------------------- */
 
@@ -409,33 +412,7 @@ static long long count_rows(halle_stmt *st)
     return n;
 }
 
-/* Collects the rows of st (closed here) into a list answer, each built by fn. */
-static json_t *list_answer(halle_stmt *st, json_t *(*fn)(halle_stmt *), const listq *l, long long total)
-{
-    if (!st || total < 0) {
-        mk_api->db_done(st);
-        return NULL;
-    }
-    json_t *data = json_array();
-    int rc = HALLE_DB_DONE;
-    while (data && (rc = mk_api->db_step(st)) == HALLE_DB_ROW) {
-        if (json_array_append_new(data, fn(st)) != 0) {
-            json_decref(data);
-            data = NULL;
-        }
-    }
-    if (data && rc != HALLE_DB_DONE) {
-        json_decref(data);
-        data = NULL;
-    }
-    mk_api->db_done(st);
-    if (!data)
-        return NULL;
-    return json_pack("{s:o, s:i, s:i, s:I}", "data", data, "page", (int)l->page, "per_page", (int)l->per_page, "total",
-                     (json_int_t)total);
-}
-
-/* Rows of a single-column query (closed here) as an array of objects built by fn. */
+/* The rows of st (closed here) as an array of what fn makes of each; NULL on any failure. */
 static json_t *rows_array(halle_stmt *st, json_t *(*fn)(halle_stmt *))
 {
     json_t *a = st ? json_array() : NULL;
@@ -451,6 +428,18 @@ static json_t *rows_array(halle_stmt *st, json_t *(*fn)(halle_stmt *))
     }
     mk_api->db_done(st);
     return a;
+}
+
+/* {"data": [...], "page", "per_page", "total"}: the answer of every list. */
+static json_t *list_answer(halle_stmt *st, json_t *(*fn)(halle_stmt *), const listq *l, long long total)
+{
+    json_t *data = rows_array(st, fn);
+    if (!data || total < 0) {
+        json_decref(data);
+        return NULL;
+    }
+    return json_pack("{s:o, s:i, s:i, s:I}", "data", data, "page", (int)l->page, "per_page", (int)l->per_page, "total",
+                     (json_int_t)total);
 }
 
 /* Builds an object from a field list starting at column 0. */
@@ -553,7 +542,7 @@ static int producers_list(halle_request *r, void *ud)
     listq l;
     if (!authorized(r) || !list_params(r, &l))
         return HALLE_OK;
-    int64_t group = slug_filter(r, "group", "market_groups", "group");
+    int64_t group = slug_filter(r, "group", GROUP_BY_SLUG, "group");
     if (group < 0)
         return HALLE_OK;
     long long total = count_rows(
@@ -642,7 +631,7 @@ static int catalogs_list(halle_request *r, void *ud)
     listq l;
     if (!authorized(r) || !list_params(r, &l))
         return HALLE_OK;
-    int64_t producer = slug_filter(r, "producer", "market_producers", "producer");
+    int64_t producer = slug_filter(r, "producer", PRODUCER_BY_SLUG, "producer");
     if (producer < 0)
         return HALLE_OK;
     long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*)" CATALOG_FROM CATALOG_WHERE, "I", producer));
@@ -737,9 +726,9 @@ static int products_list(halle_request *r, void *ud)
     if (!authorized(r) || !list_params(r, &l))
         return HALLE_OK;
     int64_t producer = 0, category = 0, group;
-    if ((group = slug_filter(r, "group", "market_groups", "group")) < 0 ||
-        (producer = slug_filter(r, "producer", "market_producers", "producer")) < 0 ||
-        (category = slug_filter(r, "category", "market_categories", "category")) < 0)
+    if ((group = slug_filter(r, "group", GROUP_BY_SLUG, "group")) < 0 ||
+        (producer = slug_filter(r, "producer", PRODUCER_BY_SLUG, "producer")) < 0 ||
+        (category = slug_filter(r, "category", CATEGORY_BY_SLUG, "category")) < 0)
         return HALLE_OK;
     long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*)" PRODUCT_FROM PRODUCT_WHERE, "IIIs",
                                                   producer, category, group, l.like));
