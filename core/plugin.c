@@ -117,6 +117,11 @@ static void read_c_plugin(const char *path, hl_plugin_info *p)
     void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!so) {
         p->error = xprintf("%s: cannot load: %s", path, dlerror());
+        const char *base = strrchr(path, '/');
+        p->name = xstrdup(base ? base + 1 : path);
+        char *dot = strstr(p->name, ".so");
+        if (dot)
+            *dot = '\0';
         return;
     }
     const halle_plugin *d = dlsym(so, "halle_plugin_descriptor");

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAME_MIN 2
-#define NAME_MAX 120
+#define GROUP_NAME_MIN 2
+#define GROUP_NAME_MAX 120
 #define DESC_MAX 4000
 #define ADDRESS_MAX 200
 #define POSTCODE_MAX 10
@@ -192,6 +192,16 @@ static void format_quantity(double qty, const char *unit, char *out, size_t size
     snprintf(out, size, "%s %s", num, u ? u : unit ? unit : "");
 }
 
+/* "2026-03-07T10:00:00Z" -> "07/03/2026"; anything else as it is. */
+static json_t *french_date(const char *iso)
+{
+    char out[16];
+    if (!iso || strlen(iso) < 10 || iso[4] != '-' || iso[7] != '-')
+        return json_string(iso && text_chars(iso, 0) >= 0 ? iso : "");
+    snprintf(out, sizeof out, "%.2s/%.2s/%.4s", iso + 8, iso + 5, iso);
+    return json_string(text_chars(out, 0) >= 0 ? out : "");
+}
+
 static int64_t parse_id(const char *s)
 {
     if (!s || !*s || strlen(s) > 18)
@@ -232,13 +242,18 @@ static json_t *row_object(halle_stmt *st, const char *const *cols)
     return o;
 }
 
-/* Every row of st (whose SQL has a LIMIT); st is finished. */
+/* Every row of st (whose SQL has a LIMIT), or NULL on error; st is finished. */
 static json_t *rows_array(halle_stmt *st, const char *const *cols)
 {
-    json_t *a = json_array();
-    while (st && a && mk_api->db_step(st) == HALLE_DB_ROW)
+    json_t *a = st ? json_array() : NULL;
+    int rc = HALLE_DB_DONE;
+    while (a && (rc = mk_api->db_step(st)) == HALLE_DB_ROW)
         json_array_append_new(a, row_object(st, cols));
     mk_api->db_done(st);
+    if (rc < 0) {
+        json_decref(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -336,7 +351,7 @@ static void set_notice(halle_request *r, json_t *ctx)
 /* ---- the group form (creation and settings) ------------------------------------------------------ */
 
 typedef struct group_form {
-    char name[4 * NAME_MAX + 1];
+    char name[4 * GROUP_NAME_MAX + 1];
     char description[4 * DESC_MAX + 1];
     char kind[16];
     char policy[16];
@@ -347,20 +362,22 @@ typedef struct group_form {
 } group_form;
 
 /* Reads and checks one text field into out: 0 when fine, else -1 with the French message in
- * msg[MSG_SIZE]. */
+ * msg[MSG_SIZE] unless msg holds one already (the first problem is the one shown). A value
+ * that is not text, or too big for out, comes back empty. */
 static int read_text(halle_request *r, const char *field, char *out, size_t size, long min, long max, int multiline,
                      const char *what, char *msg)
 {
     long n = trimmed(mk_api->req_param(r, field), out, size) < 0 ? max + 1 : text_chars(out, multiline);
-    if (n < 0)
-        snprintf(msg, MSG_SIZE, "Le champ « %s » contient des caractères non valables.", what);
-    else if (n < min)
-        snprintf(msg, MSG_SIZE, "Le champ « %s » doit compter de %ld à %ld caractères.", what, min, max);
-    else if (n > max)
-        snprintf(msg, MSG_SIZE, "Le champ « %s » ne doit pas dépasser %ld caractères.", what, max);
-    else
+    if (n >= min && n <= max)
         return 0;
-    out[0] = '\0';
+    if (n < 0)
+        out[0] = '\0';
+    if (!msg[0] && n < 0)
+        snprintf(msg, MSG_SIZE, "Le champ « %s » contient des caractères non valables.", what);
+    else if (!msg[0] && n < min)
+        snprintf(msg, MSG_SIZE, "Le champ « %s » doit compter de %ld à %ld caractères.", what, min, max);
+    else if (!msg[0])
+        snprintf(msg, MSG_SIZE, "Le champ « %s » ne doit pas dépasser %ld caractères.", what, max);
     return -1;
 }
 
@@ -372,25 +389,37 @@ static int postcode_ok(const char *s)
     return 1;
 }
 
-/* Fills f from the request; 0 when valid, else -1 with the message in f->error. */
+/* One of the fixed choices into out, or -1 with msg. */
+static int read_choice(halle_request *r, const char *field, const choice *c, char *out, size_t size, const char *error,
+                       char *msg)
+{
+    if (trimmed(mk_api->req_param(r, field), out, size) == 0 && label(c, out))
+        return 0;
+    out[0] = '\0';
+    if (!msg[0])
+        snprintf(msg, MSG_SIZE, "%s", error);
+    return -1;
+}
+
+/* Fills f from the request, every field even after a bad one so that the form shows what was
+ * typed; 0 when valid, else -1 with the first problem in f->error. */
 static int read_group_form(halle_request *r, group_form *f)
 {
     char *e = f->error;
     memset(f, 0, sizeof *f);
-    if (read_text(r, "name", f->name, sizeof f->name, NAME_MIN, NAME_MAX, 0, "Nom", e) ||
-        read_text(r, "description", f->description, sizeof f->description, 0, DESC_MAX, 1, "Description", e))
-        return -1;
-    if (trimmed(mk_api->req_param(r, "kind"), f->kind, sizeof f->kind) < 0 || !label(kinds, f->kind))
-        return snprintf(e, MSG_SIZE, "Choisissez le type de groupe."), -1;
-    if (trimmed(mk_api->req_param(r, "join_policy"), f->policy, sizeof f->policy) < 0 || !label(policies, f->policy))
-        return snprintf(e, MSG_SIZE, "Choisissez la politique d'adhésion."), -1;
-    if (read_text(r, "address", f->address, sizeof f->address, 0, ADDRESS_MAX, 0, "Adresse", e) ||
-        read_text(r, "postcode", f->postcode, sizeof f->postcode, 0, POSTCODE_MAX, 0, "Code postal", e) ||
-        read_text(r, "town", f->town, sizeof f->town, 0, TOWN_MAX, 0, "Ville", e))
-        return -1;
-    if (!postcode_ok(f->postcode))
-        return snprintf(e, MSG_SIZE, "Le code postal n'est pas valable."), -1;
-    return 0;
+    int bad = read_text(r, "name", f->name, sizeof f->name, GROUP_NAME_MIN, GROUP_NAME_MAX, 0, "Nom", e);
+    bad |= read_text(r, "description", f->description, sizeof f->description, 0, DESC_MAX, 1, "Description", e);
+    bad |= read_choice(r, "kind", kinds, f->kind, sizeof f->kind, "Choisissez le type de groupe.", e);
+    bad |= read_choice(r, "join_policy", policies, f->policy, sizeof f->policy, "Choisissez la politique d'adhésion.", e);
+    bad |= read_text(r, "address", f->address, sizeof f->address, 0, ADDRESS_MAX, 0, "Adresse", e);
+    bad |= read_text(r, "postcode", f->postcode, sizeof f->postcode, 0, POSTCODE_MAX, 0, "Code postal", e);
+    bad |= read_text(r, "town", f->town, sizeof f->town, 0, TOWN_MAX, 0, "Ville", e);
+    if (!postcode_ok(f->postcode)) {
+        if (!e[0])
+            snprintf(e, MSG_SIZE, "Le code postal n'est pas valable.");
+        bad = -1;
+    }
+    return bad ? -1 : 0;
 }
 
 /* The form's values for the template; a field that failed its checks shows empty. */
@@ -501,7 +530,7 @@ typedef struct creation {
     int64_t uid;
     int64_t gid;
     int too_many;
-    char slug[80];
+    char slug[96];
 } creation;
 
 /* In one transaction: the group, its creator's membership as coordinator, and the core's role
@@ -835,15 +864,17 @@ static int member_list(json_t *ctx, const char *key, int64_t gid, const char *st
                          "WHERE m.group_id = ? AND m.status = ? "
                          "AND (? = '' OR u.name LIKE ? ESCAPE '\\' OR u.email LIKE ? ESCAPE '\\') "
                          "ORDER BY m.requested_at, m.rowid LIMIT ? OFFSET ?",
-                         "Isssii", gid, status, q, like, like, limit, offset),
+                         "Issssii", gid, status, q, like, like, limit, offset),
         cols);
     if (total < 0 || !rows) {
         json_decref(rows);
         return HALLE_ERROR;
     }
+    size_t i;
+    json_t *m;
+    json_array_foreach(rows, i, m)
+        json_object_set_new(m, "date", french_date(str_of(m, "requested_at")));
     if (!strcmp(status, "waiting")) {
-        size_t i;
-        json_t *m;
         json_array_foreach(rows, i, m) {
             long long pos = (long long)offset + (long long)i + 1;
             if (*q) { /* a search skips people: count those ahead */
@@ -1024,13 +1055,14 @@ static int place_add(halle_request *r, void *ud)
     json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
     if (!g)
         return HALLE_OK;
-    char name[4 * NAME_MAX + 1], address[4 * ADDRESS_MAX + 1], postcode[4 * POSTCODE_MAX + 1], town[4 * TOWN_MAX + 1];
-    char msg[MSG_SIZE];
+    char name[4 * GROUP_NAME_MAX + 1], address[4 * ADDRESS_MAX + 1], postcode[4 * POSTCODE_MAX + 1], town[4 * TOWN_MAX + 1];
+    char msg[MSG_SIZE] = "";
     const char *e = NULL;
-    if (read_text(r, "place_name", name, sizeof name, NAME_MIN, NAME_MAX, 0, "Nom du lieu", msg) ||
-        read_text(r, "place_address", address, sizeof address, 0, ADDRESS_MAX, 0, "Adresse du lieu", msg) ||
-        read_text(r, "place_postcode", postcode, sizeof postcode, 0, POSTCODE_MAX, 0, "Code postal du lieu", msg) ||
-        read_text(r, "place_town", town, sizeof town, 0, TOWN_MAX, 0, "Ville du lieu", msg))
+    int bad = read_text(r, "place_name", name, sizeof name, GROUP_NAME_MIN, GROUP_NAME_MAX, 0, "Nom du lieu", msg);
+    bad |= read_text(r, "place_address", address, sizeof address, 0, ADDRESS_MAX, 0, "Adresse du lieu", msg);
+    bad |= read_text(r, "place_postcode", postcode, sizeof postcode, 0, POSTCODE_MAX, 0, "Code postal du lieu", msg);
+    bad |= read_text(r, "place_town", town, sizeof town, 0, TOWN_MAX, 0, "Ville du lieu", msg);
+    if (bad)
         e = msg;
     else if (!postcode_ok(postcode))
         e = "Le code postal du lieu n'est pas valable.";
