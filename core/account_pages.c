@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/http.h"
+#include "core/i18n.h"
 #include "core/log.h"
 #include "core/mail.h"
 #include "core/page.h"
@@ -60,29 +61,207 @@ static int need_login(hl_request *req)
 
 static int forbidden(hl_request *req)
 {
-    return hl_response_error(req, 403, "Cette page est réservée.");
+    return hl_response_error(req, 403, T(req, "Cette page est réservée."));
+}
+
+/* ---- messages from accounts.c ------------------------------------------------------- */
+
+/* accounts.c writes its messages in French, and builds some with printf ("Réessayez dans 15
+ * minutes.", "Le champ « nom » ..."): T() translates the fixed ones; a built one is matched
+ * against the catalog's printf msgids, and its numbers and words go into the translation.
+ * Anything that does not match exactly stays in French rather than come out garbled. */
+
+#define MAX_PIECES 4
+#define MAX_DEPTH 2
+
+typedef struct piece {
+    const char *s;
+    size_t len;
+    int text; /* from %s (words, translated in turn) rather than a number */
+} piece;
+
+static const char *tr_text(hl_request *req, const char *msg, int depth);
+
+/* Length of the printf directive at f (its '%' included) with its conversion in *conv, or 0
+ * for one this matcher does not know. */
+static size_t directive(const char *f, char *conv)
+{
+    size_t i = 1;
+    while (f[i] && strchr("-+ #0123456789.lhzjt", f[i]))
+        i++;
+    if (!f[i] || !strchr("dius", f[i]))
+        return 0;
+    *conv = f[i];
+    return i + 1;
+}
+
+/* Does msg read as fmt with its directives filled in? A number is an optional '-' and digits;
+ * a %s runs to the first occurrence of the text that follows it, or to the end of msg when
+ * that text ends the format. Needs some text besides the directives. */
+static int match_format(const char *fmt, const char *msg, piece *out, size_t *n)
+{
+    const char *m = msg;
+    size_t k = 0;
+    int literal = 0;
+    while (*fmt) {
+        if (fmt[0] != '%' || fmt[1] == '%') {
+            if (*m != *fmt)
+                return 0;
+            fmt += fmt[0] == '%' ? 2 : 1;
+            m++;
+            literal = 1;
+            continue;
+        }
+        char conv;
+        size_t dl = directive(fmt, &conv);
+        if (!dl || k == MAX_PIECES)
+            return 0;
+        fmt += dl;
+        const char *start = m;
+        if (conv != 's') {
+            m += *m == '-';
+            const char *digits = m;
+            while (*m >= '0' && *m <= '9')
+                m++;
+            if (m == digits)
+                return 0;
+        } else {
+            size_t tl = strcspn(fmt, "%"), ml = strlen(m);
+            if (!tl && *fmt)
+                return 0; /* two directives in a row: no way to tell where one ends */
+            if (!fmt[tl]) {
+                if (ml < tl || strcmp(m + ml - tl, fmt))
+                    return 0;
+                m += ml - tl;
+            } else {
+                const char *hit = memmem(m, ml, fmt, tl);
+                if (!hit)
+                    return 0;
+                m = hit;
+            }
+        }
+        out[k++] = (piece){start, (size_t)(m - start), conv == 's'};
+    }
+    *n = k;
+    return !*m && literal && k > 0;
+}
+
+/* A %s piece in the page's language: a phrase of the catalog, or a list "a, b" of them. The
+ * blanks around it stay as they were. */
+static const char *tr_piece(hl_request *req, const piece *p, int depth)
+{
+    size_t a = 0, b = p->len;
+    while (a < b && p->s[a] == ' ')
+        a++;
+    while (b > a && p->s[b - 1] == ' ')
+        b--;
+    char *core = hl_arena_strndup(req->arena, p->s + a, b - a);
+    if (!core || !*core)
+        return hl_arena_strndup(req->arena, p->s, p->len);
+    const char *t = tr_text(req, core, depth + 1);
+    if (t == core && strstr(core, ", ")) {
+        char *list = hl_arena_strdup(req->arena, ""), *save = NULL;
+        for (char *item = strtok_r(core, ",", &save); item && list; item = strtok_r(NULL, ",", &save)) {
+            while (*item == ' ')
+                item++;
+            list = hl_arena_printf(req->arena, "%s%s%s", list, *list ? ", " : "", T(req, item));
+        }
+        t = list ? list : t;
+    }
+    return hl_arena_printf(req->arena, "%.*s%s%.*s", (int)a, p->s, t, (int)(p->len - b), p->s + b);
+}
+
+/* The translation tr (a msgstr) with the pieces put in for its directives, or NULL when they
+ * do not fit it. */
+static const char *fill(hl_request *req, const char *tr, const piece *p, size_t n, int depth)
+{
+    char buf[1024];
+    size_t w = 0, k = 0;
+    while (*tr) {
+        const char *add = tr;
+        size_t len = 1;
+        if (tr[0] == '%' && tr[1] == '%') {
+            tr += 2;
+        } else if (tr[0] == '%') {
+            char conv;
+            size_t dl = directive(tr, &conv);
+            if (!dl || k == n || (conv == 's') != p[k].text)
+                return NULL;
+            tr += dl;
+            add = p[k].text ? tr_piece(req, &p[k], depth) : p[k].s;
+            len = p[k].text ? (add ? strlen(add) : 0) : p[k].len;
+            if (!add)
+                return NULL;
+            k++;
+        } else {
+            tr++;
+        }
+        if (len >= sizeof buf - w)
+            return NULL;
+        memcpy(buf + w, add, len);
+        w += len;
+    }
+    return k == n ? hl_arena_strndup(req->arena, buf, w) : NULL;
+}
+
+typedef struct tr_match {
+    hl_request *req;
+    const char *msg;
+    const char *out;
+    int depth;
+} tr_match;
+
+static int try_entry(void *ud, const char *ctxt, const char *msgid, const char *plural, const char *msgstr)
+{
+    tr_match *t = ud;
+    piece p[MAX_PIECES];
+    size_t n = 0;
+    if (ctxt || plural || !strchr(msgid, '%') || !match_format(msgid, t->msg, p, &n))
+        return 0;
+    t->out = fill(t->req, msgstr, p, n, t->depth);
+    return t->out != NULL;
+}
+
+static const char *tr_text(hl_request *req, const char *msg, int depth)
+{
+    const char *exact = T(req, msg);
+    if (exact != msg || depth >= MAX_DEPTH)
+        return exact;
+    tr_match t = {req, msg, NULL, depth};
+    hl_i18n *i18n = req->worker ? hl_worker_i18n(req->worker) : NULL;
+    if (i18n && hl_i18n_each(i18n, req->lang, try_entry, &t) == 1 && t.out)
+        return t.out;
+    return msg;
+}
+
+/* The message of err (from accounts.c) in the page's language. */
+static const char *tr_err(hl_request *req, const hl_err *err)
+{
+    return tr_text(req, err->msg, 0);
 }
 
 /* ---- sign-up ------------------------------------------------------------------------ */
 
-static const char *policy_help =
-    "Au moins 8 caractères, dont 3 types parmi : majuscules, minuscules, chiffres, caractères spéciaux.";
+static const char *policy_help(hl_request *req)
+{
+    return T(req, "Au moins 8 caractères, dont 3 types parmi : majuscules, minuscules, chiffres, caractères spéciaux.");
+}
 
 static int signup_form(hl_request *req, const char *error)
 {
-    hl_page_begin(req, "Créer un compte");
-    hl_response_puts(req, "<h1>Créer un compte</h1>\n");
+    hl_page_begin(req, T(req, "Créer un compte"));
+    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Créer un compte"));
     if (error)
         hl_page_notice(req, "error", error);
     hl_page_form_begin(req, "/signup", "signup");
-    hl_page_field(req, "email", "email", "Adresse e-mail", val(req, "email"), "required autocomplete=\"email\"", NULL);
-    hl_page_field(req, "text", "name", "Nom", val(req, "name"), "required autocomplete=\"name\" maxlength=\"120\"", NULL);
-    hl_page_field(req, "password", "password", "Mot de passe", "", "required autocomplete=\"new-password\"", policy_help);
-    hl_page_field(req, "password", "password2", "Mot de passe (à nouveau)", "", "required autocomplete=\"new-password\"", NULL);
-    hl_page_field(req, "checkbox", "terms", "J'accepte les conditions d'utilisation et la politique de confidentialité",
+    hl_page_field(req, "email", "email", T(req, "Adresse e-mail"), val(req, "email"), "required autocomplete=\"email\"", NULL);
+    hl_page_field(req, "text", "name", T(req, "Nom"), val(req, "name"), "required autocomplete=\"name\" maxlength=\"120\"", NULL);
+    hl_page_field(req, "password", "password", T(req, "Mot de passe"), "", "required autocomplete=\"new-password\"", policy_help(req));
+    hl_page_field(req, "password", "password2", T(req, "Mot de passe (à nouveau)"), "", "required autocomplete=\"new-password\"", NULL);
+    hl_page_field(req, "checkbox", "terms", T(req, "J'accepte les conditions d'utilisation et la politique de confidentialité"),
                   val(req, "terms"), "required", NULL);
-    hl_page_field(req, "checkbox", "age", "Je certifie avoir plus de 15 ans", val(req, "age"), "required", NULL);
-    hl_page_form_end(req, "Créer mon compte");
+    hl_page_field(req, "checkbox", "age", T(req, "Je certifie avoir plus de 15 ans"), val(req, "age"), "required", NULL);
+    hl_page_form_end(req, T(req, "Créer mon compte"));
     return hl_page_end(req);
 }
 
@@ -111,19 +290,19 @@ static int signup_post(hl_request *req, void *ud)
     hl_err_clear(&err);
     char email[256];
     if (hl_email_normalize(val(req, "email"), email, sizeof email, &err) != HL_OK)
-        return hl_response_status(req, 422), signup_form(req, "Adresse e-mail invalide.");
+        return hl_response_status(req, 422), signup_form(req, T(req, "Adresse e-mail invalide."));
     if (!*val(req, "name"))
-        return hl_response_status(req, 422), signup_form(req, "Indiquez votre nom.");
+        return hl_response_status(req, 422), signup_form(req, T(req, "Indiquez votre nom."));
     if (strcmp(val(req, "password"), val(req, "password2")))
-        return hl_response_status(req, 422), signup_form(req, "Les deux mots de passe diffèrent.");
+        return hl_response_status(req, 422), signup_form(req, T(req, "Les deux mots de passe diffèrent."));
     if (hl_password_policy(val(req, "password"), &err) != HL_OK)
-        return hl_response_status(req, 422), signup_form(req, err.msg);
+        return hl_response_status(req, 422), signup_form(req, tr_err(req, &err));
     if (!checked(req, "terms"))
-        return hl_response_status(req, 422), signup_form(req, "Vous devez accepter les conditions d'utilisation.");
+        return hl_response_status(req, 422), signup_form(req, T(req, "Vous devez accepter les conditions d'utilisation."));
     if (!checked(req, "age"))
-        return hl_response_status(req, 422), signup_form(req, "Vous devez certifier avoir plus de 15 ans.");
+        return hl_response_status(req, 422), signup_form(req, T(req, "Vous devez certifier avoir plus de 15 ans."));
     if (!hl_rate_allow(req->db, hl_arena_printf(req->arena, "signup:%s", req->remote_ip ? req->remote_ip : ""), 3600, 20, NULL))
-        return hl_response_status(req, 429), signup_form(req, "Trop de comptes créés depuis votre adresse. Réessayez plus tard.");
+        return hl_response_status(req, 429), signup_form(req, T(req, "Trop de comptes créés depuis votre adresse. Réessayez plus tard."));
     hl_password_params pp;
     hl_webauth_password_params(req->cfg, &pp);
     hl_user_new u = {.email = email, .name = val(req, "name"), .password = val(req, "password"),
@@ -132,25 +311,25 @@ static int signup_post(hl_request *req, void *ud)
     if (id > 0) {
         char tok[HL_TOKEN_LEN + 1];
         if (hl_token_create(req->db, id, "verify", VERIFY_TTL, NULL, tok, &err) == HL_OK) {
-            char *body = hl_arena_printf(req->arena,
+            char *body = hl_arena_printf(req->arena, T(req,
                 "Bonjour,\n\nPour activer votre compte sur %s, ouvrez ce lien (valable 3 jours) :\n\n%s\n\n"
-                "Si vous n'avez pas créé de compte, ignorez ce message.\n", req->cfg->name, link_to(req, "/verify", tok));
-            queue_mail(req, email, "Confirmez votre adresse e-mail", body);
+                "Si vous n'avez pas créé de compte, ignorez ce message.\n"), req->cfg->name, link_to(req, "/verify", tok));
+            queue_mail(req, email, T(req, "Confirmez votre adresse e-mail"), body);
         }
     } else {
         /* The address has an account already: tell its owner, not the visitor. */
         hl_user existing;
         if (hl_user_find_email(req->db, email, &existing, NULL) == HL_OK && !existing.deleted)
-            queue_mail(req, email, "Vous avez déjà un compte",
-                       hl_arena_printf(req->arena, "Bonjour,\n\nQuelqu'un a voulu créer un compte avec cette adresse sur %s, "
-                                                   "où vous en avez déjà un. Mot de passe oublié ? %s/password/forgot\n",
+            queue_mail(req, email, T(req, "Vous avez déjà un compte"),
+                       hl_arena_printf(req->arena, T(req, "Bonjour,\n\nQuelqu'un a voulu créer un compte avec cette adresse sur %s, "
+                                                          "où vous en avez déjà un. Mot de passe oublié ? %s/password/forgot\n"),
                                        req->cfg->name, req->cfg->base_url));
         else
             hl_log(HL_LOG_ERROR, "sign-up failed: %s", err.msg);
     }
-    return sent_page(req, "Vérifiez votre boîte aux lettres",
-                     "Si l'adresse est valable, un e-mail vient de vous être envoyé : ouvrez le lien qu'il contient pour "
-                     "activer votre compte.");
+    return sent_page(req, T(req, "Vérifiez votre boîte aux lettres"),
+                     T(req, "Si l'adresse est valable, un e-mail vient de vous être envoyé : ouvrez le lien qu'il contient "
+                            "pour activer votre compte."));
 }
 
 static int verify_get(hl_request *req, void *ud)
@@ -162,12 +341,12 @@ static int verify_get(hl_request *req, void *ud)
     if (!tok || hl_token_use(req->db, "verify", tok, &uid, NULL, 0, &err) != HL_OK ||
         hl_user_mark_verified(req->db, uid, &err) != HL_OK) {
         hl_response_status(req, 400);
-        return sent_page(req, "Lien invalide", "Ce lien n'est pas valable ou a expiré. Créez votre compte à nouveau.");
+        return sent_page(req, T(req, "Lien invalide"), T(req, "Ce lien n'est pas valable ou a expiré. Créez votre compte à nouveau."));
     }
-    hl_page_begin(req, "Adresse confirmée");
-    hl_response_puts(req, "<h1>Adresse confirmée</h1>\n");
-    hl_page_notice(req, "ok", "Votre compte est activé. Vous pouvez vous connecter.");
-    hl_response_puts(req, "<p><a href=\"/login\">Se connecter</a></p>\n");
+    hl_page_begin(req, T(req, "Adresse confirmée"));
+    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Adresse confirmée"));
+    hl_page_notice(req, "ok", T(req, "Votre compte est activé. Vous pouvez vous connecter."));
+    hl_response_printf(req, "<p><a href=\"/login\">%s</a></p>\n", T(req, "Se connecter"));
     return hl_page_end(req);
 }
 
@@ -175,16 +354,16 @@ static int verify_get(hl_request *req, void *ud)
 
 static int login_form(hl_request *req, const char *error)
 {
-    hl_page_begin(req, "Se connecter");
-    hl_response_puts(req, "<h1>Se connecter</h1>\n");
+    hl_page_begin(req, T(req, "Se connecter"));
+    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Se connecter"));
     if (error)
         hl_page_notice(req, "error", error);
     hl_page_form_begin(req, "/login", "login");
-    hl_page_field(req, "email", "email", "Adresse e-mail", val(req, "email"), "required autocomplete=\"username\"", NULL);
-    hl_page_field(req, "password", "password", "Mot de passe", "", "required autocomplete=\"current-password\"", NULL);
-    hl_page_form_end(req, "Se connecter");
-    hl_response_puts(req, "<p><a href=\"/password/forgot\">Mot de passe oublié ?</a> · "
-                          "<a href=\"/signup\">Créer un compte</a></p>\n");
+    hl_page_field(req, "email", "email", T(req, "Adresse e-mail"), val(req, "email"), "required autocomplete=\"username\"", NULL);
+    hl_page_field(req, "password", "password", T(req, "Mot de passe"), "", "required autocomplete=\"current-password\"", NULL);
+    hl_page_form_end(req, T(req, "Se connecter"));
+    hl_response_printf(req, "<p><a href=\"/password/forgot\">%s</a> · <a href=\"/signup\">%s</a></p>\n",
+                       T(req, "Mot de passe oublié ?"), T(req, "Créer un compte"));
     return hl_page_end(req);
 }
 
@@ -209,7 +388,7 @@ static int login_post(hl_request *req, void *ud)
     int rc = hl_user_login(req->db, val(req, "email"), val(req, "password"), req->remote_ip, &lp, &pp, &uid, &err);
     if (rc != HL_OK) {
         hl_response_status(req, rc == HL_ERATE ? 429 : 401);
-        return login_form(req, err.msg[0] ? err.msg : "Connexion impossible.");
+        return login_form(req, err.msg[0] ? tr_err(req, &err) : T(req, "Connexion impossible."));
     }
     if (hl_webauth_login(req, uid, &err) != HL_OK)
         return HL_ERR;
@@ -228,12 +407,12 @@ static int logout_post(hl_request *req, void *ud)
 static int forgot_get(hl_request *req, void *ud)
 {
     (void)ud;
-    hl_page_begin(req, "Mot de passe oublié");
-    hl_response_puts(req, "<h1>Mot de passe oublié</h1>\n<p>Indiquez votre adresse : vous recevrez un lien pour "
-                          "choisir un nouveau mot de passe.</p>\n");
+    hl_page_begin(req, T(req, "Mot de passe oublié"));
+    hl_response_printf(req, "<h1>%s</h1>\n<p>%s</p>\n", T(req, "Mot de passe oublié"),
+                       T(req, "Indiquez votre adresse : vous recevrez un lien pour choisir un nouveau mot de passe."));
     hl_page_form_begin(req, "/password/forgot", "forgot");
-    hl_page_field(req, "email", "email", "Adresse e-mail", "", "required autocomplete=\"email\"", NULL);
-    hl_page_form_end(req, "Envoyer le lien");
+    hl_page_field(req, "email", "email", T(req, "Adresse e-mail"), "", "required autocomplete=\"email\"", NULL);
+    hl_page_form_end(req, T(req, "Envoyer le lien"));
     return hl_page_end(req);
 }
 
@@ -245,27 +424,27 @@ static int forgot_post(hl_request *req, void *ud)
     if (hl_rate_allow(req->db, hl_arena_printf(req->arena, "forgot:%s", req->remote_ip ? req->remote_ip : ""), 3600, 20, NULL) &&
         hl_user_find_email(req->db, val(req, "email"), &u, NULL) == HL_OK && !u.deleted &&
         hl_token_create(req->db, u.id, "reset", RESET_TTL, NULL, tok, NULL) == HL_OK) {
-        queue_mail(req, u.email, "Nouveau mot de passe",
-                   hl_arena_printf(req->arena, "Bonjour,\n\nPour choisir un nouveau mot de passe sur %s, ouvrez ce lien "
-                                               "(valable une heure, une seule fois) :\n\n%s\n\nSi vous n'avez rien demandé, "
-                                               "ignorez ce message : votre mot de passe reste le même.\n",
+        queue_mail(req, u.email, T(req, "Nouveau mot de passe"),
+                   hl_arena_printf(req->arena, T(req, "Bonjour,\n\nPour choisir un nouveau mot de passe sur %s, ouvrez ce lien "
+                                                      "(valable une heure, une seule fois) :\n\n%s\n\nSi vous n'avez rien demandé, "
+                                                      "ignorez ce message : votre mot de passe reste le même.\n"),
                                    req->cfg->name, link_to(req, "/password/reset", tok)));
     }
-    return sent_page(req, "Vérifiez votre boîte aux lettres",
-                     "Si un compte existe à cette adresse, un lien pour choisir un nouveau mot de passe vient d'être envoyé.");
+    return sent_page(req, T(req, "Vérifiez votre boîte aux lettres"),
+                     T(req, "Si un compte existe à cette adresse, un lien pour choisir un nouveau mot de passe vient d'être envoyé."));
 }
 
 static int reset_form(hl_request *req, const char *token, const char *error)
 {
-    hl_page_begin(req, "Nouveau mot de passe");
-    hl_response_puts(req, "<h1>Nouveau mot de passe</h1>\n");
+    hl_page_begin(req, T(req, "Nouveau mot de passe"));
+    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Nouveau mot de passe"));
     if (error)
         hl_page_notice(req, "error", error);
     hl_page_form_begin(req, "/password/reset", "reset");
     hl_page_field(req, "hidden", "token", "", token, NULL, NULL);
-    hl_page_field(req, "password", "password", "Nouveau mot de passe", "", "required autocomplete=\"new-password\"", policy_help);
-    hl_page_field(req, "password", "password2", "Nouveau mot de passe (à nouveau)", "", "required autocomplete=\"new-password\"", NULL);
-    hl_page_form_end(req, "Enregistrer");
+    hl_page_field(req, "password", "password", T(req, "Nouveau mot de passe"), "", "required autocomplete=\"new-password\"", policy_help(req));
+    hl_page_field(req, "password", "password2", T(req, "Nouveau mot de passe (à nouveau)"), "", "required autocomplete=\"new-password\"", NULL);
+    hl_page_form_end(req, T(req, "Enregistrer"));
     return hl_page_end(req);
 }
 
@@ -283,13 +462,13 @@ static int reset_post(hl_request *req, void *ud)
     hl_err_clear(&err);
     const char *tok = val(req, "token");
     if (strcmp(val(req, "password"), val(req, "password2")))
-        return hl_response_status(req, 422), reset_form(req, tok, "Les deux mots de passe diffèrent.");
+        return hl_response_status(req, 422), reset_form(req, tok, T(req, "Les deux mots de passe diffèrent."));
     if (hl_password_policy(val(req, "password"), &err) != HL_OK)
-        return hl_response_status(req, 422), reset_form(req, tok, err.msg);
+        return hl_response_status(req, 422), reset_form(req, tok, tr_err(req, &err));
     int64_t uid;
     if (hl_token_use(req->db, "reset", tok, &uid, NULL, 0, &err) != HL_OK) {
         hl_response_status(req, 400);
-        return sent_page(req, "Lien invalide", "Ce lien n'est pas valable ou a expiré. Demandez-en un nouveau.");
+        return sent_page(req, T(req, "Lien invalide"), T(req, "Ce lien n'est pas valable ou a expiré. Demandez-en un nouveau."));
     }
     hl_password_params pp;
     hl_webauth_password_params(req->cfg, &pp);
@@ -299,10 +478,10 @@ static int reset_post(hl_request *req, void *ud)
      * lift the locks the owner could not lift themselves. */
     hl_session_destroy_all(req->db, uid, NULL, NULL);
     hl_user_unlock(req->db, uid, NULL);
-    hl_page_begin(req, "Mot de passe changé");
-    hl_response_puts(req, "<h1>Mot de passe changé</h1>\n");
-    hl_page_notice(req, "ok", "Votre nouveau mot de passe est enregistré ; vos autres sessions ont été fermées.");
-    hl_response_puts(req, "<p><a href=\"/login\">Se connecter</a></p>\n");
+    hl_page_begin(req, T(req, "Mot de passe changé"));
+    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Mot de passe changé"));
+    hl_page_notice(req, "ok", T(req, "Votre nouveau mot de passe est enregistré ; vos autres sessions ont été fermées."));
+    hl_response_printf(req, "<p><a href=\"/login\">%s</a></p>\n", T(req, "Se connecter"));
     return hl_page_end(req);
 }
 
@@ -311,70 +490,74 @@ static int reset_post(hl_request *req, void *ud)
 static int account_page(hl_request *req, const char *ok, const char *error)
 {
     const hl_user *u = req->user;
-    hl_page_begin(req, "Mon compte");
-    hl_response_puts(req, "<h1>Mon compte</h1>\n");
+    hl_page_begin(req, T(req, "Mon compte"));
+    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Mon compte"));
     if (ok)
         hl_page_notice(req, "ok", ok);
     if (error)
         hl_page_notice(req, "error", error);
 
-    hl_response_puts(req, "<section aria-labelledby=\"t-profile\"><h2 id=\"t-profile\">Profil</h2>\n");
+    hl_response_printf(req, "<section aria-labelledby=\"t-profile\"><h2 id=\"t-profile\">%s</h2>\n", T(req, "Profil"));
     hl_page_form_begin(req, "/account/profile", "profile");
-    hl_page_field(req, "text", "name", "Nom", u->name, "required maxlength=\"120\" autocomplete=\"name\"", NULL);
-    hl_page_field(req, "tel", "phone", "Téléphone (facultatif)", u->phone, "maxlength=\"40\" autocomplete=\"tel\"", NULL);
-    hl_page_field(req, "textarea", "address", "Adresse postale (facultative)", u->address, "maxlength=\"500\" rows=\"3\"", NULL);
-    hl_page_form_end(req, "Enregistrer le profil");
+    hl_page_field(req, "text", "name", T(req, "Nom"), u->name, "required maxlength=\"120\" autocomplete=\"name\"", NULL);
+    hl_page_field(req, "tel", "phone", T(req, "Téléphone (facultatif)"), u->phone, "maxlength=\"40\" autocomplete=\"tel\"", NULL);
+    hl_page_field(req, "textarea", "address", T(req, "Adresse postale (facultative)"), u->address, "maxlength=\"500\" rows=\"3\"", NULL);
+    hl_page_form_end(req, T(req, "Enregistrer le profil"));
     hl_response_puts(req, "</section>\n");
 
-    hl_response_puts(req, "<section aria-labelledby=\"t-email\"><h2 id=\"t-email\">Adresse e-mail</h2>\n<p>Actuelle : ");
+    hl_response_printf(req, "<section aria-labelledby=\"t-email\"><h2 id=\"t-email\">%s</h2>\n<p>%s",
+                       T(req, "Adresse e-mail"), T(req, "Actuelle : "));
     hl_response_html(req, u->email);
     hl_response_puts(req, "</p>\n");
     hl_page_form_begin(req, "/account/email", "email");
-    hl_page_field(req, "email", "email", "Nouvelle adresse", "", "required autocomplete=\"email\"",
-                  "Un lien de confirmation sera envoyé à la nouvelle adresse.");
-    hl_page_form_end(req, "Changer d'adresse");
+    hl_page_field(req, "email", "email", T(req, "Nouvelle adresse"), "", "required autocomplete=\"email\"",
+                  T(req, "Un lien de confirmation sera envoyé à la nouvelle adresse."));
+    hl_page_form_end(req, T(req, "Changer d'adresse"));
     hl_response_puts(req, "</section>\n");
 
-    hl_response_puts(req, "<section aria-labelledby=\"t-password\"><h2 id=\"t-password\">Mot de passe</h2>\n");
+    hl_response_printf(req, "<section aria-labelledby=\"t-password\"><h2 id=\"t-password\">%s</h2>\n",
+                       T(req, "Mot de passe"));
     hl_page_form_begin(req, "/account/password", "password");
-    hl_page_field(req, "password", "current", "Mot de passe actuel", "", "required autocomplete=\"current-password\"", NULL);
-    hl_page_field(req, "password", "password", "Nouveau mot de passe", "", "required autocomplete=\"new-password\"", policy_help);
-    hl_page_field(req, "password", "password2", "Nouveau mot de passe (à nouveau)", "", "required autocomplete=\"new-password\"", NULL);
-    hl_page_form_end(req, "Changer le mot de passe");
+    hl_page_field(req, "password", "current", T(req, "Mot de passe actuel"), "", "required autocomplete=\"current-password\"", NULL);
+    hl_page_field(req, "password", "password", T(req, "Nouveau mot de passe"), "", "required autocomplete=\"new-password\"", policy_help(req));
+    hl_page_field(req, "password", "password2", T(req, "Nouveau mot de passe (à nouveau)"), "", "required autocomplete=\"new-password\"", NULL);
+    hl_page_form_end(req, T(req, "Changer le mot de passe"));
     hl_response_puts(req, "</section>\n");
 
-    hl_response_puts(req, "<section aria-labelledby=\"t-sessions\"><h2 id=\"t-sessions\">Sessions actives</h2>\n<ul class=\"sessions\">\n");
+    hl_response_printf(req, "<section aria-labelledby=\"t-sessions\"><h2 id=\"t-sessions\">%s</h2>\n<ul class=\"sessions\">\n",
+                       T(req, "Sessions actives"));
     hl_session list[20];
     int n = hl_session_list(req->db, u->id, list, 20, NULL);
     for (int i = 0; i < n; i++) {
         hl_response_puts(req, "<li>");
-        hl_response_html(req, list[i].user_agent[0] ? list[i].user_agent : "navigateur inconnu");
+        hl_response_html(req, list[i].user_agent[0] ? list[i].user_agent : T(req, "navigateur inconnu"));
         hl_response_puts(req, " — ");
         hl_response_html(req, list[i].ip);
-        hl_response_puts(req, ", depuis le ");
+        hl_response_puts(req, T(req, ", depuis le "));
         hl_response_html(req, list[i].created_at);
         if (req->session && !strcmp(list[i].id_hash, req->session->id_hash))
-            hl_response_puts(req, " <strong>(cette session)</strong>");
+            hl_response_printf(req, " <strong>%s</strong>", T(req, "(cette session)"));
         hl_response_puts(req, "</li>\n");
     }
     hl_response_puts(req, "</ul>\n");
     hl_page_form_begin(req, "/account/sessions/end-others", "end-others");
-    hl_page_form_end(req, "Déconnecter mes autres sessions");
+    hl_page_form_end(req, T(req, "Déconnecter mes autres sessions"));
     hl_response_puts(req, "</section>\n");
 
-    hl_response_puts(req,
-        "<section aria-labelledby=\"t-consents\"><h2 id=\"t-consents\">Consentements et notifications</h2>\n"
-        "<p>Vous n'avez donné aucun consentement facultatif : ce site ne dépose aucun traceur non "
-        "essentiel. Les lettres d'information et les préférences de notification apparaîtront ici "
-        "quand ces fonctions seront activées.</p>\n</section>\n");
+    hl_response_printf(req, "<section aria-labelledby=\"t-consents\"><h2 id=\"t-consents\">%s</h2>\n<p>%s</p>\n</section>\n",
+                       T(req, "Consentements et notifications"),
+                       T(req, "Vous n'avez donné aucun consentement facultatif : ce site ne dépose aucun traceur non "
+                              "essentiel. Les lettres d'information et les préférences de notification apparaîtront ici "
+                              "quand ces fonctions seront activées."));
 
-    hl_response_puts(req, "<section aria-labelledby=\"t-delete\"><h2 id=\"t-delete\">Supprimer mon compte</h2>\n"
-                          "<p>Vos données personnelles seront effacées ; ce que la loi oblige à garder (factures) "
-                          "est conservé sans lien avec votre nom. Cette action est définitive.</p>\n");
+    hl_response_printf(req, "<section aria-labelledby=\"t-delete\"><h2 id=\"t-delete\">%s</h2>\n<p>%s</p>\n",
+                       T(req, "Supprimer mon compte"),
+                       T(req, "Vos données personnelles seront effacées ; ce que la loi oblige à garder (factures) "
+                              "est conservé sans lien avec votre nom. Cette action est définitive."));
     hl_page_form_begin(req, "/account/delete", "delete");
-    hl_page_field(req, "password", "delete_password", "Mot de passe actuel", "", "required autocomplete=\"current-password\"", NULL);
-    hl_page_field(req, "checkbox", "confirm", "Je veux supprimer définitivement mon compte", "", "required", NULL);
-    hl_page_form_end(req, "Supprimer mon compte");
+    hl_page_field(req, "password", "delete_password", T(req, "Mot de passe actuel"), "", "required autocomplete=\"current-password\"", NULL);
+    hl_page_field(req, "checkbox", "confirm", T(req, "Je veux supprimer définitivement mon compte"), "", "required", NULL);
+    hl_page_form_end(req, T(req, "Supprimer mon compte"));
     hl_response_puts(req, "</section>\n");
     return hl_page_end(req);
 }
@@ -385,10 +568,10 @@ static int account_get(hl_request *req, void *ud)
     if (need_login(req))
         return HL_OK;
     const char *done = hl_params_value(&req->query, "done");
-    return account_page(req, done && !strcmp(done, "profile") ? "Profil enregistré."
-                             : done && !strcmp(done, "password") ? "Mot de passe changé."
-                             : done && !strcmp(done, "sessions") ? "Vos autres sessions sont fermées."
-                             : done && !strcmp(done, "email") ? "Un lien de confirmation a été envoyé à la nouvelle adresse."
+    return account_page(req, done && !strcmp(done, "profile") ? T(req, "Profil enregistré.")
+                             : done && !strcmp(done, "password") ? T(req, "Mot de passe changé.")
+                             : done && !strcmp(done, "sessions") ? T(req, "Vos autres sessions sont fermées.")
+                             : done && !strcmp(done, "email") ? T(req, "Un lien de confirmation a été envoyé à la nouvelle adresse.")
                              : NULL, NULL);
 }
 
@@ -400,9 +583,9 @@ static int profile_post(hl_request *req, void *ud)
     hl_err err;
     hl_err_clear(&err);
     if (!*val(req, "name"))
-        return hl_response_status(req, 422), account_page(req, NULL, "Le nom est obligatoire.");
+        return hl_response_status(req, 422), account_page(req, NULL, T(req, "Le nom est obligatoire."));
     if (hl_user_update_profile(req->db, req->user->id, val(req, "name"), val(req, "phone"), val(req, "address"), &err) != HL_OK)
-        return hl_response_status(req, 422), account_page(req, NULL, err.msg);
+        return hl_response_status(req, 422), account_page(req, NULL, tr_err(req, &err));
     return hl_response_redirect(req, 303, "/account?done=profile");
 }
 
@@ -428,11 +611,11 @@ static int password_post(hl_request *req, void *ud)
     hl_err err;
     hl_err_clear(&err);
     if (check_current_password(req, "current", &err) != HL_OK)
-        return hl_response_status(req, 403), account_page(req, NULL, "Le mot de passe actuel est incorrect.");
+        return hl_response_status(req, 403), account_page(req, NULL, T(req, "Le mot de passe actuel est incorrect."));
     if (strcmp(val(req, "password"), val(req, "password2")))
-        return hl_response_status(req, 422), account_page(req, NULL, "Les deux mots de passe diffèrent.");
+        return hl_response_status(req, 422), account_page(req, NULL, T(req, "Les deux mots de passe diffèrent."));
     if (hl_password_policy(val(req, "password"), &err) != HL_OK)
-        return hl_response_status(req, 422), account_page(req, NULL, err.msg);
+        return hl_response_status(req, 422), account_page(req, NULL, tr_err(req, &err));
     hl_password_params pp;
     hl_webauth_password_params(req->cfg, &pp);
     if (hl_user_set_password(req->db, req->user->id, val(req, "password"), &pp, &err) != HL_OK)
@@ -449,12 +632,12 @@ static int email_post(hl_request *req, void *ud)
     hl_err err;
     char email[256];
     if (hl_email_normalize(val(req, "email"), email, sizeof email, &err) != HL_OK)
-        return hl_response_status(req, 422), account_page(req, NULL, "Adresse e-mail invalide.");
+        return hl_response_status(req, 422), account_page(req, NULL, T(req, "Adresse e-mail invalide."));
     char tok[HL_TOKEN_LEN + 1];
     if (hl_token_create(req->db, req->user->id, "email", VERIFY_TTL, email, tok, &err) != HL_OK)
         return HL_ERR;
-    queue_mail(req, email, "Confirmez votre nouvelle adresse",
-               hl_arena_printf(req->arena, "Bonjour,\n\nPour utiliser cette adresse sur %s, ouvrez ce lien :\n\n%s\n",
+    queue_mail(req, email, T(req, "Confirmez votre nouvelle adresse"),
+               hl_arena_printf(req->arena, T(req, "Bonjour,\n\nPour utiliser cette adresse sur %s, ouvrez ce lien :\n\n%s\n"),
                                req->cfg->name, link_to(req, "/verify-email", tok)));
     return hl_response_redirect(req, 303, "/account?done=email");
 }
@@ -469,9 +652,9 @@ static int verify_email_get(hl_request *req, void *ud)
     if (!tok || hl_token_use(req->db, "email", tok, &uid, email, sizeof email, &err) != HL_OK ||
         hl_user_set_email(req->db, uid, email, &err) != HL_OK) {
         hl_response_status(req, 400);
-        return sent_page(req, "Lien invalide", "Ce lien n'est pas valable, a expiré, ou l'adresse est déjà utilisée.");
+        return sent_page(req, T(req, "Lien invalide"), T(req, "Ce lien n'est pas valable, a expiré, ou l'adresse est déjà utilisée."));
     }
-    return sent_page(req, "Adresse changée", "Votre nouvelle adresse e-mail est enregistrée.");
+    return sent_page(req, T(req, "Adresse changée"), T(req, "Votre nouvelle adresse e-mail est enregistrée."));
 }
 
 static int end_others_post(hl_request *req, void *ud)
@@ -491,15 +674,15 @@ static int delete_post(hl_request *req, void *ud)
     hl_err err;
     hl_err_clear(&err);
     if (!checked(req, "confirm"))
-        return hl_response_status(req, 422), account_page(req, NULL, "Cochez la case pour confirmer la suppression.");
+        return hl_response_status(req, 422), account_page(req, NULL, T(req, "Cochez la case pour confirmer la suppression."));
     if (check_current_password(req, "delete_password", &err) != HL_OK)
-        return hl_response_status(req, 403), account_page(req, NULL, "Le mot de passe actuel est incorrect.");
+        return hl_response_status(req, 403), account_page(req, NULL, T(req, "Le mot de passe actuel est incorrect."));
     int64_t id = req->user->id;
     if (hl_user_delete(req->db, id, &err) != HL_OK)
         return HL_ERR;
     hl_log(HL_LOG_INFO, "account %lld deleted by its owner", (long long)id);
     hl_webauth_logout(req);
-    return sent_page(req, "Compte supprimé", "Votre compte et vos données personnelles ont été supprimés.");
+    return sent_page(req, T(req, "Compte supprimé"), T(req, "Votre compte et vos données personnelles ont été supprimés."));
 }
 
 /* ---- operator pages ----------------------------------------------------------------- */
@@ -525,13 +708,15 @@ static int admin_get(hl_request *req, void *ud)
     long page = ps ? strtol(ps, NULL, 10) : 1;
     if (page < 1 || page > 100000)
         page = 1;
-    hl_page_begin(req, "Administration");
-    hl_response_puts(req, "<h1>Administration</h1>\n<p><a href=\"/admin/plugins\">Extensions</a></p>\n"
-                          "<h2>Utilisateurs</h2>\n<form method=\"get\" action=\"/admin\" role=\"search\">"
-                          "<label for=\"q\">Rechercher</label> <input id=\"q\" name=\"q\" value=\"");
+    hl_page_begin(req, T(req, "Administration"));
+    hl_response_printf(req, "<h1>%s</h1>\n<p><a href=\"/admin/plugins\">%s</a></p>\n"
+                            "<h2>%s</h2>\n<form method=\"get\" action=\"/admin\" role=\"search\">"
+                            "<label for=\"q\">%s</label> <input id=\"q\" name=\"q\" value=\"",
+                       T(req, "Administration"), T(req, "Extensions"), T(req, "Utilisateurs"), T(req, "Rechercher"));
     hl_response_html(req, q ? q : "");
-    hl_response_puts(req, "\"> <button type=\"submit\">Chercher</button></form>\n"
-                          "<table><thead><tr><th>E-mail</th><th>Nom</th><th>État</th><th></th></tr></thead><tbody>\n");
+    hl_response_printf(req, "\"> <button type=\"submit\">%s</button></form>\n"
+                            "<table><thead><tr><th>%s</th><th>%s</th><th>%s</th><th></th></tr></thead><tbody>\n",
+                       T(req, "Chercher"), T(req, "E-mail"), T(req, "Nom"), T(req, "État"));
     char *like = hl_arena_printf(req->arena, "%%%s%%", q ? q : "");
     hl_stmt *st = hl_db_query(req->db, NULL,
                               "SELECT id, email, name, locked_hard, locked_until, email_verified_at FROM users "
@@ -549,20 +734,21 @@ static int admin_get(hl_request *req, void *ud)
         hl_response_html(req, hl_db_col_text(st, 1));
         hl_response_puts(req, "</td><td>");
         hl_response_html(req, hl_db_col_text(st, 2));
-        hl_response_printf(req, "</td><td>%s%s</td><td>", hard ? "bloqué (10 échecs)" : temp ? "bloqué temporairement" : "actif",
-                           hl_db_col_text(st, 5) ? "" : ", non vérifié");
+        hl_response_printf(req, "</td><td>%s%s</td><td>",
+                           hard ? T(req, "bloqué (10 échecs)") : temp ? T(req, "bloqué temporairement") : T(req, "actif"),
+                           hl_db_col_text(st, 5) ? "" : T(req, ", non vérifié"));
         if (hard || temp) {
             hl_page_form_begin(req, hl_arena_printf(req->arena, "/admin/users/%lld/unlock", (long long)id), NULL);
-            hl_page_form_end(req, "Débloquer");
+            hl_page_form_end(req, T(req, "Débloquer"));
         }
         hl_response_puts(req, "</td></tr>\n");
     }
     hl_db_done(st);
     hl_response_puts(req, "</tbody></table>\n<p>");
     if (page > 1)
-        hl_response_printf(req, "<a href=\"/admin?page=%ld\">Précédents</a> ", page - 1);
+        hl_response_printf(req, "<a href=\"/admin?page=%ld\">%s</a> ", page - 1, T(req, "Précédents"));
     if (rows == 50)
-        hl_response_printf(req, "<a href=\"/admin?page=%ld\">Suivants</a>", page + 1);
+        hl_response_printf(req, "<a href=\"/admin?page=%ld\">%s</a>", page + 1, T(req, "Suivants"));
     hl_response_puts(req, "</p>\n");
     return hl_page_end(req);
 }
@@ -577,7 +763,7 @@ static int admin_unlock_post(hl_request *req, void *ud)
         return forbidden(req);
     hl_err err;
     if (hl_user_unlock(req->db, id, &err) != HL_OK)
-        return hl_response_error(req, 404, "Utilisateur inconnu.");
+        return hl_response_error(req, 404, T(req, "Utilisateur inconnu."));
     hl_log(HL_LOG_INFO, "operator %lld unlocked account %lld", (long long)req->user->id, (long long)id);
     return hl_response_redirect(req, 303, "/admin");
 }
@@ -621,7 +807,7 @@ static void settings_form(hl_request *req, const hl_plugin_info *p)
         }
     }
     json_decref(values);
-    hl_page_form_end(req, "Enregistrer les réglages");
+    hl_page_form_end(req, T(req, "Enregistrer les réglages"));
 }
 
 static int plugins_page(hl_request *req, const char *ok, const char *error)
@@ -630,8 +816,9 @@ static int plugins_page(hl_request *req, const char *ok, const char *error)
     hl_err err;
     if (hl_plugin_discover(req->cfg, req->db, &l, &err) != HL_OK)
         return hl_response_error(req, 500, err.msg);
-    hl_page_begin(req, "Extensions");
-    hl_response_puts(req, "<h1>Extensions</h1>\n<p><a href=\"/admin\">Administration</a></p>\n");
+    hl_page_begin(req, T(req, "Extensions"));
+    hl_response_printf(req, "<h1>%s</h1>\n<p><a href=\"/admin\">%s</a></p>\n", T(req, "Extensions"),
+                       T(req, "Administration"));
     if (ok)
         hl_page_notice(req, "ok", ok);
     if (error)
@@ -643,20 +830,20 @@ static int plugins_page(hl_request *req, const char *ok, const char *error)
         hl_response_puts(req, " <small>");
         hl_response_html(req, p->version ? p->version : "");
         hl_response_printf(req, " · %s · %s</small></h2>\n<p>", p->kind == HL_PLUGIN_C ? "C" : "Lua",
-                           p->error ? "refusée" : p->enabled ? "activée" : "désactivée");
+                           p->error ? T(req, "refusée") : p->enabled ? T(req, "activée") : T(req, "désactivée"));
         hl_response_html(req, p->description);
         hl_response_puts(req, "</p>\n");
         if (p->error)
             hl_page_notice(req, "error", p->error);
-        hl_response_puts(req, "<p>Permissions : ");
+        hl_response_printf(req, "<p>%s", T(req, "Permissions : "));
         if (p->kind == HL_PLUGIN_C) {
-            hl_response_puts(req, "code natif, accès complet à l'instance.");
+            hl_response_puts(req, T(req, "code natif, accès complet à l'instance."));
         } else {
-            hl_response_puts(req, "ses propres tables");
+            hl_response_puts(req, T(req, "ses propres tables"));
             size_t j;
             json_t *t;
             json_array_foreach(json_object_get(json_object_get(p->manifest, "permissions"), "read"), j, t) {
-                hl_response_puts(req, ", lecture de ");
+                hl_response_puts(req, T(req, ", lecture de "));
                 hl_response_html(req, json_string_value(t));
             }
             hl_response_puts(req, ".");
@@ -665,14 +852,14 @@ static int plugins_page(hl_request *req, const char *ok, const char *error)
         if (!p->error) {
             hl_page_form_begin(req, hl_arena_printf(req->arena, "/admin/plugins/%s/%s", p->name,
                                                     p->enabled ? "disable" : "enable"), NULL);
-            hl_page_form_end(req, p->enabled ? "Désactiver" : "Activer");
+            hl_page_form_end(req, p->enabled ? T(req, "Désactiver") : T(req, "Activer"));
         }
         if (p->enabled)
             settings_form(req, p);
         hl_response_puts(req, "</section>\n");
     }
     if (!l.count)
-        hl_response_puts(req, "<p>Aucune extension trouvée.</p>\n");
+        hl_response_printf(req, "<p>%s</p>\n", T(req, "Aucune extension trouvée."));
     hl_plugin_list_free(&l);
     return hl_page_end(req);
 }
@@ -706,10 +893,11 @@ static int plugin_action_post(hl_request *req, void *ud)
     int enable = !strcmp(action, "enable");
     int rc = enable ? hl_plugin_enable(req->cfg, req->db, name, &err) : hl_plugin_disable(req->cfg, req->db, name, &err);
     if (rc != HL_OK)
-        return hl_response_status(req, 422), plugins_page(req, NULL, err.msg);
+        return hl_response_status(req, 422), plugins_page(req, NULL, tr_err(req, &err));
     hl_log(HL_LOG_INFO, "operator %lld %s plugin %s", (long long)req->user->id, enable ? "enabled" : "disabled", name);
     reload_workers();
-    return plugins_page(req, enable ? "Extension activée." : "Extension désactivée ; ses données sont conservées.", NULL);
+    return plugins_page(req, enable ? T(req, "Extension activée.")
+                                    : T(req, "Extension désactivée ; ses données sont conservées."), NULL);
 }
 
 static int plugin_settings_post(hl_request *req, void *ud)
@@ -724,7 +912,7 @@ static int plugin_settings_post(hl_request *req, void *ud)
     if (hl_plugin_discover(req->cfg, req->db, &l, &err) != HL_OK)
         return HL_ERR;
     const hl_plugin_info *p = hl_plugin_find(&l, name);
-    int rc = p ? HL_OK : hl_err_set(&err, HL_ENOTFOUND, "Extension inconnue.");
+    int rc = p ? HL_OK : hl_err_set(&err, HL_ENOTFOUND, "%s", T(req, "Extension inconnue."));
     const char *key;
     json_t *s;
     json_object_foreach(p ? json_object_get(p->manifest, "settings") : NULL, key, s) {
@@ -739,9 +927,9 @@ static int plugin_settings_post(hl_request *req, void *ud)
     }
     hl_plugin_list_free(&l);
     if (rc)
-        return hl_response_status(req, 422), plugins_page(req, NULL, err.msg);
+        return hl_response_status(req, 422), plugins_page(req, NULL, tr_err(req, &err));
     reload_workers();
-    return plugins_page(req, "Réglages enregistrés.", NULL);
+    return plugins_page(req, T(req, "Réglages enregistrés."), NULL);
 }
 
 int hl_account_pages_register(struct hl_worker *w, hl_err *err)

@@ -14,6 +14,7 @@
 #include "core/mail.h"
 #include "core/markdown.h"
 #include "core/page.h"
+#include "core/theme.h"
 #include "core/log.h"
 #include "core/request.h"
 #include "core/router.h"
@@ -335,6 +336,59 @@ static int api_scope_enabled(halle_host *h, const char *plugin, const char *scop
     return hl_plugin_scope_enabled(hl_worker_db(h->worker), plugin, scope);
 }
 
+static int api_run_filter(halle_host *h, halle_request *r, const char *hook, json_t **value)
+{
+    hl_hooks *hooks = hl_worker_hooks(h->worker);
+    int id = hl_hooks_id(hooks, hook);
+    if (id < 0) {
+        set_error(h, "no such hook");
+        return HL_ENOTFOUND;
+    }
+    hl_hook_stop stop;
+    memset(&stop, 0, sizeof stop);
+    int rc = hl_hooks_run_filter(hooks, id, value, r, &stop);
+    set_error(h, stop.message);
+    return rc;
+}
+
+static int api_run_action(halle_host *h, halle_request *r, const char *hook, json_t *data)
+{
+    hl_hooks *hooks = hl_worker_hooks(h->worker);
+    int id = hl_hooks_id(hooks, hook);
+    if (id < 0) {
+        set_error(h, "no such hook");
+        return HL_ENOTFOUND;
+    }
+    return hl_hooks_run_action(hooks, id, data, r);
+}
+
+static json_t *api_themes(halle_host *h)
+{
+    json_t *out = json_array();
+    hl_themes *t = hl_worker_themes(h->worker);
+    for (size_t i = 0; out && t && i < hl_themes_count(t); i++) {
+        const hl_theme_info *ti = hl_themes_get(t, i);
+        json_array_append_new(out, json_pack("{s:s, s:s, s:s?}", "name", ti->name, "description",
+                                             ti->description ? ti->description : "", "parent", ti->parent));
+    }
+    return out;
+}
+
+static const char *api_site_url(halle_host *h)
+{
+    const hl_config *cfg = hl_worker_config(h->worker);
+    return cfg && cfg->base_url ? cfg->base_url : "";
+}
+
+static int api_user_remove_role(halle_host *h, int64_t user_id, unsigned role, int64_t group_id)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_user_remove_role(hl_worker_db(h->worker), user_id, role, group_id, &err);
+    set_error(h, err.msg);
+    return rc;
+}
+
 /* The public constants must keep the core's values: plugins compiled against the header pass
  * them straight through. */
 _Static_assert(HALLE_ACT_DELETE == (int)HL_ACT_DELETE && HALLE_OBJ_USER_LOCKS == (int)HL_OBJ_USER_LOCKS &&
@@ -395,6 +449,11 @@ static const halle_api api = {
     .scope_plugins = api_scope_plugins,
     .scope_set = api_scope_set,
     .scope_enabled = api_scope_enabled,
+    .run_filter = api_run_filter,
+    .run_action = api_run_action,
+    .themes = api_themes,
+    .user_remove_role = api_user_remove_role,
+    .site_url = api_site_url,
 };
 
 const halle_api *hl_host_api(void) { return &api; }

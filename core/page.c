@@ -19,48 +19,51 @@
 static int builtin_begin(hl_request *req, const char *title)
 {
     const char *site = req->cfg && req->cfg->name ? req->cfg->name : "halle";
-    hl_response_puts(req, "<!DOCTYPE html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n"
+    hl_response_puts(req, "<!DOCTYPE html>\n<html lang=\"");
+    hl_response_html(req, req->lang ? req->lang : HL_I18N_DEFAULT);
+    hl_response_puts(req, "\">\n<head>\n<meta charset=\"utf-8\">\n"
                           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>");
     hl_response_html(req, title);
     hl_response_puts(req, " · ");
     hl_response_html(req, site);
-    hl_response_puts(req, "</title>\n<link rel=\"stylesheet\" href=\"/static/halle.css\">\n<link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\n</head>\n<body>\n"
-                          "<a class=\"skip\" href=\"#main\">Aller au contenu</a>\n"
-                          "<header class=\"site\"><a class=\"brand\" href=\"/\">");
+    hl_response_printf(req, "</title>\n<link rel=\"stylesheet\" href=\"/static/halle.css\">\n<link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\n</head>\n<body>\n"
+                            "<a class=\"skip\" href=\"#main\">%s</a>\n"
+                            "<header class=\"site\"><a class=\"brand\" href=\"/\">", T(req, "Aller au contenu"));
     hl_response_html(req, site);
-    hl_response_puts(req, "</a>\n<nav aria-label=\"Compte\">");
+    hl_response_printf(req, "</a>\n<nav aria-label=\"%s\">", T(req, "Compte"));
     if (req->user) {
         if (req->user->roles & HL_ROLE_OPERATOR)
-            hl_response_puts(req, "<a href=\"/admin\">Administration</a> ");
-        hl_response_puts(req, "<a href=\"/account\">Mon compte</a> ");
+            hl_response_printf(req, "<a href=\"/admin\">%s</a> ", T(req, "Administration"));
+        hl_response_printf(req, "<a href=\"/account\">%s</a> ", T(req, "Mon compte"));
         hl_response_puts(req, "<form method=\"post\" action=\"/logout\" class=\"inline\">"
                               "<input type=\"hidden\" name=\"_csrf\" value=\"");
         hl_response_html(req, hl_request_csrf(req));
-        hl_response_puts(req, "\"><button type=\"submit\">Se déconnecter</button></form>");
+        hl_response_printf(req, "\"><button type=\"submit\">%s</button></form>", T(req, "Se déconnecter"));
     } else {
-        hl_response_puts(req, "<a href=\"/login\">Se connecter</a> <a href=\"/signup\">Créer un compte</a>");
+        hl_response_printf(req, "<a href=\"/login\">%s</a> <a href=\"/signup\">%s</a>", T(req, "Se connecter"),
+                           T(req, "Créer un compte"));
     }
     return hl_response_puts(req, "</nav></header>\n<main id=\"main\">\n");
 }
 
 static int builtin_end(hl_request *req)
 {
-    return hl_response_puts(req, "</main>\n<footer class=\"site\"><p>Propulsé par halle · "
-                                 "vente directe sans commission</p></footer>\n</body>\n</html>\n");
+    return hl_response_printf(req, "</main>\n<footer class=\"site\"><p>%s</p></footer>\n</body>\n</html>\n",
+                              T(req, "Propulsé par halle · vente directe sans commission"));
 }
 
-static const char *explain(int status)
+static const char *explain(hl_request *req, int status)
 {
     switch (status) {
-    case 400: return "La requête n'a pas pu être comprise.";
-    case 403: return "Vous n'avez pas accès à cette page.";
-    case 404: return "Cette page n'existe pas.";
-    case 405: return "Cette méthode n'est pas acceptée pour cette adresse.";
-    case 413: return "Le contenu envoyé est trop volumineux.";
-    case 500: return "Une erreur interne est survenue. Elle a été enregistrée ; réessayez dans un instant.";
-    case 501: return "Cette méthode n'est pas prise en charge.";
-    case 503: return "Le service est momentanément indisponible.";
-    default: return "La requête n'a pas abouti.";
+    case 400: return T(req, "La requête n'a pas pu être comprise.");
+    case 403: return T(req, "Vous n'avez pas accès à cette page.");
+    case 404: return T(req, "Cette page n'existe pas.");
+    case 405: return T(req, "Cette méthode n'est pas acceptée pour cette adresse.");
+    case 413: return T(req, "Le contenu envoyé est trop volumineux.");
+    case 500: return T(req, "Une erreur interne est survenue. Elle a été enregistrée ; réessayez dans un instant.");
+    case 501: return T(req, "Cette méthode n'est pas prise en charge.");
+    case 503: return T(req, "Le service est momentanément indisponible.");
+    default: return T(req, "La requête n'a pas abouti.");
     }
 }
 
@@ -72,14 +75,14 @@ static int builtin_error(hl_request *req, int status, const char *message)
     hl_response_printf(req, "<section class=\"error\" data-status=\"%d\">\n<h1>", status);
     hl_response_html(req, title);
     hl_response_puts(req, "</h1>\n<p>");
-    hl_response_html(req, explain(status));
+    hl_response_html(req, explain(req, status));
     hl_response_puts(req, "</p>\n");
     if (message && *message) {
         hl_response_puts(req, "<p class=\"detail\">");
         hl_response_html(req, message);
         hl_response_puts(req, "</p>\n");
     }
-    hl_response_puts(req, "<p><a href=\"/\">Retour à l'accueil</a></p>\n</section>\n");
+    hl_response_printf(req, "<p><a href=\"/\">%s</a></p>\n</section>\n", T(req, "Retour à l'accueil"));
     return builtin_end(req);
 }
 
@@ -154,12 +157,33 @@ int hl_page_notice(hl_request *req, const char *kind, const char *message)
 
 /* ---- themed pages ------------------------------------------------------------------- */
 
+/* This page's address (path and query as received) encoded as a query value, for the
+ * language switcher's next=: /lang/CODE sends the visitor back to it. */
+static const char *here_as_query_value(hl_request *req)
+{
+    const char *path = req->raw_path ? req->raw_path : "/";
+    const char *q = req->query_string;
+    size_t pl = strlen(path), ql = q && *q ? strlen(q) + 1 : 0;
+    char *out = hl_arena_alloc(req->arena, 3 * (pl + ql) + 1), *w = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < pl + ql; i++) {
+        unsigned char c = i < pl ? (unsigned char)path[i] : i == pl ? '?' : (unsigned char)q[i - pl - 1];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c && strchr("-._~", c)))
+            *w++ = (char)c;
+        else
+            w += sprintf(w, "%%%02X", c);
+    }
+    *w = '\0';
+    return out;
+}
+
 json_t *hl_page_context(hl_request *req)
 {
     const hl_config *cfg = req->cfg;
     json_t *ctx = json_pack("{s:s, s:{s:s, s:s}}", "lang", req->lang ? req->lang : "fr", "site", "name",
                             cfg && cfg->name ? cfg->name : "halle", "description",
-                            "Vente directe de produits locaux, sans commission.");
+                            T(req, "Vente directe de produits locaux, sans commission."));
     if (!ctx)
         return NULL;
     if (req->user) {
@@ -171,16 +195,22 @@ json_t *hl_page_context(hl_request *req)
         char *url = hl_arena_printf(req->arena, "%s%s", cfg->base_url, req->path);
         json_object_set_new(ctx, "page", json_pack("{s:s}", "url", url ? url : ""));
     }
-    /* The language switcher: every language with a catalog, the current one marked. */
+    /* The language switcher: every language with a catalog, the current one marked, each with
+     * the link that switches to it and comes back here. */
     hl_i18n *i18n = req->worker ? hl_worker_i18n(req->worker) : NULL;
     const char *langs[16];
     size_t nl = i18n ? hl_i18n_languages(i18n, langs, 16) : 0;
+    const char *next = here_as_query_value(req);
     json_t *list = json_array();
-    for (size_t i = 0; list && i < nl; i++)
-        json_array_append_new(list, json_pack("{s:s, s:s, s:b}", "code", langs[i], "name",
+    for (size_t i = 0; list && i < nl && i < 16; i++) {
+        char *href = hl_arena_printf(req->arena, "/lang/%s?next=%s", langs[i], next ? next : "%2F");
+        json_array_append_new(list, json_pack("{s:s, s:s, s:b, s:s}", "code", langs[i], "name",
                                               !strcmp(langs[i], "fr") ? "Français" : !strcmp(langs[i], "en") ? "English" : langs[i],
-                                              "current", req->lang && !strcmp(req->lang, langs[i])));
+                                              "current", req->lang && !strcmp(req->lang, langs[i]),
+                                              "href", href ? href : "/"));
+    }
     json_object_set_new(ctx, "languages", list);
+    json_object_set_new(ctx, "multilingual", json_boolean(nl > 1));
     json_object_set_new(ctx, "path", json_string(req->path ? req->path : "/"));
     json_t *meta = req->meta;
     if (meta && json_is_object(meta))
@@ -249,7 +279,7 @@ int hl_page_error(hl_request *req, int status, const char *message)
     if (ctx) {
         json_object_set_new(ctx, "status", json_integer(status));
         json_object_set_new(ctx, "reason", json_string(hl_http_reason(status)));
-        json_object_set_new(ctx, "explanation", json_string(explain(status)));
+        json_object_set_new(ctx, "explanation", json_string(explain(req, status)));
         if (message && *message)
             json_object_set_new(ctx, "detail", json_string(message));
         rc = hl_page_render(req, "error", ctx, &err);

@@ -26,20 +26,20 @@ static int home(hl_request *req, void *ud)
         return HL_OK;
     hl_log(HL_LOG_ERROR, "theme: %s; using the built-in home page", err.msg);
     hl_response_take(req, NULL);
-    hl_page_begin(req, "Accueil");
+    hl_page_begin(req, T(req, "Accueil"));
     hl_response_puts(req, "<section class=\"hero\">\n<h1>");
     hl_response_html(req, req->cfg->name);
-    hl_response_puts(req,
-        "</h1>\n<p>Des producteurs locaux vendent directement à leurs clients, par des groupes "
-        "locaux — groupements d'achat, AMAP, boutiques à la ferme — sans commission.</p>\n</section>\n"
-        "<section class=\"cards\">\n"
-        "<article><h2>Clients</h2><p>Trouvez un groupe près de chez vous, commandez les produits "
-        "de la semaine et retirez-les à la distribution.</p></article>\n"
-        "<article><h2>Producteurs</h2><p>Ouvrez votre compte, gérez vos catalogues, vos stocks et "
-        "vos commandes, et vendez dans les groupes qui vous accueillent.</p></article>\n"
-        "<article><h2>Groupes locaux</h2><p>Animez votre groupe : distributions, membres, "
-        "messages, et une page à vos couleurs.</p></article>\n"
-        "</section>\n");
+    hl_response_printf(req, "</h1>\n<p>%s</p>\n</section>\n<section class=\"cards\">\n",
+                       T(req, "Des producteurs locaux vendent directement à leurs clients, par des groupes "
+                              "locaux — groupements d'achat, AMAP, boutiques à la ferme — sans commission."));
+    hl_response_printf(req, "<article><h2>%s</h2><p>%s</p></article>\n", T(req, "Clients"),
+                       T(req, "Trouvez un groupe près de chez vous, commandez les produits de la semaine et "
+                              "retirez-les à la distribution."));
+    hl_response_printf(req, "<article><h2>%s</h2><p>%s</p></article>\n", T(req, "Producteurs"),
+                       T(req, "Ouvrez votre compte, gérez vos catalogues, vos stocks et vos commandes, et vendez "
+                              "dans les groupes qui vous accueillent."));
+    hl_response_printf(req, "<article><h2>%s</h2><p>%s</p></article>\n</section>\n", T(req, "Groupes locaux"),
+                       T(req, "Animez votre groupe : distributions, membres, messages, et une page à vos couleurs."));
     return hl_page_end(req);
 }
 

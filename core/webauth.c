@@ -80,17 +80,17 @@ int hl_webauth_check_csrf(hl_request *req, hl_err *err)
 {
     const char *origin = hl_request_header(req, "Origin");
     if (origin && strcmp(origin, "null") && !same_origin(req, origin))
-        return hl_err_set(err, HL_EINVAL, "Requête refusée : elle vient d'un autre site (%s).", origin);
+        return hl_err_set(err, HL_EINVAL, T(req, "Requête refusée : elle vient d'un autre site (%s)."), origin);
     if (origin && !strcmp(origin, "null"))
-        return hl_err_set(err, HL_EINVAL, "Requête refusée : origine masquée.");
+        return hl_err_set(err, HL_EINVAL, "%s", T(req, "Requête refusée : origine masquée."));
     const char *sent = hl_params_value(&req->form, HL_CSRF_FIELD);
     if (!sent)
         sent = hl_request_header(req, "X-CSRF-Token");
     const char *want = req->session ? req->session->csrf : hl_params_value(&req->cookies, HL_CSRF_COOKIE);
     if (!sent || !want || strlen(sent) != strlen(want) || strlen(want) != HL_TOKEN_LEN ||
         sodium_memcmp(sent, want, HL_TOKEN_LEN) != 0)
-        return hl_err_set(err, HL_EINVAL,
-                          "Le formulaire a expiré ou ne vient pas de ce site. Rechargez la page et recommencez.");
+        return hl_err_set(err, HL_EINVAL, "%s",
+                          T(req, "Le formulaire a expiré ou ne vient pas de ce site. Rechargez la page et recommencez."));
     return HL_OK;
 }
 

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define HALLE_PLUGIN_ABI 1
-#define HALLE_API_VERSION 5
+#define HALLE_API_VERSION 6
 
 typedef struct json_t json_t;              /* jansson */
 typedef struct halle_host halle_host;      /* this plugin, as the core knows it */
@@ -153,6 +153,19 @@ typedef struct halle_api {
     json_t *(*scope_plugins)(halle_host *h, const char *scope);
     int (*scope_set)(halle_host *h, const char *plugin, const char *scope, int enabled);
     int (*scope_enabled)(halle_host *h, const char *plugin, const char *scope);
+
+    /* -- API version 6 -- */
+    /* Runs a hook (the core's or a plugin's, declared with declare_hook) with the callbacks of
+     * every plugin. run_filter may replace *value; it returns HALLE_HOOK_CONTINUE,
+     * HALLE_HOOK_STOP (a callback refused: last_error holds its message) or an error. r may be
+     * NULL outside a request. */
+    int (*run_filter)(halle_host *h, halle_request *r, const char *hook, json_t **value);
+    int (*run_action)(halle_host *h, halle_request *r, const char *hook, json_t *data);
+    /* The installed themes: [{name, description, parent}]. New reference. */
+    json_t *(*themes)(halle_host *h);
+    int (*user_remove_role)(halle_host *h, int64_t user_id, unsigned role, int64_t group_id);
+    /* The public address of the site (base_url), without a trailing slash. */
+    const char *(*site_url)(halle_host *h);
 } halle_api;
 
 typedef struct halle_plugin {

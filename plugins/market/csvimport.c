@@ -966,3 +966,52 @@ int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_
     free(owned);
     return rc;
 }
+
+/* ---- helpers the producers' pages share ------------------------------------------------------- */
+
+const char *mk_image_type(const void *data, size_t len)
+{
+    const unsigned char *b = data;
+    if (!b)
+        return NULL;
+    if (len >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8))
+        return "image/png";
+    if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        return "image/jpeg";
+    if (len >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4))
+        return "image/webp";
+    return NULL;
+}
+
+int mk_like_pattern(const char *q, char *out, size_t len)
+{
+    size_t o = 0;
+    if (!len)
+        return -1;
+    out[o++] = '%';
+    for (const char *p = q ? q : ""; *p; p++) {
+        if (o + 3 >= len)
+            return -1;
+        if (*p == '%' || *p == '_' || *p == '\\')
+            out[o++] = '\\';
+        out[o++] = *p;
+    }
+    if (o + 2 > len)
+        return -1;
+    out[o++] = '%';
+    out[o] = '\0';
+    return 0;
+}
+
+int64_t mk_id(const char *s)
+{
+    int64_t v = 0;
+    if (!s || !*s)
+        return 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9' || p - s >= 15)
+            return 0;
+        v = v * 10 + (*p - '0');
+    }
+    return v;
+}

@@ -98,4 +98,16 @@ void mk_fold(const char *in, char *out, size_t len);
  * and tabs when multiline). */
 int mk_text_ok(const char *s, size_t max, int multiline);
 
+/* ---- helpers the producers' pages share ------------------------------------------------------- */
+
+#define MK_IMAGE_MAX (2u << 20)   /* bytes of a photo or a product image */
+/* "image/png", "image/jpeg" or "image/webp" from the file's first bytes (never from what the
+ * browser claims), NULL for anything else. */
+const char *mk_image_type(const void *data, size_t len);
+/* A LIKE pattern matching q anywhere ('%', '_' and '\' escaped: use ESCAPE '\'); 0, or -1
+ * when q does not fit in out. */
+int mk_like_pattern(const char *q, char *out, size_t len);
+/* A route's numeric id, or 0 when it is not one (too long, zero). */
+int64_t mk_id(const char *s);
+
 #endif

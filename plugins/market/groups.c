@@ -57,6 +57,8 @@ static const choice notices[] = {
     {"producer-accepted", "Producteur accepté."},
     {"producer-declined", "Producteur refusé."},
     {"unchanged", "Rien n'a changé."},
+    {"plugin-on", "Extension activée pour la page du groupe."},
+    {"plugin-off", "Extension désactivée pour la page du groupe."},
     {NULL, NULL}};
 
 static const char *label(const choice *c, const char *key)
@@ -749,6 +751,17 @@ static int group_show(halle_request *r, void *ud)
     json_object_set_new(ctx, "places", places(gid));
     json_object_set_new(ctx, "can_admin", json_boolean(mk_is_coordinator(r, gid)));
     set_notice(r, ctx);
+    /* Plugins (social buttons...) add blocks to the page through market.group.blocks. */
+    char url[400];
+    snprintf(url, sizeof url, "%s%s", mk_api->site_url(mk_host), base);
+    json_t *blocks = json_pack("{s:I, s:s, s:s, s:s, s:[]}", "group_id", (json_int_t)gid, "slug", str_of(g, "slug"),
+                               "name", str_of(g, "name"), "url", url, "blocks");
+    if (blocks && mk_api->run_filter(mk_host, r, "market.group.blocks", &blocks) == HALLE_HOOK_CONTINUE) {
+        json_t *list_b = json_object_get(blocks, "blocks");
+        if (json_is_array(list_b))
+            json_object_set(ctx, "blocks", list_b);
+    }
+    json_decref(blocks);
     int rc = mk_render(r, "market/groups/show", ctx);
     json_decref(ctx);
     return rc;
@@ -943,6 +956,12 @@ static int admin_page(halle_request *r, json_t *g, int64_t gid, json_t *form, co
     producer_labels(producers);
     json_object_set_new(ctx, "producer_requests", producers);
     json_object_set_new(ctx, "producer_requests_total", json_integer(nproducers < 0 ? 0 : nproducers));
+    /* Plugins the operator enabled that the group may turn on for its own pages. */
+    char scope[40];
+    snprintf(scope, sizeof scope, "group:%lld", (long long)gid);
+    json_t *plugins = mk_api->scope_plugins(mk_host, scope);
+    json_object_set_new(ctx, "has_plugins", json_boolean(json_array_size(plugins) > 0));
+    json_object_set_new(ctx, "plugins", plugins ? plugins : json_array());
     if (error)
         json_object_set_new(ctx, "error", json_string(error));
     set_notice(r, ctx);
@@ -1025,6 +1044,29 @@ static int producers_get(halle_request *r, void *ud)
 }
 
 /* ---- admin: actions ------------------------------------------------------------------------------------- */
+
+/* POST /groups/SLUG/admin/plugins/NAME/(on|off): a coordinator turns a group-level plugin on
+ * or off for the group's pages. */
+static int plugin_toggle(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    if (!g)
+        return HALLE_OK;
+    const char *name = mk_api->req_route_param(r, "name");
+    int on = !strcmp(mk_api->req_route_param(r, "state"), "on");
+    char scope[40], slug[128];
+    snprintf(scope, sizeof scope, "group:%lld", (long long)gid);
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    if (mk_api->scope_set(mk_host, name, scope, on) != HALLE_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", mk_api->last_error(mk_host));
+        return admin_page(r, g, gid, NULL, msg, 422);
+    }
+    json_decref(g);
+    return redirect_to(r, slug, "/admin", on ? "plugin-on" : "plugin-off");
+}
 
 static int settings_post(halle_request *r, void *ud)
 {
@@ -1236,9 +1278,12 @@ int mk_groups_register(halle_host *h, const halle_api *api)
         {HALLE_POST, SLUG "/admin/members/(?<uid>\\d{1,18})/(?<action>accept|decline|remove)", member_action, NULL},
         {HALLE_POST, SLUG "/admin/waiting/admit-next", admit_next, NULL},
         {HALLE_POST, SLUG "/admin/producers/(?<pid>\\d{1,18})/(?<action>accept|decline)", producer_action, NULL},
+        {HALLE_POST, SLUG "/admin/plugins/(?<name>[a-z][a-z0-9]{0,39})/(?<state>on|off)", plugin_toggle, NULL},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (api->route(h, routes[i].methods, routes[i].pattern, routes[i].fn, routes[i].ud) != HALLE_OK)
             return HALLE_ERROR;
+    if (api->declare_hook(h, "market.group.blocks", HALLE_HOOK_FILTER) != HALLE_OK)
+        return HALLE_ERROR;
     return HALLE_OK;
 }

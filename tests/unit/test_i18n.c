@@ -11,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <float.h>
 #include <limits.h>
@@ -1056,7 +1057,30 @@ static size_t skip_gap(const char *s, size_t i, size_t n)
     }
 }
 
-static void c_literals(const char *s, size_t n, lits *out)
+/* Is the literal at s[i] the msgid of a T(req, "...") call (core/request.h)? */
+static int is_t_arg(const char *s, size_t i)
+{
+    size_t j = i;
+    while (j && strchr(" \t\r\n", s[j - 1]))
+        j--;
+    if (!j || s[--j] != ',')
+        return 0;
+    while (j && strchr(" \t\r\n", s[j - 1]))
+        j--;
+    size_t end = j;
+    while (j && (isalnum((unsigned char)s[j - 1]) || s[j - 1] == '_'))
+        j--;
+    if (j == end)
+        return 0;
+    while (j && strchr(" \t\r\n", s[j - 1]))
+        j--;
+    if (j < 2 || s[j - 1] != '(' || s[j - 2] != 'T')
+        return 0;
+    return j == 2 || !(isalnum((unsigned char)s[j - 3]) || s[j - 3] == '_');
+}
+
+/* Every literal of s into out (adjacent ones joined), and the msgids of T() calls into tout. */
+static void c_literals(const char *s, size_t n, lits *out, lits *tout)
 {
     size_t i = 0;
     while (i < n) {
@@ -1076,6 +1100,7 @@ static void c_literals(const char *s, size_t n, lits *out)
             i++;
             continue;
         }
+        int t_arg = tout && is_t_arg(s, i);
         char *buf = malloc(n + 1), *w = buf;
         assert_non_null(buf);
         while (i < n && s[i] == '"') {
@@ -1091,7 +1116,97 @@ static void c_literals(const char *s, size_t n, lits *out)
         }
         *w = '\0';
         lits_add(out, buf);
+        if (t_arg) {
+            char *copy = strdup(buf);
+            assert_non_null(copy);
+            lits_add(tout, copy);
+        }
     }
+}
+
+static void lits_free(lits *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->count = l->cap = 0;
+}
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* The msgids of a template's {{_ text}} tags as core/mustache.c reads them: runs of blanks
+ * become one space, blanks around are dropped. Comments are skipped; an unclosed tag ends the
+ * scan (the template compiler refuses it anyway). */
+static void tpl_msgids(const char *s, lits *out)
+{
+    for (const char *p = strstr(s, "{{"); p;) {
+        const char *q = p + 2;
+        while (is_blank(*q))
+            q++;
+        const char *e = strstr(q, "}}");
+        if (!e)
+            return;
+        if (q[0] == '_' && is_blank(q[1])) {
+            char *m = malloc((size_t)(e - q) + 1), *w = m;
+            assert_non_null(m);
+            for (const char *c = q + 1; c < e; c++) {
+                if (!is_blank(*c))
+                    *w++ = *c;
+                else if (w > m && w[-1] != ' ')
+                    *w++ = ' ';
+            }
+            while (w > m && w[-1] == ' ')
+                w--;
+            *w = '\0';
+            if (*m)
+                lits_add(out, m);
+            else
+                free(m);
+        }
+        p = strstr(e + 2, "{{");
+    }
+}
+
+/* tpl_msgids over every *.mustache under dir, at most depth folders down. */
+static void theme_msgids(const char *dir, int depth, lits *out, int *files)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue;
+        size_t nl = strlen(de->d_name);
+        if (S_ISDIR(st.st_mode) && depth > 0) {
+            theme_msgids(path, depth - 1, out, files);
+        } else if (S_ISREG(st.st_mode) && nl > 9 && !strcmp(de->d_name + nl - 9, ".mustache")) {
+            size_t len = 0;
+            char *text = read_all(path, &len);
+            if (!text)
+                fail_msg("cannot read %s", path);
+            tpl_msgids(text, out);
+            free(text);
+            (*files)++;
+        }
+    }
+    if (d)
+        closedir(d);
+}
+
+static int in_list(const lits *l, const char *s)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (!strcmp(l->items[i], s))
+            return 1;
+    return 0;
 }
 
 /* msgid occurs in a literal as a whole piece of text: at its start or after '>' or '"' (HTML
@@ -1137,7 +1252,8 @@ static void directives(const char *s, char *out, size_t len)
 }
 
 typedef struct drift {
-    lits lits;
+    lits lits;     /* every literal of the C sources */
+    lits tpl;      /* the msgids of the templates' {{_ }} tags */
     int found, missing;
 } drift;
 
@@ -1145,11 +1261,11 @@ static int check_msgid(void *ud, const char *ctxt, const char *msgid, const char
 {
     (void)ctxt;
     drift *d = ud;
-    if (in_literals(&d->lits, msgid))
+    if (in_literals(&d->lits, msgid) || in_list(&d->tpl, msgid))
         d->found++;
     else {
         d->missing++;
-        print_error("po/en.po: msgid not found in the C sources: \"%s\"\n", msgid);
+        print_error("po/en.po: msgid not found in the C sources nor the templates: \"%s\"\n", msgid);
     }
     if (plural && !in_literals(&d->lits, plural)) {
         d->missing++;
@@ -1165,12 +1281,57 @@ static int check_msgid(void *ud, const char *ctxt, const char *msgid, const char
     return 0;
 }
 
+/* Every msgid of l has an English translation; returns how many do not. */
+static int untranslated(const hl_i18n *t, const lits *l, const char *where)
+{
+    int n = 0;
+    for (size_t i = 0; i < l->count; i++) {
+        if (hl_i18n_get(t, "en", l->items[i]) == l->items[i]) {
+            n++;
+            print_error("%s: no English translation in po/en.po for \"%s\"\n", where, l->items[i]);
+        }
+    }
+    return n;
+}
+
+static void msgid_scanners(void **state)
+{
+    (void)state;
+    lits l = {NULL, 0, 0};
+    tpl_msgids("{{! a comment {{_ not a tag}} }}<p>{{_  Texte sur\n  deux\tlignes }}</p>{{ _ Bonjour}}"
+               "{{_x}}{{_}}{{{_ triple}}}{{& _ amp}}{{#_ section}}{{name}}{{_ Fin", &l);
+    /* a comment ends at its first }}, as the compiler reads it: the tag-like text inside is not
+     * a tag; neither are {{_x}}, {{_}}, triple, & or section tags */
+    assert_int_equal(l.count, 2);
+    assert_string_equal(l.items[0], "Texte sur deux lignes");
+    assert_string_equal(l.items[1], "Bonjour");
+    lits_free(&l);
+    tpl_msgids("", &l);
+    tpl_msgids("{{", &l);
+    tpl_msgids("}}{{_ }}{{_\n\n}}", &l);
+    assert_int_equal(l.count, 0);
+
+    lits all = {NULL, 0, 0}, calls = {NULL, 0, 0};
+    static const char src[] = "x = T(req, \"Un\" \"e\"); y = T( r ,\n \"Deux\"); z = AT(req, \"non\");\n"
+                              "w = T(req, v ? \"non\" : \"non\"); f(\"non\"); T(req,\"Trois\");\n"
+                              "q = hl_T(req, \"non\"); T(\"non\"); T(req->x, \"non\"); T(req, 'c'); \"";
+    c_literals(src, sizeof src - 1, &all, &calls);
+    assert_int_equal(calls.count, 3);
+    assert_string_equal(calls.items[0], "Une");
+    assert_string_equal(calls.items[1], "Deux");
+    assert_string_equal(calls.items[2], "Trois");
+    assert_true(all.count >= 10);
+    lits_free(&all);
+    lits_free(&calls);
+}
+
 static void catalog_matches_sources(void **state)
 {
     (void)state;
     static const char *const files[] = {"core/account_pages.c", "core/page.c", "core/site.c", "core/webauth.c",
                                         "core/accounts.c"};
-    drift d = {{NULL, 0, 0}, 0, 0};
+    drift d = {{NULL, 0, 0}, {NULL, 0, 0}, 0, 0};
+    lits calls = {NULL, 0, 0};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[1024];
         size_t len = 0;
@@ -1178,10 +1339,11 @@ static void catalog_matches_sources(void **state)
         char *src = read_all(path, &len);
         if (!src)
             fail_msg("cannot read %s", path);
-        c_literals(src, len, &d.lits);
+        c_literals(src, len, &d.lits, &calls);
         free(src);
     }
     assert_true(d.lits.count > 100);
+    assert_true(calls.count > 100);
     /* the checker itself: joined literals, escapes, and whole pieces only */
     assert_true(in_literals(&d.lits, "Propulsé par halle · vente directe sans commission"));
     assert_true(in_literals(&d.lits, "Bonjour,\n\nPour utiliser cette adresse sur %s, ouvrez ce lien :\n\n%s\n"));
@@ -1189,19 +1351,34 @@ static void catalog_matches_sources(void **state)
     assert_false(in_literals(&d.lits, "Se connecter (absent)"));
 
     char dir[1024];
+    int tpl_files = 0;
+    snprintf(dir, sizeof dir, "%s/themes", srcdir());
+    theme_msgids(dir, 8, &d.tpl, &tpl_files);
+    assert_true(tpl_files >= 6);
+    assert_true(in_list(&d.tpl, "Aller au contenu"));
+    assert_true(in_list(&d.tpl, "Propulsé par halle · vente directe sans commission"));
+
     snprintf(dir, sizeof dir, "%s/po", srcdir());
     hl_i18n *t = NULL;
     hl_err err = {0};
     if (hl_i18n_load(&t, dir, &err) != HL_OK)
         fail_msg("%s", err.msg);
     assert_int_equal(hl_i18n_each(t, "en", check_msgid, &d), HL_OK);
-    print_message("# po/en.po: %d msgids found in the C sources, %d problems\n", d.found, d.missing);
-    assert_int_equal(d.missing, 0);
-    assert_true(d.found >= 150);
-    for (size_t i = 0; i < d.lits.count; i++)
-        free(d.lits.items[i]);
-    free(d.lits.items);
+    print_message("# po/en.po: %d msgids found in the C sources and templates, %d problems\n", d.found, d.missing);
+    /* the other way round: what the pages show through T() and {{_ }} is translated */
+    int c_missing = untranslated(t, &calls, "T() in core/*.c");
+    int tpl_missing = untranslated(t, &d.tpl, "{{_ }} in themes/");
+    print_message("# %zu T() msgids, %zu template msgids; %d and %d without a translation\n", calls.count,
+                  d.tpl.count, c_missing, tpl_missing);
+    int found = d.found, missing = d.missing;
+    lits_free(&d.lits);
+    lits_free(&d.tpl);
+    lits_free(&calls);
     hl_i18n_free(t);
+    assert_int_equal(missing, 0);
+    assert_int_equal(c_missing, 0);
+    assert_int_equal(tpl_missing, 0);
+    assert_true(found >= 150);
 }
 
 int main(void)
@@ -1219,6 +1396,7 @@ int main(void)
         cmocka_unit_test(format_date),
         cmocka_unit_test(template_tag),
         cmocka_unit_test(real_catalogs),
+        cmocka_unit_test(msgid_scanners),
         cmocka_unit_test(catalog_matches_sources),
     };
     return cmocka_run_group_tests_name("i18n", tests, NULL, NULL);

@@ -386,6 +386,40 @@ static void test_field_parsers(void **state)
     assert_false(mk_text_ok(NULL, 200, 0));
 }
 
+static void test_shared_helpers(void **state)
+{
+    (void)state;
+    static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0};
+    static const unsigned char jpeg[] = {0xff, 0xd8, 0xff, 0xe0};
+    assert_string_equal(mk_image_type(png, sizeof png), "image/png");
+    assert_string_equal(mk_image_type(jpeg, sizeof jpeg), "image/jpeg");
+    assert_string_equal(mk_image_type("RIFF\x10\0\0\0WEBPVP8 ", 16), "image/webp");
+    assert_null(mk_image_type("RIFF\x10\0\0\0WAVEfmt ", 16));
+    assert_null(mk_image_type("GIF89a", 6));
+    assert_null(mk_image_type("<svg onload=x>", 14));
+    assert_null(mk_image_type(png, 7)); /* cut short */
+    assert_null(mk_image_type(NULL, 10));
+
+    char like[16];
+    assert_int_equal(mk_like_pattern("car", like, sizeof like), 0);
+    assert_string_equal(like, "%car%");
+    assert_int_equal(mk_like_pattern("100%_\\", like, sizeof like), 0);
+    assert_string_equal(like, "%100\\%\\_\\\\%");
+    assert_int_equal(mk_like_pattern("", like, sizeof like), 0);
+    assert_string_equal(like, "%%");
+    assert_int_equal(mk_like_pattern("much too long for it", like, sizeof like), -1);
+    assert_int_equal(mk_like_pattern("x", like, 0), -1);
+
+    assert_int_equal(mk_id("42"), 42);
+    assert_int_equal(mk_id("0"), 0);
+    assert_int_equal(mk_id(""), 0);
+    assert_int_equal(mk_id(NULL), 0);
+    assert_int_equal(mk_id("12a"), 0);
+    assert_int_equal(mk_id("-3"), 0);
+    assert_int_equal(mk_id("999999999999999"), 999999999999999LL);
+    assert_int_equal(mk_id("99999999999999999999999"), 0); /* would overflow */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,7 +427,7 @@ int main(void)
         cmocka_unit_test(test_bad_lines_all_reported), cmocka_unit_test(test_many_errors_capped),
         cmocka_unit_test(test_header_problems), cmocka_unit_test(test_duplicate_refs),
         cmocka_unit_test(test_windows_1252), cmocka_unit_test(test_hostile_files),
-        cmocka_unit_test(test_progress), cmocka_unit_test(test_field_parsers),
+        cmocka_unit_test(test_progress), cmocka_unit_test(test_field_parsers), cmocka_unit_test(test_shared_helpers),
     };
     return cmocka_run_group_tests_name("market_csv", tests, NULL, NULL);
 }
