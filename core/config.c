@@ -216,8 +216,8 @@ hl_config *hl_config_new(const char *dir, hl_err *err)
     c->connection_log = 1;
     c->theme = xstrdup("default");
     c->max_header_size = 16 * 1024;
-    c->max_body_size = 10 * 1024 * 1024;
-    c->max_upload_size = 5 * 1024 * 1024;
+    c->max_body_size = 16 * 1024 * 1024;
+    c->max_upload_size = 10 * 1024 * 1024;
     c->read_timeout = 30;
     c->shutdown_timeout = 20;
     c->smtp_url = xstrdup("");
@@ -393,8 +393,8 @@ int hl_config_write_default(const char *path, const char *site_name, hl_err *err
             "connection_log = on\n\n"
             "theme = default\n\n"
             "max_header_size = 16k\n"
-            "max_body_size = 10M\n"
-            "max_upload_size = 5M\n"
+            "max_body_size = 16M\n"
+            "max_upload_size = 10M\n"
             "read_timeout = 30\n"
             "shutdown_timeout = 20\n",
             site_name);

@@ -546,6 +546,27 @@ static char *arena_copy(hl_arena *a, const sbuf *b)
 }
 
 /* The entry read so far is complete: check it and store it unless fuzzy or untranslated. */
+/* The sequence of printf conversions in s ("sd" for "%s … %d"), into out; 0 when it does not
+ * fit or a directive is malformed. "%%" is no conversion. */
+static int printf_shape(const char *s, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const char *p = s ? s : ""; *p; p++) {
+        if (*p != '%')
+            continue;
+        p++;
+        if (*p == '%')
+            continue;
+        while (*p && strchr("-+ #0'123456789.*hlLqjzt", *p))
+            p++;
+        if (!*p || !strchr("diouxXeEfFgGaAcspn", *p) || o + 1 >= len)
+            return 0;
+        out[o++] = *p == 'i' ? 'd' : *p;
+    }
+    out[o] = '\0';
+    return 1;
+}
+
 static int flush(reader *r)
 {
     catalog *c = r->cat;
@@ -564,6 +585,15 @@ static int flush(reader *r)
     if (r->fuzzy || empty) {
         reset_entry(r);
         return 0;
+    }
+    /* Translations are used as printf formats (T() with hl_arena_printf): a translation whose
+     * conversions differ from its msgid's would read the wrong arguments, so it is refused. */
+    for (int i = 0; i < nstr; i++) {
+        char want[64], got[64];
+        if (!printf_shape(r->id.p, want, sizeof want) || !printf_shape(r->strs[i].p, got, sizeof got) ||
+            strcmp(want, got))
+            return rerr(r, r->entry_line, HL_EINVAL,
+                        "the translation's printf conversions (%s) differ from the msgid's (%s)", got, want);
     }
     const char *ctxt = r->have_ctxt ? r->ctxt.p : NULL; /* read_string always allocates */
     const char *id = r->id.p;

@@ -726,7 +726,7 @@ static int categories_load(halle_host *h, categories *c)
     memset(c, 0, sizeof *c);
     size_t cap = 0;
     int ok = 1;
-    halle_stmt *st = mk_api->db_query(h, "SELECT id, slug, name FROM market_categories ORDER BY id LIMIT 10000", "");
+    halle_stmt *st = mk_api->db_query(h, "SELECT id, slug, name FROM market_categories ORDER BY id LIMIT 1000", "");
     if (!st)
         return HALLE_ERROR;
     while (ok && mk_api->db_step(st) == HALLE_DB_ROW) {
@@ -814,14 +814,25 @@ static int import_tx(halle_host *h, void *ud)
     return HALLE_OK;
 }
 
+/* A problem that is not a line's, added to the report. */
+static void report_error(mk_csv_import *imp, const char *msg)
+{
+    char *m = imp->nlisted < MK_CSV_MAX_ERRORS ? strdup(msg) : NULL;
+    if (m)
+        imp->errors[imp->nlisted++] = m;
+    imp->nerrors++;
+}
+
 /* Checks and imports data into the catalog. Returns HALLE_OK when imported; otherwise the
  * report (imp->errors) says why. */
 static int import_data(halle_host *h, int64_t catalog_id, int64_t producer_id, const char *data, size_t len,
                        mk_csv_import *imp, import_job *job, mk_csv_progress progress)
 {
     categories cats;
-    if (categories_load(h, &cats) != HALLE_OK)
+    if (categories_load(h, &cats) != HALLE_OK) {
+        report_error(imp, "Les catégories n'ont pas pu être lues : réessayez.");
         return HALLE_ERROR;
+    }
     hl_err err = {0, ""};
     int rc = mk_csv_parse(imp, data, len, cats.items, cats.n, progress, NULL, &err);
     categories_free(&cats);
@@ -834,12 +845,7 @@ static int import_data(halle_host *h, int64_t catalog_id, int64_t producer_id, c
     if (mk_api->db_tx(h, import_tx, job) != HALLE_OK) {
         char msg[600];
         snprintf(msg, sizeof msg, "L'enregistrement a échoué, rien n'a été importé : %s", mk_api->last_error(h));
-        char *m = strdup(msg);
-        if (m && imp->nlisted < MK_CSV_MAX_ERRORS)
-            imp->errors[imp->nlisted++] = m;
-        else
-            free(m);
-        imp->nerrors++;
+        report_error(imp, msg);
         return HALLE_ERROR;
     }
     return HALLE_OK;

@@ -1,7 +1,8 @@
 /* Products from CSV files as producers really make them (spreadsheet exports in French
- * conventions included), checked line by line before anything is written, and the field
- * parsers the product form shares with the import. Parsing is libcsv's; nothing here touches
- * the database, so that every rule can be tested on its own. */
+ * conventions included), checked line by line before anything is written; the field parsers
+ * the product form shares with the import, and the few helpers producers.c and catalog.c
+ * share. Parsing is libcsv's; nothing here touches the database, so that every rule can be
+ * tested on its own (tests/unit/test_market_csv.c). */
 #ifndef MK_CSVIMPORT_H
 #define MK_CSVIMPORT_H
 

@@ -1,8 +1,10 @@
 /* Marketplace: local groups. The directory, creating a group, its public page (accepted
  * producers, the products offered to it, the join button), joining and leaving under each join
- * policy, and the coordinators' admin pages: settings, places, members, requests, waiting list
- * and producers. Who may administer a group is decided by the core's can() alone. */
+ * policy, and the coordinators' admin pages: settings, places, members, requests, waiting list,
+ * producers and the group's look (theme, logo, colours, banner, intro, social links, with a
+ * preview). Who may administer a group is decided by the core's can() alone. */
 #include "plugins/market/market.h"
+#include "plugins/market/csvimport.h" /* mk_image_type: the same image check as producers' photos */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,12 @@
 #define PRODUCERS_SHOWN 100
 #define MSG_SIZE 200      /* a form error message */
 #define COORDINATED_MAX 64 /* the core keeps at most this many groups per coordinator */
+#define THEME_MAX 64
+#define BANNER_MAX 200
+#define INTRO_MAX 20000   /* characters of Markdown */
+#define LINK_MAX 300      /* bytes: a profile link is ASCII */
+#define LOGO_MAX (1u << 20)
+#define LOOK_MSG 400      /* the look's messages explain a contrast ratio: longer than MSG_SIZE */
 
 typedef struct choice {
     const char *key;
@@ -59,6 +67,7 @@ static const choice notices[] = {
     {"unchanged", "Rien n'a changé."},
     {"plugin-on", "Extension activée pour la page du groupe."},
     {"plugin-off", "Extension désactivée pour la page du groupe."},
+    {"appearance", "Apparence enregistrée."},
     {NULL, NULL}};
 
 static const char *label(const choice *c, const char *key)
@@ -282,7 +291,8 @@ static json_t *list_pagination(int page, long long total, const char *q, const c
 /* ---- groups ------------------------------------------------------------------------------------ */
 
 static const char *const group_cols[] = {"#id", "slug", "name", "description", "kind", "join_policy",
-                                         "address", "postcode", "town", "theme", NULL};
+                                         "address", "postcode", "town", "theme", "#logo_size", "color_primary",
+                                         "color_accent", "banner", "intro", "social", NULL};
 
 /* The group of the route's slug with its labels, or NULL. */
 static json_t *route_group(halle_request *r, int64_t *id)
@@ -293,7 +303,8 @@ static json_t *route_group(halle_request *r, int64_t *id)
         return NULL;
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT id, slug, name, description, kind, join_policy, address, postcode, "
-                                      "town, theme FROM market_groups WHERE slug = ?",
+                                      "town, theme, COALESCE(length(logo), 0), color_primary, color_accent, banner, "
+                                      "intro, social FROM market_groups WHERE slug = ?",
                                       "s", slug);
     json_t *g = st && mk_api->db_step(st) == HALLE_DB_ROW ? row_object(st, group_cols) : NULL;
     mk_api->db_done(st);
@@ -606,6 +617,329 @@ static int new_post(halle_request *r, void *ud)
     return redirect_to(r, c.slug, "/admin", "created");
 }
 
+/* ---- a group's look ---------------------------------------------------------------------------------- */
+
+/* The profile links a group may show, in this order; stored as a JSON object by key. */
+static const choice networks[] = {
+    {"facebook", "Facebook"}, {"instagram", "Instagram"}, {"mastodon", "Mastodon"}, {"website", "Site web"}, {NULL, NULL}};
+#define NETWORKS 4
+
+#define LOGO_REFUSED "Le logo doit être une image PNG, JPEG ou WebP de 1 Mo au plus."
+
+/* What the colours are checked against: white text on the primary colour (header, buttons);
+ * the accent as link text on the default theme's page background, the darkest the bundled
+ * themes use, so a colour that passes there passes on white too. */
+static const unsigned white[3] = {0xff, 0xff, 0xff};
+static const unsigned page_background[3] = {0xfa, 0xf7, 0xef};
+
+/* The look as the form gives it or the group has it; buffers, since what is shown comes
+ * trimmed and checked. */
+typedef struct look_form {
+    char theme[THEME_MAX + 1];         /* "" = the site's theme */
+    char primary[8], accent[8];        /* "#rrggbb" or "" = the site's colour */
+    int site_colors;
+    char banner[4 * BANNER_MAX + 1];
+    char intro[4 * INTRO_MAX + 1];     /* Markdown */
+    char links[NETWORKS][LINK_MAX + 1];
+    const void *logo;                  /* a new logo, checked; it lives as long as the request */
+    size_t logo_len;
+    const char *logo_type;
+    int remove_logo;
+    char error[LOOK_MSG];
+} look_form;
+
+static void look_error(look_form *f, const char *msg)
+{
+    if (!f->error[0])
+        snprintf(f->error, sizeof f->error, "%s", msg);
+}
+
+static void set_text(json_t *o, const char *key, const char *value)
+{
+    json_t *v = json_string(value ? value : "");
+    json_object_set_new(o, key, v ? v : json_string(""));
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* "#2f6b3a" into rgb; 0 for anything else (names, three digits, junk). */
+static int parse_color(const char *s, unsigned rgb[3])
+{
+    if (!s || s[0] != '#' || strlen(s) != 7)
+        return 0;
+    for (int i = 0; i < 3; i++) {
+        int hi = hex_digit(s[1 + 2 * i]), lo = hex_digit(s[2 + 2 * i]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        rgb[i] = (unsigned)(hi * 16 + lo);
+    }
+    return 1;
+}
+
+/* x^2.4 on [0, 1] without libm (the plugin links none): x^2 times the fifth root of x^2, by
+ * Newton's method from 1, which comes down to the root monotonically. */
+static double pow_2_4(double x)
+{
+    double a = x * x, y = 1;
+    if (a <= 0)
+        return 0;
+    for (int i = 0; i < 60; i++)
+        y = (4 * y + a / (y * y * y * y)) / 5;
+    return a * y;
+}
+
+/* WCAG 2 relative luminance of an sRGB colour. */
+static double luminance(const unsigned rgb[3])
+{
+    static const double weight[3] = {0.2126, 0.7152, 0.0722};
+    double l = 0;
+    for (int i = 0; i < 3; i++) {
+        double c = rgb[i] / 255.0;
+        l += weight[i] * (c <= 0.04045 ? c / 12.92 : pow_2_4((c + 0.055) / 1.055));
+    }
+    return l;
+}
+
+static double contrast(const unsigned a[3], const unsigned b[3])
+{
+    double la = luminance(a), lb = luminance(b);
+    return la > lb ? (la + 0.05) / (lb + 0.05) : (lb + 0.05) / (la + 0.05);
+}
+
+/* Checks a colour (what: "principale" or "d'accent") into out[8], lower case, "" when the
+ * value is empty; 0, or -1 with the reason in msg[LOOK_MSG] unless it holds one. */
+static int check_color(const char *value, char out[8], const char *what, const unsigned against[3], char *msg)
+{
+    unsigned rgb[3];
+    out[0] = '\0';
+    if (!value || !*value)
+        return 0;
+    if (!parse_color(value, rgb)) {
+        if (!msg[0])
+            snprintf(msg, LOOK_MSG, "La couleur %s doit s'écrire #rrggbb : un dièse et six chiffres hexadécimaux, "
+                                    "par exemple #2f6b3a.", what);
+        return -1;
+    }
+    double ratio = contrast(rgb, against);
+    if (ratio < 4.5) {
+        char num[16];
+        snprintf(num, sizeof num, "%.2f", ratio);
+        for (char *p = num; *p; p++)
+            if (*p == '.')
+                *p = ',';
+        if (!msg[0] && against == white)
+            snprintf(msg, LOOK_MSG, "La couleur %s est trop claire : le texte blanc posé dessus n'aurait qu'un contraste "
+                                    "de %s:1, il en faut au moins 4,5:1 pour rester lisible (WCAG AA). Choisissez une "
+                                    "teinte plus foncée.", what, num);
+        else if (!msg[0])
+            snprintf(msg, LOOK_MSG, "La couleur %s est trop claire : les liens de cette couleur sur le fond de la page "
+                                    "n'auraient qu'un contraste de %s:1, il en faut au moins 4,5:1 (WCAG AA). Choisissez "
+                                    "une teinte plus foncée.", what, num);
+        return -1;
+    }
+    snprintf(out, 8, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
+    return 0;
+}
+
+/* A profile link: https://, a host of letters, digits, dots and dashes (and a port; no
+ * "user@" that would disguise the real host), then visible ASCII without quotes or angle
+ * brackets. */
+static int https_link_ok(const char *s)
+{
+    if (strncmp(s, "https://", 8))
+        return 0;
+    const unsigned char *p = (const unsigned char *)s + 8, *host = p;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+           *p == '-' || *p == ':')
+        p++;
+    if (p == host || (*p && *p != '/' && *p != '?' && *p != '#'))
+        return 0;
+    for (; *p; p++)
+        if (*p <= ' ' || *p >= 0x7f || strchr("\"'<>\\`", *p))
+            return 0;
+    return 1;
+}
+
+/* 1 when name is an installed theme. */
+static int theme_exists(const char *name)
+{
+    if (mk_api->api_version < 6)
+        return 0;
+    json_t *list = mk_api->themes(mk_host), *t;
+    size_t i;
+    int found = 0;
+    json_array_foreach(list, i, t) found |= !strcmp(str_of(t, "name"), name);
+    json_decref(list);
+    return found;
+}
+
+/* The theme <select>: the site's, then every installed theme. */
+static json_t *theme_options(const char *current)
+{
+    json_t *a = json_array(), *list = mk_api->api_version >= 6 ? mk_api->themes(mk_host) : NULL, *t;
+    json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "value", "", "label", "Thème du site", "selected", !*current));
+    size_t i;
+    json_array_foreach(list, i, t) {
+        char lab[300];
+        const char *name = str_of(t, "name"), *desc = str_of(t, "description");
+        snprintf(lab, sizeof lab, "%s%s%s", name, *desc ? " — " : "", desc);
+        json_t *o = json_pack("{s:s, s:b}", "value", name, "selected", !strcmp(name, current));
+        set_text(o, "label", text_chars(lab, 0) >= 0 ? lab : name);
+        json_array_append_new(a, o);
+    }
+    json_decref(list);
+    return a;
+}
+
+static int checked(halle_request *r, const char *field)
+{
+    const char *v = mk_api->req_param(r, field);
+    return v && *v;
+}
+
+/* Fills f from the posted form, every field even after a bad one; 0 when valid, else -1 with
+ * the first problem in f->error. */
+static int read_look_form(halle_request *r, look_form *f)
+{
+    char *e = f->error;
+    int bad = 0;
+    memset(f, 0, sizeof *f);
+    if (trimmed(mk_api->req_param(r, "theme"), f->theme, sizeof f->theme) < 0 || (f->theme[0] && !theme_exists(f->theme))) {
+        f->theme[0] = '\0';
+        look_error(f, "Ce thème n'est pas installé : choisissez-en un dans la liste.");
+        bad = -1;
+    }
+    f->site_colors = checked(r, "site_colors");
+    if (!f->site_colors) {
+        bad |= check_color(mk_api->req_param(r, "color_primary"), f->primary, "principale", white, e);
+        bad |= check_color(mk_api->req_param(r, "color_accent"), f->accent, "d'accent", page_background, e);
+    }
+    const char *banner = mk_api->req_param(r, "banner");
+    if (banner && strpbrk(banner, "\r\n")) {
+        look_error(f, "Le bandeau tient sur une seule ligne.");
+        bad = -1;
+    } else {
+        bad |= read_text(r, "banner", f->banner, sizeof f->banner, 0, BANNER_MAX, 0, "Bandeau", e);
+    }
+    bad |= read_text(r, "intro", f->intro, sizeof f->intro, 0, INTRO_MAX, 1, "Présentation détaillée", e);
+    for (int i = 0; i < NETWORKS; i++) {
+        char *link = f->links[i];
+        if (trimmed(mk_api->req_param(r, networks[i].key), link, sizeof f->links[i]) < 0 || (*link && !https_link_ok(link))) {
+            char msg[LOOK_MSG];
+            snprintf(msg, sizeof msg, "Le lien « %s » doit être une adresse complète qui commence par https:// "
+                                      "(%d caractères au plus), ou rester vide.", networks[i].label, LINK_MAX);
+            look_error(f, msg);
+            link[0] = '\0';
+            bad = -1;
+        }
+    }
+    size_t len = 0;
+    const void *data = mk_api->req_file(r, "logo", &len, NULL, NULL);
+    if (data && len) { /* an empty file field keeps the current logo */
+        f->logo_type = len <= LOGO_MAX ? mk_image_type(data, len) : NULL;
+        if (f->logo_type) {
+            f->logo = data;
+            f->logo_len = len;
+        } else {
+            look_error(f, LOGO_REFUSED);
+            bad = -1;
+        }
+    }
+    f->remove_logo = !f->logo && checked(r, "remove_logo");
+    return bad ? -1 : 0;
+}
+
+/* The group's stored look into f; values that would not pass the form's checks are left out. */
+static void look_from_group(json_t *g, look_form *f)
+{
+    char none[LOOK_MSG] = "";
+    memset(f, 0, sizeof *f);
+    snprintf(f->theme, sizeof f->theme, "%s", str_of(g, "theme"));
+    check_color(str_of(g, "color_primary"), f->primary, "principale", white, none);
+    check_color(str_of(g, "color_accent"), f->accent, "d'accent", page_background, none);
+    f->site_colors = !f->primary[0] && !f->accent[0];
+    if (text_chars(str_of(g, "banner"), 0) >= 0)
+        snprintf(f->banner, sizeof f->banner, "%s", str_of(g, "banner"));
+    if (text_chars(str_of(g, "intro"), 1) >= 0)
+        snprintf(f->intro, sizeof f->intro, "%s", str_of(g, "intro"));
+    json_t *social = json_loads(str_of(g, "social"), 0, NULL);
+    for (int i = 0; i < NETWORKS; i++) {
+        const char *link = json_string_value(json_object_get(social, networks[i].key));
+        if (link && strlen(link) <= LINK_MAX && https_link_ok(link))
+            snprintf(f->links[i], sizeof f->links[i], "%s", link);
+    }
+    json_decref(social);
+}
+
+/* The appearance form's values for the template (market/groups/appearance). Every key is
+ * always there, so that no lookup falls through to the page's own keys. */
+static json_t *look_json(const look_form *f, const char *slug, int64_t logo_size, const char *error)
+{
+    json_t *o = json_object();
+    set_text(o, "slug", slug);
+    json_object_set_new(o, "themes", theme_options(f->theme));
+    json_object_set_new(o, "site_colors", json_boolean(f->site_colors));
+    /* a colour input always holds a colour: the default theme's when the group has none */
+    set_text(o, "color_primary", f->primary[0] ? f->primary : "#2f6b3a");
+    set_text(o, "color_accent", f->accent[0] ? f->accent : "#1f4a28");
+    set_text(o, "banner", f->banner);
+    set_text(o, "intro", f->intro);
+    for (int i = 0; i < NETWORKS; i++)
+        set_text(o, networks[i].key, f->links[i]);
+    json_object_set_new(o, "has_logo", json_boolean(logo_size > 0));
+    json_object_set_new(o, "logo_version", json_integer(logo_size));
+    json_object_set_new(o, "remove_logo", json_boolean(f->remove_logo));
+    set_text(o, "look_error", error ? error : "");
+    return o;
+}
+
+/* What the public page shows of the look (ctx.look: banner, intro_html, social, logo_url),
+ * the group's theme first in the chain, and in ctx.page the colours' stylesheet (after the
+ * site's: the layout links page.stylesheet) and the logo as the page's image. A preview links
+ * the stylesheet with the colours in its query, since nothing is stored. */
+static void public_look(halle_request *r, json_t *ctx, const char *slug, const look_form *f, int64_t logo_size, int preview)
+{
+    char url[600];
+    json_t *look = json_object(), *page = json_object();
+    if (f->theme[0])
+        mk_api->set_group_theme(r, f->theme);
+    if (f->primary[0] || f->accent[0]) {
+        if (preview)
+            snprintf(url, sizeof url, "/groups/%s/style.css?primary=%s%s&accent=%s%s", slug, f->primary[0] ? "%23" : "",
+                     f->primary + (f->primary[0] != 0), f->accent[0] ? "%23" : "", f->accent + (f->accent[0] != 0));
+        else /* the colours in the address: a change is seen at once despite the cache */
+            snprintf(url, sizeof url, "/groups/%s/style.css?v=%s-%s", slug, f->primary[0] ? f->primary + 1 : "",
+                     f->accent[0] ? f->accent + 1 : "");
+        set_text(page, "stylesheet", url);
+    }
+    if (logo_size > 0) {
+        snprintf(url, sizeof url, "%s/groups/%s/logo", mk_api->api_version >= 6 ? mk_api->site_url(mk_host) : "", slug);
+        set_text(page, "image", url);
+        snprintf(url, sizeof url, "/groups/%s/logo?v=%lld", slug, (long long)logo_size);
+        set_text(look, "logo_url", url);
+    }
+    json_object_set_new(ctx, "page", page); /* merged into the core's page object (page.url stays) */
+    if (f->banner[0])
+        set_text(look, "banner", f->banner);
+    char *html = f->intro[0] && mk_api->api_version >= 4 ? mk_api->markdown(f->intro) : NULL;
+    if (html) {
+        json_t *v = json_string(html);
+        if (v)
+            json_object_set_new(look, "intro_html", v);
+        mk_api->free(html);
+    }
+    json_t *social = json_array();
+    for (int i = 0; i < NETWORKS; i++)
+        if (f->links[i][0])
+            json_array_append_new(social, json_pack("{s:s, s:s}", "label", networks[i].label, "url", f->links[i]));
+    json_object_set_new(look, "has_social", json_boolean(json_array_size(social) > 0));
+    json_object_set_new(look, "social", social);
+    json_object_set_new(ctx, "look", look);
+}
+
 /* ---- the public page ------------------------------------------------------------------------------- */
 
 /* Where the visitor stands: the join area of the page. */
@@ -713,16 +1047,10 @@ static json_t *places(int64_t gid)
                       cols);
 }
 
-static int group_show(halle_request *r, void *ud)
+/* The public page of group g with look f (the group's, or a preview's: then preview holds what
+ * the page says about it and the form to save it). Takes the references to g and preview. */
+static int show_page(halle_request *r, json_t *g, int64_t gid, const look_form *f, int64_t logo_size, json_t *preview)
 {
-    (void)ud;
-    int64_t gid;
-    json_t *g = route_group(r, &gid);
-    if (!g)
-        return not_found(r);
-    const char *theme = json_string_value(json_object_get(g, "theme"));
-    if (theme && *theme)
-        mk_api->set_group_theme(r, theme);
     char q[QUERY_MAX + 1], base[200];
     search_text(r, q, sizeof q);
     int page = mk_page(r);
@@ -737,7 +1065,7 @@ static int group_show(halle_request *r, void *ud)
                                                     "Ii", gid, PRODUCERS_SHOWN),
                                    pcols);
     if (total < 0 || !list || !producers) {
-        json_decref(g), json_decref(list), json_decref(producers);
+        json_decref(g), json_decref(list), json_decref(producers), json_decref(preview);
         return server_error(r);
     }
     snprintf(base, sizeof base, "/groups/%s", str_of(g, "slug"));
@@ -750,7 +1078,11 @@ static int group_show(halle_request *r, void *ud)
     json_object_set_new(ctx, "producers", producers);
     json_object_set_new(ctx, "places", places(gid));
     json_object_set_new(ctx, "can_admin", json_boolean(mk_is_coordinator(r, gid)));
-    set_notice(r, ctx);
+    public_look(r, ctx, str_of(g, "slug"), f, logo_size, preview != NULL);
+    if (preview)
+        json_object_set_new(ctx, "preview", preview);
+    else
+        set_notice(r, ctx);
     /* Plugins (social buttons...) add blocks to the page through market.group.blocks. */
     char url[400];
     snprintf(url, sizeof url, "%s%s", mk_api->site_url(mk_host), base);
@@ -764,6 +1096,24 @@ static int group_show(halle_request *r, void *ud)
     json_decref(blocks);
     int rc = mk_render(r, "market/groups/show", ctx);
     json_decref(ctx);
+    return rc;
+}
+
+static int group_show(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = route_group(r, &gid);
+    if (!g)
+        return not_found(r);
+    look_form *f = malloc(sizeof *f);
+    if (!f) {
+        json_decref(g);
+        return server_error(r);
+    }
+    look_from_group(g, f);
+    int rc = show_page(r, g, gid, f, json_integer_value(json_object_get(g, "logo_size")), NULL);
+    free(f);
     return rc;
 }
 
@@ -926,9 +1276,10 @@ static void producer_labels(json_t *rows)
     }
 }
 
-/* The admin page: settings, places, members (?q, ?page) and the first requests. form is the
- * settings form to show (NULL: the group's values); takes the references to g and form. */
-static int admin_page(halle_request *r, json_t *g, int64_t gid, json_t *form, const char *error, int status)
+/* The admin page: settings, places, members (?q, ?page), the first requests and the look. form
+ * and look are the settings and appearance forms to show (NULL: the group's values); takes the
+ * references to g, form and look. */
+static int admin_page(halle_request *r, json_t *g, int64_t gid, json_t *form, json_t *look, const char *error, int status)
 {
     char q[QUERY_MAX + 1], base[200];
     search_text(r, q, sizeof q);
@@ -937,7 +1288,15 @@ static int admin_page(halle_request *r, json_t *g, int64_t gid, json_t *form, co
     if (!form)
         form = form_json(str_of(g, "name"), str_of(g, "description"), str_of(g, "kind"), str_of(g, "join_policy"),
                          str_of(g, "address"), str_of(g, "postcode"), str_of(g, "town"));
-    json_t *ctx = json_pack("{s:o, s:o, s:s, s:o}", "group", g, "form", form, "q", q, "places", places(gid));
+    if (!look) {
+        look_form *f = malloc(sizeof *f);
+        if (f)
+            look_from_group(g, f);
+        look = f ? look_json(f, str_of(g, "slug"), json_integer_value(json_object_get(g, "logo_size")), NULL) : NULL;
+        free(f);
+    }
+    json_t *ctx = json_pack("{s:o, s:o, s:s, s:o, s:o}", "group", g, "form", form, "q", q, "places", places(gid),
+                            "appearance", look ? look : json_object());
     if (!ctx || member_list(ctx, "members", gid, "active", q, page, MK_PER_PAGE, base) != HALLE_OK ||
         member_list(ctx, "pending", gid, "pending", "", 1, SHORT_LIST, NULL) != HALLE_OK ||
         member_list(ctx, "waiting", gid, "waiting", "", 1, SHORT_LIST, NULL) != HALLE_OK) {
@@ -977,7 +1336,7 @@ static int admin_get(halle_request *r, void *ud)
     (void)ud;
     int64_t gid;
     json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
-    return g ? admin_page(r, g, gid, NULL, NULL, 0) : HALLE_OK;
+    return g ? admin_page(r, g, gid, NULL, NULL, NULL, 0) : HALLE_OK;
 }
 
 /* The full lists of join requests and of the waiting list (ud: the status). */
@@ -1062,7 +1421,7 @@ static int plugin_toggle(halle_request *r, void *ud)
     if (mk_api->scope_set(mk_host, name, scope, on) != HALLE_OK) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s", mk_api->last_error(mk_host));
-        return admin_page(r, g, gid, NULL, msg, 422);
+        return admin_page(r, g, gid, NULL, NULL, msg, 422);
     }
     json_decref(g);
     return redirect_to(r, slug, "/admin", on ? "plugin-on" : "plugin-off");
@@ -1077,7 +1436,7 @@ static int settings_post(halle_request *r, void *ud)
         return HALLE_OK;
     group_form f;
     if (read_group_form(r, &f) < 0)
-        return admin_page(r, g, gid, posted_form(&f), f.error, 422);
+        return admin_page(r, g, gid, posted_form(&f), NULL, f.error, 422);
     char slug[128];
     snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
     json_decref(g);
@@ -1112,7 +1471,7 @@ static int place_add(halle_request *r, void *ud)
     if (!e && n >= PLACES_MAX)
         e = "Ce groupe a déjà le nombre maximal de lieux.";
     if (e)
-        return admin_page(r, g, gid, NULL, e, 422);
+        return admin_page(r, g, gid, NULL, NULL, e, 422);
     char slug[128];
     snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
     json_decref(g);
@@ -1250,6 +1609,177 @@ static int producer_action(halle_request *r, void *ud)
     return redirect_to(r, slug, back_tail(r), accept ? "producer-accepted" : "producer-declined");
 }
 
+/* ---- the look: saving, previewing, and the files the public page links ----------------------------- */
+
+#define LOOK_SET "UPDATE market_groups SET theme = ?, color_primary = ?, color_accent = ?, banner = ?, intro = ?, social = ?"
+
+static const char *or_null(const char *s)
+{
+    return *s ? s : NULL;
+}
+
+static int save_look(halle_request *r, int64_t gid, const look_form *f)
+{
+    json_t *o = json_object();
+    for (int i = 0; o && i < NETWORKS; i++)
+        if (f->links[i][0])
+            json_object_set_new(o, networks[i].key, json_string(f->links[i]));
+    char *social = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    if (!social)
+        return HALLE_ERROR;
+    const char *theme = or_null(f->theme), *primary = or_null(f->primary), *accent = or_null(f->accent);
+    int rc;
+    if (f->logo)
+        rc = mk_api->db_run(mk_host, LOOK_SET ", logo = ?, logo_type = ? WHERE id = ?", "ssssssbsI", theme, primary,
+                            accent, f->banner, f->intro, social, f->logo, f->logo_len, f->logo_type, gid);
+    else if (f->remove_logo)
+        rc = mk_api->db_run(mk_host, LOOK_SET ", logo = NULL, logo_type = NULL WHERE id = ?", "ssssssI", theme, primary,
+                            accent, f->banner, f->intro, social, gid);
+    else
+        rc = mk_api->db_run(mk_host, LOOK_SET " WHERE id = ?", "ssssssI", theme, primary, accent, f->banner, f->intro,
+                            social, gid);
+    free(social);
+    (void)r;
+    return rc < 0 ? HALLE_ERROR : HALLE_OK;
+}
+
+/* POST /groups/SLUG/admin/appearance (multipart): saves the look, or with "preview" shows the
+ * public page with it and stores nothing. */
+static int appearance_post(halle_request *r, void *ud)
+{
+    (void)ud;
+    int64_t gid;
+    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    if (!g)
+        return HALLE_OK;
+    look_form *f = malloc(sizeof *f);
+    if (!f) {
+        json_decref(g);
+        return server_error(r);
+    }
+    char slug[128];
+    snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
+    int64_t logo_size = json_integer_value(json_object_get(g, "logo_size"));
+    int rc;
+    if (read_look_form(r, f) < 0) {
+        rc = admin_page(r, g, gid, NULL, look_json(f, slug, logo_size, f->error), NULL, 422);
+    } else if (checked(r, "preview")) {
+        /* A new logo is not kept anywhere: the preview shows the current one, and says so. */
+        json_t *preview = json_pack("{s:o}", "form", look_json(f, slug, logo_size, NULL));
+        if (f->logo)
+            set_text(preview, "logo_note", logo_size > 0 ? "Le nouveau logo n'est ni montré ni conservé par l'aperçu : la page "
+                                                           "montre le logo actuel. Choisissez-le de nouveau avant d'enregistrer."
+                                                         : "Le nouveau logo n'est ni montré ni conservé par l'aperçu. "
+                                                           "Choisissez-le de nouveau avant d'enregistrer.");
+        else if (f->remove_logo && logo_size > 0)
+            set_text(preview, "logo_note", "La page est montrée sans le logo, que vous avez choisi de retirer.");
+        rc = show_page(r, g, gid, f, f->remove_logo ? 0 : logo_size, preview);
+    } else {
+        json_decref(g);
+        rc = save_look(r, gid, f) == HALLE_OK ? redirect_to(r, slug, "", "appearance") : server_error(r);
+    }
+    free(f);
+    return rc;
+}
+
+/* A validator from bytes (FNV-1a), for the logo's ETag. */
+static uint64_t fnv1a(const unsigned char *p, size_t len)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* 1 when the request's If-None-Match names etag: the answer is then 304 without a body. */
+static int not_modified(halle_request *r, const char *etag)
+{
+    const char *inm = mk_api->req_header(r, "If-None-Match");
+    if (!inm || (!strstr(inm, etag) && strcmp(inm, "*")))
+        return 0;
+    mk_api->resp_status(r, 304);
+    return 1;
+}
+
+/* GET /groups/SLUG/style.css: the group's colours over the site's stylesheet, as custom
+ * properties (the CSP allows no inline style). The primary colour takes the header and button
+ * variables, the accent the link and hover ones, under the names of both bundled themes.
+ * ?primary=%23rrggbb&accent=%23rrggbb (checked as the form checks them) is a preview's. */
+static int style_get(halle_request *r, void *ud)
+{
+    (void)ud;
+    const char *slug = mk_api->req_route_param(r, "slug");
+    halle_stmt *st = mk_api->db_query(mk_host, "SELECT color_primary, color_accent FROM market_groups WHERE slug = ?",
+                                      "s", slug ? slug : "");
+    if (!st || mk_api->db_step(st) != HALLE_DB_ROW) {
+        mk_api->db_done(st);
+        return not_found(r);
+    }
+    char primary[8] = "", accent[8] = "", msg[LOOK_MSG] = "";
+    const char *qp = mk_api->req_param(r, "primary"), *qa = mk_api->req_param(r, "accent");
+    int bad = 0;
+    if (qp || qa) {
+        bad |= check_color(qp, primary, "principale", white, msg);
+        bad |= check_color(qa, accent, "d'accent", page_background, msg);
+    } else { /* stored values that would not pass now are left out */
+        check_color(mk_api->db_col_text(st, 0), primary, "principale", white, msg);
+        check_color(mk_api->db_col_text(st, 1), accent, "d'accent", page_background, msg);
+    }
+    mk_api->db_done(st);
+    if (bad)
+        return mk_error(r, 400, msg);
+    char etag[40], css[300];
+    snprintf(etag, sizeof etag, "\"look-%s-%s\"", primary[0] ? primary + 1 : "", accent[0] ? accent + 1 : "");
+    mk_api->resp_header(r, "ETag", etag);
+    mk_api->resp_header(r, "Cache-Control", "public, max-age=300");
+    if (not_modified(r, etag))
+        return HALLE_OK;
+    int n = snprintf(css, sizeof css, ":root{");
+    if (primary[0])
+        n += snprintf(css + n, sizeof css - n, "--green:%s;--terracotta:%s;", primary, primary);
+    if (accent[0])
+        n += snprintf(css + n, sizeof css - n, "--green-dark:%s;--terracotta-dark:%s;", accent, accent);
+    snprintf(css + n, sizeof css - n, "}\n");
+    mk_api->resp_header(r, "Content-Type", "text/css; charset=utf-8");
+    mk_api->resp_write(r, css, strlen(css));
+    return HALLE_OK;
+}
+
+/* GET /groups/SLUG/logo: the stored bytes with their checked type; 404 when there are none. */
+static int logo_get(halle_request *r, void *ud)
+{
+    (void)ud;
+    const char *slug = mk_api->req_route_param(r, "slug");
+    /* The API reads columns as text: length() gives the blob's size, which the pointer holds. */
+    halle_stmt *st = mk_api->db_query(mk_host,
+                                      "SELECT logo_type, length(logo), logo FROM market_groups WHERE slug = ? "
+                                      "AND logo IS NOT NULL",
+                                      "s", slug ? slug : "");
+    const char *type = NULL, *data = NULL;
+    int64_t len = 0;
+    if (st && mk_api->db_step(st) == HALLE_DB_ROW) {
+        type = mk_api->db_col_text(st, 0);
+        len = mk_api->db_col_int(st, 1);
+        data = mk_api->db_col_text(st, 2);
+    }
+    /* what was stored passed mk_image_type; anything else is not served as an image */
+    if (!data || len <= 0 || !type || !mk_image_type(data, (size_t)len) || strcmp(type, mk_image_type(data, (size_t)len))) {
+        mk_api->db_done(st);
+        return mk_error(r, 404, "Ce groupe n'a pas de logo.");
+    }
+    char etag[40];
+    snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)(fnv1a((const unsigned char *)data, (size_t)len) ^ (uint64_t)len));
+    mk_api->resp_header(r, "ETag", etag);
+    mk_api->resp_header(r, "Cache-Control", "public, max-age=300");
+    if (!not_modified(r, etag)) {
+        mk_api->resp_header(r, "Content-Type", type);
+        mk_api->resp_write(r, data, (size_t)len);
+    }
+    mk_api->db_done(st);
+    return HALLE_OK;
+}
+
 /* ---- registration ------------------------------------------------------------------------------------ */
 
 #define SLUG "/groups/(?<slug>[a-z0-9-]{1,100})"
@@ -1279,6 +1809,9 @@ int mk_groups_register(halle_host *h, const halle_api *api)
         {HALLE_POST, SLUG "/admin/waiting/admit-next", admit_next, NULL},
         {HALLE_POST, SLUG "/admin/producers/(?<pid>\\d{1,18})/(?<action>accept|decline)", producer_action, NULL},
         {HALLE_POST, SLUG "/admin/plugins/(?<name>[a-z][a-z0-9]{0,39})/(?<state>on|off)", plugin_toggle, NULL},
+        {HALLE_POST, SLUG "/admin/appearance", appearance_post, NULL},
+        {HALLE_GET | HALLE_HEAD, SLUG "/style\\.css", style_get, NULL},
+        {HALLE_GET | HALLE_HEAD, SLUG "/logo", logo_get, NULL},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (api->route(h, routes[i].methods, routes[i].pattern, routes[i].fn, routes[i].ud) != HALLE_OK)

@@ -49,7 +49,7 @@ static void test_defaults(void **state)
     assert_non_null(c);
     assert_string_equal(c->listen_host, "127.0.0.1");
     assert_int_equal(c->listen_port, 8080);
-    assert_int_equal(c->max_body_size, 10 * 1024 * 1024);
+    assert_int_equal(c->max_body_size, 16 * 1024 * 1024);
     char expect[600];
     char real[512];
     assert_non_null(realpath(tmpdir, real));

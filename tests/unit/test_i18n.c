@@ -1,7 +1,11 @@
 /* Unit tests for core/i18n: .po parsing (plural forms, contexts, escapes, continued strings,
  * fuzzy entries), errors naming file and line, lookups and their fallbacks, language
  * negotiation, prices, numbers and dates byte for byte, the {{_ }} template tag, and the real
- * po/ catalogs: they load, and every English msgid still appears in the C sources. */
+ * po/ catalogs: they load, every English msgid still appears in the C sources or the themes'
+ * templates, and every T() msgid of the core pages and {{_ }} tag of the themes is translated.
+ * Build alone: gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fsanitize=address,undefined -I.
+ *   core/arena.c core/error.c core/i18n.c core/mustache.c tests/unit/test_i18n.c
+ *   $(pkg-config --cflags --libs cmocka jansson) -lm -o /tmp/t && HALLE_SRCDIR=$PWD /tmp/t */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

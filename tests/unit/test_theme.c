@@ -780,14 +780,14 @@ static void real_themes(void **state)
         must_have(out, "<h1>404 Not Found</h1>");
         must_have(out, "<p>Cette page n&#39;existe pas.</p>");
         must_have(out, "<p class=\"detail\">/&lt;script&gt;</p>");
-        must_have(out, "<a href=\"/\">Retour à l'accueil</a>");
+        must_have(out, "<a href=\"/\">Retour à l&#39;accueil</a>");
         must_have(out, "Se connecter");
         free(out);
     }
     json_object_del(ctx, "detail");
     json_object_del(ctx, "explanation");
     char *out = render_real(t, D, 1, "error", ctx);
-    must_have(out, "<p>La requête n'a pas abouti.</p>");
+    must_have(out, "<p>La requête n&#39;a pas abouti.</p>");
     must_lack(out, "class=\"detail\"");
     free(out);
 
