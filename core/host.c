@@ -380,6 +380,11 @@ static const char *api_site_url(halle_host *h)
     return cfg && cfg->base_url ? cfg->base_url : "";
 }
 
+static const char *api_tr(halle_request *r, const char *msgid) { return r ? hl_request_tr(r, msgid) : msgid; }
+static const char *api_req_lang(halle_request *r) { return r && r->lang ? r->lang : "fr"; }
+static const void *api_db_col_blob(halle_stmt *st, int c) { return hl_db_col_blob(st, c); }
+static size_t api_db_col_bytes(halle_stmt *st, int c) { return hl_db_col_bytes(st, c); }
+
 static int api_user_remove_role(halle_host *h, int64_t user_id, unsigned role, int64_t group_id)
 {
     hl_err err;
@@ -454,6 +459,10 @@ static const halle_api api = {
     .themes = api_themes,
     .user_remove_role = api_user_remove_role,
     .site_url = api_site_url,
+    .tr = api_tr,
+    .req_lang = api_req_lang,
+    .db_col_blob = api_db_col_blob,
+    .db_col_bytes = api_db_col_bytes,
 };
 
 const halle_api *hl_host_api(void) { return &api; }

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define HALLE_PLUGIN_ABI 1
-#define HALLE_API_VERSION 6
+#define HALLE_API_VERSION 7
 
 typedef struct json_t json_t;              /* jansson */
 typedef struct halle_host halle_host;      /* this plugin, as the core knows it */
@@ -166,6 +166,16 @@ typedef struct halle_api {
     int (*user_remove_role)(halle_host *h, int64_t user_id, unsigned role, int64_t group_id);
     /* The public address of the site (base_url), without a trailing slash. */
     const char *(*site_url)(halle_host *h);
+
+    /* -- API version 7 -- */
+    /* The translation of a French source string into the page's language (the instance's po/
+     * catalogs); the msgid itself when there is none. */
+    const char *(*tr)(halle_request *r, const char *msgid);
+    /* The page's language ("fr", "en"). */
+    const char *(*req_lang)(halle_request *r);
+    /* Blob columns (images). */
+    const void *(*db_col_blob)(halle_stmt *st, int col);
+    size_t (*db_col_bytes)(halle_stmt *st, int col);
 } halle_api;
 
 typedef struct halle_plugin {
