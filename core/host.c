@@ -473,6 +473,7 @@ static const struct {
     hl_hook_kind kind;
 } core_hooks[] = {
     {"request.before", HL_HOOK_FILTER},  {"response.before", HL_HOOK_FILTER},
+    {"ui.navigation", HL_HOOK_FILTER},
     {"render.context", HL_HOOK_FILTER},  {"routes.registered", HL_HOOK_ACTION},
     {"user.created", HL_HOOK_ACTION},    {"order.validate", HL_HOOK_FILTER},
     {"order.placed", HL_HOOK_ACTION},    {"payment.providers", HL_HOOK_FILTER},

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/accounts.h"
+#include "core/hooks.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/theme.h"
@@ -212,6 +213,19 @@ json_t *hl_page_context(hl_request *req)
     json_object_set_new(ctx, "languages", list);
     json_object_set_new(ctx, "multilingual", json_boolean(nl > 1));
     json_object_set_new(ctx, "path", json_string(req->path ? req->path : "/"));
+    /* Navigation entries that plugins push (ui.navigation): [{href, label}]. */
+    hl_hooks *hooks = req->worker ? hl_worker_hooks(req->worker) : NULL;
+    int nav_id = hooks ? hl_hooks_id(hooks, "ui.navigation") : -1;
+    if (nav_id >= 0 && hl_hooks_count(hooks, nav_id)) {
+        json_t *nav = json_array();
+        hl_hook_stop stop;
+        memset(&stop, 0, sizeof stop);
+        if (hl_hooks_run_filter(hooks, nav_id, &nav, req, &stop) < 0)
+            hl_log(HL_LOG_ERROR, "ui.navigation: %s", stop.message);
+        if (json_is_array(nav))
+            json_object_set(ctx, "nav", nav);
+        json_decref(nav);
+    }
     json_t *meta = req->meta;
     if (meta && json_is_object(meta))
         json_object_update_recursive(ctx, meta);

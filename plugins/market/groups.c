@@ -1618,7 +1618,7 @@ static const char *or_null(const char *s)
     return *s ? s : NULL;
 }
 
-static int save_look(halle_request *r, int64_t gid, const look_form *f)
+static int save_look(int64_t gid, const look_form *f)
 {
     json_t *o = json_object();
     for (int i = 0; o && i < NETWORKS; i++)
@@ -1640,7 +1640,6 @@ static int save_look(halle_request *r, int64_t gid, const look_form *f)
         rc = mk_api->db_run(mk_host, LOOK_SET " WHERE id = ?", "ssssssI", theme, primary, accent, f->banner, f->intro,
                             social, gid);
     free(social);
-    (void)r;
     return rc < 0 ? HALLE_ERROR : HALLE_OK;
 }
 
@@ -1677,7 +1676,7 @@ static int appearance_post(halle_request *r, void *ud)
         rc = show_page(r, g, gid, f, f->remove_logo ? 0 : logo_size, preview);
     } else {
         json_decref(g);
-        rc = save_look(r, gid, f) == HALLE_OK ? redirect_to(r, slug, "", "appearance") : server_error(r);
+        rc = save_look(gid, f) == HALLE_OK ? redirect_to(r, slug, "", "appearance") : server_error(r);
     }
     free(f);
     return rc;
@@ -1756,15 +1755,16 @@ static int logo_get(halle_request *r, void *ud)
                                       "SELECT logo_type, length(logo), logo FROM market_groups WHERE slug = ? "
                                       "AND logo IS NOT NULL",
                                       "s", slug ? slug : "");
-    const char *type = NULL, *data = NULL;
+    const char *type = NULL, *data = NULL, *seen = NULL;
     int64_t len = 0;
     if (st && mk_api->db_step(st) == HALLE_DB_ROW) {
         type = mk_api->db_col_text(st, 0);
         len = mk_api->db_col_int(st, 1);
         data = mk_api->db_col_text(st, 2);
+        seen = data && len > 0 ? mk_image_type(data, (size_t)len) : NULL;
     }
     /* what was stored passed mk_image_type; anything else is not served as an image */
-    if (!data || len <= 0 || !type || !mk_image_type(data, (size_t)len) || strcmp(type, mk_image_type(data, (size_t)len))) {
+    if (!seen || !type || strcmp(type, seen)) {
         mk_api->db_done(st);
         return mk_error(r, 404, "Ce groupe n'a pas de logo.");
     }

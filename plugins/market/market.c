@@ -246,10 +246,28 @@ json_t *mk_pagination(int page, long long total, const char *q)
 
 /* ---- the plugin ----------------------------------------------------------------------------- */
 
+/* ui.navigation: the groups directory for everyone; the producer's space, or the way to open
+ * one, for those who are logged in. */
+static int nav_entries(void *ud, halle_hook_call *c)
+{
+    (void)ud;
+    json_t *nav = mk_api->call_value(c);
+    halle_request *r = mk_api->call_request(c);
+    if (!json_is_array(nav) || !r)
+        return HALLE_HOOK_CONTINUE;
+    json_array_append_new(nav, json_pack("{s:s, s:s}", "href", "/groups", "label", mk_api->tr(r, "Groupes")));
+    if (mk_api->req_user(r)) {
+        int producer = mk_current_producer(r) != 0;
+        json_array_append_new(nav, json_pack("{s:s, s:s}", "href", producer ? "/producer" : "/producer/signup", "label",
+                                             mk_api->tr(r, producer ? "Espace producteur" : "Devenir producteur")));
+    }
+    return HALLE_HOOK_CONTINUE;
+}
+
 static int init(halle_host *h, const halle_api *api)
 {
-    if (api->api_version < 3) {
-        api->log(h, HALLE_LOG_ERROR, "needs plugin API 3 (halle %d)", (int)api->api_version);
+    if (api->api_version < 7) {
+        api->log(h, HALLE_LOG_ERROR, "needs plugin API 7 (halle %d)", (int)api->api_version);
         return HALLE_ERROR;
     }
     mk_api = api;
@@ -257,7 +275,8 @@ static int init(halle_host *h, const halle_api *api)
     int rc;
     if ((rc = mk_groups_register(h, api)) != HALLE_OK || (rc = mk_producers_register(h, api)) != HALLE_OK ||
         (rc = mk_catalog_register(h, api)) != HALLE_OK || (rc = mk_api_register(h, api)) != HALLE_OK ||
-        (rc = mk_seed_register(h, api)) != HALLE_OK) {
+        (rc = mk_seed_register(h, api)) != HALLE_OK ||
+        (rc = api->hook(h, "ui.navigation", 10, nav_entries, NULL)) != HALLE_OK) {
         api->log(h, HALLE_LOG_ERROR, "cannot register: %s", api->last_error(h));
         return HALLE_ERROR;
     }
@@ -266,7 +285,7 @@ static int init(halle_host *h, const halle_api *api)
 
 HALLE_PLUGIN_DESCRIPTOR = {
     HALLE_PLUGIN_HEADER,
-    3,
+    7,
     "market",
     "0.1.0",
     "Local groups, producers, catalogs and products: the marketplace",
