@@ -2,6 +2,7 @@
  * products) and the bearer tokens operators issue and revoke (`halle market token ...` and
  * /admin/market/tokens). Only a token's SHA-256 is stored; answers never hold personal data. */
 #include "plugins/market/market.h"
+#include "plugins/market/csvimport.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -183,13 +184,13 @@ static void token_hash(const char *tok, size_t len, char hex[HASH_HEX + 1])
     sodium_memzero(h, sizeof h);
 }
 
-/* NULL when name may name a token, else why not (French, for the page and the CLI). */
+/* NULL when name may name a token, else why not (French, for the CLI; the page translates it). */
 static const char *name_problem(const char *name)
 {
     if (!name || !*name)
-        return "Indiquez un nom pour le jeton (le partenaire qui l'utilisera).";
+        return N_("Indiquez un nom pour le jeton (le partenaire qui l'utilisera).");
     if (!valid_text(name, NAME_MAX_BYTES))
-        return "Le nom doit faire au plus 100 octets, sans caractère de contrôle.";
+        return N_("Le nom doit faire au plus 100 octets, sans caractère de contrôle.");
     return NULL;
 }
 
@@ -770,7 +771,7 @@ static int operator_only(halle_request *r)
     if (mk_need_login(r))
         return 0;
     if (!mk_api->can(r, HALLE_ACT_VIEW, HALLE_OBJ_OPERATOR_PAGES, 0)) {
-        mk_error(r, 403, "Cette page est réservée aux opérateurs.");
+        mk_error(r, 403, mk_api->tr(r, "Cette page est réservée aux opérateurs."));
         return 0;
     }
     return 1;
@@ -793,17 +794,18 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
     json_t *tokens = rows_array(
         mk_api->db_query(mk_host,
                          "SELECT t.id, t.name, t.created_at, t.last_used_at, t.revoked_at, "
-                         "CASE WHEN t.created_by = 0 THEN 'ligne de commande' ELSE coalesce(u.name, '?') END "
+                         "CASE WHEN t.created_by = 0 THEN ?4 ELSE coalesce(u.name, '?') END "
                          "FROM market_api_tokens t LEFT JOIN users u ON u.id = t.created_by "
                          "WHERE (?1 = '' OR t.name LIKE ?1 ESCAPE '\\') ORDER BY t.id DESC LIMIT ?2 OFFSET ?3",
-                         "sii", like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
+                         "siis", like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE, mk_api->tr(r, "ligne de commande")),
         token_row);
     if (!tokens || total < 0) {
         json_decref(tokens);
         return mk_error(r, 500, NULL);
     }
     int any = json_array_size(tokens) > 0;
-    json_t *ctx = json_pack("{s:s, s:b, s:o, s:o, s:s, s:s}", "title", "Jetons de l'API", "has_tokens", any, "tokens", tokens, "pagination",
+    json_t *ctx = json_pack("{s:s, s:b, s:o, s:o, s:s, s:s}", "title", mk_api->tr(r, "Jetons de l'API"), "has_tokens", any,
+                            "tokens", tokens, "pagination",
                             mk_pagination(page, total, q), "base", TOKENS_PATH, "name",
                             name && valid_text(name, NAME_MAX_BYTES) ? name : "");
     if (ctx && error)
@@ -834,16 +836,16 @@ static int tokens_post(halle_request *r, void *ud)
         name++;
     const char *bad = name_problem(name);
     if (bad)
-        return tokens_page(r, 422, bad, name);
+        return tokens_page(r, 422, mk_api->tr(r, bad), name);
     char tok[TOKEN_CHARS + 1];
     int64_t id;
     if (token_create(name, mk_api->req_user(r), tok, &id) != HALLE_OK) {
         mk_api->log(mk_host, HALLE_LOG_ERROR, "cannot create an api token: %s", mk_api->last_error(mk_host));
-        return mk_error(r, 500, "Le jeton n'a pas pu être créé.");
+        return mk_error(r, 500, mk_api->tr(r, "Le jeton n'a pas pu être créé."));
     }
     mk_api->log(mk_host, HALLE_LOG_INFO, "user %lld issued api token %lld", (long long)mk_api->req_user(r), (long long)id);
-    json_t *ctx = json_pack("{s:s, s:s, s:I, s:s, s:s}", "title", "Jeton créé", "token", tok, "id", (json_int_t)id, "name",
-                            name, "base", TOKENS_PATH);
+    json_t *ctx = json_pack("{s:s, s:s, s:I, s:s, s:s}", "title", mk_api->tr(r, "Jeton créé"), "token", tok, "id",
+                            (json_int_t)id, "name", name, "base", TOKENS_PATH);
     sodium_memzero(tok, sizeof tok);
     if (!ctx)
         return mk_error(r, 500, NULL);
@@ -863,7 +865,7 @@ static int token_revoke_post(halle_request *r, void *ud)
     int64_t id = route_id(r);
     int rc = id > 0 ? token_revoke(id) : HALLE_ERROR;
     if (rc < 0)
-        return mk_error(r, 404, "Ce jeton n'existe pas.");
+        return mk_error(r, 404, mk_api->tr(r, "Ce jeton n'existe pas."));
     if (rc == 1)
         mk_api->log(mk_host, HALLE_LOG_INFO, "user %lld revoked api token %lld", (long long)mk_api->req_user(r),
                     (long long)id);

@@ -77,7 +77,7 @@ static const char *col(halle_stmt *st, int i)
 
 static int forbidden(halle_request *r)
 {
-    return mk_error(r, 403, "Ce catalogue appartient à un autre producteur : seul lui peut le modifier.");
+    return mk_error(r, 403, mk_api->tr(r, "Ce catalogue appartient à un autre producteur : seul lui peut le modifier."));
 }
 
 typedef struct catalog {
@@ -112,7 +112,7 @@ static int need_catalog(halle_request *r, int64_t id, catalog *c)
     if (mk_need_login(r))
         return 0;
     if (!id || !catalog_read(mk_host, id, c))
-        return mk_error(r, 404, "Ce catalogue n'existe pas."), 0;
+        return mk_error(r, 404, mk_api->tr(r, "Ce catalogue n'existe pas.")), 0;
     if (!mk_api->can(r, HALLE_ACT_EDIT, HALLE_OBJ_CATALOG, c->owner))
         return forbidden(r), 0;
     return 1;
@@ -140,7 +140,7 @@ static int render(halle_request *r, int status, const char *tpl, json_t *ctx)
 static int new_catalog_page(halle_request *r, int status, const char *error)
 {
     json_t *ctx = json_object(), *form = json_object();
-    set_str(ctx, "title", "Nouveau catalogue");
+    set_str(ctx, "title", mk_api->tr(r, "Nouveau catalogue"));
     set_str(form, "name", param(r, "name"));
     set_str(form, "description", param(r, "description"));
     json_object_set_new(ctx, "form", form);
@@ -158,7 +158,7 @@ static int64_t need_producer(halle_request *r)
     if (!pid)
         return mk_api->resp_redirect(r, "/producer/signup"), 0;
     if (!mk_api->can(r, HALLE_ACT_CREATE, HALLE_OBJ_CATALOG, mk_api->req_user(r)))
-        return mk_error(r, 403, "Votre compte producteur ne permet pas de créer de catalogue."), 0;
+        return mk_error(r, 403, mk_api->tr(r, "Votre compte producteur ne permet pas de créer de catalogue.")), 0;
     return pid;
 }
 
@@ -178,9 +178,9 @@ static int catalog_create(halle_request *r, void *ud)
         return HALLE_OK;
     char name[CATALOG_NAME_MAX + 1], desc[CATALOG_DESC_MAX + 1];
     if (get_field(r, "name", name, sizeof name, 0) || !*name)
-        return new_catalog_page(r, 422, "Donnez un nom au catalogue (120 caractères au plus).");
+        return new_catalog_page(r, 422, mk_api->tr(r, "Donnez un nom au catalogue (120 caractères au plus)."));
     if (get_field(r, "description", desc, sizeof desc, 1))
-        return new_catalog_page(r, 422, "Description trop longue (2000 caractères au plus).");
+        return new_catalog_page(r, 422, mk_api->tr(r, "Description trop longue (2000 caractères au plus)."));
     char now[32];
     mk_now(now, sizeof now);
     if (mk_api->db_run(mk_host, "INSERT INTO market_catalogs (producer_id, name, description, created_at) VALUES (?, ?, ?, ?)",
@@ -191,20 +191,20 @@ static int catalog_create(halle_request *r, void *ud)
     return mk_api->resp_redirect(r, loc);
 }
 
-static const char *done_message(const char *done)
+static const char *done_message(halle_request *r, const char *done)
 {
     static const struct {
         const char *key, *text;
     } msgs[] = {
-        {"created", "Catalogue créé : ajoutez des produits un par un ou importez un fichier CSV."},
-        {"saved", "Catalogue enregistré."},
-        {"groups", "Les groupes à qui ce catalogue est proposé sont enregistrés."},
-        {"product", "Produit enregistré."},
-        {"deactivated", "Produit désactivé : il n'est plus proposé, mais les commandes passées le gardent."},
+        {"created", N_("Catalogue créé : ajoutez des produits un par un ou importez un fichier CSV.")},
+        {"saved", N_("Catalogue enregistré.")},
+        {"groups", N_("Les groupes à qui ce catalogue est proposé sont enregistrés.")},
+        {"product", N_("Produit enregistré.")},
+        {"deactivated", N_("Produit désactivé : il n'est plus proposé, mais les commandes passées le gardent.")},
     };
     for (size_t i = 0; done && i < sizeof msgs / sizeof msgs[0]; i++)
         if (!strcmp(done, msgs[i].key))
-            return msgs[i].text;
+            return mk_api->tr(r, msgs[i].text);
     return NULL;
 }
 
@@ -253,17 +253,18 @@ static int catalog_page(halle_request *r, const catalog *c, int status, const ch
     json_t *products = json_array();
     st = mk_api->db_query(mk_host, sql, "IsiI", c->id, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {
-        char price[32], vat[16], qty[32], stock[32] = "";
-        mk_price_format(mk_api->db_col_int(st, 5), price, sizeof price);
-        mk_vat_format((int)mk_api->db_col_int(st, 6), vat, sizeof vat);
-        mk_decimal_format(mk_api->db_col_double(st, 4), qty, sizeof qty);
+        const char *lang = mk_api->req_lang(r);
+        char price[40], vat[16], qty[32], stock[32] = "";
+        mk_price_text(lang, mk_api->db_col_int(st, 5), price, sizeof price);
+        mk_vat_text(lang, (int)mk_api->db_col_int(st, 6), vat, sizeof vat);
+        mk_decimal_text(lang, mk_api->db_col_double(st, 4), qty, sizeof qty);
         if (mk_api->db_col_text(st, 9))
-            mk_decimal_format(mk_api->db_col_double(st, 9), stock, sizeof stock);
+            mk_decimal_text(lang, mk_api->db_col_double(st, 9), stock, sizeof stock);
         json_t *p = json_pack("{s:I, s:b, s:b}", "id", (json_int_t)mk_api->db_col_int(st, 0), "organic",
                               (int)mk_api->db_col_int(st, 7), "active", (int)mk_api->db_col_int(st, 8));
         set_str(p, "ref", col(st, 1));
         set_str(p, "name", col(st, 2));
-        set_str(p, "unit", mk_unit_label(col(st, 3)));
+        set_str(p, "unit", mk_api->tr(r, mk_unit_label(col(st, 3))));
         set_str(p, "quantity", qty);
         set_str(p, "price", price);
         set_str(p, "vat", vat);
@@ -279,7 +280,7 @@ static int catalog_page(halle_request *r, const catalog *c, int status, const ch
     set_str(ctx, "base", base);
     set_str(ctx, "q", q);
     json_object_set_new(ctx, "groups", offer_groups(c));
-    const char *ok = done_message(mk_api->req_param(r, "done"));
+    const char *ok = done_message(r, mk_api->req_param(r, "done"));
     if (ok && !error)
         set_str(ctx, "ok", ok);
     if (error)
@@ -304,9 +305,9 @@ static int catalog_post(halle_request *r, void *ud)
         return HALLE_OK;
     char name[CATALOG_NAME_MAX + 1], desc[CATALOG_DESC_MAX + 1];
     if (get_field(r, "name", name, sizeof name, 0) || !*name)
-        return catalog_page(r, &c, 422, "Donnez un nom au catalogue (120 caractères au plus).");
+        return catalog_page(r, &c, 422, mk_api->tr(r, "Donnez un nom au catalogue (120 caractères au plus)."));
     if (get_field(r, "description", desc, sizeof desc, 1))
-        return catalog_page(r, &c, 422, "Description trop longue (2000 caractères au plus).");
+        return catalog_page(r, &c, 422, mk_api->tr(r, "Description trop longue (2000 caractères au plus)."));
     if (mk_api->db_run(mk_host, "UPDATE market_catalogs SET name = ?, description = ?, active = ? WHERE id = ?", "ssiI", name,
                        desc, *param(r, "active") ? 1 : 0, c.id) < 0)
         return mk_error(r, 500, NULL);
@@ -393,16 +394,21 @@ static int category_exists(int64_t id)
     return found;
 }
 
+static void add_error(json_t *errors, const char *text)
+{
+    json_array_append_new(errors, json_string(text));
+}
+
 /* Reads the form into f; adds a message to errors for each wrong field. */
 static void read_product_form(halle_request *r, int64_t catalog_id, int64_t product_id, product_form *f, json_t *errors)
 {
     memset(f, 0, sizeof *f);
     if (get_field(r, "name", f->name, sizeof f->name, 0) || !*f->name)
-        json_array_append_new(errors, json_string("Indiquez le nom du produit (200 caractères au plus, sur une ligne)."));
+        add_error(errors, mk_api->tr(r, "Indiquez le nom du produit (200 caractères au plus, sur une ligne)."));
     if (get_field(r, "ref", f->ref, sizeof f->ref, 0))
-        json_array_append_new(errors, json_string("Référence trop longue (64 caractères au plus)."));
+        add_error(errors, mk_api->tr(r, "Référence trop longue (64 caractères au plus)."));
     if (get_field(r, "description", f->description, sizeof f->description, 1))
-        json_array_append_new(errors, json_string("Description trop longue (4000 caractères au plus)."));
+        add_error(errors, mk_api->tr(r, "Description trop longue (4000 caractères au plus)."));
     get_field(r, "quantity", f->quantity_raw, sizeof f->quantity_raw, 0);
     get_field(r, "price", f->price_raw, sizeof f->price_raw, 0);
     get_field(r, "vat", f->vat_raw, sizeof f->vat_raw, 0);
@@ -410,32 +416,32 @@ static void read_product_form(halle_request *r, int64_t catalog_id, int64_t prod
     get_field(r, "category", f->category_raw, sizeof f->category_raw, 0);
     f->unit = mk_unit_parse(param(r, "unit"));
     if (!f->unit)
-        json_array_append_new(errors, json_string("Choisissez l'unité : pièce, kg, g, l, ml ou vrac."));
+        add_error(errors, mk_api->tr(r, "Choisissez l'unité : pièce, kg, g, l, ml ou vrac."));
     f->quantity = 1;
     if (*f->quantity_raw && (mk_decimal_parse(f->quantity_raw, &f->quantity) || f->quantity <= 0))
-        json_array_append_new(errors, json_string("Quantité invalide : un nombre positif, par exemple 0,5."));
+        add_error(errors, mk_api->tr(r, "Quantité invalide : un nombre positif, par exemple 0,5."));
     f->price = mk_parse_price(f->price_raw);
     if (f->price <= 0)
-        json_array_append_new(errors, json_string("Prix TTC invalide : par exemple 12,50."));
+        add_error(errors, mk_api->tr(r, "Prix TTC invalide : par exemple 12,50."));
     f->vat = mk_parse_vat(f->vat_raw);
     if (f->vat < 0 || !mk_vat_allowed(f->vat))
-        json_array_append_new(errors, json_string("Taux de TVA invalide : 0, 2,1, 5,5, 10 ou 20 %."));
+        add_error(errors, mk_api->tr(r, "Taux de TVA invalide : 0, 2,1, 5,5, 10 ou 20 %."));
     if (*f->stock_raw) {
         f->has_stock = 1;
         if (mk_decimal_parse(f->stock_raw, &f->stock))
-            json_array_append_new(errors, json_string("Stock invalide : un nombre positif, ou vide pour ne pas le suivre."));
+            add_error(errors, mk_api->tr(r, "Stock invalide : un nombre positif, ou vide pour ne pas le suivre."));
     }
     if (*f->category_raw && (!(f->category = mk_id(f->category_raw)) || !category_exists(f->category)))
-        json_array_append_new(errors, json_string("Catégorie inconnue."));
+        add_error(errors, mk_api->tr(r, "Catégorie inconnue."));
     f->organic = *param(r, "organic") != '\0';
     f->active = *param(r, "active") != '\0';
     f->remove_image = *param(r, "remove_image") != '\0';
     f->image = mk_api->req_file(r, "image", &f->image_len, NULL, NULL);
     if (f->image && f->image_len) {
         if (f->image_len > MK_IMAGE_MAX)
-            json_array_append_new(errors, json_string("Image trop lourde : 2 Mo au plus."));
+            add_error(errors, mk_api->tr(r, "Image trop lourde : 2 Mo au plus."));
         else if (!(f->image_type = mk_image_type(f->image, f->image_len)))
-            json_array_append_new(errors, json_string("Format d'image non accepté : PNG, JPEG ou WebP seulement."));
+            add_error(errors, mk_api->tr(r, "Format d'image non accepté : PNG, JPEG ou WebP seulement."));
     } else {
         f->image = NULL;
         f->image_len = 0;
@@ -444,7 +450,7 @@ static void read_product_form(halle_request *r, int64_t catalog_id, int64_t prod
         halle_stmt *st = mk_api->db_query(mk_host, "SELECT 1 FROM market_products WHERE catalog_id = ? AND ref = ? AND id <> ?",
                                           "IsI", catalog_id, f->ref, product_id);
         if (st && mk_api->db_step(st) == HALLE_DB_ROW)
-            json_array_append_new(errors, json_string("Cette référence est déjà celle d'un autre produit du catalogue."));
+            add_error(errors, mk_api->tr(r, "Cette référence est déjà celle d'un autre produit du catalogue."));
         mk_api->db_done(st);
     }
 }
@@ -453,7 +459,7 @@ static void read_product_form(halle_request *r, int64_t catalog_id, int64_t prod
 static int product_page(halle_request *r, int status, const catalog *c, int64_t product_id, json_t *values, json_t *errors)
 {
     json_t *ctx = json_object();
-    set_str(ctx, "title", product_id ? "Modifier le produit" : "Nouveau produit");
+    set_str(ctx, "title", product_id ? mk_api->tr(r, "Modifier le produit") : mk_api->tr(r, "Nouveau produit"));
     json_object_set_new(ctx, "catalog", catalog_json(c));
     char action[80];
     if (product_id)
@@ -466,7 +472,8 @@ static int product_page(halle_request *r, int status, const catalog *c, int64_t 
     const char *unit = json_string_value(json_object_get(values, "unit"));
     json_t *units = json_array();
     for (size_t i = 0; i < sizeof unit_values / sizeof unit_values[0]; i++) {
-        json_t *u = json_pack("{s:s, s:s, s:b}", "value", unit_values[i], "label", mk_unit_label(unit_values[i]), "selected",
+        json_t *u = json_pack("{s:s, s:s, s:b}", "value", unit_values[i], "label",
+                              mk_api->tr(r, mk_unit_label(unit_values[i])), "selected",
                               unit && !strcmp(unit, unit_values[i]));
         json_array_append_new(units, u);
     }
@@ -474,9 +481,11 @@ static int product_page(halle_request *r, int status, const catalog *c, int64_t 
     int vat = mk_parse_vat(json_string_value(json_object_get(values, "vat")));
     json_t *vats = json_array();
     for (size_t i = 0; i < sizeof vat_values / sizeof vat_values[0]; i++) {
-        char v[16];
+        char v[16], label[16];
         mk_vat_format(vat_values[i], v, sizeof v);
-        json_array_append_new(vats, json_pack("{s:s, s:b}", "value", v, "selected", vat == vat_values[i]));
+        mk_vat_text(mk_api->req_lang(r), vat_values[i], label, sizeof label);
+        json_array_append_new(vats,
+                              json_pack("{s:s, s:s, s:b}", "value", v, "label", label, "selected", vat == vat_values[i]));
     }
     json_object_set_new(ctx, "vats", vats);
     int64_t cat = mk_id(json_string_value(json_object_get(values, "category")));
@@ -573,7 +582,7 @@ static int64_t need_product(halle_request *r, catalog *c)
     int64_t cid = st && mk_api->db_step(st) == HALLE_DB_ROW ? mk_api->db_col_int(st, 0) : 0;
     mk_api->db_done(st);
     if (!cid || !catalog_read(mk_host, cid, c))
-        return mk_error(r, 404, "Ce produit n'existe pas."), 0;
+        return mk_error(r, 404, mk_api->tr(r, "Ce produit n'existe pas.")), 0;
     if (!mk_api->can(r, HALLE_ACT_EDIT, HALLE_OBJ_CATALOG, c->owner))
         return forbidden(r), 0;
     return pid;
@@ -592,14 +601,22 @@ static int product_get(halle_request *r, void *ud)
                                       "I", pid);
     if (!st || mk_api->db_step(st) != HALLE_DB_ROW) {
         mk_api->db_done(st);
-        return mk_error(r, 404, "Ce produit n'existe pas.");
+        return mk_error(r, 404, mk_api->tr(r, "Ce produit n'existe pas."));
     }
+    /* the form's values are typed again: numbers as the page's language writes them, without
+     * the euro sign (the parsers read a decimal comma or point) */
+    const char *lang = mk_api->req_lang(r);
     char qty[32], price[32], vat[16], stock[32] = "", cat[24] = "";
-    mk_decimal_format(mk_api->db_col_double(st, 4), qty, sizeof qty);
+    mk_decimal_text(lang, mk_api->db_col_double(st, 4), qty, sizeof qty);
     mk_price_format(mk_api->db_col_int(st, 5), price, sizeof price);
     mk_vat_format((int)mk_api->db_col_int(st, 6), vat, sizeof vat);
+    if (mk_lang_is_english(lang)) {
+        char *c = strchr(price, ',');
+        if (c)
+            *c = '.';
+    }
     if (mk_api->db_col_text(st, 9))
-        mk_decimal_format(mk_api->db_col_double(st, 9), stock, sizeof stock);
+        mk_decimal_text(lang, mk_api->db_col_double(st, 9), stock, sizeof stock);
     if (mk_api->db_col_int(st, 8))
         snprintf(cat, sizeof cat, "%lld", (long long)mk_api->db_col_int(st, 8));
     json_t *v = json_object();
@@ -685,7 +702,7 @@ static int product_image(halle_request *r, void *ud)
                                       "I", pid);
     if (!st || mk_api->db_step(st) != HALLE_DB_ROW) {
         mk_api->db_done(st);
-        return mk_error(r, 404, "Ce produit n'a pas d'image.");
+        return mk_error(r, 404, mk_api->tr(r, "Ce produit n'a pas d'image."));
     }
     const char *type = mk_api->db_col_text(st, 0);
     int64_t len = mk_api->db_col_int(st, 1);
@@ -693,7 +710,7 @@ static int product_image(halle_request *r, void *ud)
     int visible = mk_api->db_col_int(st, 3) || mk_api->can(r, HALLE_ACT_EDIT, HALLE_OBJ_CATALOG, mk_api->db_col_int(st, 4));
     int rc;
     if (!visible || !type || !data || len <= 0) {
-        rc = mk_error(r, 404, "Ce produit n'a pas d'image.");
+        rc = mk_error(r, 404, mk_api->tr(r, "Ce produit n'a pas d'image."));
     } else {
         mk_api->resp_header(r, "Content-Type", type);
         mk_api->resp_header(r, "Cache-Control", "public, max-age=300");
@@ -830,7 +847,7 @@ static int import_data(halle_host *h, int64_t catalog_id, int64_t producer_id, c
 {
     categories cats;
     if (categories_load(h, &cats) != HALLE_OK) {
-        report_error(imp, "Les catégories n'ont pas pu être lues : réessayez.");
+        report_error(imp, mk_api->tr(imp->req, "Les catégories n'ont pas pu être lues : réessayez."));
         return HALLE_ERROR;
     }
     hl_err err = {0, ""};
@@ -844,7 +861,8 @@ static int import_data(halle_host *h, int64_t catalog_id, int64_t producer_id, c
     mk_now(job->now, sizeof job->now);
     if (mk_api->db_tx(h, import_tx, job) != HALLE_OK) {
         char msg[600];
-        snprintf(msg, sizeof msg, "L'enregistrement a échoué, rien n'a été importé : %s", mk_api->last_error(h));
+        snprintf(msg, sizeof msg, mk_api->tr(imp->req, "L'enregistrement a échoué, rien n'a été importé : %s"),
+                 mk_api->last_error(h));
         report_error(imp, msg);
         return HALLE_ERROR;
     }
@@ -858,20 +876,22 @@ static int import_post(halle_request *r, void *ud)
     if (!need_catalog(r, mk_id(mk_api->req_route_param(r, "id")), &c))
         return HALLE_OK;
     json_t *ctx = json_object();
-    set_str(ctx, "title", "Import de produits");
+    set_str(ctx, "title", mk_api->tr(r, "Import de produits"));
     json_object_set_new(ctx, "catalog", catalog_json(&c));
     size_t len = 0;
     const void *data = mk_api->req_file(r, "file", &len, NULL, NULL);
     if (!data || !len) {
-        json_object_set_new(ctx, "errors", json_pack("[s]", "Choisissez le fichier CSV à importer."));
+        json_object_set_new(ctx, "errors", json_pack("[s]", mk_api->tr(r, "Choisissez le fichier CSV à importer.")));
         return render(r, 422, "market/producers/import", ctx);
     }
     if (len > WEB_IMPORT_MAX) {
-        json_object_set_new(ctx, "errors", json_pack("[s]", "Fichier trop gros : 10 Mo au plus. Découpez-le."));
+        json_object_set_new(ctx, "errors",
+                            json_pack("[s]", mk_api->tr(r, "Fichier trop gros : 10 Mo au plus. Découpez-le.")));
         return render(r, 422, "market/producers/import", ctx);
     }
     mk_csv_import imp;
     memset(&imp, 0, sizeof imp);
+    imp.req = r;
     import_job job;
     memset(&job, 0, sizeof job);
     int rc = import_data(mk_host, c.id, c.producer_id, data, len, &imp, &job, NULL);
@@ -885,7 +905,7 @@ static int import_post(halle_request *r, void *ud)
         for (size_t i = 0; i < imp.nlisted; i++)
             json_array_append_new(errors, json_string(imp.errors[i]));
         if (!imp.nlisted)
-            json_array_append_new(errors, json_string("Le fichier n'a pas pu être lu."));
+            add_error(errors, mk_api->tr(r, "Le fichier n'a pas pu être lu."));
         json_object_set_new(ctx, "errors", errors);
         json_object_set_new(ctx, "error_count", json_integer((json_int_t)imp.nerrors));
         if (imp.nerrors > imp.nlisted)

@@ -35,6 +35,15 @@ static int fail(hl_err *err, int code, const char *fmt, ...)
     return code;
 }
 
+/* A report line in the page's language when the caller set imp->req (the web import), in
+ * French otherwise (the command line, the unit tests). format_arg: the compiler checks the
+ * arguments against the msgid's conversions, which every translation keeps. */
+static const char *tr(const mk_csv_import *imp, const char *msgid) __attribute__((format_arg(2)));
+static const char *tr(const mk_csv_import *imp, const char *msgid)
+{
+    return imp && imp->req && mk_api ? mk_api->tr(imp->req, msgid) : msgid;
+}
+
 /* ---- text helpers ------------------------------------------------------------------------ */
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 when malformed. */
@@ -190,9 +199,9 @@ const char *mk_unit_label(const char *unit)
     if (!unit)
         return "";
     if (!strcmp(unit, "piece"))
-        return "pièce";
+        return N_("pièce");
     if (!strcmp(unit, "bulk"))
-        return "vrac";
+        return N_("vrac");
     return unit;
 }
 
@@ -270,6 +279,47 @@ void mk_vat_format(int bp, char *out, size_t len)
         snprintf(out, len, "%d,%d", bp / 100, bp % 100 / 10);
     else
         snprintf(out, len, "%d,%02d", bp / 100, bp % 100);
+}
+
+int mk_lang_is_english(const char *lang)
+{
+    return lang && lang[0] == 'e' && lang[1] == 'n' && (!lang[2] || lang[2] == '-' || lang[2] == '_');
+}
+
+/* The French decimal comma becomes a point in English. */
+static void english_point(const char *lang, char *out)
+{
+    char *c = mk_lang_is_english(lang) ? strchr(out, ',') : NULL;
+    if (c)
+        *c = '.';
+}
+
+void mk_price_text(const char *lang, long long cents, char *out, size_t len)
+{
+    char num[32];
+    if (!len)
+        return;
+    mk_price_format(cents, num, sizeof num);
+    english_point(lang, num);
+    snprintf(out, len, mk_lang_is_english(lang) ? "€%s" : "%s €", num);
+}
+
+void mk_decimal_text(const char *lang, double v, char *out, size_t len)
+{
+    if (!len)
+        return;
+    mk_decimal_format(v, out, len);
+    english_point(lang, out);
+}
+
+void mk_vat_text(const char *lang, int bp, char *out, size_t len)
+{
+    char num[16];
+    if (!len)
+        return;
+    mk_vat_format(bp, num, sizeof num);
+    english_point(lang, num);
+    snprintf(out, len, mk_lang_is_english(lang) ? "%s%%" : "%s %%", num);
 }
 
 int mk_vat_allowed(int bp)
@@ -405,19 +455,23 @@ static unsigned cp1252_char(unsigned char c)
 
 /* Excel in French still saves "CSV" in Windows-1252: text that is not UTF-8 is read as that.
  * Returns a malloc'd UTF-8 copy, or NULL (err set). */
-static char *from_cp1252(const char *s, size_t n, size_t *out_len, hl_err *err)
+static char *from_cp1252(mk_csv_import *imp, const char *s, size_t n, size_t *out_len, hl_err *err)
 {
     size_t need = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned cp = cp1252_char((unsigned char)s[i]);
         if (!cp && s[i]) {
-            fail(err, HL_EINVAL, "Encodage non reconnu (ni UTF-8 ni Windows-1252) : enregistrez le fichier en CSV UTF-8.");
+            const char *msg =
+                tr(imp, "Encodage non reconnu (ni UTF-8 ni Windows-1252) : enregistrez le fichier en CSV UTF-8.");
+            add_error(imp, msg);
+            fail(err, HL_EINVAL, "%s", msg);
             return NULL;
         }
         need += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
     }
     char *out = malloc(need + 1);
     if (!out) {
+        add_error(imp, tr(imp, "mémoire insuffisante"));
         fail(err, HL_ENOMEM, "mémoire insuffisante");
         return NULL;
     }
@@ -453,9 +507,11 @@ static const struct {
     {"bio", MK_COL_ORGANIC}, {"organic", MK_COL_ORGANIC}, {"stock", MK_COL_STOCK},
 };
 
-/* How each column is named in messages, in MK_COL_* order. */
-static const char *const col_label[MK_NCOLS] = {"référence", "nom", "description", "catégorie", "unité",
-                                                "quantité", "prix", "tva", "bio", "stock"};
+/* How each column is named in messages, in MK_COL_* order (translated with the report: the
+ * English names are column titles the import accepts too). */
+static const char *const col_label[MK_NCOLS] = {N_("référence"), N_("nom"), N_("description"), N_("catégorie"),
+                                                N_("unité"), N_("quantité"), N_("prix"), N_("tva"), N_("bio"),
+                                                N_("stock")};
 
 static int col_of(const char *header)
 {
@@ -565,6 +621,7 @@ typedef struct problems {
     char msg[1024];
     size_t len;
     int count;
+    const char *sep;   /* between two problems of a line */
 } problems;
 
 static void problem(problems *pb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -575,7 +632,7 @@ static void problem(problems *pb, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(one, sizeof one, fmt, ap);
     va_end(ap);
-    int n = snprintf(pb->msg + pb->len, sizeof pb->msg - pb->len, "%s%s", pb->count ? " ; " : "", one);
+    int n = snprintf(pb->msg + pb->len, sizeof pb->msg - pb->len, "%s%s", pb->count ? pb->sep : "", one);
     pb->len += n > 0 ? (size_t)n : 0;
     if (pb->len > sizeof pb->msg - 1)
         pb->len = sizeof pb->msg - 1;
@@ -590,7 +647,7 @@ static void header_record(parse_state *ps)
     for (int c = 0; c < MK_NCOLS; c++)
         ps->field_of[c] = -1;
     if (ps->nfields > MK_CSV_MAX_COLS) {
-        snprintf(msg, sizeof msg, "ligne %d : trop de colonnes (%d au plus)", ps->start, MK_CSV_MAX_COLS);
+        snprintf(msg, sizeof msg, tr(imp, "ligne %d : trop de colonnes (%d au plus)"), ps->start, MK_CSV_MAX_COLS);
         add_error(imp, msg);
         ps->stop = fail(ps->err, HL_EINVAL, "%s", msg);
         return;
@@ -604,13 +661,14 @@ static void header_record(parse_state *ps)
         int c = col_of(name);
         if (c < 0) {
             snprintf(msg, sizeof msg,
-                     "ligne %d : colonne inconnue « %s » (colonnes possibles : référence, nom, description, "
-                     "catégorie, unité, quantité, prix, tva, bio, stock)",
+                     tr(imp, "ligne %d : colonne inconnue « %s » (colonnes possibles : référence, nom, description, "
+                             "catégorie, unité, quantité, prix, tva, bio, stock)"),
                      ps->start, shown(name, sb, sizeof sb));
             add_error(imp, msg);
             bad = 1;
         } else if (ps->field_of[c] >= 0) {
-            snprintf(msg, sizeof msg, "ligne %d : colonne « %s » en double", ps->start, col_label[c]);
+            snprintf(msg, sizeof msg, tr(imp, "ligne %d : colonne « %s » en double"), ps->start,
+                     tr(imp, col_label[c]));
             add_error(imp, msg);
             bad = 1;
         } else {
@@ -621,7 +679,8 @@ static void header_record(parse_state *ps)
     static const int required[] = {MK_COL_NAME, MK_COL_PRICE, MK_COL_VAT};
     for (size_t k = 0; k < sizeof required / sizeof required[0]; k++)
         if (ps->field_of[required[k]] < 0) {
-            snprintf(msg, sizeof msg, "ligne %d : colonne « %s » manquante", ps->start, col_label[required[k]]);
+            snprintf(msg, sizeof msg, tr(imp, "ligne %d : colonne « %s » manquante"), ps->start,
+                     tr(imp, col_label[required[k]]));
             add_error(imp, msg);
             bad = 1;
         }
@@ -653,75 +712,75 @@ static void data_record(parse_state *ps)
     }
     if (empty) /* spreadsheets leave rows of bare separators behind */
         return;
-    problems pb = {.len = 0, .count = 0};
+    problems pb = {.len = 0, .count = 0, .sep = tr(imp, " ; ")};
     char sb[SHOWN_MAX + 8];
     if (ps->extra_nonempty)
-        problem(&pb, "%zu colonnes alors que l'en-tête en a %zu", ps->nfields, ps->ncols);
+        problem(&pb, tr(imp, "%zu colonnes alors que l'en-tête en a %zu"), ps->nfields, ps->ncols);
     for (size_t i = 0; i < ps->nfields && i < MK_CSV_MAX_COLS && !ps->extra_nonempty; i++) {
         if (!*field(ps, i))
             continue;
         if (i >= ps->ncols) {
-            problem(&pb, "%zu colonnes alors que l'en-tête en a %zu", ps->nfields, ps->ncols);
+            problem(&pb, tr(imp, "%zu colonnes alors que l'en-tête en a %zu"), ps->nfields, ps->ncols);
             break;
         }
         if (ps->map[i] < 0) {
-            problem(&pb, "valeur dans la colonne %zu, qui n'a pas de titre", i + 1);
+            problem(&pb, tr(imp, "valeur dans la colonne %zu, qui n'a pas de titre"), i + 1);
             break;
         }
     }
     for (size_t i = 0; i < ps->nfields && i < MK_CSV_MAX_COLS; i++)
         if (!mk_text_ok(field(ps, i), SIZE_MAX / 2, 1)) {
-            problem(&pb, "caractères de contrôle dans la colonne %zu", i + 1);
+            problem(&pb, tr(imp, "caractères de contrôle dans la colonne %zu"), i + 1);
             break;
         }
 
     mk_csv_product p = {.line = ps->start, .quantity = 1, .unit = "piece"};
     const char *name = value(ps, MK_COL_NAME), *ref = value(ps, MK_COL_REF), *desc = value(ps, MK_COL_DESC);
     if (!*name)
-        problem(&pb, "nom manquant");
+        problem(&pb, tr(imp, "nom manquant"));
     else if (strlen(name) > MK_NAME_MAX || strpbrk(name, "\r\n\t"))
-        problem(&pb, "nom trop long ou sur plusieurs lignes (%d caractères au plus)", MK_NAME_MAX);
+        problem(&pb, tr(imp, "nom trop long ou sur plusieurs lignes (%d caractères au plus)"), MK_NAME_MAX);
     if (strlen(desc) > MK_DESC_MAX)
-        problem(&pb, "description trop longue (%d caractères au plus)", MK_DESC_MAX);
+        problem(&pb, tr(imp, "description trop longue (%d caractères au plus)"), MK_DESC_MAX);
     if (strlen(ref) > MK_REF_MAX || strpbrk(ref, "\r\n\t")) {
-        problem(&pb, "référence trop longue (%d caractères au plus)", MK_REF_MAX);
+        problem(&pb, tr(imp, "référence trop longue (%d caractères au plus)"), MK_REF_MAX);
     } else if (*ref) {
         mk_csv_product *dup = mk_csv_find_ref(imp, ref);
         if (dup)
-            problem(&pb, "référence « %s » déjà utilisée ligne %d", shown(ref, sb, sizeof sb), dup->line);
+            problem(&pb, tr(imp, "référence « %s » déjà utilisée ligne %d"), shown(ref, sb, sizeof sb), dup->line);
     }
     const char *v = value(ps, MK_COL_PRICE);
     if (!*v)
-        problem(&pb, "prix manquant");
+        problem(&pb, tr(imp, "prix manquant"));
     else if ((p.price_cents = mk_parse_price(v)) <= 0)
-        problem(&pb, "prix invalide « %s »", shown(v, sb, sizeof sb));
+        problem(&pb, tr(imp, "prix invalide « %s »"), shown(v, sb, sizeof sb));
     v = value(ps, MK_COL_VAT);
     if (!*v)
-        problem(&pb, "taux de TVA manquant");
+        problem(&pb, tr(imp, "taux de TVA manquant"));
     else if ((p.vat_bp = mk_parse_vat(v)) < 0 || !mk_vat_allowed(p.vat_bp))
-        problem(&pb, "taux de TVA invalide « %s » (0, 2,1, 5,5, 10 ou 20)", shown(v, sb, sizeof sb));
+        problem(&pb, tr(imp, "taux de TVA invalide « %s » (0, 2,1, 5,5, 10 ou 20)"), shown(v, sb, sizeof sb));
     v = value(ps, MK_COL_UNIT);
     if (*v && !(p.unit = mk_unit_parse(v)))
-        problem(&pb, "unité invalide « %s » (pièce, kg, g, l, ml ou vrac)", shown(v, sb, sizeof sb));
+        problem(&pb, tr(imp, "unité invalide « %s » (pièce, kg, g, l, ml ou vrac)"), shown(v, sb, sizeof sb));
     v = value(ps, MK_COL_QTY);
     if (*v && (mk_decimal_parse(v, &p.quantity) || p.quantity <= 0))
-        problem(&pb, "quantité invalide « %s »", shown(v, sb, sizeof sb));
+        problem(&pb, tr(imp, "quantité invalide « %s »"), shown(v, sb, sizeof sb));
     v = value(ps, MK_COL_ORGANIC);
     if ((p.organic = mk_bool_parse(v)) < 0)
-        problem(&pb, "bio invalide « %s » (oui ou non)", shown(v, sb, sizeof sb));
+        problem(&pb, tr(imp, "bio invalide « %s » (oui ou non)"), shown(v, sb, sizeof sb));
     v = value(ps, MK_COL_CATEGORY);
     if (*v && (p.category_id = category_of(ps, v)) < 0)
-        problem(&pb, "catégorie inconnue « %s »", shown(v, sb, sizeof sb));
+        problem(&pb, tr(imp, "catégorie inconnue « %s »"), shown(v, sb, sizeof sb));
     v = value(ps, MK_COL_STOCK);
     if (*v) {
         p.has_stock = 1;
         if (mk_decimal_parse(v, &p.stock))
-            problem(&pb, "stock invalide « %s »", shown(v, sb, sizeof sb));
+            problem(&pb, tr(imp, "stock invalide « %s »"), shown(v, sb, sizeof sb));
     }
 
     if (pb.count) {
         char msg[1100];
-        snprintf(msg, sizeof msg, "ligne %d : %s", ps->start, pb.msg);
+        snprintf(msg, sizeof msg, tr(imp, "ligne %d : %s"), ps->start, pb.msg);
         add_error(imp, msg);
         return;
     }
@@ -853,7 +912,7 @@ static int run(parse_state *ps, const char *text, size_t n)
     while (p < end && blank_line(p, l = line_end(p, end), '\t'))
         p += l;
     if (p == end) {
-        add_error(imp, "Le fichier est vide.");
+        add_error(imp, tr(imp, "Le fichier est vide."));
         return fail(ps->err, HL_EINVAL, "Le fichier est vide.");
     }
     imp->delimiter = guess_delimiter(p, line_end(p, end));
@@ -868,7 +927,7 @@ static int run(parse_state *ps, const char *text, size_t n)
     csv_free(&cp);
     if (records > MK_CSV_MAX_ROWS + 1) {
         char msg[128];
-        snprintf(msg, sizeof msg, "Le fichier a plus de %d lignes : découpez-le.", MK_CSV_MAX_ROWS);
+        snprintf(msg, sizeof msg, tr(imp, "Le fichier a plus de %d lignes : découpez-le."), MK_CSV_MAX_ROWS);
         add_error(imp, msg);
         return fail(ps->err, HL_ETOOBIG, "%s", msg);
     }
@@ -890,19 +949,23 @@ static int run(parse_state *ps, const char *text, size_t n)
         if (csv_parse(&cp, p, l, on_field, on_record, ps) != l && !ps->stop) {
             if (csv_error(&cp) == CSV_EPARSE) {
                 char msg[256];
-                snprintf(msg, sizeof msg, "ligne %d : guillemet mal placé (un champ qui contient des guillemets "
-                         "doit être entouré de guillemets, et ceux qu'il contient doublés)", ps->line);
+                snprintf(msg, sizeof msg,
+                         tr(imp, "ligne %d : guillemet mal placé (un champ qui contient des guillemets "
+                                 "doit être entouré de guillemets, et ceux qu'il contient doublés)"),
+                         ps->line);
                 add_error(imp, msg);
                 ps->stop = fail(ps->err, HL_EINVAL, "%s", msg);
             } else {
-                ps->stop = fail(ps->err, HL_ENOMEM, "lecture du CSV : %s", csv_strerror(csv_error(&cp)));
-                add_error(imp, ps->err ? ps->err->msg : "lecture du CSV impossible");
+                char msg[256];
+                snprintf(msg, sizeof msg, tr(imp, "lecture du CSV : %s"), csv_strerror(csv_error(&cp)));
+                add_error(imp, msg);
+                ps->stop = fail(ps->err, HL_ENOMEM, "%s", msg);
             }
         }
     }
     if (!ps->stop && csv_fini(&cp, on_field, on_record, ps) != 0) {
         char msg[160];
-        snprintf(msg, sizeof msg, "ligne %d : guillemet ouvert qui n'est jamais fermé", ps->start);
+        snprintf(msg, sizeof msg, tr(imp, "ligne %d : guillemet ouvert qui n'est jamais fermé"), ps->start);
         add_error(imp, msg);
         ps->stop = fail(ps->err, HL_EINVAL, "%s", msg);
     }
@@ -914,7 +977,7 @@ static int run(parse_state *ps, const char *text, size_t n)
     if (imp->nerrors)
         return fail(ps->err, HL_EINVAL, "%zu ligne(s) invalide(s)", imp->nerrors);
     if (!imp->nrows) {
-        add_error(imp, "Le fichier n'a aucune ligne de produit après l'en-tête.");
+        add_error(imp, tr(imp, "Le fichier n'a aucune ligne de produit après l'en-tête."));
         return fail(ps->err, HL_EINVAL, "aucun produit");
     }
     return HL_OK;
@@ -928,8 +991,8 @@ int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_
     if (len > SIZE_MAX / 4 || ncats > 100000)
         return fail(err, HL_ETOOBIG, "fichier trop grand");
     if (data && memchr(data, '\0', len)) {
-        add_error(imp, "Ce n'est pas un fichier texte CSV (un classeur .xlsx ou .ods ?) : "
-                       "enregistrez-le au format CSV depuis votre tableur.");
+        add_error(imp, tr(imp, "Ce n'est pas un fichier texte CSV (un classeur .xlsx ou .ods ?) : "
+                               "enregistrez-le au format CSV depuis votre tableur."));
         return fail(err, HL_EINVAL, "pas un fichier CSV");
     }
     if (len >= 3 && !memcmp(data, "\xef\xbb\xbf", 3)) {
@@ -939,11 +1002,9 @@ int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_
     char *owned = NULL;
     const char *text = data ? data : "";
     if (!utf8_valid(text, len)) {
-        owned = from_cp1252(text, len, &len, err);
-        if (!owned) {
-            add_error(imp, err ? err->msg : "encodage non reconnu");
+        owned = from_cp1252(imp, text, len, &len, err);
+        if (!owned)
             return err ? err->code : HL_EINVAL;
-        }
         text = owned;
     }
     parse_state ps;

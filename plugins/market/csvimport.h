@@ -10,6 +10,11 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "include/halle/plugin.h"
+
+/* Marks a French msgid kept in a table and translated where it is shown, with mk_api->tr
+ * (xgettext --keyword=N_; tests/unit/test_i18n.c checks that po/en.po translates it). */
+#define N_(msgid) msgid
 
 #define MK_CSV_MAX_ERRORS 100     /* messages kept in a report; the others are only counted */
 #define MK_CSV_MAX_ROWS 200000
@@ -55,6 +60,7 @@ typedef struct mk_csv_import {
     size_t nlisted;          /* messages in errors[] */
     size_t nerrors;          /* wrong lines (and header problems), all of them */
     char delimiter;
+    halle_request *req;      /* set by the caller: the report is in this page's language (NULL: French) */
     /* private */
     mk_csv_block *pool;
     uint32_t *refs;          /* open addressing: row index + 1, 0 = empty */
@@ -89,6 +95,13 @@ void mk_decimal_format(double v, char *out, size_t len);
 /* 1250 -> "12,50"; 550 (VAT basis points) -> "5,5" with mk_vat_format. */
 void mk_price_format(long long cents, char *out, size_t len);
 void mk_vat_format(int bp, char *out, size_t len);
+/* The same in the page's language (mk_api->req_lang): "en", "en-GB", "en_US"... use the English
+ * rules, any other language (and NULL) the French ones. Prices carry the euro sign: "12,50 €" /
+ * "€12.50"; quantities "0,5" / "0.5"; VAT rates "5,5 %" / "5.5%". */
+int mk_lang_is_english(const char *lang);
+void mk_price_text(const char *lang, long long cents, char *out, size_t len);
+void mk_decimal_text(const char *lang, double v, char *out, size_t len);
+void mk_vat_text(const char *lang, int bp, char *out, size_t len);
 /* 1 for the French VAT rates a product may have: 0, 2,1, 5,5, 10 and 20 %. */
 int mk_vat_allowed(int bp);
 /* oui/non/yes/no/1/0/x/vrai/faux/true/false/"" -> 1 or 0; -1 otherwise. */

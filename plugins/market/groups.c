@@ -766,8 +766,6 @@ static int https_link_ok(const char *s)
 /* 1 when name is an installed theme. */
 static int theme_exists(const char *name)
 {
-    if (mk_api->api_version < 6)
-        return 0;
     json_t *list = mk_api->themes(mk_host), *t;
     size_t i;
     int found = 0;
@@ -779,7 +777,7 @@ static int theme_exists(const char *name)
 /* The theme <select>: the site's, then every installed theme. */
 static json_t *theme_options(const char *current)
 {
-    json_t *a = json_array(), *list = mk_api->api_version >= 6 ? mk_api->themes(mk_host) : NULL, *t;
+    json_t *a = json_array(), *list = mk_api->themes(mk_host), *t;
     json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "value", "", "label", "Thème du site", "selected", !*current));
     size_t i;
     json_array_foreach(list, i, t) {
@@ -916,7 +914,7 @@ static void public_look(halle_request *r, json_t *ctx, const char *slug, const l
         set_text(page, "stylesheet", url);
     }
     if (logo_size > 0) {
-        snprintf(url, sizeof url, "%s/groups/%s/logo", mk_api->api_version >= 6 ? mk_api->site_url(mk_host) : "", slug);
+        snprintf(url, sizeof url, "%s/groups/%s/logo", mk_api->site_url(mk_host), slug);
         set_text(page, "image", url);
         snprintf(url, sizeof url, "/groups/%s/logo?v=%lld", slug, (long long)logo_size);
         set_text(look, "logo_url", url);
@@ -924,7 +922,7 @@ static void public_look(halle_request *r, json_t *ctx, const char *slug, const l
     json_object_set_new(ctx, "page", page); /* merged into the core's page object (page.url stays) */
     if (f->banner[0])
         set_text(look, "banner", f->banner);
-    char *html = f->intro[0] && mk_api->api_version >= 4 ? mk_api->markdown(f->intro) : NULL;
+    char *html = f->intro[0] ? mk_api->markdown(f->intro) : NULL;
     if (html) {
         json_t *v = json_string(html);
         if (v)
@@ -1683,8 +1681,9 @@ static int appearance_post(halle_request *r, void *ud)
 }
 
 /* A validator from bytes (FNV-1a), for the logo's ETag. */
-static uint64_t fnv1a(const unsigned char *p, size_t len)
+static uint64_t fnv1a(const void *data, size_t len)
 {
+    const unsigned char *p = data;
     uint64_t h = 14695981039346656037ULL;
     for (size_t i = 0; i < len; i++)
         h = (h ^ p[i]) * 1099511628211ULL;
@@ -1750,18 +1749,16 @@ static int logo_get(halle_request *r, void *ud)
 {
     (void)ud;
     const char *slug = mk_api->req_route_param(r, "slug");
-    /* The API reads columns as text: length() gives the blob's size, which the pointer holds. */
-    halle_stmt *st = mk_api->db_query(mk_host,
-                                      "SELECT logo_type, length(logo), logo FROM market_groups WHERE slug = ? "
-                                      "AND logo IS NOT NULL",
+    halle_stmt *st = mk_api->db_query(mk_host, "SELECT logo_type, logo FROM market_groups WHERE slug = ? AND logo IS NOT NULL",
                                       "s", slug ? slug : "");
-    const char *type = NULL, *data = NULL, *seen = NULL;
-    int64_t len = 0;
+    const char *type = NULL, *seen = NULL;
+    const void *data = NULL;
+    size_t len = 0;
     if (st && mk_api->db_step(st) == HALLE_DB_ROW) {
         type = mk_api->db_col_text(st, 0);
-        len = mk_api->db_col_int(st, 1);
-        data = mk_api->db_col_text(st, 2);
-        seen = data && len > 0 ? mk_image_type(data, (size_t)len) : NULL;
+        data = mk_api->db_col_blob(st, 1);
+        len = mk_api->db_col_bytes(st, 1);
+        seen = data && len ? mk_image_type(data, len) : NULL;
     }
     /* what was stored passed mk_image_type; anything else is not served as an image */
     if (!seen || !type || strcmp(type, seen)) {
@@ -1769,12 +1766,12 @@ static int logo_get(halle_request *r, void *ud)
         return mk_error(r, 404, "Ce groupe n'a pas de logo.");
     }
     char etag[40];
-    snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)(fnv1a((const unsigned char *)data, (size_t)len) ^ (uint64_t)len));
+    snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)(fnv1a(data, len) ^ (uint64_t)len));
     mk_api->resp_header(r, "ETag", etag);
     mk_api->resp_header(r, "Cache-Control", "public, max-age=300");
     if (!not_modified(r, etag)) {
         mk_api->resp_header(r, "Content-Type", type);
-        mk_api->resp_write(r, data, (size_t)len);
+        mk_api->resp_write(r, data, len);
     }
     mk_api->db_done(st);
     return HALLE_OK;

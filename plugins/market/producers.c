@@ -65,7 +65,7 @@ static int get_field(halle_request *r, const char *name, char *out, size_t size,
 
 static int forbidden(halle_request *r)
 {
-    return mk_error(r, 403, "Cette page est réservée au producteur titulaire du compte.");
+    return mk_error(r, 403, mk_api->tr(r, "Cette page est réservée au producteur titulaire du compte."));
 }
 
 /* ---- the account form -------------------------------------------------------------------- */
@@ -122,27 +122,27 @@ static const char *read_account_form(halle_request *r, account_form *f)
     int bad_town = get_field(r, "town", f->town, sizeof f->town, 0);
     int bad_desc = get_field(r, "description", f->description, sizeof f->description, 1);
     if (bad_name || !*f->business_name)
-        return "Indiquez le nom de votre exploitation (120 caractères au plus).";
+        return mk_api->tr(r, "Indiquez le nom de votre exploitation (120 caractères au plus).");
     if (!mk_siret_valid(f->siret_raw, f->siret))
-        return "Numéro SIRET invalide : 14 chiffres, dont le dernier est une clé de contrôle. "
-               "Vérifiez-le sur votre avis de situation INSEE.";
+        return mk_api->tr(r, "Numéro SIRET invalide : 14 chiffres, dont le dernier est une clé de contrôle. "
+                             "Vérifiez-le sur votre avis de situation INSEE.");
     if (bad_vat)
-        return "Numéro de TVA invalide.";
+        return mk_api->tr(r, "Numéro de TVA invalide.");
     if (*vat_raw) {
         char norm[32];
         if (!vat_valid(vat_raw, f->siret, norm, sizeof norm))
-            return "Numéro de TVA intracommunautaire invalide : FR, une clé de 2 chiffres puis les 9 chiffres de "
-                   "votre SIREN (le début de votre SIRET).";
+            return mk_api->tr(r, "Numéro de TVA intracommunautaire invalide : FR, une clé de 2 chiffres puis les "
+                                 "9 chiffres de votre SIREN (le début de votre SIRET).");
         snprintf(f->vat_number, sizeof f->vat_number, "%s", norm);
     }
     if (bad_address)
-        return "Adresse trop longue (300 caractères au plus).";
+        return mk_api->tr(r, "Adresse trop longue (300 caractères au plus).");
     if (bad_postcode || strlen(f->postcode) != 5 || strspn(f->postcode, "0123456789") != 5)
-        return "Code postal invalide : 5 chiffres.";
+        return mk_api->tr(r, "Code postal invalide : 5 chiffres.");
     if (bad_town || !*f->town)
-        return "Indiquez votre commune.";
+        return mk_api->tr(r, "Indiquez votre commune.");
     if (bad_desc)
-        return "Présentation trop longue (4000 caractères au plus).";
+        return mk_api->tr(r, "Présentation trop longue (4000 caractères au plus).");
     return NULL;
 }
 
@@ -161,7 +161,8 @@ static json_t *form_json(const account_form *f)
 
 static int account_page(halle_request *r, int status, int edit, json_t *form, const char *error)
 {
-    json_t *ctx = json_pack("{s:s, s:s, s:b, s:s}", "title", edit ? "Mon compte producteur" : "Ouvrir un compte producteur",
+    const char *title = edit ? mk_api->tr(r, "Mon compte producteur") : mk_api->tr(r, "Ouvrir un compte producteur");
+    json_t *ctx = json_pack("{s:s, s:s, s:b, s:s}", "title", title,
                             "action", edit ? "/producer/profile" : "/producer/signup", "edit", edit, "charter_version",
                             MK_CHARTER_VERSION);
     if (!ctx) {
@@ -235,20 +236,22 @@ static int signup_post(halle_request *r, void *ud)
      * coordinator included) opens an account for someone else. */
     int64_t uid = mk_api->req_user(r);
     if (mk_current_producer(r))
-        return account_page(r, 409, 0, NULL, "Vous avez déjà un compte producteur : un seul compte par personne.");
+        return account_page(r, 409, 0, NULL,
+                            mk_api->tr(r, "Vous avez déjà un compte producteur : un seul compte par personne."));
     account_form f;
     const char *error = read_account_form(r, &f);
     if (!error && !*param(r, "charter"))
-        error = "Vous devez accepter la charte des producteurs pour vendre.";
+        error = mk_api->tr(r, "Vous devez accepter la charte des producteurs pour vendre.");
     if (error)
         return account_page(r, 422, 0, form_json(&f), error);
     signup_job j = {.user_id = uid, .f = &f};
     mk_now(j.now, sizeof j.now);
     if (mk_api->db_tx(mk_host, signup_tx, &j) != HALLE_OK) {
         if (mk_current_producer(r))
-            return account_page(r, 409, 0, NULL, "Vous avez déjà un compte producteur : un seul compte par personne.");
+            return account_page(r, 409, 0, NULL,
+                            mk_api->tr(r, "Vous avez déjà un compte producteur : un seul compte par personne."));
         mk_api->log(mk_host, HALLE_LOG_ERROR, "producer sign-up failed: %s", mk_api->last_error(mk_host));
-        return mk_error(r, 500, "Le compte n'a pas pu être créé.");
+        return mk_error(r, 500, mk_api->tr(r, "Le compte n'a pas pu être créé."));
     }
     return mk_api->resp_redirect(r, "/producer?done=signup");
 }
@@ -308,31 +311,31 @@ static int profile_post(halle_request *r, void *ud)
 
 /* ---- the dashboard ------------------------------------------------------------------------ */
 
-static const char *done_message(const char *done)
+static const char *done_message(halle_request *r, const char *done)
 {
     static const struct {
         const char *key, *text;
     } msgs[] = {
-        {"signup", "Votre compte producteur est ouvert. Créez votre premier catalogue."},
-        {"profile", "Vos informations sont enregistrées."},
-        {"photo", "Photo ajoutée."},
-        {"photo-deleted", "Photo supprimée."},
-        {"ask", "Votre demande a été envoyée au groupe : son coordinateur l'acceptera ou la refusera."},
+        {"signup", N_("Votre compte producteur est ouvert. Créez votre premier catalogue.")},
+        {"profile", N_("Vos informations sont enregistrées.")},
+        {"photo", N_("Photo ajoutée.")},
+        {"photo-deleted", N_("Photo supprimée.")},
+        {"ask", N_("Votre demande a été envoyée au groupe : son coordinateur l'acceptera ou la refusera.")},
     };
     for (size_t i = 0; done && i < sizeof msgs / sizeof msgs[0]; i++)
         if (!strcmp(done, msgs[i].key))
-            return msgs[i].text;
+            return mk_api->tr(r, msgs[i].text);
     return NULL;
 }
 
-static const char *status_label(const char *status)
+static const char *status_label(halle_request *r, const char *status)
 {
     if (!strcmp(status, "accepted"))
-        return "accepté";
+        return mk_api->tr(r, "accepté");
     if (!strcmp(status, "pending"))
-        return "en attente";
+        return mk_api->tr(r, "en attente");
     if (!strcmp(status, "declined"))
-        return "refusé";
+        return mk_api->tr(r, "refusé");
     return status;
 }
 
@@ -372,7 +375,7 @@ static int dashboard(halle_request *r, int status, const char *error)
     snprintf(slug, sizeof slug, "%s", mk_api->db_col_text(st, 1) ? mk_api->db_col_text(st, 1) : "");
     mk_api->db_done(st);
     json_object_set_new(ctx, "producer", producer);
-    set_str(ctx, "title", "Espace producteur");
+    set_str(ctx, "title", mk_api->tr(r, "Espace producteur"));
 
     /* catalogs, paginated and searchable */
     int page = mk_page(r);
@@ -415,7 +418,7 @@ static int dashboard(halle_request *r, int status, const char *error)
         set_str(g, "name", mk_api->db_col_text(st, 0));
         set_str(g, "slug", mk_api->db_col_text(st, 1));
         set_str(g, "status", s);
-        set_str(g, "status_label", status_label(s));
+        set_str(g, "status_label", status_label(r, s));
         json_object_set_new(g, "accepted", json_boolean(!strcmp(s, "accepted")));
         json_array_append_new(groups, g);
     }
@@ -424,7 +427,7 @@ static int dashboard(halle_request *r, int status, const char *error)
     json_object_set_new(ctx, "photos", photos_json(pid, slug));
     json_object_set_new(ctx, "max_photos", json_integer(MAX_PHOTOS));
 
-    const char *ok = done_message(mk_api->req_param(r, "done"));
+    const char *ok = done_message(r, mk_api->req_param(r, "done"));
     if (ok && !error)
         set_str(ctx, "ok", ok);
     if (error)
@@ -450,7 +453,8 @@ static int ask_post(halle_request *r, void *ud)
         return HALLE_OK;
     char slug[80];
     if (get_field(r, "group", slug, sizeof slug, 0) || !*slug)
-        return dashboard(r, 422, "Indiquez le groupe (l'adresse de sa page : /groups/nom-du-groupe).");
+        return dashboard(r, 422,
+                         mk_api->tr(r, "Indiquez le groupe (l'adresse de sa page : /groups/nom-du-groupe)."));
     /* people paste the whole address of the group's page */
     const char *s = strrchr(slug, '/');
     s = s ? s + 1 : slug;
@@ -458,7 +462,7 @@ static int ask_post(halle_request *r, void *ud)
     int64_t gid = st && mk_api->db_step(st) == HALLE_DB_ROW ? mk_api->db_col_int(st, 0) : 0;
     mk_api->db_done(st);
     if (!gid)
-        return dashboard(r, 422, "Ce groupe n'existe pas : vérifiez l'adresse de sa page.");
+        return dashboard(r, 422, mk_api->tr(r, "Ce groupe n'existe pas : vérifiez l'adresse de sa page."));
     char status[16] = "";
     st = mk_api->db_query(mk_host, "SELECT status FROM market_group_producers WHERE group_id = ? AND producer_id = ?", "II",
                           gid, pid);
@@ -466,9 +470,9 @@ static int ask_post(halle_request *r, void *ud)
         snprintf(status, sizeof status, "%s", mk_api->db_col_text(st, 0) ? mk_api->db_col_text(st, 0) : "");
     mk_api->db_done(st);
     if (!strcmp(status, "accepted"))
-        return dashboard(r, 409, "Ce groupe vous a déjà accepté.");
+        return dashboard(r, 409, mk_api->tr(r, "Ce groupe vous a déjà accepté."));
     if (!strcmp(status, "pending"))
-        return dashboard(r, 409, "Votre demande à ce groupe est déjà en attente.");
+        return dashboard(r, 409, mk_api->tr(r, "Votre demande à ce groupe est déjà en attente."));
     char now[32];
     mk_now(now, sizeof now);
     /* a declined producer may ask again: the request goes back to pending */
@@ -492,17 +496,19 @@ static int photo_post(halle_request *r, void *ud)
     size_t len = 0;
     const void *data = mk_api->req_file(r, "photo", &len, NULL, NULL);
     if (!data || !len)
-        return dashboard(r, 422, "Choisissez une photo à envoyer.");
+        return dashboard(r, 422, mk_api->tr(r, "Choisissez une photo à envoyer."));
     if (len > MK_IMAGE_MAX)
-        return dashboard(r, 422, "Photo trop lourde : 2 Mo au plus. Réduisez-la avant de l'envoyer.");
+        return dashboard(r, 422,
+                         mk_api->tr(r, "Photo trop lourde : 2 Mo au plus. Réduisez-la avant de l'envoyer."));
     const char *type = mk_image_type(data, len);
     if (!type)
-        return dashboard(r, 422, "Format de photo non accepté : PNG, JPEG ou WebP seulement.");
+        return dashboard(r, 422, mk_api->tr(r, "Format de photo non accepté : PNG, JPEG ou WebP seulement."));
     halle_stmt *st = mk_api->db_query(mk_host, "SELECT count(*) FROM market_producer_photos WHERE producer_id = ?", "I", pid);
     long long n = st && mk_api->db_step(st) == HALLE_DB_ROW ? (long long)mk_api->db_col_int(st, 0) : 0;
     mk_api->db_done(st);
     if (n >= MAX_PHOTOS)
-        return dashboard(r, 422, "Vous avez déjà 12 photos : supprimez-en une avant d'en ajouter.");
+        return dashboard(r, 422,
+                         mk_api->tr(r, "Vous avez déjà 12 photos : supprimez-en une avant d'en ajouter."));
     char now[32];
     mk_now(now, sizeof now);
     if (mk_api->db_run(mk_host, "INSERT INTO market_producer_photos (producer_id, content_type, data, created_at) "
@@ -536,7 +542,7 @@ static int photo_get(halle_request *r, void *ud)
                                       "sI", mk_api->req_route_param(r, "slug"), id);
     if (!st || mk_api->db_step(st) != HALLE_DB_ROW) {
         mk_api->db_done(st);
-        return mk_error(r, 404, "Cette photo n'existe pas.");
+        return mk_error(r, 404, mk_api->tr(r, "Cette photo n'existe pas."));
     }
     const char *type = mk_api->db_col_text(st, 0);
     int64_t len = mk_api->db_col_int(st, 1);
@@ -560,7 +566,7 @@ static int public_get(halle_request *r, void *ud)
                                                "WHERE slug = ?", "s", slug ? slug : "");
     if (!st || mk_api->db_step(st) != HALLE_DB_ROW) {
         mk_api->db_done(st);
-        return mk_error(r, 404, "Ce producteur n'existe pas.");
+        return mk_error(r, 404, mk_api->tr(r, "Ce producteur n'existe pas."));
     }
     int64_t pid = mk_api->db_col_int(st, 0);
     json_t *ctx = json_object(), *producer = json_object();
@@ -594,14 +600,14 @@ static int public_get(halle_request *r, void *ud)
     json_t *products = json_array();
     st = mk_api->db_query(mk_host, sql, "IsiI", pid, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {
-        char price[32], qty[32];
-        mk_price_format(mk_api->db_col_int(st, 5), price, sizeof price);
-        mk_decimal_format(mk_api->db_col_double(st, 4), qty, sizeof qty);
+        char price[40], qty[32];
+        mk_price_text(mk_api->req_lang(r), mk_api->db_col_int(st, 5), price, sizeof price);
+        mk_decimal_text(mk_api->req_lang(r), mk_api->db_col_double(st, 4), qty, sizeof qty);
         json_t *p = json_object();
         json_object_set_new(p, "id", json_integer(mk_api->db_col_int(st, 0)));
         set_str(p, "name", mk_api->db_col_text(st, 1));
         set_str(p, "description", mk_api->db_col_text(st, 2));
-        set_str(p, "unit", mk_unit_label(mk_api->db_col_text(st, 3)));
+        set_str(p, "unit", mk_api->tr(r, mk_unit_label(mk_api->db_col_text(st, 3))));
         set_str(p, "quantity", qty);
         set_str(p, "price", price);
         json_object_set_new(p, "organic", json_boolean(mk_api->db_col_int(st, 6)));

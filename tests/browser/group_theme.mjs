@@ -1,7 +1,7 @@
 // A local group's look in a real browser: headless Chromium opens the group's public page as a
 // visitor and checks what a person sees — the header painted in the group's primary colour
 // (from /groups/SLUG/style.css, linked after the site's stylesheet, no inline style), the
-// banner, the logo — then keeps a screenshot. Run by tests/integration/test_group_theme.py:
+// banner, the logo — and keeps a screenshot. Run by tests/integration/test_group_theme.py:
 //
 //   node tests/browser/group_theme.mjs '{"base": "http://127.0.0.1:PORT", "path": "/groups/SLUG",
 //        "primary": "rgb(122, 31, 92)", "banner": "...", "groupName": "...",
@@ -79,6 +79,12 @@ async function main() {
     const resp = await page.goto(`${base}${cmd.path}`);
     check('the group page loads', resp && resp.status() === 200, { status: resp && resp.status() });
 
+    // The screenshot first: it is kept whatever the checks below find.
+    current = 'screenshot';
+    const shot = path.join(cmd.artefacts, 'group-theme.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    emit('group page screenshot', true, shot);
+
     current = 'stylesheets';
     const sheets = await page.evaluate(() => [...document.styleSheets].map((s) => {
       try { return { href: s.href, rules: s.cssRules.length }; } catch (e) { return { href: s.href, error: String(e) }; }
@@ -103,11 +109,6 @@ async function main() {
       const loaded = (await logo.count()) === 1 && await logo.evaluate((img) => img.complete && img.naturalWidth > 0);
       check('the logo is shown, its alt text the group name', loaded, { count: await logo.count() });
     }
-
-    current = 'screenshot';
-    const shot = path.join(cmd.artefacts, 'group-theme.png');
-    await page.screenshot({ path: shot, fullPage: true });
-    emit('group page screenshot', true, shot);
 
     check('no console errors or CSP violations on the page', consoleErrors.length === 0, consoleErrors);
     check('no failed requests for styles or images', failedRequests.length === 0, failedRequests);
