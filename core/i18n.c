@@ -589,7 +589,7 @@ static int flush(reader *r)
     /* Translations are used as printf formats (T() with hl_arena_printf): a translation whose
      * conversions differ from its msgid's would read the wrong arguments, so it is refused. */
     for (int i = 0; i < nstr; i++) {
-        char want[64], got[64];
+        char want[64] = "", got[64] = "";
         if (!printf_shape(r->id.p, want, sizeof want) || !printf_shape(r->strs[i].p, got, sizeof got) ||
             strcmp(want, got))
             return rerr(r, r->entry_line, HL_EINVAL,

@@ -425,7 +425,7 @@ static void read_product_form(halle_request *r, int64_t catalog_id, int64_t prod
         add_error(errors, mk_api->tr(r, "Prix TTC invalide : par exemple 12,50."));
     f->vat = mk_parse_vat(f->vat_raw);
     if (f->vat < 0 || !mk_vat_allowed(f->vat))
-        add_error(errors, mk_api->tr(r, "Taux de TVA invalide : 0, 2,1, 5,5, 10 ou 20 %."));
+        add_error(errors, mk_api->tr(r, "Taux de TVA invalide : 0, 2,1, 5,5, 10 ou 20 (en pour cent)."));
     if (*f->stock_raw) {
         f->has_stock = 1;
         if (mk_decimal_parse(f->stock_raw, &f->stock))
@@ -611,9 +611,9 @@ static int product_get(halle_request *r, void *ud)
     mk_price_format(mk_api->db_col_int(st, 5), price, sizeof price);
     mk_vat_format((int)mk_api->db_col_int(st, 6), vat, sizeof vat);
     if (mk_lang_is_english(lang)) {
-        char *c = strchr(price, ',');
-        if (c)
-            *c = '.';
+        char *comma = strchr(price, ',');
+        if (comma)
+            *comma = '.';
     }
     if (mk_api->db_col_text(st, 9))
         mk_decimal_text(lang, mk_api->db_col_double(st, 9), stock, sizeof stock);

@@ -73,9 +73,9 @@ typedef void (*mk_csv_progress)(void *ud, size_t done, size_t total);
 /* Reads a whole file (UTF-8 with or without BOM, or Windows-1252 as older spreadsheets
  * write it; separator ';', ',' or TAB found on the header line) and checks every line against
  * the categories. Returns HL_OK when every line is valid (imp->rows ready to be written),
- * HL_EINVAL when some are not (imp->errors, "ligne N : ..."), HL_ETOOBIG/HL_ENOMEM/HL_EINVAL
- * with err set when the file cannot be read at all. imp must be zeroed first; free it with
- * mk_csv_free whatever the result. */
+ * HL_EINVAL when some are not (imp->errors, "ligne N : ...", in the language of imp->req when
+ * it is set), HL_ETOOBIG/HL_ENOMEM/HL_EINVAL with err set when the file cannot be read at all.
+ * imp must be zeroed first; free it with mk_csv_free whatever the result. */
 int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_category *cats, size_t ncats,
                  mk_csv_progress progress, void *ud, hl_err *err);
 void mk_csv_free(mk_csv_import *imp);
@@ -86,7 +86,8 @@ mk_csv_product *mk_csv_find_ref(mk_csv_import *imp, const char *ref);
 
 /* "pièce", "Kg", "vrac", ... -> "piece", "kg", "bulk"; NULL when not a unit. */
 const char *mk_unit_parse(const char *s);
-/* The French word for a stored unit ("pièce", "vrac"), for forms and exports. */
+/* The French word for a stored unit ("pièce", "vrac"), for exports; a msgid, which pages show
+ * through mk_api->tr. */
 const char *mk_unit_label(const char *unit);
 /* "0,5" / "2.25" / "1 000" (at most 3 decimals, 0 <= x <= 1e6) into *out; 0 or -1. */
 int mk_decimal_parse(const char *s, double *out);

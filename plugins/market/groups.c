@@ -34,40 +34,43 @@ typedef struct choice {
     const char *label;
 } choice;
 
-static const choice kinds[] = {
-    {"buying_group", "Groupement d'achat"}, {"amap", "AMAP"}, {"farm_shop", "Boutique à la ferme"}, {NULL, NULL}};
+/* The labels are French msgids, translated where they are shown (label_tr). */
+static const choice kinds[] = {{"buying_group", N_("Groupement d'achat")},
+                               {"amap", N_("AMAP")},
+                               {"farm_shop", N_("Boutique à la ferme")},
+                               {NULL, NULL}};
 
-static const choice policies[] = {
-    {"open", "Adhésion libre"},          {"approval", "Adhésion sur demande"}, {"waiting_list", "Liste d'attente"},
-    {"closed", "Fermé aux nouveaux membres"}, {"full", "Complet"},          {NULL, NULL}};
-
-static const choice units[] = {{"piece", "pièce"}, {"kg", "kg"}, {"g", "g"}, {"l", "l"},
-                               {"ml", "ml"},       {"bulk", "vrac"}, {NULL, NULL}};
+static const choice policies[] = {{"open", N_("Adhésion libre")},
+                                  {"approval", N_("Adhésion sur demande")},
+                                  {"waiting_list", N_("Liste d'attente")},
+                                  {"closed", N_("Fermé aux nouveaux membres")},
+                                  {"full", N_("Complet")},
+                                  {NULL, NULL}};
 
 static const choice producer_statuses[] = {
-    {"pending", "En attente"}, {"accepted", "Accepté"}, {"declined", "Refusé"}, {NULL, NULL}};
+    {"pending", N_("En attente")}, {"accepted", N_("Accepté")}, {"declined", N_("Refusé")}, {NULL, NULL}};
 
 /* What ?done= says after a redirect: a fixed list, so the URL cannot put text on the page. */
 static const choice notices[] = {
-    {"joined", "Bienvenue : vous êtes membre du groupe."},
-    {"requested", "Votre demande a été transmise aux coordinateurs du groupe."},
-    {"waiting", "Vous êtes inscrit sur la liste d'attente."},
-    {"left", "Vous avez quitté le groupe."},
-    {"created", "Votre groupe est créé : vous en êtes le coordinateur."},
-    {"settings", "Réglages enregistrés."},
-    {"place-added", "Lieu ajouté."},
-    {"place-deleted", "Lieu supprimé."},
-    {"accepted", "Demande acceptée."},
-    {"declined", "Demande refusée."},
-    {"removed", "Membre retiré du groupe."},
-    {"admitted", "La première personne de la liste d'attente est admise."},
-    {"nobody", "La liste d'attente est vide."},
-    {"producer-accepted", "Producteur accepté."},
-    {"producer-declined", "Producteur refusé."},
-    {"unchanged", "Rien n'a changé."},
-    {"plugin-on", "Extension activée pour la page du groupe."},
-    {"plugin-off", "Extension désactivée pour la page du groupe."},
-    {"appearance", "Apparence enregistrée."},
+    {"joined", N_("Bienvenue : vous êtes membre du groupe.")},
+    {"requested", N_("Votre demande a été transmise aux coordinateurs du groupe.")},
+    {"waiting", N_("Vous êtes inscrit sur la liste d'attente.")},
+    {"left", N_("Vous avez quitté le groupe.")},
+    {"created", N_("Votre groupe est créé : vous en êtes le coordinateur.")},
+    {"settings", N_("Réglages enregistrés.")},
+    {"place-added", N_("Lieu ajouté.")},
+    {"place-deleted", N_("Lieu supprimé.")},
+    {"accepted", N_("Demande acceptée.")},
+    {"declined", N_("Demande refusée.")},
+    {"removed", N_("Membre retiré du groupe.")},
+    {"admitted", N_("La première personne de la liste d'attente est admise.")},
+    {"nobody", N_("La liste d'attente est vide.")},
+    {"producer-accepted", N_("Producteur accepté.")},
+    {"producer-declined", N_("Producteur refusé.")},
+    {"unchanged", N_("Rien n'a changé.")},
+    {"plugin-on", N_("Extension activée pour la page du groupe.")},
+    {"plugin-off", N_("Extension désactivée pour la page du groupe.")},
+    {"appearance", N_("Apparence enregistrée.")},
     {NULL, NULL}};
 
 static const char *label(const choice *c, const char *key)
@@ -78,13 +81,20 @@ static const char *label(const choice *c, const char *key)
     return NULL;
 }
 
+/* The label in the page's language; NULL for an unknown key. */
+static const char *label_tr(halle_request *r, const choice *c, const char *key)
+{
+    const char *l = label(c, key);
+    return l ? mk_api->tr(r, l) : NULL;
+}
+
 /* The <option>s of a <select>: [{value, label, selected}]. */
-static json_t *options(const choice *c, const char *current)
+static json_t *options(halle_request *r, const choice *c, const char *current)
 {
     json_t *a = json_array();
     for (; a && c->key; c++)
-        json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "value", c->key, "label", c->label, "selected",
-                                           current && !strcmp(current, c->key)));
+        json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "value", c->key, "label", mk_api->tr(r, c->label),
+                                           "selected", current && !strcmp(current, c->key)));
     return a;
 }
 
@@ -182,25 +192,14 @@ static const char *like_pattern(const char *q, char *out, size_t size)
     return out;
 }
 
-/* 1250 -> "12,50 €". */
-static void format_price(long long cents, char *out, size_t size)
+/* 0.5, "kg" -> "0,5 kg" in French, "0.5 kg" in English; "pièce" and "vrac" translated. */
+static void format_quantity(halle_request *r, double qty, const char *unit, char *out, size_t size)
 {
-    unsigned long long v = cents < 0 ? 0ULL - (unsigned long long)cents : (unsigned long long)cents;
-    snprintf(out, size, "%s%llu,%02llu €", cents < 0 ? "-" : "", v / 100, v % 100);
-}
-
-/* 0.5, "kg" -> "0,5 kg" (French decimal comma). */
-static void format_quantity(double qty, const char *unit, char *out, size_t size)
-{
-    const char *u = label(units, unit);
     char num[32];
     if (!(qty > 0 && qty < 1e9))
         qty = 1;
-    snprintf(num, sizeof num, "%g", qty);
-    for (char *p = num; *p; p++)
-        if (*p == '.')
-            *p = ',';
-    snprintf(out, size, "%s %s", num, u ? u : unit ? unit : "");
+    mk_decimal_text(mk_api->req_lang(r), qty, num, sizeof num);
+    snprintf(out, size, "%s %s", num, mk_api->tr(r, mk_unit_label(unit ? unit : "")));
 }
 
 /* "2026-03-07T10:00:00Z" -> "07/03/2026"; anything else as it is. */
@@ -311,7 +310,7 @@ static json_t *route_group(halle_request *r, int64_t *id)
     if (!g)
         return NULL;
     *id = json_integer_value(json_object_get(g, "id"));
-    const char *k = label(kinds, str_of(g, "kind")), *p = label(policies, str_of(g, "join_policy"));
+    const char *k = label_tr(r, kinds, str_of(g, "kind")), *p = label_tr(r, policies, str_of(g, "join_policy"));
     json_object_set_new(g, "kind_label", json_string(k ? k : str_of(g, "kind")));
     json_object_set_new(g, "policy_label", json_string(p ? p : str_of(g, "join_policy")));
     return g;
@@ -319,7 +318,7 @@ static json_t *route_group(halle_request *r, int64_t *id)
 
 static int not_found(halle_request *r)
 {
-    return mk_error(r, 404, "Ce groupe n'existe pas.");
+    return mk_error(r, 404, mk_api->tr(r, "Ce groupe n'existe pas."));
 }
 
 /* The group of an admin route when the user may act on `object` for it; otherwise answers
@@ -335,7 +334,7 @@ static json_t *admin_group(halle_request *r, int object, int64_t *gid)
     }
     if (!mk_api->can(r, HALLE_ACT_EDIT, object, *gid)) {
         json_decref(g);
-        mk_error(r, 403, "Cette page est réservée aux coordinateurs du groupe.");
+        mk_error(r, 403, mk_api->tr(r, "Cette page est réservée aux coordinateurs du groupe."));
         return NULL;
     }
     return g;
@@ -356,7 +355,7 @@ static int server_error(halle_request *r)
 
 static void set_notice(halle_request *r, json_t *ctx)
 {
-    const char *n = label(notices, mk_api->req_param(r, "done"));
+    const char *n = label_tr(r, notices, mk_api->req_param(r, "done"));
     if (n)
         json_object_set_new(ctx, "notice", json_string(n));
 }
@@ -374,9 +373,10 @@ typedef struct group_form {
     char error[MSG_SIZE];
 } group_form;
 
-/* Reads and checks one text field into out: 0 when fine, else -1 with the French message in
- * msg[MSG_SIZE] unless msg holds one already (the first problem is the one shown). A value
- * that is not text, or too big for out, comes back empty. */
+/* Reads and checks one text field into out: 0 when fine, else -1 with the message in
+ * msg[MSG_SIZE], in the page's language (what, the field's name, is a msgid), unless msg holds
+ * one already (the first problem is the one shown). A value that is not text, or too big for
+ * out, comes back empty. */
 static int read_text(halle_request *r, const char *field, char *out, size_t size, long min, long max, int multiline,
                      const char *what, char *msg)
 {
@@ -385,12 +385,13 @@ static int read_text(halle_request *r, const char *field, char *out, size_t size
         return 0;
     if (n < 0)
         out[0] = '\0';
+    what = mk_api->tr(r, what);
     if (!msg[0] && n < 0)
-        snprintf(msg, MSG_SIZE, "Le champ « %s » contient des caractères non valables.", what);
+        snprintf(msg, MSG_SIZE, mk_api->tr(r, "Le champ « %s » contient des caractères non valables."), what);
     else if (!msg[0] && n < min)
-        snprintf(msg, MSG_SIZE, "Le champ « %s » doit compter de %ld à %ld caractères.", what, min, max);
+        snprintf(msg, MSG_SIZE, mk_api->tr(r, "Le champ « %s » doit compter de %ld à %ld caractères."), what, min, max);
     else if (!msg[0])
-        snprintf(msg, MSG_SIZE, "Le champ « %s » ne doit pas dépasser %ld caractères.", what, max);
+        snprintf(msg, MSG_SIZE, mk_api->tr(r, "Le champ « %s » ne doit pas dépasser %ld caractères."), what, max);
     return -1;
 }
 
@@ -420,24 +421,25 @@ static int read_group_form(halle_request *r, group_form *f)
 {
     char *e = f->error;
     memset(f, 0, sizeof *f);
-    int bad = read_text(r, "name", f->name, sizeof f->name, GROUP_NAME_MIN, GROUP_NAME_MAX, 0, "Nom", e);
-    bad |= read_text(r, "description", f->description, sizeof f->description, 0, DESC_MAX, 1, "Description", e);
-    bad |= read_choice(r, "kind", kinds, f->kind, sizeof f->kind, "Choisissez le type de groupe.", e);
-    bad |= read_choice(r, "join_policy", policies, f->policy, sizeof f->policy, "Choisissez la politique d'adhésion.", e);
-    bad |= read_text(r, "address", f->address, sizeof f->address, 0, ADDRESS_MAX, 0, "Adresse", e);
-    bad |= read_text(r, "postcode", f->postcode, sizeof f->postcode, 0, POSTCODE_MAX, 0, "Code postal", e);
-    bad |= read_text(r, "town", f->town, sizeof f->town, 0, TOWN_MAX, 0, "Ville", e);
+    int bad = read_text(r, "name", f->name, sizeof f->name, GROUP_NAME_MIN, GROUP_NAME_MAX, 0, N_("Nom"), e);
+    bad |= read_text(r, "description", f->description, sizeof f->description, 0, DESC_MAX, 1, N_("Description"), e);
+    bad |= read_choice(r, "kind", kinds, f->kind, sizeof f->kind, mk_api->tr(r, "Choisissez le type de groupe."), e);
+    bad |= read_choice(r, "join_policy", policies, f->policy, sizeof f->policy,
+                       mk_api->tr(r, "Choisissez la politique d'adhésion."), e);
+    bad |= read_text(r, "address", f->address, sizeof f->address, 0, ADDRESS_MAX, 0, N_("Adresse"), e);
+    bad |= read_text(r, "postcode", f->postcode, sizeof f->postcode, 0, POSTCODE_MAX, 0, N_("Code postal"), e);
+    bad |= read_text(r, "town", f->town, sizeof f->town, 0, TOWN_MAX, 0, N_("Ville"), e);
     if (!postcode_ok(f->postcode)) {
         if (!e[0])
-            snprintf(e, MSG_SIZE, "Le code postal n'est pas valable.");
+            snprintf(e, MSG_SIZE, "%s", mk_api->tr(r, "Le code postal n'est pas valable."));
         bad = -1;
     }
     return bad ? -1 : 0;
 }
 
 /* The form's values for the template; a field that failed its checks shows empty. */
-static json_t *form_json(const char *name, const char *description, const char *kind, const char *policy,
-                         const char *address, const char *postcode, const char *town)
+static json_t *form_json(halle_request *r, const char *name, const char *description, const char *kind,
+                         const char *policy, const char *address, const char *postcode, const char *town)
 {
     json_t *f = json_object();
     const char *keys[] = {"name", "description", "address", "postcode", "town"};
@@ -446,14 +448,14 @@ static json_t *form_json(const char *name, const char *description, const char *
         json_t *v = json_string(vals[i] ? vals[i] : "");
         json_object_set_new(f, keys[i], v ? v : json_string(""));
     }
-    json_object_set_new(f, "kinds", options(kinds, kind));
-    json_object_set_new(f, "policies", options(policies, policy));
+    json_object_set_new(f, "kinds", options(r, kinds, kind));
+    json_object_set_new(f, "policies", options(r, policies, policy));
     return f;
 }
 
-static json_t *posted_form(const group_form *f)
+static json_t *posted_form(halle_request *r, const group_form *f)
 {
-    return form_json(f->name, f->description, f->kind, f->policy, f->address, f->postcode, f->town);
+    return form_json(r, f->name, f->description, f->kind, f->policy, f->address, f->postcode, f->town);
 }
 
 /* ---- the directory ---------------------------------------------------------------------------------- */
@@ -483,7 +485,7 @@ static int directory(halle_request *r, void *ud)
     size_t i;
     json_t *g;
     json_array_foreach(groups, i, g) {
-        const char *k = label(kinds, str_of(g, "kind")), *p = label(policies, str_of(g, "join_policy"));
+        const char *k = label_tr(r, kinds, str_of(g, "kind")), *p = label_tr(r, policies, str_of(g, "join_policy"));
         json_object_set_new(g, "kind_label", json_string(k ? k : ""));
         json_object_set_new(g, "policy_label", json_string(p ? p : ""));
     }
@@ -597,7 +599,7 @@ static int new_get(halle_request *r, void *ud)
     (void)ud;
     if (mk_need_login(r))
         return HALLE_OK;
-    return new_form(r, form_json("", "", "buying_group", "open", "", "", ""), NULL, 0);
+    return new_form(r, form_json(r, "", "", "buying_group", "open", "", "", ""), NULL, 0);
 }
 
 static int new_post(halle_request *r, void *ud)
@@ -607,11 +609,11 @@ static int new_post(halle_request *r, void *ud)
         return HALLE_OK;
     group_form f;
     if (read_group_form(r, &f) < 0)
-        return new_form(r, posted_form(&f), f.error, 422);
+        return new_form(r, posted_form(r, &f), f.error, 422);
     creation c = {.f = &f, .uid = mk_api->req_user(r)};
     if (mk_api->db_tx(mk_host, create_tx, &c) != HALLE_OK) {
         if (c.too_many)
-            return new_form(r, posted_form(&f), "Vous coordonnez déjà le nombre maximal de groupes.", 422);
+            return new_form(r, posted_form(r, &f), mk_api->tr(r, "Vous coordonnez déjà le nombre maximal de groupes."), 422);
         return server_error(r);
     }
     return redirect_to(r, c.slug, "/admin", "created");
@@ -620,11 +622,14 @@ static int new_post(halle_request *r, void *ud)
 /* ---- a group's look ---------------------------------------------------------------------------------- */
 
 /* The profile links a group may show, in this order; stored as a JSON object by key. */
-static const choice networks[] = {
-    {"facebook", "Facebook"}, {"instagram", "Instagram"}, {"mastodon", "Mastodon"}, {"website", "Site web"}, {NULL, NULL}};
+static const choice networks[] = {{"facebook", "Facebook"},
+                                  {"instagram", "Instagram"},
+                                  {"mastodon", "Mastodon"},
+                                  {"website", N_("Site web")},
+                                  {NULL, NULL}};
 #define NETWORKS 4
 
-#define LOGO_REFUSED "Le logo doit être une image PNG, JPEG ou WebP de 1 Mo au plus."
+#define LOGO_REFUSED N_("Le logo doit être une image PNG, JPEG ou WebP de 1 Mo au plus.")
 
 /* What the colours are checked against: white text on the primary colour (header, buttons);
  * the accent as link text on the default theme's page background, the darkest the bundled
@@ -709,35 +714,44 @@ static double contrast(const unsigned a[3], const unsigned b[3])
     return la > lb ? (la + 0.05) / (lb + 0.05) : (lb + 0.05) / (la + 0.05);
 }
 
-/* Checks a colour (what: "principale" or "d'accent") into out[8], lower case, "" when the
- * value is empty; 0, or -1 with the reason in msg[LOOK_MSG] unless it holds one. */
-static int check_color(const char *value, char out[8], const char *what, const unsigned against[3], char *msg)
+/* Checks a colour (what: "principale" or "d'accent", msgids) into out[8], lower case, "" when
+ * the value is empty; 0, or -1 with the reason in msg[LOOK_MSG], in r's language (r may be
+ * NULL: French), unless it holds one. */
+static int check_color(halle_request *r, const char *value, char out[8], const char *what, const unsigned against[3],
+                       char *msg)
 {
     unsigned rgb[3];
     out[0] = '\0';
     if (!value || !*value)
         return 0;
+    what = mk_api->tr(r, what);
     if (!parse_color(value, rgb)) {
         if (!msg[0])
-            snprintf(msg, LOOK_MSG, "La couleur %s doit s'écrire #rrggbb : un dièse et six chiffres hexadécimaux, "
-                                    "par exemple #2f6b3a.", what);
+            snprintf(msg, LOOK_MSG,
+                     mk_api->tr(r, "La couleur %s doit s'écrire #rrggbb : un dièse et six chiffres hexadécimaux, "
+                                   "par exemple #2f6b3a."),
+                     what);
         return -1;
     }
     double ratio = contrast(rgb, against);
     if (ratio < 4.5) {
         char num[16];
         snprintf(num, sizeof num, "%.2f", ratio);
-        for (char *p = num; *p; p++)
+        for (char *p = num; *p && !mk_lang_is_english(mk_api->req_lang(r)); p++)
             if (*p == '.')
                 *p = ',';
         if (!msg[0] && against == white)
-            snprintf(msg, LOOK_MSG, "La couleur %s est trop claire : le texte blanc posé dessus n'aurait qu'un contraste "
-                                    "de %s:1, il en faut au moins 4,5:1 pour rester lisible (WCAG AA). Choisissez une "
-                                    "teinte plus foncée.", what, num);
+            snprintf(msg, LOOK_MSG,
+                     mk_api->tr(r, "La couleur %s est trop claire : le texte blanc posé dessus n'aurait qu'un contraste "
+                                   "de %s:1, il en faut au moins 4,5:1 pour rester lisible (WCAG AA). Choisissez une "
+                                   "teinte plus foncée."),
+                     what, num);
         else if (!msg[0])
-            snprintf(msg, LOOK_MSG, "La couleur %s est trop claire : les liens de cette couleur sur le fond de la page "
-                                    "n'auraient qu'un contraste de %s:1, il en faut au moins 4,5:1 (WCAG AA). Choisissez "
-                                    "une teinte plus foncée.", what, num);
+            snprintf(msg, LOOK_MSG,
+                     mk_api->tr(r, "La couleur %s est trop claire : les liens de cette couleur sur le fond de la page "
+                                   "n'auraient qu'un contraste de %s:1, il en faut au moins 4,5:1 (WCAG AA). Choisissez "
+                                   "une teinte plus foncée."),
+                     what, num);
         return -1;
     }
     snprintf(out, 8, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
@@ -775,10 +789,11 @@ static int theme_exists(const char *name)
 }
 
 /* The theme <select>: the site's, then every installed theme. */
-static json_t *theme_options(const char *current)
+static json_t *theme_options(halle_request *r, const char *current)
 {
     json_t *a = json_array(), *list = mk_api->themes(mk_host), *t;
-    json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "value", "", "label", "Thème du site", "selected", !*current));
+    json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "value", "", "label", mk_api->tr(r, "Thème du site"), "selected",
+                                       !*current));
     size_t i;
     json_array_foreach(list, i, t) {
         char lab[300];
@@ -807,28 +822,30 @@ static int read_look_form(halle_request *r, look_form *f)
     memset(f, 0, sizeof *f);
     if (trimmed(mk_api->req_param(r, "theme"), f->theme, sizeof f->theme) < 0 || (f->theme[0] && !theme_exists(f->theme))) {
         f->theme[0] = '\0';
-        look_error(f, "Ce thème n'est pas installé : choisissez-en un dans la liste.");
+        look_error(f, mk_api->tr(r, "Ce thème n'est pas installé : choisissez-en un dans la liste."));
         bad = -1;
     }
     f->site_colors = checked(r, "site_colors");
     if (!f->site_colors) {
-        bad |= check_color(mk_api->req_param(r, "color_primary"), f->primary, "principale", white, e);
-        bad |= check_color(mk_api->req_param(r, "color_accent"), f->accent, "d'accent", page_background, e);
+        bad |= check_color(r, mk_api->req_param(r, "color_primary"), f->primary, N_("principale"), white, e);
+        bad |= check_color(r, mk_api->req_param(r, "color_accent"), f->accent, N_("d'accent"), page_background, e);
     }
     const char *banner = mk_api->req_param(r, "banner");
     if (banner && strpbrk(banner, "\r\n")) {
-        look_error(f, "Le bandeau tient sur une seule ligne.");
+        look_error(f, mk_api->tr(r, "Le bandeau tient sur une seule ligne."));
         bad = -1;
     } else {
-        bad |= read_text(r, "banner", f->banner, sizeof f->banner, 0, BANNER_MAX, 0, "Bandeau", e);
+        bad |= read_text(r, "banner", f->banner, sizeof f->banner, 0, BANNER_MAX, 0, N_("Bandeau"), e);
     }
-    bad |= read_text(r, "intro", f->intro, sizeof f->intro, 0, INTRO_MAX, 1, "Présentation détaillée", e);
+    bad |= read_text(r, "intro", f->intro, sizeof f->intro, 0, INTRO_MAX, 1, N_("Présentation détaillée"), e);
     for (int i = 0; i < NETWORKS; i++) {
         char *link = f->links[i];
         if (trimmed(mk_api->req_param(r, networks[i].key), link, sizeof f->links[i]) < 0 || (*link && !https_link_ok(link))) {
             char msg[LOOK_MSG];
-            snprintf(msg, sizeof msg, "Le lien « %s » doit être une adresse complète qui commence par https:// "
-                                      "(%d caractères au plus), ou rester vide.", networks[i].label, LINK_MAX);
+            snprintf(msg, sizeof msg,
+                     mk_api->tr(r, "Le lien « %s » doit être une adresse complète qui commence par https:// "
+                                   "(%d caractères au plus), ou rester vide."),
+                     mk_api->tr(r, networks[i].label), LINK_MAX);
             look_error(f, msg);
             link[0] = '\0';
             bad = -1;
@@ -842,7 +859,7 @@ static int read_look_form(halle_request *r, look_form *f)
             f->logo = data;
             f->logo_len = len;
         } else {
-            look_error(f, LOGO_REFUSED);
+            look_error(f, mk_api->tr(r, LOGO_REFUSED));
             bad = -1;
         }
     }
@@ -856,8 +873,8 @@ static void look_from_group(json_t *g, look_form *f)
     char none[LOOK_MSG] = "";
     memset(f, 0, sizeof *f);
     snprintf(f->theme, sizeof f->theme, "%s", str_of(g, "theme"));
-    check_color(str_of(g, "color_primary"), f->primary, "principale", white, none);
-    check_color(str_of(g, "color_accent"), f->accent, "d'accent", page_background, none);
+    check_color(NULL, str_of(g, "color_primary"), f->primary, "principale", white, none);
+    check_color(NULL, str_of(g, "color_accent"), f->accent, "d'accent", page_background, none);
     f->site_colors = !f->primary[0] && !f->accent[0];
     if (text_chars(str_of(g, "banner"), 0) >= 0)
         snprintf(f->banner, sizeof f->banner, "%s", str_of(g, "banner"));
@@ -874,11 +891,11 @@ static void look_from_group(json_t *g, look_form *f)
 
 /* The appearance form's values for the template (market/groups/appearance). Every key is
  * always there, so that no lookup falls through to the page's own keys. */
-static json_t *look_json(const look_form *f, const char *slug, int64_t logo_size, const char *error)
+static json_t *look_json(halle_request *r, const look_form *f, const char *slug, int64_t logo_size, const char *error)
 {
     json_t *o = json_object();
     set_text(o, "slug", slug);
-    json_object_set_new(o, "themes", theme_options(f->theme));
+    json_object_set_new(o, "themes", theme_options(r, f->theme));
     json_object_set_new(o, "site_colors", json_boolean(f->site_colors));
     /* a colour input always holds a colour: the default theme's when the group has none */
     set_text(o, "color_primary", f->primary[0] ? f->primary : "#2f6b3a");
@@ -932,7 +949,8 @@ static void public_look(halle_request *r, json_t *ctx, const char *slug, const l
     json_t *social = json_array();
     for (int i = 0; i < NETWORKS; i++)
         if (f->links[i][0])
-            json_array_append_new(social, json_pack("{s:s, s:s}", "label", networks[i].label, "url", f->links[i]));
+            json_array_append_new(social,
+                                  json_pack("{s:s, s:s}", "label", mk_api->tr(r, networks[i].label), "url", f->links[i]));
     json_object_set_new(look, "has_social", json_boolean(json_array_size(social) > 0));
     json_object_set_new(look, "social", social);
     json_object_set_new(ctx, "look", look);
@@ -991,9 +1009,10 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
     else if (!uid)
         json_object_set_new(j, "visitor", json_true());
     else
-        json_object_set_new(j, "join_label", json_string(!strcmp(policy, "open")       ? "Rejoindre le groupe"
-                                                         : !strcmp(policy, "approval") ? "Demander à rejoindre le groupe"
-                                                                                       : "M'inscrire sur la liste d'attente"));
+        json_object_set_new(j, "join_label",
+                            json_string(!strcmp(policy, "open")       ? mk_api->tr(r, "Rejoindre le groupe")
+                                        : !strcmp(policy, "approval") ? mk_api->tr(r, "Demander à rejoindre le groupe")
+                                                                      : mk_api->tr(r, "M'inscrire sur la liste d'attente")));
     return j;
 }
 
@@ -1006,7 +1025,7 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
     " JOIN market_producers pr ON pr.id = p.producer_id"                                                      \
     " WHERE cg.group_id = ? AND (? = '' OR p.name LIKE ? ESCAPE '\\')"
 
-static json_t *products(int64_t gid, const char *q, int page, long long *total)
+static json_t *products(halle_request *r, int64_t gid, const char *q, int page, long long *total)
 {
     char like[2 * QUERY_MAX + 4];
     like_pattern(q, like, sizeof like);
@@ -1018,8 +1037,8 @@ static json_t *products(int64_t gid, const char *q, int page, long long *total)
     json_t *a = json_array();
     while (st && a && mk_api->db_step(st) == HALLE_DB_ROW) {
         char price[48], qty[64];
-        format_price(mk_api->db_col_int(st, 2), price, sizeof price);
-        format_quantity(mk_api->db_col_double(st, 4), mk_api->db_col_text(st, 3), qty, sizeof qty);
+        mk_price_text(mk_api->req_lang(r), mk_api->db_col_int(st, 2), price, sizeof price);
+        format_quantity(r, mk_api->db_col_double(st, 4), mk_api->db_col_text(st, 3), qty, sizeof qty);
         static const char *const cols[] = {"#id", "name", NULL};
         json_t *p = row_object(st, cols);
         const char *producer = mk_api->db_col_text(st, 6), *slug = mk_api->db_col_text(st, 7);
@@ -1053,7 +1072,7 @@ static int show_page(halle_request *r, json_t *g, int64_t gid, const look_form *
     search_text(r, q, sizeof q);
     int page = mk_page(r);
     long long total;
-    json_t *list = products(gid, q, page, &total);
+    json_t *list = products(r, gid, q, page, &total);
     static const char *const pcols[] = {"slug", "business_name", "town", NULL};
     json_t *producers = rows_array(mk_api->db_query(mk_host,
                                                     "SELECT pr.slug, pr.business_name, pr.town FROM market_group_producers gp "
@@ -1157,8 +1176,8 @@ static int group_join(halle_request *r, void *ud)
                      : !strcmp(policy, "waiting_list") ? "waiting"
                                                        : NULL;
     if (!to)
-        return mk_error(r, 409, !strcmp(policy, "full") ? "Ce groupe est complet."
-                                                        : "Ce groupe n'accepte pas de nouveaux membres.");
+        return mk_error(r, 409, !strcmp(policy, "full") ? mk_api->tr(r, "Ce groupe est complet.")
+                                                        : mk_api->tr(r, "Ce groupe n'accepte pas de nouveaux membres."));
     char now[32];
     mk_now(now, sizeof now);
     /* A declined request may be made again; anything else stays as it is. */
@@ -1192,7 +1211,7 @@ static int group_leave(halle_request *r, void *ud)
     /* The core's coordinator role cannot be taken back through the plugin API: a coordinator
      * leaving would keep the rights without the membership. */
     if (!strcmp(role, "coordinator"))
-        return mk_error(r, 409, "Un coordinateur ne peut pas quitter son groupe.");
+        return mk_error(r, 409, mk_api->tr(r, "Un coordinateur ne peut pas quitter son groupe."));
     if (mk_api->db_run(mk_host, "DELETE FROM market_members WHERE group_id = ? AND user_id = ? AND role <> 'coordinator'",
                        "II", gid, uid) < 0)
         return server_error(r);
@@ -1262,12 +1281,12 @@ static int member_list(json_t *ctx, const char *key, int64_t gid, const char *st
 
 static const char *const producer_cols[] = {"#id", "slug", "business_name", "town", "status", "requested_at", NULL};
 
-static void producer_labels(json_t *rows)
+static void producer_labels(halle_request *r, json_t *rows)
 {
     size_t i;
     json_t *p;
     json_array_foreach(rows, i, p) {
-        const char *s = str_of(p, "status"), *l = label(producer_statuses, s);
+        const char *s = str_of(p, "status"), *l = label_tr(r, producer_statuses, s);
         json_object_set_new(p, "status_label", json_string(l ? l : s));
         json_object_set_new(p, "can_accept", json_boolean(strcmp(s, "accepted") != 0));
         json_object_set_new(p, "can_decline", json_boolean(strcmp(s, "declined") != 0));
@@ -1284,13 +1303,13 @@ static int admin_page(halle_request *r, json_t *g, int64_t gid, json_t *form, js
     int page = mk_page(r);
     snprintf(base, sizeof base, "/groups/%s/admin", str_of(g, "slug"));
     if (!form)
-        form = form_json(str_of(g, "name"), str_of(g, "description"), str_of(g, "kind"), str_of(g, "join_policy"),
+        form = form_json(r, str_of(g, "name"), str_of(g, "description"), str_of(g, "kind"), str_of(g, "join_policy"),
                          str_of(g, "address"), str_of(g, "postcode"), str_of(g, "town"));
     if (!look) {
         look_form *f = malloc(sizeof *f);
         if (f)
             look_from_group(g, f);
-        look = f ? look_json(f, str_of(g, "slug"), json_integer_value(json_object_get(g, "logo_size")), NULL) : NULL;
+        look = f ? look_json(r, f, str_of(g, "slug"), json_integer_value(json_object_get(g, "logo_size")), NULL) : NULL;
         free(f);
     }
     json_t *ctx = json_pack("{s:o, s:o, s:s, s:o, s:o}", "group", g, "form", form, "q", q, "places", places(gid),
@@ -1310,7 +1329,7 @@ static int admin_page(halle_request *r, json_t *g, int64_t gid, json_t *form, js
                                    producer_cols);
     long long nproducers = first_int(mk_api->db_query(
         mk_host, "SELECT count(*) FROM market_group_producers WHERE group_id = ? AND status = 'pending'", "I", gid));
-    producer_labels(producers);
+    producer_labels(r, producers);
     json_object_set_new(ctx, "producer_requests", producers);
     json_object_set_new(ctx, "producer_requests_total", json_integer(nproducers < 0 ? 0 : nproducers));
     /* Plugins the operator enabled that the group may turn on for its own pages. */
@@ -1350,7 +1369,7 @@ static int requests_get(halle_request *r, void *ud)
     snprintf(base, sizeof base, "/groups/%s/admin/%s", str_of(g, "slug"), status);
     int waiting = !strcmp(status, "waiting");
     json_t *ctx = json_pack("{s:o, s:s, s:b, s:s, s:s}", "group", g, "q", q, "is_waiting", waiting, "back", status,
-                            "list_title", waiting ? "Liste d'attente" : "Demandes d'adhésion");
+                            "list_title", waiting ? mk_api->tr(r, "Liste d'attente") : mk_api->tr(r, "Demandes d'adhésion"));
     if (!ctx || member_list(ctx, "list", gid, waiting ? "waiting" : "pending", q, mk_page(r), MK_PER_PAGE, base) != HALLE_OK) {
         json_decref(ctx);
         return server_error(r);
@@ -1389,7 +1408,7 @@ static int producers_get(halle_request *r, void *ud)
         json_decref(g), json_decref(rows);
         return server_error(r);
     }
-    producer_labels(rows);
+    producer_labels(r, rows);
     json_t *ctx = list_pagination(page, total, q, base);
     json_object_set_new(ctx, "group", g);
     json_object_set_new(ctx, "q", json_string(q));
@@ -1434,7 +1453,7 @@ static int settings_post(halle_request *r, void *ud)
         return HALLE_OK;
     group_form f;
     if (read_group_form(r, &f) < 0)
-        return admin_page(r, g, gid, posted_form(&f), NULL, f.error, 422);
+        return admin_page(r, g, gid, posted_form(r, &f), NULL, f.error, 422);
     char slug[128];
     snprintf(slug, sizeof slug, "%s", str_of(g, "slug"));
     json_decref(g);
@@ -1457,17 +1476,17 @@ static int place_add(halle_request *r, void *ud)
     char name[4 * GROUP_NAME_MAX + 1], address[4 * ADDRESS_MAX + 1], postcode[4 * POSTCODE_MAX + 1], town[4 * TOWN_MAX + 1];
     char msg[MSG_SIZE] = "";
     const char *e = NULL;
-    int bad = read_text(r, "place_name", name, sizeof name, GROUP_NAME_MIN, GROUP_NAME_MAX, 0, "Nom du lieu", msg);
-    bad |= read_text(r, "place_address", address, sizeof address, 0, ADDRESS_MAX, 0, "Adresse du lieu", msg);
-    bad |= read_text(r, "place_postcode", postcode, sizeof postcode, 0, POSTCODE_MAX, 0, "Code postal du lieu", msg);
-    bad |= read_text(r, "place_town", town, sizeof town, 0, TOWN_MAX, 0, "Ville du lieu", msg);
+    int bad = read_text(r, "place_name", name, sizeof name, GROUP_NAME_MIN, GROUP_NAME_MAX, 0, N_("Nom du lieu"), msg);
+    bad |= read_text(r, "place_address", address, sizeof address, 0, ADDRESS_MAX, 0, N_("Adresse du lieu"), msg);
+    bad |= read_text(r, "place_postcode", postcode, sizeof postcode, 0, POSTCODE_MAX, 0, N_("Code postal du lieu"), msg);
+    bad |= read_text(r, "place_town", town, sizeof town, 0, TOWN_MAX, 0, N_("Ville du lieu"), msg);
     if (bad)
         e = msg;
     else if (!postcode_ok(postcode))
-        e = "Le code postal du lieu n'est pas valable.";
+        e = mk_api->tr(r, "Le code postal du lieu n'est pas valable.");
     long long n = first_int(mk_api->db_query(mk_host, "SELECT count(*) FROM market_places WHERE group_id = ?", "I", gid));
     if (!e && n >= PLACES_MAX)
-        e = "Ce groupe a déjà le nombre maximal de lieux.";
+        e = mk_api->tr(r, "Ce groupe a déjà le nombre maximal de lieux.");
     if (e)
         return admin_page(r, g, gid, NULL, NULL, e, 422);
     char slug[128];
@@ -1496,7 +1515,7 @@ static int place_delete(halle_request *r, void *ud)
     if (n < 0)
         return server_error(r);
     if (n == 0)
-        return mk_error(r, 404, "Ce lieu n'existe pas.");
+        return mk_error(r, 404, mk_api->tr(r, "Ce lieu n'existe pas."));
     if (mk_api->db_run(mk_host, "DELETE FROM market_places WHERE id = ? AND group_id = ?", "II", id, gid) < 0)
         return server_error(r);
     return redirect_to(r, slug, "/admin", "place-deleted");
@@ -1526,7 +1545,7 @@ static int member_action(halle_request *r, void *ud)
     if (!action || membership(gid, uid, role, status, sizeof role) < 0)
         return server_error(r);
     if (!status[0])
-        return mk_error(r, 404, "Cette personne n'est pas membre du groupe et n'a rien demandé.");
+        return mk_error(r, 404, mk_api->tr(r, "Cette personne n'est pas membre du groupe et n'a rien demandé."));
     mk_now(now, sizeof now);
     int asked = !strcmp(status, "pending") || !strcmp(status, "waiting");
     const char *done = "unchanged";
@@ -1545,7 +1564,7 @@ static int member_action(halle_request *r, void *ud)
         done = "declined";
     } else if (!strcmp(action, "remove")) {
         if (!strcmp(role, "coordinator"))
-            return mk_error(r, 409, "Un coordinateur ne peut pas être retiré du groupe.");
+            return mk_error(r, 409, mk_api->tr(r, "Un coordinateur ne peut pas être retiré du groupe."));
         rc = mk_api->db_run(mk_host, "DELETE FROM market_members WHERE group_id = ? AND user_id = ? AND role <> 'coordinator'",
                             "II", gid, uid);
         done = "removed";
@@ -1597,7 +1616,7 @@ static int producer_action(halle_request *r, void *ud)
     if (n < 0 || !action)
         return server_error(r);
     if (n == 0)
-        return mk_error(r, 404, "Ce producteur n'a pas demandé à rejoindre le groupe.");
+        return mk_error(r, 404, mk_api->tr(r, "Ce producteur n'a pas demandé à rejoindre le groupe."));
     int accept = !strcmp(action, "accept");
     mk_now(now, sizeof now);
     if (mk_api->db_run(mk_host,
@@ -1660,17 +1679,21 @@ static int appearance_post(halle_request *r, void *ud)
     int64_t logo_size = json_integer_value(json_object_get(g, "logo_size"));
     int rc;
     if (read_look_form(r, f) < 0) {
-        rc = admin_page(r, g, gid, NULL, look_json(f, slug, logo_size, f->error), NULL, 422);
+        rc = admin_page(r, g, gid, NULL, look_json(r, f, slug, logo_size, f->error), NULL, 422);
     } else if (checked(r, "preview")) {
         /* A new logo is not kept anywhere: the preview shows the current one, and says so. */
-        json_t *preview = json_pack("{s:o}", "form", look_json(f, slug, logo_size, NULL));
-        if (f->logo)
-            set_text(preview, "logo_note", logo_size > 0 ? "Le nouveau logo n'est ni montré ni conservé par l'aperçu : la page "
-                                                           "montre le logo actuel. Choisissez-le de nouveau avant d'enregistrer."
-                                                         : "Le nouveau logo n'est ni montré ni conservé par l'aperçu. "
-                                                           "Choisissez-le de nouveau avant d'enregistrer.");
+        json_t *preview = json_pack("{s:o}", "form", look_json(r, f, slug, logo_size, NULL));
+        if (f->logo && logo_size > 0)
+            set_text(preview, "logo_note",
+                     mk_api->tr(r, "Le nouveau logo n'est ni montré ni conservé par l'aperçu : la page "
+                                   "montre le logo actuel. Choisissez-le de nouveau avant d'enregistrer."));
+        else if (f->logo)
+            set_text(preview, "logo_note",
+                     mk_api->tr(r, "Le nouveau logo n'est ni montré ni conservé par l'aperçu. "
+                                   "Choisissez-le de nouveau avant d'enregistrer."));
         else if (f->remove_logo && logo_size > 0)
-            set_text(preview, "logo_note", "La page est montrée sans le logo, que vous avez choisi de retirer.");
+            set_text(preview, "logo_note",
+                     mk_api->tr(r, "La page est montrée sans le logo, que vous avez choisi de retirer."));
         rc = show_page(r, g, gid, f, f->remove_logo ? 0 : logo_size, preview);
     } else {
         json_decref(g);
@@ -1718,11 +1741,11 @@ static int style_get(halle_request *r, void *ud)
     const char *qp = mk_api->req_param(r, "primary"), *qa = mk_api->req_param(r, "accent");
     int bad = 0;
     if (qp || qa) {
-        bad |= check_color(qp, primary, "principale", white, msg);
-        bad |= check_color(qa, accent, "d'accent", page_background, msg);
+        bad |= check_color(r, qp, primary, "principale", white, msg);
+        bad |= check_color(r, qa, accent, "d'accent", page_background, msg);
     } else { /* stored values that would not pass now are left out */
-        check_color(mk_api->db_col_text(st, 0), primary, "principale", white, msg);
-        check_color(mk_api->db_col_text(st, 1), accent, "d'accent", page_background, msg);
+        check_color(r, mk_api->db_col_text(st, 0), primary, "principale", white, msg);
+        check_color(r, mk_api->db_col_text(st, 1), accent, "d'accent", page_background, msg);
     }
     mk_api->db_done(st);
     if (bad)
@@ -1763,7 +1786,7 @@ static int logo_get(halle_request *r, void *ud)
     /* what was stored passed mk_image_type; anything else is not served as an image */
     if (!seen || !type || strcmp(type, seen)) {
         mk_api->db_done(st);
-        return mk_error(r, 404, "Ce groupe n'a pas de logo.");
+        return mk_error(r, 404, mk_api->tr(r, "Ce groupe n'a pas de logo."));
     }
     char etag[40];
     snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)(fnv1a(data, len) ^ (uint64_t)len));

@@ -2,7 +2,8 @@
  * fuzzy entries), errors naming file and line, lookups and their fallbacks, language
  * negotiation, prices, numbers and dates byte for byte, the {{_ }} template tag, and the real
  * po/ catalogs: they load, every English msgid still appears in the C sources or the themes'
- * templates, and every T() msgid of the core pages and {{_ }} tag of the themes is translated.
+ * templates, and every T() msgid of the core pages, mk_api->tr() or N_() msgid of the market
+ * plugin (the C files of plugins/market) and {{_ }} tag of the themes is translated.
  * Build alone: gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fsanitize=address,undefined -I.
  *   core/arena.c core/error.c core/i18n.c core/mustache.c tests/unit/test_i18n.c
  *   $(pkg-config --cflags --libs cmocka jansson) -lm -o /tmp/t && HALLE_SRCDIR=$PWD /tmp/t */
@@ -1061,26 +1062,58 @@ static size_t skip_gap(const char *s, size_t i, size_t n)
     }
 }
 
-/* Is the literal at s[i] the msgid of a T(req, "...") call (core/request.h)? */
+static int is_ident(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+/* Does s[0..j) end with the name fn, not the tail of a longer name? */
+static int ends_with_name(const char *s, size_t j, const char *fn)
+{
+    size_t n = strlen(fn);
+    return j >= n && !memcmp(s + j - n, fn, n) && (j == n || !is_ident(s[j - n - 1]));
+}
+
+/* Is the literal at s[i] a msgid: of a T(req, "...") call (core/request.h), of a plugin's
+ * api->tr(r, "...") call (the request may be a member: tr(imp->req, "...")), or marked
+ * N_("...") for a lookup elsewhere (plugins/market/csvimport.h)? */
 static int is_t_arg(const char *s, size_t i)
 {
     size_t j = i;
     while (j && strchr(" \t\r\n", s[j - 1]))
         j--;
+    if (j && s[j - 1] == '(') {
+        j--;
+        while (j && strchr(" \t\r\n", s[j - 1]))
+            j--;
+        return ends_with_name(s, j, "N_");
+    }
     if (!j || s[--j] != ',')
         return 0;
     while (j && strchr(" \t\r\n", s[j - 1]))
         j--;
     size_t end = j;
-    while (j && (isalnum((unsigned char)s[j - 1]) || s[j - 1] == '_'))
-        j--;
-    if (j == end)
+    int member = 0;
+    while (j) {
+        if (is_ident(s[j - 1]))
+            j--;
+        else if (s[j - 1] == '.' || (j >= 2 && s[j - 1] == '>' && s[j - 2] == '-'))
+            j -= s[j - 1] == '.' ? 1 : 2, member = 1;
+        else
+            break;
+    }
+    if (j == end || !is_ident(s[j]))
         return 0;
     while (j && strchr(" \t\r\n", s[j - 1]))
         j--;
-    if (j < 2 || s[j - 1] != '(' || s[j - 2] != 'T')
+    if (!j || s[j - 1] != '(')
         return 0;
-    return j == 2 || !(isalnum((unsigned char)s[j - 3]) || s[j - 3] == '_');
+    j--;
+    while (j && strchr(" \t\r\n", s[j - 1]))
+        j--;
+    if (ends_with_name(s, j, "tr"))
+        return 1;
+    return !member && ends_with_name(s, j, "T");
 }
 
 /* Every literal of s into out (adjacent ones joined), and the msgids of T() calls into tout. */
@@ -1318,15 +1351,55 @@ static void msgid_scanners(void **state)
     lits all = {NULL, 0, 0}, calls = {NULL, 0, 0};
     static const char src[] = "x = T(req, \"Un\" \"e\"); y = T( r ,\n \"Deux\"); z = AT(req, \"non\");\n"
                               "w = T(req, v ? \"non\" : \"non\"); f(\"non\"); T(req,\"Trois\");\n"
-                              "q = hl_T(req, \"non\"); T(\"non\"); T(req->x, \"non\"); T(req, 'c'); \"";
+                              "q = hl_T(req, \"non\"); T(\"non\"); T(req->x, \"non\"); T(req, 'c');\n"
+                              "a = mk_api->tr(r, \"Quatre\"); b = tr(imp->req,\n \"Cinq\" \" bis\"); {\"k\", N_( \"Six\")};\n"
+                              "c = xtr(r, \"non\"); d = tr(r, v ? \"non\" : \"non\"); e = LN_(\"non\"); N_ x(\"non\");\n"
+                              "g = mk_api->tr(r, s); h = tr(->r, \"non\"); i = mk_api->tr(r, \"Sept\"); \"";
     c_literals(src, sizeof src - 1, &all, &calls);
-    assert_int_equal(calls.count, 3);
+    assert_int_equal(calls.count, 7);
     assert_string_equal(calls.items[0], "Une");
     assert_string_equal(calls.items[1], "Deux");
     assert_string_equal(calls.items[2], "Trois");
-    assert_true(all.count >= 10);
+    assert_string_equal(calls.items[3], "Quatre");
+    assert_string_equal(calls.items[4], "Cinq bis");
+    assert_string_equal(calls.items[5], "Six");
+    assert_string_equal(calls.items[6], "Sept");
+    assert_true(all.count >= 20);
     lits_free(&all);
     lits_free(&calls);
+}
+
+/* c_literals over one source file; its msgids go to calls. */
+static void scan_c_file(const char *path, lits *all, lits *calls)
+{
+    size_t len = 0;
+    char *src = read_all(path, &len);
+    if (!src)
+        fail_msg("cannot read %s", path);
+    c_literals(src, len, all, calls);
+    free(src);
+}
+
+/* Every *.c of a folder; returns how many. */
+static int scan_c_dir(const char *dir, lits *all, lits *calls)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    if (!d)
+        fail_msg("cannot open %s", dir);
+    while ((de = readdir(d))) {
+        size_t nl = strlen(de->d_name);
+        if (de->d_name[0] == '.' || nl < 3 || strcmp(de->d_name + nl - 2, ".c"))
+            continue;
+        char path[1024];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= sizeof path)
+            fail_msg("path too long under %s", dir);
+        scan_c_file(path, all, calls);
+        n++;
+    }
+    closedir(d);
+    return n;
 }
 
 static void catalog_matches_sources(void **state)
@@ -1335,19 +1408,21 @@ static void catalog_matches_sources(void **state)
     static const char *const files[] = {"core/account_pages.c", "core/page.c", "core/site.c", "core/webauth.c",
                                         "core/accounts.c"};
     drift d = {{NULL, 0, 0}, {NULL, 0, 0}, 0, 0};
-    lits calls = {NULL, 0, 0};
+    lits calls = {NULL, 0, 0}, market = {NULL, 0, 0};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[1024];
-        size_t len = 0;
         snprintf(path, sizeof path, "%s/%s", srcdir(), files[i]);
-        char *src = read_all(path, &len);
-        if (!src)
-            fail_msg("cannot read %s", path);
-        c_literals(src, len, &d.lits, &calls);
-        free(src);
+        scan_c_file(path, &d.lits, &calls);
     }
     assert_true(d.lits.count > 100);
     assert_true(calls.count > 100);
+    /* the marketplace plugin: mk_api->tr(r, "...") and N_("...") */
+    char mdir[1024];
+    snprintf(mdir, sizeof mdir, "%s/plugins/market", srcdir());
+    assert_true(scan_c_dir(mdir, &d.lits, &market) >= 6);
+    assert_true(market.count > 100);
+    assert_true(in_list(&market, "Ce producteur n'existe pas."));
+    assert_true(in_list(&market, "ligne %d : %s"));
     /* the checker itself: joined literals, escapes, and whole pieces only */
     assert_true(in_literals(&d.lits, "Propulsé par halle · vente directe sans commission"));
     assert_true(in_literals(&d.lits, "Bonjour,\n\nPour utiliser cette adresse sur %s, ouvrez ce lien :\n\n%s\n"));
@@ -1371,16 +1446,19 @@ static void catalog_matches_sources(void **state)
     print_message("# po/en.po: %d msgids found in the C sources and templates, %d problems\n", d.found, d.missing);
     /* the other way round: what the pages show through T() and {{_ }} is translated */
     int c_missing = untranslated(t, &calls, "T() in core/*.c");
+    int m_missing = untranslated(t, &market, "tr() or N_() in plugins/market/*.c");
     int tpl_missing = untranslated(t, &d.tpl, "{{_ }} in themes/");
-    print_message("# %zu T() msgids, %zu template msgids; %d and %d without a translation\n", calls.count,
-                  d.tpl.count, c_missing, tpl_missing);
+    print_message("# %zu T() msgids, %zu market msgids, %zu template msgids; %d, %d and %d without a translation\n",
+                  calls.count, market.count, d.tpl.count, c_missing, m_missing, tpl_missing);
     int found = d.found, missing = d.missing;
     lits_free(&d.lits);
     lits_free(&d.tpl);
     lits_free(&calls);
+    lits_free(&market);
     hl_i18n_free(t);
     assert_int_equal(missing, 0);
     assert_int_equal(c_missing, 0);
+    assert_int_equal(m_missing, 0);
     assert_int_equal(tpl_missing, 0);
     assert_true(found >= 150);
 }

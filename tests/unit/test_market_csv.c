@@ -1,12 +1,14 @@
 /* Unit tests of the marketplace's CSV import (plugins/market/csvimport.c): files as producers
  * make them (BOM, ';' and French decimals, CRLF, quoted separators and newlines, Windows-1252),
- * the line-by-line report, and hostile input (binary, unterminated quotes, junk). */
+ * the line-by-line report (in the page's language when the import has a request), prices and
+ * numbers per language, and hostile input (binary, unterminated quotes, junk). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -420,6 +422,111 @@ static void test_shared_helpers(void **state)
     assert_int_equal(mk_id("99999999999999999999999"), 0); /* would overflow */
 }
 
+static void test_lang_formats(void **state)
+{
+    (void)state;
+    char buf[48];
+    assert_true(mk_lang_is_english("en") && mk_lang_is_english("en-GB") && mk_lang_is_english("en_US"));
+    assert_false(mk_lang_is_english("fr") || mk_lang_is_english(NULL) || mk_lang_is_english("") ||
+                 mk_lang_is_english("eng") || mk_lang_is_english("e"));
+    mk_price_text("fr", 1250, buf, sizeof buf);
+    assert_string_equal(buf, "12,50 €");
+    mk_price_text("en", 1250, buf, sizeof buf);
+    assert_string_equal(buf, "€12.50");
+    mk_price_text("en-GB", 7, buf, sizeof buf);
+    assert_string_equal(buf, "€0.07");
+    mk_price_text(NULL, 320, buf, sizeof buf);
+    assert_string_equal(buf, "3,20 €");
+    mk_price_text("de", -500, buf, sizeof buf); /* no negative price: shown as zero, in French */
+    assert_string_equal(buf, "0,00 €");
+    mk_price_text("en", 9223372036854775807LL, buf, sizeof buf);
+    assert_string_equal(buf, "€92233720368547758.07");
+    char small[6];
+    mk_price_text("en", 123456, small, sizeof small); /* cut, never overflowed */
+    assert_int_equal(strlen(small), 5);
+    mk_price_text("en", 1, buf, 0);
+    mk_decimal_text("en", 2.5, buf, sizeof buf);
+    assert_string_equal(buf, "2.5");
+    mk_decimal_text("fr", 2.5, buf, sizeof buf);
+    assert_string_equal(buf, "2,5");
+    mk_decimal_text("en", 3, buf, sizeof buf);
+    assert_string_equal(buf, "3");
+    mk_decimal_text("en", NAN, buf, sizeof buf);
+    assert_string_equal(buf, "0");
+    mk_vat_text("en", 550, buf, sizeof buf);
+    assert_string_equal(buf, "5.5%");
+    mk_vat_text("fr", 550, buf, sizeof buf);
+    assert_string_equal(buf, "5,5 %");
+    mk_vat_text("en", 2000, buf, sizeof buf);
+    assert_string_equal(buf, "20%");
+    mk_vat_text("fr", 0, buf, sizeof buf);
+    assert_string_equal(buf, "0 %");
+}
+
+/* A stand-in for the core's catalogs: a few English report strings. */
+static const char *fake_tr(halle_request *r, const char *msgid)
+{
+    static const char *const en[][2] = {
+        {"ligne %d : %s", "line %d: %s"},
+        {"prix invalide « %s »", "invalid price “%s”"},
+        {"nom manquant", "name missing"},
+        {" ; ", "; "},
+        {"ligne %d : colonne « %s » manquante", "line %d: column “%s” missing"},
+        {"tva", "vat"},
+        {"Le fichier est vide.", "The file is empty."},
+    };
+    assert_non_null(r);
+    for (size_t i = 0; i < sizeof en / sizeof en[0]; i++)
+        if (!strcmp(msgid, en[i][0]))
+            return en[i][1];
+    return msgid;
+}
+
+static int parse_for(mk_csv_import *imp, halle_request *r, const char *text)
+{
+    hl_err err = {0, ""};
+    memset(imp, 0, sizeof *imp);
+    imp->req = r;
+    return mk_csv_parse(imp, text, strlen(text), cats, NCATS, NULL, NULL, &err);
+}
+
+static void test_report_language(void **state)
+{
+    (void)state;
+    static halle_api fake;
+    fake.api_version = HALLE_API_VERSION;
+    fake.tr = fake_tr;
+    const halle_api *saved = mk_api;
+    mk_api = &fake;
+    halle_request *page = (halle_request *)&fake; /* opaque: only passed back to tr */
+    mk_csv_import imp;
+
+    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\n;abc;5,5\n"), HL_EINVAL);
+    assert_int_equal(imp.nlisted, 1);
+    assert_string_equal(imp.errors[0], "line 2: name missing; invalid price “abc”");
+    mk_csv_free(&imp);
+    assert_int_equal(parse_for(&imp, page, "nom;prix\nPain;2\n"), HL_EINVAL);
+    assert_true(has_error(&imp, "line 1: column “vat” missing"));
+    mk_csv_free(&imp);
+    assert_int_equal(parse_for(&imp, page, "  \n"), HL_EINVAL);
+    assert_string_equal(imp.errors[0], "The file is empty.");
+    mk_csv_free(&imp);
+    /* an untranslated message stays French, its values filled in */
+    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\nPain;2;7\n"), HL_EINVAL);
+    assert_string_equal(imp.errors[0], "line 2: taux de TVA invalide « 7 » (0, 2,1, 5,5, 10 ou 20)");
+    mk_csv_free(&imp);
+
+    /* without a request (the command line), French whatever mk_api can do */
+    assert_int_equal(parse_for(&imp, NULL, "nom;prix;tva\n;abc;5,5\n"), HL_EINVAL);
+    assert_string_equal(imp.errors[0], "ligne 2 : nom manquant ; prix invalide « abc »");
+    mk_csv_free(&imp);
+    mk_api = saved;
+    /* nor any API at all (as in the other tests) */
+    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\n;abc;5,5\n"), HL_EINVAL);
+    assert_string_equal(imp.errors[0], "ligne 2 : nom manquant ; prix invalide « abc »");
+    mk_csv_free(&imp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_header_problems), cmocka_unit_test(test_duplicate_refs),
         cmocka_unit_test(test_windows_1252), cmocka_unit_test(test_hostile_files),
         cmocka_unit_test(test_progress), cmocka_unit_test(test_field_parsers), cmocka_unit_test(test_shared_helpers),
+        cmocka_unit_test(test_lang_formats), cmocka_unit_test(test_report_language),
     };
     return cmocka_run_group_tests_name("market_csv", tests, NULL, NULL);
 }
