@@ -485,6 +485,19 @@ static int reset_post(hl_request *req, void *ud)
     return hl_page_end(req);
 }
 
+/* "2026-11-25T01:24:45Z" as the page's language writes it: "mercredi 25 novembre 2026, 01:24
+ * UTC" / "Wednesday, 25 November 2026, 01:24 UTC"; the stored text if it does not parse. */
+static const char *date_text(hl_request *req, const char *iso)
+{
+    int y, mo, d, h, mi;
+    char day[96];
+    if (!iso || sscanf(iso, "%4d-%2d-%2dT%2d:%2d", &y, &mo, &d, &h, &mi) != 5 ||
+        hl_i18n_format_date(req->lang, y, mo, d, day, sizeof day) != HL_OK)
+        return iso ? iso : "";
+    char *out = hl_arena_printf(req->arena, "%s, %02d:%02d UTC", day, h, mi);
+    return out ? out : iso;
+}
+
 /* ---- the account page --------------------------------------------------------------- */
 
 static int account_page(hl_request *req, const char *ok, const char *error)
@@ -534,7 +547,7 @@ static int account_page(hl_request *req, const char *ok, const char *error)
         hl_response_puts(req, " — ");
         hl_response_html(req, list[i].ip);
         hl_response_puts(req, T(req, ", depuis le "));
-        hl_response_html(req, list[i].created_at);
+        hl_response_html(req, date_text(req, list[i].created_at));
         if (req->session && !strcmp(list[i].id_hash, req->session->id_hash))
             hl_response_printf(req, " <strong>%s</strong>", T(req, "(cette session)"));
         hl_response_puts(req, "</li>\n");
