@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 #include "core/mail.h"
 #include "core/db.h"
 #include "core/host.h"
+#include "core/plugin.h"
 #include "core/hooks.h"
 #include "core/log.h"
 #include "core/site.h"
@@ -115,6 +117,34 @@ static int migrate_file(const char *path, unsigned flags, const char *component,
     return rc;
 }
 
+/* Enabled plugins' new migrations (after an upgrade) run at start too, so that a plugin never
+ * serves with an older schema than its code expects. */
+static int migrate_plugins(const hl_config *cfg, hl_err *err)
+{
+    hl_db *db = hl_db_open(cfg->db_path, 0, err);
+    if (!db)
+        return err && err->code ? err->code : HL_ERR;
+    hl_plugin_list l;
+    int rc = hl_plugin_discover(cfg, db, &l, err);
+    for (size_t i = 0; rc == HL_OK && i < l.count; i++) {
+        const hl_plugin_info *p = &l.items[i];
+        if (!p->enabled || p->error)
+            continue;
+        char *mdir = hl_plugin_migrations_dir(cfg, p);
+        struct stat st;
+        if (mdir && stat(mdir, &st) == 0 && S_ISDIR(st.st_mode)) {
+            hl_err e;
+            hl_err_clear(&e);
+            if (hl_plugin_migrate(db, p, mdir, &e) != HL_OK)
+                hl_log(HL_LOG_ERROR, "plugin %s: %s", p->name, e.msg); /* the plugin is refused later */
+        }
+        free(mdir);
+    }
+    hl_plugin_list_free(&l);
+    hl_db_close(db);
+    return rc;
+}
+
 int hl_http_migrate(const hl_config *cfg, int *applied_main, int *applied_archive, hl_err *err)
 {
     char dir[4096];
@@ -122,6 +152,8 @@ int hl_http_migrate(const hl_config *cfg, int *applied_main, int *applied_archiv
     snprintf(dir, sizeof dir, "%s/core/migrations/main", share);
     int rc = migrate_file(cfg->db_path, HL_DB_CREATE, "core", dir, applied_main, err);
     if (rc)
+        return rc;
+    if ((rc = migrate_plugins(cfg, err)) != HL_OK)
         return rc;
     snprintf(dir, sizeof dir, "%s/core/migrations/archive", share);
     return migrate_file(cfg->archive_path, HL_DB_CREATE, "archive", dir, applied_archive, err);

@@ -105,6 +105,18 @@ def test_cli(t, inst):
     r = run(["luaneeds", "-c", inst.conf, "x"])
     t.eq(r.returncode, 2, "a plugin that is not enabled has no commands")
 
+    # A plugin upgraded on disk with a new migration: serve applies it at start.
+    up = inst.path("extra", "upgraded")
+    os.makedirs(up)
+    with open(os.path.join(up, "plugin.json"), "w") as f:
+        f.write('{"name": "upgraded", "version": "1"}')
+    with open(os.path.join(up, "main.lua"), "w") as f:
+        f.write('halle.route("GET", "/upgraded", function() return #halle.db.query("SELECT * FROM upgraded_items") .. " rows" end)\n')
+    t.eq(cli(inst, "enable", "upgraded").returncode, 0, "enable a plugin without migrations")
+    os.makedirs(os.path.join(up, "migrations"))
+    with open(os.path.join(up, "migrations", "001_items.sql"), "w") as f:
+        f.write("CREATE TABLE upgraded_items (id INTEGER PRIMARY KEY);\nINSERT INTO upgraded_items DEFAULT VALUES;\n")
+
     # A plugin enabled, then broken on disk: refused at start, the server starts without it.
     extra = inst.path("extra", "fragile")
     os.makedirs(extra)
@@ -126,6 +138,8 @@ def test_serving(t, srv, inst):
     t.ok("plugin fragile refused" in log and "main.lua:" in log and "starting without it" in log,
          "a plugin broken after enabling is refused at start, naming file and line", log[-2000:])
 
+    st, h, b = get(srv, "/upgraded")
+    t.ok(st == 200 and b == b"1 rows", "a plugin's new migration is applied when the server starts", (st, b))
     st, h, b = get(srv, "/testc/ping/bob")
     t.ok(st == 200 and b == b"pong bob", "C plugin route", (st, b))
     st, h, b = get(srv, "/luatest/hello/lise")
