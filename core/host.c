@@ -549,31 +549,77 @@ int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err
         return hl_err_set(err, HL_ENOMEM, "out of memory");
     }
     size_t k = 0;
-    for (size_t i = 0; i < l.count; i++) {
-        const hl_plugin_info *p = &l.items[i];
-        if (!p->enabled)
-            continue;
-        if (p->error) {
-            hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, p->error);
-            continue;
-        }
-        halle_host *h = calloc(1, sizeof *h);
-        if (!h)
-            continue;
-        h->worker = w;
-        h->name = strdup(p->name);
-        h->kind = p->kind;
-        h->settings = hl_plugin_settings(hl_worker_db(w), p);
-        hl_err e;
-        hl_err_clear(&e);
-        int lrc = p->kind == HL_PLUGIN_C ? load_c(h, p, &e) : hl_luaplugin_load(h, &l, p, &e);
-        if (lrc != HL_OK) {
-            hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, e.msg);
-            host_free(h);
-            continue;
-        }
-        out[k++] = h;
+    /* A plugin loads after those it requires (their hooks must be declared before it adds
+     * callbacks to them): passes over the list, loading those whose requirements are loaded;
+     * one whose requirement was refused is refused too. */
+    char *state = calloc(l.count ? l.count : 1, 1); /* 0 waiting, 1 loaded, 2 refused or off */
+    if (!state) {
+        free(out);
+        hl_plugin_list_free(&l);
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
     }
+    for (size_t i = 0; i < l.count; i++)
+        if (!l.items[i].enabled)
+            state[i] = 2;
+    for (int progress = 1; progress;) {
+        progress = 0;
+        for (size_t i = 0; i < l.count; i++) {
+            if (state[i])
+                continue;
+            const hl_plugin_info *p = &l.items[i];
+            int ready = 1;
+            char missing[64] = "";
+            char *reqs = strdup(p->requires ? p->requires : ""), *save = NULL;
+            for (char *t = reqs ? strtok_r(reqs, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
+                size_t j;
+                for (j = 0; j < l.count && strcmp(l.items[j].name, t); j++)
+                    ;
+                if (j == l.count || state[j] == 2) {
+                    ready = -1;
+                    snprintf(missing, sizeof missing, "%s", t);
+                    break;
+                }
+                if (state[j] == 0)
+                    ready = 0;
+            }
+            free(reqs);
+            if (ready == 0)
+                continue;
+            progress = 1;
+            state[i] = 2;
+            if (ready < 0) {
+                hl_log(HL_LOG_ERROR, "plugin %s refused: it requires %s, which is not loaded; starting without it",
+                       p->name, missing);
+                continue;
+            }
+            if (p->error) {
+                hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, p->error);
+                continue;
+            }
+            halle_host *h = calloc(1, sizeof *h);
+            if (!h)
+                continue;
+            h->worker = w;
+            h->name = strdup(p->name);
+            h->kind = p->kind;
+            h->settings = hl_plugin_settings(hl_worker_db(w), p);
+            hl_err e;
+            hl_err_clear(&e);
+            int lrc = p->kind == HL_PLUGIN_C ? load_c(h, p, &e) : hl_luaplugin_load(h, &l, p, &e);
+            if (lrc != HL_OK) {
+                hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, e.msg);
+                host_free(h);
+                continue;
+            }
+            state[i] = 1;
+            out[k++] = h;
+        }
+    }
+    for (size_t i = 0; i < l.count; i++)
+        if (!state[i]) /* only a requirement cycle leaves plugins waiting */
+            hl_log(HL_LOG_ERROR, "plugin %s refused: its requirements form a cycle; starting without it",
+                   l.items[i].name);
+    free(state);
     hl_plugin_list_free(&l);
     *hosts = out;
     *n = k;

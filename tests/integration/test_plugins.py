@@ -72,7 +72,9 @@ def test_cli(t, inst):
     r = cli(inst, "enable", "nosuch")
     t.ok(r.returncode == 1 and "no plugin named 'nosuch'" in r.stderr, "unknown plugin name", r.stderr)
 
-    for name in ("testc", "luatest"):
+    r = cli(inst, "enable", "aadep")
+    t.ok(r.returncode == 1 and "enable testc first" in r.stderr, "a plugin cannot be enabled before what it requires", r.stderr)
+    for name in ("testc", "luatest", "aadep"):
         r = cli(inst, "enable", name)
         t.ok(r.returncode == 0 and "enabled" in r.stdout, "enable %s" % name, r.stdout + r.stderr)
     db = sqlite3.connect(inst.db)
@@ -138,6 +140,9 @@ def test_serving(t, srv, inst):
     t.ok("plugin fragile refused" in log and "main.lua:" in log and "starting without it" in log,
          "a plugin broken after enabling is refused at start, naming file and line", log[-2000:])
 
+    st, h, b = get(srv, "/testc/event")
+    t.ok(st == 200 and json.loads(b) == {"trace": ["testc", "aadep"]},
+         "a Lua plugin adds to a hook declared by the C plugin it requires (loaded after it)", b)
     st, h, b = get(srv, "/upgraded")
     t.ok(st == 200 and b == b"1 rows", "a plugin's new migration is applied when the server starts", (st, b))
     st, h, b = get(srv, "/testc/ping/bob")

@@ -29,6 +29,23 @@ static int me(halle_request *r, void *ud)
     return api->resp_write(r, buf, (size_t)n);
 }
 
+/* API version 6: testc declares its own hook, testc.event, and runs it here; a Lua plugin
+ * whose name sorts before testc (aadep) adds to it, which works only if plugins load after
+ * those they require. */
+static halle_host *self;
+static int event(halle_request *r, void *ud)
+{
+    (void)ud;
+    json_t *v = json_pack("{s:[s]}", "trace", "testc");
+    if (api->run_filter(self, r, "testc.event", &v) < 0) {
+        json_decref(v);
+        return HALLE_ERROR;
+    }
+    int rc = api->resp_json(r, 200, v);
+    json_decref(v);
+    return rc;
+}
+
 /* API version 3: a command-line command, `halle testc hello NAME`, with the database. */
 static int cmd_hello(halle_host *h, int argc, char **argv)
 {
@@ -72,6 +89,10 @@ static int init(halle_host *h, const halle_api *a)
     if (a->api_version >= 2 && a->route(h, HALLE_GET, "/testc/me", me, NULL) != HALLE_OK)
         return HALLE_ERROR;
     if (a->api_version >= 3 && a->command(h, "hello", "NAME", cmd_hello) != HALLE_OK)
+        return HALLE_ERROR;
+    self = h;
+    if (a->api_version >= 6 && (a->declare_hook(h, "testc.event", HALLE_HOOK_FILTER) != HALLE_OK ||
+                                a->route(h, HALLE_GET, "/testc/event", event, NULL) != HALLE_OK))
         return HALLE_ERROR;
     if (a->hook(h, "request.before", 10, refuse, NULL) != HALLE_OK)
         return HALLE_ERROR;
