@@ -526,6 +526,11 @@ static int bind_list(hl_stmt *st, const char *types, va_list ap, hl_err *err)
     return HL_OK;
 }
 
+int hl_db_bindva(hl_stmt *st, const char *types, va_list ap, hl_err *err)
+{
+    return bind_list(st, types, ap, err);
+}
+
 int hl_db_bindv(hl_stmt *st, const char *types, ...)
 {
     va_list ap;

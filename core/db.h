@@ -4,6 +4,7 @@
 #ifndef HL_DB_H
 #define HL_DB_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,8 @@ int hl_db_bind_null(hl_stmt *st, int idx);
  * 's' NUL-terminated text (NULL pointer binds NULL), 't' text with length (const char *, size_t),
  * 'b' blob (const void *, size_t), 'n' NULL (no argument). */
 int hl_db_bindv(hl_stmt *st, const char *types, ...);
+/* The same with a va_list (for wrappers that take '...' themselves), and a message in err. */
+int hl_db_bindva(hl_stmt *st, const char *types, va_list ap, hl_err *err);
 
 /* HL_DB_ROW, HL_DB_DONE, or a negative error with a message (constraint violations are
  * HL_EINVAL, a busy database HL_EBUSY). */

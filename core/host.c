@@ -123,29 +123,6 @@ static int api_resp_html(halle_request *r, const char *t) { return hl_response_h
 static int api_resp_json(halle_request *r, int s, json_t *v) { return hl_response_json(r, s, v); }
 static int api_resp_error(halle_request *r, int s, const char *m) { return hl_response_error(r, s, m); }
 
-/* Binds from a va_list: the storage API takes '...', so the varargs are re-read here with the
- * same type letters. */
-static int bind_va(hl_stmt *st, const char *types, va_list ap)
-{
-    int idx = 1;
-    for (const char *t = types ? types : ""; *t; t++, idx++) {
-        int rc;
-        switch (*t) {
-        case 'i': rc = hl_db_bind_int64(st, idx, va_arg(ap, int)); break;
-        case 'I': rc = hl_db_bind_int64(st, idx, va_arg(ap, int64_t)); break;
-        case 'd': rc = hl_db_bind_double(st, idx, va_arg(ap, double)); break;
-        case 's': { const char *s = va_arg(ap, const char *); rc = hl_db_bind_text(st, idx, s, s ? strlen(s) : 0); break; }
-        case 't': { const char *s = va_arg(ap, const char *); size_t l = va_arg(ap, size_t); rc = hl_db_bind_text(st, idx, s, l); break; }
-        case 'b': { const void *b = va_arg(ap, const void *); size_t l = va_arg(ap, size_t); rc = hl_db_bind_blob(st, idx, b, l); break; }
-        case 'n': rc = hl_db_bind_null(st, idx); break;
-        default: return HL_EINVAL;
-        }
-        if (rc)
-            return rc;
-    }
-    return HL_OK;
-}
-
 static hl_stmt *query_va(halle_host *h, const char *sql, const char *types, va_list ap)
 {
     hl_err err;
@@ -155,8 +132,8 @@ static hl_stmt *query_va(halle_host *h, const char *sql, const char *types, va_l
         set_error(h, err.msg);
         return NULL;
     }
-    if (bind_va(st, types, ap) != HL_OK) {
-        set_error(h, "cannot bind parameters: check the type letters");
+    if (hl_db_bindva(st, types, ap, &err) != HL_OK) {
+        set_error(h, err.msg);
         hl_db_done(st);
         return NULL;
     }

@@ -130,15 +130,10 @@ static int migrate_plugins(const hl_config *cfg, hl_err *err)
         const hl_plugin_info *p = &l.items[i];
         if (!p->enabled || p->error)
             continue;
-        char *mdir = hl_plugin_migrations_dir(cfg, p);
-        struct stat st;
-        if (mdir && stat(mdir, &st) == 0 && S_ISDIR(st.st_mode)) {
-            hl_err e;
-            hl_err_clear(&e);
-            if (hl_plugin_migrate(db, p, mdir, &e) != HL_OK)
-                hl_log(HL_LOG_ERROR, "plugin %s: %s", p->name, e.msg); /* the plugin is refused later */
-        }
-        free(mdir);
+        hl_err e;
+        hl_err_clear(&e);
+        if (hl_plugin_migrate(cfg, db, p, &e) != HL_OK)
+            hl_log(HL_LOG_ERROR, "plugin %s: %s", p->name, e.msg); /* the plugin is refused later */
     }
     hl_plugin_list_free(&l);
     hl_db_close(db);

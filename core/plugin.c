@@ -473,7 +473,7 @@ void hl_plugin_policy_free(hl_db_policy *pol)
     memset(pol, 0, sizeof *pol);
 }
 
-int hl_plugin_migrate(hl_db *db, const hl_plugin_info *p, const char *dir, hl_err *err)
+static int migrate_dir(hl_db *db, const hl_plugin_info *p, const char *dir, hl_err *err)
 {
     if (p->kind != HL_PLUGIN_LUA)
         return hl_db_migrate(db, p->name, dir, NULL, err);
@@ -486,6 +486,19 @@ int hl_plugin_migrate(hl_db *db, const hl_plugin_info *p, const char *dir, hl_er
         hl_db_set_policy(db, NULL, NULL);
     }
     hl_plugin_policy_free(&pol);
+    return rc;
+}
+
+int hl_plugin_migrate(const hl_config *cfg, hl_db *db, const hl_plugin_info *p, hl_err *err)
+{
+    char *dir = hl_plugin_migrations_dir(cfg, p);
+    struct stat st;
+    int rc = HL_OK;
+    if (!dir)
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) /* a plugin without tables has no folder */
+        rc = migrate_dir(db, p, dir, err);
+    free(dir);
     return rc;
 }
 
@@ -527,13 +540,7 @@ int hl_plugin_enable(const hl_config *cfg, hl_db *db, const char *name, hl_err *
     req_check c = {&l, name, err};
     if ((rc = requires_each(p->requires, check_required, &c)))
         goto out;
-    char *mdir = hl_plugin_migrations_dir(cfg, p);
-    struct stat st;
-    if (mdir && stat(mdir, &st) == 0 && S_ISDIR(st.st_mode)) {
-        rc = hl_plugin_migrate(db, p, mdir, err);
-    }
-    free(mdir);
-    if (rc)
+    if ((rc = hl_plugin_migrate(cfg, db, p, err)))
         goto out;
     char ts[32];
     rc = hl_db_run(db, err,

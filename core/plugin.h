@@ -46,9 +46,10 @@ int hl_plugin_enable(const hl_config *cfg, hl_db *db, const char *name, hl_err *
 /* Records it disabled (its data is kept). Refused while an enabled plugin requires it. */
 int hl_plugin_disable(const hl_config *cfg, hl_db *db, const char *name, hl_err *err);
 
-/* Runs the plugin's numbered migrations (component = plugin name). A Lua plugin's run under
- * its database policy: it can only create tables named after it. */
-int hl_plugin_migrate(hl_db *db, const hl_plugin_info *p, const char *dir, hl_err *err);
+/* Runs the plugin's numbered migrations (component = plugin name), if it has a migrations
+ * folder (see hl_plugin_migrations_dir). A Lua plugin's run under its database policy: it can
+ * only create tables named after it. */
+int hl_plugin_migrate(const hl_config *cfg, hl_db *db, const hl_plugin_info *p, hl_err *err);
 /* Where the plugin's migrations live (malloc'd): FOLDER/migrations for Lua, a folder named
  * after the plugin beside the library for C. */
 char *hl_plugin_migrations_dir(const hl_config *cfg, const hl_plugin_info *p);

@@ -22,52 +22,6 @@
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-static void set_str(json_t *o, const char *key, const char *v)
-{
-    json_object_set_new(o, key, json_string(v ? v : ""));
-}
-
-/* Templates wrap a list in a table or a <ul> only when it has items: has_KEY says so for
- * each list of the context. */
-static void list_flags(json_t *ctx)
-{
-    char flags[16][64];
-    int full[16];
-    size_t n = 0;
-    const char *key;
-    json_t *v;
-    /* names first: the object must not change while it is walked */
-    json_object_foreach(ctx, key, v)
-        if (json_is_array(v) && n < 16) {
-            snprintf(flags[n], sizeof flags[n], "has_%s", key);
-            full[n++] = json_array_size(v) > 0;
-        }
-    for (size_t i = 0; i < n; i++)
-        json_object_set_new(ctx, flags[i], json_boolean(full[i]));
-}
-
-static const char *param(halle_request *r, const char *name)
-{
-    const char *v = mk_api->req_param(r, name);
-    return v ? v : "";
-}
-
-/* Copies the form field without blanks at both ends; -1 when too long or not text. */
-static int get_field(halle_request *r, const char *name, char *out, size_t size, int multiline)
-{
-    const char *v = param(r, name);
-    while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
-        v++;
-    size_t n = strlen(v);
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n'))
-        n--;
-    out[0] = '\0';
-    if (n >= size)
-        return -1;
-    memcpy(out, v, n);
-    out[n] = '\0';
-    return mk_text_ok(out, size - 1, multiline) ? 0 : -1;
-}
 
 static const char *col(halle_stmt *st, int i)
 {
@@ -121,15 +75,15 @@ static int need_catalog(halle_request *r, int64_t id, catalog *c)
 static json_t *catalog_json(const catalog *c)
 {
     json_t *o = json_pack("{s:I, s:b}", "id", (json_int_t)c->id, "active", c->active);
-    set_str(o, "name", c->name);
-    set_str(o, "description", c->description);
+    mk_set_str(o, "name", c->name);
+    mk_set_str(o, "description", c->description);
     return o;
 }
 
 static int render(halle_request *r, int status, const char *tpl, json_t *ctx)
 {
     mk_api->resp_status(r, status);
-    list_flags(ctx);
+    mk_list_flags(ctx);
     int rc = mk_render(r, tpl, ctx);
     json_decref(ctx);
     return rc;
@@ -140,12 +94,12 @@ static int render(halle_request *r, int status, const char *tpl, json_t *ctx)
 static int new_catalog_page(halle_request *r, int status, const char *error)
 {
     json_t *ctx = json_object(), *form = json_object();
-    set_str(ctx, "title", mk_api->tr(r, "Nouveau catalogue"));
-    set_str(form, "name", param(r, "name"));
-    set_str(form, "description", param(r, "description"));
+    mk_set_str(ctx, "title", mk_api->tr(r, "Nouveau catalogue"));
+    mk_set_str(form, "name", mk_param(r, "name"));
+    mk_set_str(form, "description", mk_param(r, "description"));
     json_object_set_new(ctx, "form", form);
     if (error)
-        set_str(ctx, "error", error);
+        mk_set_str(ctx, "error", error);
     return render(r, status, "market/producers/catalog_new", ctx);
 }
 
@@ -177,9 +131,9 @@ static int catalog_create(halle_request *r, void *ud)
     if (!pid)
         return HALLE_OK;
     char name[CATALOG_NAME_MAX + 1], desc[CATALOG_DESC_MAX + 1];
-    if (get_field(r, "name", name, sizeof name, 0) || !*name)
+    if (mk_get_field(r, "name", name, sizeof name, 0) || !*name)
         return new_catalog_page(r, 422, mk_api->tr(r, "Donnez un nom au catalogue (120 caractères au plus)."));
-    if (get_field(r, "description", desc, sizeof desc, 1))
+    if (mk_get_field(r, "description", desc, sizeof desc, 1))
         return new_catalog_page(r, 422, mk_api->tr(r, "Description trop longue (2000 caractères au plus)."));
     char now[32];
     mk_now(now, sizeof now);
@@ -220,7 +174,7 @@ static json_t *offer_groups(const catalog *c)
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {
         json_t *g = json_pack("{s:I, s:b}", "id", (json_int_t)mk_api->db_col_int(st, 0), "offered",
                               (int)mk_api->db_col_int(st, 2));
-        set_str(g, "name", col(st, 1));
+        mk_set_str(g, "name", col(st, 1));
         json_array_append_new(a, g);
     }
     mk_api->db_done(st);
@@ -230,7 +184,7 @@ static json_t *offer_groups(const catalog *c)
 static int catalog_page(halle_request *r, const catalog *c, int status, const char *error)
 {
     json_t *ctx = json_object();
-    set_str(ctx, "title", c->name);
+    mk_set_str(ctx, "title", c->name);
     json_object_set_new(ctx, "catalog", catalog_json(c));
     int page = mk_page(r);
     const char *q = mk_query(r);
@@ -262,14 +216,14 @@ static int catalog_page(halle_request *r, const catalog *c, int status, const ch
             mk_decimal_text(lang, mk_api->db_col_double(st, 9), stock, sizeof stock);
         json_t *p = json_pack("{s:I, s:b, s:b}", "id", (json_int_t)mk_api->db_col_int(st, 0), "organic",
                               (int)mk_api->db_col_int(st, 7), "active", (int)mk_api->db_col_int(st, 8));
-        set_str(p, "ref", col(st, 1));
-        set_str(p, "name", col(st, 2));
-        set_str(p, "unit", mk_api->tr(r, mk_unit_label(col(st, 3))));
-        set_str(p, "quantity", qty);
-        set_str(p, "price", price);
-        set_str(p, "vat", vat);
-        set_str(p, "stock", stock);
-        set_str(p, "category", col(st, 10));
+        mk_set_str(p, "ref", col(st, 1));
+        mk_set_str(p, "name", col(st, 2));
+        mk_set_str(p, "unit", mk_api->tr(r, mk_unit_label(col(st, 3))));
+        mk_set_str(p, "quantity", qty);
+        mk_set_str(p, "price", price);
+        mk_set_str(p, "vat", vat);
+        mk_set_str(p, "stock", stock);
+        mk_set_str(p, "category", col(st, 10));
         json_array_append_new(products, p);
     }
     mk_api->db_done(st);
@@ -277,14 +231,14 @@ static int catalog_page(halle_request *r, const catalog *c, int status, const ch
     json_object_set_new(ctx, "pagination", mk_pagination(page, total, q));
     char base[64];
     snprintf(base, sizeof base, "/producer/catalogs/%lld", (long long)c->id);
-    set_str(ctx, "base", base);
-    set_str(ctx, "q", q);
+    mk_set_str(ctx, "base", base);
+    mk_set_str(ctx, "q", q);
     json_object_set_new(ctx, "groups", offer_groups(c));
     const char *ok = done_message(r, mk_api->req_param(r, "done"));
     if (ok && !error)
-        set_str(ctx, "ok", ok);
+        mk_set_str(ctx, "ok", ok);
     if (error)
-        set_str(ctx, "error", error);
+        mk_set_str(ctx, "error", error);
     return render(r, status, "market/producers/catalog", ctx);
 }
 
@@ -304,12 +258,12 @@ static int catalog_post(halle_request *r, void *ud)
     if (!need_catalog(r, mk_id(mk_api->req_route_param(r, "id")), &c))
         return HALLE_OK;
     char name[CATALOG_NAME_MAX + 1], desc[CATALOG_DESC_MAX + 1];
-    if (get_field(r, "name", name, sizeof name, 0) || !*name)
+    if (mk_get_field(r, "name", name, sizeof name, 0) || !*name)
         return catalog_page(r, &c, 422, mk_api->tr(r, "Donnez un nom au catalogue (120 caractères au plus)."));
-    if (get_field(r, "description", desc, sizeof desc, 1))
+    if (mk_get_field(r, "description", desc, sizeof desc, 1))
         return catalog_page(r, &c, 422, mk_api->tr(r, "Description trop longue (2000 caractères au plus)."));
     if (mk_api->db_run(mk_host, "UPDATE market_catalogs SET name = ?, description = ?, active = ? WHERE id = ?", "ssiI", name,
-                       desc, *param(r, "active") ? 1 : 0, c.id) < 0)
+                       desc, *mk_param(r, "active") ? 1 : 0, c.id) < 0)
         return mk_error(r, 500, NULL);
     char loc[64];
     snprintf(loc, sizeof loc, "/producer/catalogs/%lld?done=saved", (long long)c.id);
@@ -331,7 +285,7 @@ static int offer_tx(halle_host *h, void *ud)
     for (size_t i = 0; i < j->n; i++) {
         char name[40];
         snprintf(name, sizeof name, "group_%lld", (long long)j->ids[i]);
-        if (*param(j->r, name) &&
+        if (*mk_param(j->r, name) &&
             mk_api->db_run(h, "INSERT INTO market_catalog_groups (catalog_id, group_id) VALUES (?, ?)", "II", j->catalog_id,
                            j->ids[i]) < 0)
             return HALLE_ERROR;
@@ -403,18 +357,18 @@ static void add_error(json_t *errors, const char *text)
 static void read_product_form(halle_request *r, int64_t catalog_id, int64_t product_id, product_form *f, json_t *errors)
 {
     memset(f, 0, sizeof *f);
-    if (get_field(r, "name", f->name, sizeof f->name, 0) || !*f->name)
+    if (mk_get_field(r, "name", f->name, sizeof f->name, 0) || !*f->name)
         add_error(errors, mk_api->tr(r, "Indiquez le nom du produit (200 caractères au plus, sur une ligne)."));
-    if (get_field(r, "ref", f->ref, sizeof f->ref, 0))
+    if (mk_get_field(r, "ref", f->ref, sizeof f->ref, 0))
         add_error(errors, mk_api->tr(r, "Référence trop longue (64 caractères au plus)."));
-    if (get_field(r, "description", f->description, sizeof f->description, 1))
+    if (mk_get_field(r, "description", f->description, sizeof f->description, 1))
         add_error(errors, mk_api->tr(r, "Description trop longue (4000 caractères au plus)."));
-    get_field(r, "quantity", f->quantity_raw, sizeof f->quantity_raw, 0);
-    get_field(r, "price", f->price_raw, sizeof f->price_raw, 0);
-    get_field(r, "vat", f->vat_raw, sizeof f->vat_raw, 0);
-    get_field(r, "stock", f->stock_raw, sizeof f->stock_raw, 0);
-    get_field(r, "category", f->category_raw, sizeof f->category_raw, 0);
-    f->unit = mk_unit_parse(param(r, "unit"));
+    mk_get_field(r, "quantity", f->quantity_raw, sizeof f->quantity_raw, 0);
+    mk_get_field(r, "price", f->price_raw, sizeof f->price_raw, 0);
+    mk_get_field(r, "vat", f->vat_raw, sizeof f->vat_raw, 0);
+    mk_get_field(r, "stock", f->stock_raw, sizeof f->stock_raw, 0);
+    mk_get_field(r, "category", f->category_raw, sizeof f->category_raw, 0);
+    f->unit = mk_unit_parse(mk_param(r, "unit"));
     if (!f->unit)
         add_error(errors, mk_api->tr(r, "Choisissez l'unité : pièce, kg, g, l, ml ou vrac."));
     f->quantity = 1;
@@ -433,9 +387,9 @@ static void read_product_form(halle_request *r, int64_t catalog_id, int64_t prod
     }
     if (*f->category_raw && (!(f->category = mk_id(f->category_raw)) || !category_exists(f->category)))
         add_error(errors, mk_api->tr(r, "Catégorie inconnue."));
-    f->organic = *param(r, "organic") != '\0';
-    f->active = *param(r, "active") != '\0';
-    f->remove_image = *param(r, "remove_image") != '\0';
+    f->organic = *mk_param(r, "organic") != '\0';
+    f->active = *mk_param(r, "active") != '\0';
+    f->remove_image = *mk_param(r, "remove_image") != '\0';
     f->image = mk_api->req_file(r, "image", &f->image_len, NULL, NULL);
     if (f->image && f->image_len) {
         if (f->image_len > MK_IMAGE_MAX)
@@ -459,14 +413,14 @@ static void read_product_form(halle_request *r, int64_t catalog_id, int64_t prod
 static int product_page(halle_request *r, int status, const catalog *c, int64_t product_id, json_t *values, json_t *errors)
 {
     json_t *ctx = json_object();
-    set_str(ctx, "title", product_id ? mk_api->tr(r, "Modifier le produit") : mk_api->tr(r, "Nouveau produit"));
+    mk_set_str(ctx, "title", product_id ? mk_api->tr(r, "Modifier le produit") : mk_api->tr(r, "Nouveau produit"));
     json_object_set_new(ctx, "catalog", catalog_json(c));
     char action[80];
     if (product_id)
         snprintf(action, sizeof action, "/producer/products/%lld", (long long)product_id);
     else
         snprintf(action, sizeof action, "/producer/catalogs/%lld/products/new", (long long)c->id);
-    set_str(ctx, "action", action);
+    mk_set_str(ctx, "action", action);
     json_object_set_new(ctx, "edit", json_boolean(product_id != 0));
     json_object_set_new(ctx, "id", json_integer(product_id));
     const char *unit = json_string_value(json_object_get(values, "unit"));
@@ -503,7 +457,7 @@ static int product_page(halle_request *r, int status, const catalog *c, int64_t 
             snprintf(label, sizeof label, "%s › %s", col(st, 2), col(st, 1));
         else
             snprintf(label, sizeof label, "%s", col(st, 1));
-        set_str(k, "name", label);
+        mk_set_str(k, "name", label);
         json_array_append_new(cats, k);
     }
     mk_api->db_done(st);
@@ -519,15 +473,15 @@ static int product_page(halle_request *r, int status, const catalog *c, int64_t 
 static json_t *form_values(const product_form *f)
 {
     json_t *v = json_object();
-    set_str(v, "name", f->name);
-    set_str(v, "ref", f->ref);
-    set_str(v, "description", f->description);
-    set_str(v, "unit", f->unit ? f->unit : "");
-    set_str(v, "quantity", f->quantity_raw);
-    set_str(v, "price", f->price_raw);
-    set_str(v, "vat", f->vat_raw);
-    set_str(v, "stock", f->stock_raw);
-    set_str(v, "category", f->category_raw);
+    mk_set_str(v, "name", f->name);
+    mk_set_str(v, "ref", f->ref);
+    mk_set_str(v, "description", f->description);
+    mk_set_str(v, "unit", f->unit ? f->unit : "");
+    mk_set_str(v, "quantity", f->quantity_raw);
+    mk_set_str(v, "price", f->price_raw);
+    mk_set_str(v, "vat", f->vat_raw);
+    mk_set_str(v, "stock", f->stock_raw);
+    mk_set_str(v, "category", f->category_raw);
     json_object_set_new(v, "organic", json_boolean(f->organic));
     json_object_set_new(v, "active", json_boolean(f->active));
     return v;
@@ -620,21 +574,21 @@ static int product_get(halle_request *r, void *ud)
     if (mk_api->db_col_int(st, 8))
         snprintf(cat, sizeof cat, "%lld", (long long)mk_api->db_col_int(st, 8));
     json_t *v = json_object();
-    set_str(v, "name", col(st, 0));
-    set_str(v, "ref", col(st, 1));
-    set_str(v, "description", col(st, 2));
-    set_str(v, "unit", col(st, 3));
-    set_str(v, "quantity", qty);
-    set_str(v, "price", price);
-    set_str(v, "vat", vat);
-    set_str(v, "stock", stock);
-    set_str(v, "category", cat);
+    mk_set_str(v, "name", col(st, 0));
+    mk_set_str(v, "ref", col(st, 1));
+    mk_set_str(v, "description", col(st, 2));
+    mk_set_str(v, "unit", col(st, 3));
+    mk_set_str(v, "quantity", qty);
+    mk_set_str(v, "price", price);
+    mk_set_str(v, "vat", vat);
+    mk_set_str(v, "stock", stock);
+    mk_set_str(v, "category", cat);
     json_object_set_new(v, "organic", json_boolean(mk_api->db_col_int(st, 7)));
     json_object_set_new(v, "active", json_boolean(mk_api->db_col_int(st, 10)));
     if (mk_api->db_col_int(st, 11)) {
         char url[64];
         snprintf(url, sizeof url, "/products/%lld/image", (long long)pid);
-        set_str(v, "image_url", url);
+        mk_set_str(v, "image_url", url);
     }
     mk_api->db_done(st);
     return product_page(r, 200, &c, pid, v, NULL);
@@ -876,7 +830,7 @@ static int import_post(halle_request *r, void *ud)
     if (!need_catalog(r, mk_id(mk_api->req_route_param(r, "id")), &c))
         return HALLE_OK;
     json_t *ctx = json_object();
-    set_str(ctx, "title", mk_api->tr(r, "Import de produits"));
+    mk_set_str(ctx, "title", mk_api->tr(r, "Import de produits"));
     json_object_set_new(ctx, "catalog", catalog_json(&c));
     size_t len = 0;
     const void *data = mk_api->req_file(r, "file", &len, NULL, NULL);

@@ -1076,3 +1076,52 @@ int64_t mk_id(const char *s)
     }
     return v;
 }
+
+/* ---- form and template helpers of the market's pages ----------------------------------------- */
+
+void mk_set_str(json_t *o, const char *key, const char *v)
+{
+    json_object_set_new(o, key, json_string(v ? v : ""));
+}
+
+/* Templates wrap a list in a table or a <ul> only when it has items: has_KEY says so for
+ * each list of the context. */
+void mk_list_flags(json_t *ctx)
+{
+    char flags[16][64];
+    int full[16];
+    size_t n = 0;
+    const char *key;
+    json_t *v;
+    /* names first: the object must not change while it is walked */
+    json_object_foreach(ctx, key, v)
+        if (json_is_array(v) && n < 16) {
+            snprintf(flags[n], sizeof flags[n], "has_%s", key);
+            full[n++] = json_array_size(v) > 0;
+        }
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(ctx, flags[i], json_boolean(full[i]));
+}
+
+const char *mk_param(halle_request *r, const char *name)
+{
+    const char *v = mk_api->req_param(r, name);
+    return v ? v : "";
+}
+
+/* Copies the form field, blanks at both ends removed; -1 when it is too long or not text. */
+int mk_get_field(halle_request *r, const char *name, char *out, size_t size, int multiline)
+{
+    const char *v = mk_param(r, name);
+    while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
+        v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n'))
+        n--;
+    out[0] = '\0';
+    if (n >= size)
+        return -1;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return mk_text_ok(out, size - 1, multiline) ? 0 : -1;
+}

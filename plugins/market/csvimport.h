@@ -125,4 +125,14 @@ int mk_like_pattern(const char *q, char *out, size_t len);
 /* A route's numeric id, or 0 when it is not one (too long, zero). */
 int64_t mk_id(const char *s);
 
+
+/* Helpers shared by the market's page modules (producers.c, catalog.c). */
+void mk_set_str(json_t *o, const char *key, const char *v);
+/* Sets has_KEY for each list of ctx, so templates wrap a list only when it has items. */
+void mk_list_flags(json_t *ctx);
+/* A form or query parameter, "" when absent. */
+const char *mk_param(halle_request *r, const char *name);
+/* Copies the form field without blanks at both ends; -1 when too long or not text. */
+int mk_get_field(halle_request *r, const char *name, char *out, size_t size, int multiline);
+
 #endif

@@ -101,12 +101,16 @@ int mk_siret_valid(const char *in, char out[15])
     return sum % 10 == 0;
 }
 
-long long mk_parse_price(const char *s)
+/* A decimal with at most two decimals ("12,50", "12.5", "1 234,5") as hundredths; -1 when it
+ * is not one. Spaces and no-break spaces (thousands separators) are skipped, and so is the
+ * unit the field may carry: "€" for prices, "%" for rates. */
+static long long hundredths(const char *s, int max_digits, const char *unit)
 {
     if (!s)
         return -1;
     long long whole = 0, frac = 0;
     int digits = 0, fdigits = 0, in_frac = 0;
+    size_t ul = strlen(unit);
     for (const char *p = s; *p; p++) {
         unsigned char c = (unsigned char)*p;
         if (isdigit(c)) {
@@ -115,58 +119,34 @@ long long mk_parse_price(const char *s)
                     return -1;
                 frac = frac * 10 + (c - '0');
             } else {
-                if (++digits > 9)
+                if (++digits > max_digits)
                     return -1;
                 whole = whole * 10 + (c - '0');
             }
         } else if ((c == ',' || c == '.') && !in_frac && digits) {
             in_frac = 1;
-        } else if (c == ' ' || c == '\t' || (unsigned char)c == 0xc2 || (unsigned char)c == 0xa0) {
+        } else if (c == ' ' || c == '\t' || c == 0xc2 || c == 0xa0) {
             /* spaces, and no-break spaces (C2 A0) as thousands separators */
-        } else if (!strncmp(p, "€", strlen("€"))) {
-            p += strlen("€") - 1;
+        } else if (ul && !strncmp(p, unit, ul)) {
+            p += ul - 1;
         } else {
             return -1;
         }
     }
     if (!digits)
         return -1;
-    if (fdigits == 1)
-        frac *= 10;
-    return whole * 100 + frac;
+    return whole * 100 + (fdigits == 1 ? frac * 10 : frac);
+}
+
+long long mk_parse_price(const char *s)
+{
+    return hundredths(s, 9, "€");
 }
 
 int mk_parse_vat(const char *s)
 {
-    if (!s)
-        return -1;
-    long long whole = 0, frac = 0;
-    int digits = 0, fdigits = 0, in_frac = 0;
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (isdigit(c)) {
-            if (in_frac) {
-                if (++fdigits > 2)
-                    return -1;
-                frac = frac * 10 + (c - '0');
-            } else {
-                if (++digits > 3)
-                    return -1;
-                whole = whole * 10 + (c - '0');
-            }
-        } else if ((c == ',' || c == '.') && !in_frac && digits) {
-            in_frac = 1;
-        } else if (c == ' ' || c == '%') {
-        } else {
-            return -1;
-        }
-    }
-    if (!digits)
-        return -1;
-    if (fdigits == 1)
-        frac *= 10;
-    long long bp = whole * 100 + frac;
-    return bp <= 10000 ? (int)bp : -1;
+    long long bp = hundredths(s, 3, "%");
+    return bp >= 0 && bp <= 10000 ? (int)bp : -1;
 }
 
 int mk_page(halle_request *r)

@@ -16,53 +16,6 @@
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-static void set_str(json_t *o, const char *key, const char *v)
-{
-    json_object_set_new(o, key, json_string(v ? v : ""));
-}
-
-/* Templates wrap a list in a table or a <ul> only when it has items: has_KEY says so for
- * each list of the context. */
-static void list_flags(json_t *ctx)
-{
-    char flags[16][64];
-    int full[16];
-    size_t n = 0;
-    const char *key;
-    json_t *v;
-    /* names first: the object must not change while it is walked */
-    json_object_foreach(ctx, key, v)
-        if (json_is_array(v) && n < 16) {
-            snprintf(flags[n], sizeof flags[n], "has_%s", key);
-            full[n++] = json_array_size(v) > 0;
-        }
-    for (size_t i = 0; i < n; i++)
-        json_object_set_new(ctx, flags[i], json_boolean(full[i]));
-}
-
-static const char *param(halle_request *r, const char *name)
-{
-    const char *v = mk_api->req_param(r, name);
-    return v ? v : "";
-}
-
-/* Copies the form field, blanks at both ends removed; -1 when it is too long or not text. */
-static int get_field(halle_request *r, const char *name, char *out, size_t size, int multiline)
-{
-    const char *v = param(r, name);
-    while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
-        v++;
-    size_t n = strlen(v);
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n'))
-        n--;
-    out[0] = '\0';
-    if (n >= size)
-        return -1;
-    memcpy(out, v, n);
-    out[n] = '\0';
-    return mk_text_ok(out, size - 1, multiline) ? 0 : -1;
-}
-
 static int forbidden(halle_request *r)
 {
     return mk_error(r, 403, mk_api->tr(r, "Cette page est réservée au producteur titulaire du compte."));
@@ -112,15 +65,15 @@ static int vat_valid(const char *in, const char *siret, char *out, size_t len)
 static const char *read_account_form(halle_request *r, account_form *f)
 {
     memset(f, 0, sizeof *f);
-    int bad_name = get_field(r, "business_name", f->business_name, sizeof f->business_name, 0);
-    get_field(r, "siret", f->siret_raw, sizeof f->siret_raw, 0);
+    int bad_name = mk_get_field(r, "business_name", f->business_name, sizeof f->business_name, 0);
+    mk_get_field(r, "siret", f->siret_raw, sizeof f->siret_raw, 0);
     char vat_raw[64];
-    int bad_vat = get_field(r, "vat_number", vat_raw, sizeof vat_raw, 0);
+    int bad_vat = mk_get_field(r, "vat_number", vat_raw, sizeof vat_raw, 0);
     snprintf(f->vat_number, sizeof f->vat_number, "%s", vat_raw);
-    int bad_address = get_field(r, "address", f->address, sizeof f->address, 1);
-    int bad_postcode = get_field(r, "postcode", f->postcode, sizeof f->postcode, 0);
-    int bad_town = get_field(r, "town", f->town, sizeof f->town, 0);
-    int bad_desc = get_field(r, "description", f->description, sizeof f->description, 1);
+    int bad_address = mk_get_field(r, "address", f->address, sizeof f->address, 1);
+    int bad_postcode = mk_get_field(r, "postcode", f->postcode, sizeof f->postcode, 0);
+    int bad_town = mk_get_field(r, "town", f->town, sizeof f->town, 0);
+    int bad_desc = mk_get_field(r, "description", f->description, sizeof f->description, 1);
     if (bad_name || !*f->business_name)
         return mk_api->tr(r, "Indiquez le nom de votre exploitation (120 caractères au plus).");
     if (!mk_siret_valid(f->siret_raw, f->siret))
@@ -149,13 +102,13 @@ static const char *read_account_form(halle_request *r, account_form *f)
 static json_t *form_json(const account_form *f)
 {
     json_t *o = json_object();
-    set_str(o, "business_name", f->business_name);
-    set_str(o, "siret", *f->siret ? f->siret : f->siret_raw);
-    set_str(o, "vat_number", f->vat_number);
-    set_str(o, "address", f->address);
-    set_str(o, "postcode", f->postcode);
-    set_str(o, "town", f->town);
-    set_str(o, "description", f->description);
+    mk_set_str(o, "business_name", f->business_name);
+    mk_set_str(o, "siret", *f->siret ? f->siret : f->siret_raw);
+    mk_set_str(o, "vat_number", f->vat_number);
+    mk_set_str(o, "address", f->address);
+    mk_set_str(o, "postcode", f->postcode);
+    mk_set_str(o, "town", f->town);
+    mk_set_str(o, "description", f->description);
     return o;
 }
 
@@ -171,7 +124,7 @@ static int account_page(halle_request *r, int status, int edit, json_t *form, co
     }
     json_object_set_new(ctx, "form", form ? form : json_object());
     if (error)
-        set_str(ctx, "error", error);
+        mk_set_str(ctx, "error", error);
     mk_api->resp_status(r, status);
     int rc = mk_render(r, "market/producers/signup", ctx);
     json_decref(ctx);
@@ -240,7 +193,7 @@ static int signup_post(halle_request *r, void *ud)
                             mk_api->tr(r, "Vous avez déjà un compte producteur : un seul compte par personne."));
     account_form f;
     const char *error = read_account_form(r, &f);
-    if (!error && !*param(r, "charter"))
+    if (!error && !*mk_param(r, "charter"))
         error = mk_api->tr(r, "Vous devez accepter la charte des producteurs pour vendre.");
     if (error)
         return account_page(r, 422, 0, form_json(&f), error);
@@ -285,7 +238,7 @@ static int profile_get(halle_request *r, void *ud)
     json_t *form = json_object();
     static const char *const keys[] = {"business_name", "siret", "vat_number", "address", "postcode", "town", "description"};
     for (int i = 0; i < 7; i++)
-        set_str(form, keys[i], mk_api->db_col_text(st, i));
+        mk_set_str(form, keys[i], mk_api->db_col_text(st, i));
     mk_api->db_done(st);
     return account_page(r, 200, 1, form, NULL);
 }
@@ -366,16 +319,16 @@ static int dashboard(halle_request *r, int status, const char *error)
         return mk_error(r, 500, NULL);
     }
     json_t *ctx = json_object(), *producer = json_object();
-    set_str(producer, "business_name", mk_api->db_col_text(st, 0));
-    set_str(producer, "slug", mk_api->db_col_text(st, 1));
-    set_str(producer, "town", mk_api->db_col_text(st, 2));
-    set_str(producer, "charter_version", mk_api->db_col_text(st, 3));
-    set_str(producer, "charter_accepted_at", mk_api->db_col_text(st, 4));
+    mk_set_str(producer, "business_name", mk_api->db_col_text(st, 0));
+    mk_set_str(producer, "slug", mk_api->db_col_text(st, 1));
+    mk_set_str(producer, "town", mk_api->db_col_text(st, 2));
+    mk_set_str(producer, "charter_version", mk_api->db_col_text(st, 3));
+    mk_set_str(producer, "charter_accepted_at", mk_api->db_col_text(st, 4));
     char slug[80];
     snprintf(slug, sizeof slug, "%s", mk_api->db_col_text(st, 1) ? mk_api->db_col_text(st, 1) : "");
     mk_api->db_done(st);
     json_object_set_new(ctx, "producer", producer);
-    set_str(ctx, "title", mk_api->tr(r, "Espace producteur"));
+    mk_set_str(ctx, "title", mk_api->tr(r, "Espace producteur"));
 
     /* catalogs, paginated and searchable */
     int page = mk_page(r);
@@ -403,7 +356,7 @@ static int dashboard(halle_request *r, int status, const char *error)
     mk_api->db_done(st);
     json_object_set_new(ctx, "catalogs", cats);
     json_object_set_new(ctx, "pagination", mk_pagination(page, total, q));
-    set_str(ctx, "base", "/producer");
+    mk_set_str(ctx, "base", "/producer");
 
     /* groups: accepted first, then pending and declined */
     json_t *groups = json_array();
@@ -415,10 +368,10 @@ static int dashboard(halle_request *r, int status, const char *error)
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {
         const char *s = mk_api->db_col_text(st, 2) ? mk_api->db_col_text(st, 2) : "";
         json_t *g = json_object();
-        set_str(g, "name", mk_api->db_col_text(st, 0));
-        set_str(g, "slug", mk_api->db_col_text(st, 1));
-        set_str(g, "status", s);
-        set_str(g, "status_label", status_label(r, s));
+        mk_set_str(g, "name", mk_api->db_col_text(st, 0));
+        mk_set_str(g, "slug", mk_api->db_col_text(st, 1));
+        mk_set_str(g, "status", s);
+        mk_set_str(g, "status_label", status_label(r, s));
         json_object_set_new(g, "accepted", json_boolean(!strcmp(s, "accepted")));
         json_array_append_new(groups, g);
     }
@@ -429,11 +382,11 @@ static int dashboard(halle_request *r, int status, const char *error)
 
     const char *ok = done_message(r, mk_api->req_param(r, "done"));
     if (ok && !error)
-        set_str(ctx, "ok", ok);
+        mk_set_str(ctx, "ok", ok);
     if (error)
-        set_str(ctx, "error", error);
+        mk_set_str(ctx, "error", error);
     mk_api->resp_status(r, status);
-    list_flags(ctx);
+    mk_list_flags(ctx);
     int rc = mk_render(r, "market/producers/dashboard", ctx);
     json_decref(ctx);
     return rc;
@@ -452,7 +405,7 @@ static int ask_post(halle_request *r, void *ud)
     if (!pid)
         return HALLE_OK;
     char slug[80];
-    if (get_field(r, "group", slug, sizeof slug, 0) || !*slug)
+    if (mk_get_field(r, "group", slug, sizeof slug, 0) || !*slug)
         return dashboard(r, 422,
                          mk_api->tr(r, "Indiquez le groupe (l'adresse de sa page : /groups/nom-du-groupe)."));
     /* people paste the whole address of the group's page */
@@ -570,12 +523,12 @@ static int public_get(halle_request *r, void *ud)
     }
     int64_t pid = mk_api->db_col_int(st, 0);
     json_t *ctx = json_object(), *producer = json_object();
-    set_str(producer, "business_name", mk_api->db_col_text(st, 1));
-    set_str(producer, "description", mk_api->db_col_text(st, 2));
-    set_str(producer, "town", mk_api->db_col_text(st, 3));
-    set_str(producer, "postcode", mk_api->db_col_text(st, 4));
-    set_str(producer, "slug", slug);
-    set_str(ctx, "title", mk_api->db_col_text(st, 1));
+    mk_set_str(producer, "business_name", mk_api->db_col_text(st, 1));
+    mk_set_str(producer, "description", mk_api->db_col_text(st, 2));
+    mk_set_str(producer, "town", mk_api->db_col_text(st, 3));
+    mk_set_str(producer, "postcode", mk_api->db_col_text(st, 4));
+    mk_set_str(producer, "slug", slug);
+    mk_set_str(ctx, "title", mk_api->db_col_text(st, 1));
     mk_api->db_done(st);
     json_object_set_new(ctx, "producer", producer);
     json_object_set_new(ctx, "photos", photos_json(pid, slug));
@@ -605,11 +558,11 @@ static int public_get(halle_request *r, void *ud)
         mk_decimal_text(mk_api->req_lang(r), mk_api->db_col_double(st, 4), qty, sizeof qty);
         json_t *p = json_object();
         json_object_set_new(p, "id", json_integer(mk_api->db_col_int(st, 0)));
-        set_str(p, "name", mk_api->db_col_text(st, 1));
-        set_str(p, "description", mk_api->db_col_text(st, 2));
-        set_str(p, "unit", mk_api->tr(r, mk_unit_label(mk_api->db_col_text(st, 3))));
-        set_str(p, "quantity", qty);
-        set_str(p, "price", price);
+        mk_set_str(p, "name", mk_api->db_col_text(st, 1));
+        mk_set_str(p, "description", mk_api->db_col_text(st, 2));
+        mk_set_str(p, "unit", mk_api->tr(r, mk_unit_label(mk_api->db_col_text(st, 3))));
+        mk_set_str(p, "quantity", qty);
+        mk_set_str(p, "price", price);
         json_object_set_new(p, "organic", json_boolean(mk_api->db_col_int(st, 6)));
         json_object_set_new(p, "image", json_boolean(mk_api->db_col_int(st, 7)));
         json_array_append_new(products, p);
@@ -619,7 +572,7 @@ static int public_get(halle_request *r, void *ud)
     json_object_set_new(ctx, "pagination", mk_pagination(page, total, q));
     char base[120];
     snprintf(base, sizeof base, "/producers/%s", slug);
-    set_str(ctx, "base", base);
+    mk_set_str(ctx, "base", base);
 
     json_t *groups = json_array();
     st = mk_api->db_query(mk_host,
@@ -628,14 +581,14 @@ static int public_get(halle_request *r, void *ud)
                           "ORDER BY g.name LIMIT 200", "I", pid);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {
         json_t *g = json_object();
-        set_str(g, "name", mk_api->db_col_text(st, 0));
-        set_str(g, "slug", mk_api->db_col_text(st, 1));
-        set_str(g, "town", mk_api->db_col_text(st, 2));
+        mk_set_str(g, "name", mk_api->db_col_text(st, 0));
+        mk_set_str(g, "slug", mk_api->db_col_text(st, 1));
+        mk_set_str(g, "town", mk_api->db_col_text(st, 2));
         json_array_append_new(groups, g);
     }
     mk_api->db_done(st);
     json_object_set_new(ctx, "groups", groups);
-    list_flags(ctx);
+    mk_list_flags(ctx);
     int rc = mk_render(r, "market/producers/public", ctx);
     json_decref(ctx);
     return rc;
