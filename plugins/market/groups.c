@@ -1758,9 +1758,9 @@ static int style_get(halle_request *r, void *ud)
         return HALLE_OK;
     int n = snprintf(css, sizeof css, ":root{");
     if (primary[0])
-        n += snprintf(css + n, sizeof css - n, "--green:%s;--terracotta:%s;", primary, primary);
+        n += snprintf(css + n, sizeof css - n, "--green:%s;", primary);
     if (accent[0])
-        n += snprintf(css + n, sizeof css - n, "--green-dark:%s;--terracotta-dark:%s;", accent, accent);
+        n += snprintf(css + n, sizeof css - n, "--green-dark:%s;", accent);
     snprintf(css + n, sizeof css - n, "}\n");
     mk_api->resp_header(r, "Content-Type", "text/css; charset=utf-8");
     mk_api->resp_write(r, css, strlen(css));
