@@ -2,11 +2,15 @@
  * and gives it the `halle` API table: routes, hook callbacks, SQL through the plugin's access
  * policy, settings, logging and privacy/cookie declarations. Every call into Lua goes through
  * hl_lua_call, so limits apply and an error becomes a 500 for that request, never a crash. */
+#include "halle-config.h"
+
 #include <lauxlib.h>
 #include <lua.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/host.h"
 #include "core/http.h"
@@ -18,6 +22,7 @@
 #include "core/mail.h"
 #include "core/markdown.h"
 #include "core/mustache.h"
+#include "core/webauth.h"
 
 #define JSON_DEPTH 32
 #define STOP_MARK "halle.stop"
@@ -120,10 +125,13 @@ static json_t *to_json(lua_State *L, int idx, int depth)
 
 /* ---- requests ------------------------------------------------------------------------- */
 
-static void push_params(lua_State *L, const hl_params *p)
+/* hide(name) says which entries a contained plugin must not see (credentials). */
+static void push_params(lua_State *L, const hl_params *p, int (*hide)(const char *))
 {
     lua_createtable(L, 0, (int)p->count);
     for (size_t i = p->count; i-- > 0;) { /* first occurrence wins, as hl_params_value */
+        if (hide && hide(p->items[i].name))
+            continue;
         if (p->items[i].filename) {
             lua_createtable(L, 0, 4);
             lua_pushstring(L, p->items[i].filename);
@@ -139,20 +147,88 @@ static void push_params(lua_State *L, const hl_params *p)
     }
 }
 
+/* Credentials never reach Lua code (docs/security.md): the session and CSRF cookies, the
+ * headers that carry them or other secrets, and the _csrf field of forms. */
+static int hidden_field(const char *name) { return name && !strcmp(name, "_csrf"); }
+
 static int req_header(lua_State *L)
 {
     hl_request *r = lua_touserdata(L, lua_upvalueindex(1));
-    lua_pushstring(L, hl_request_header(r, luaL_checkstring(L, 1)));
+    const char *name = luaL_checkstring(L, 1);
+    lua_pushstring(L, hl_webauth_secret_header(name) ? NULL : hl_request_header(r, name));
     return 1;
 }
 
-/* req.csrf(): the token a plugin's form must carry in its _csrf field. A function, not a
- * field, because giving a visitor a token sets a cookie. */
+/* The CSRF token itself is a credential (with the session it lets a page post as the user), so
+ * req.csrf() gives a placeholder instead, random per process, which the core replaces with the
+ * real token in the HTML body the handler returns. Lua code never holds the token. */
+static char csrf_mark[48];
+
+static const char *csrf_placeholder(void)
+{
+    if (!csrf_mark[0]) {
+        unsigned char bin[12];
+        randombytes_buf(bin, sizeof bin);
+        char hex[sizeof bin * 2 + 1];
+        sodium_bin2hex(hex, sizeof hex, bin, sizeof bin);
+        snprintf(csrf_mark, sizeof csrf_mark, "halle-csrf-%s", hex);
+    }
+    return csrf_mark;
+}
+
+/* req.csrf(): what a plugin's form puts in its _csrf field. A function, not a field, because
+ * giving a visitor a token sets a cookie. */
 static int req_csrf(lua_State *L)
 {
     hl_request *r = lua_touserdata(L, lua_upvalueindex(1));
-    lua_pushstring(L, hl_request_csrf(r));
+    hl_request_csrf(r);
+    lua_pushstring(L, csrf_placeholder());
     return 1;
+}
+
+/* Writes a handler's HTML body with the CSRF placeholder replaced by the request's token. */
+static int write_body(hl_request *r, const char *s, size_t len)
+{
+    const char *mark = csrf_mark[0] ? csrf_mark : NULL;
+    size_t mlen = mark ? strlen(mark) : 0;
+    while (mark && len >= mlen) {
+        const char *hit = memmem(s, len, mark, mlen);
+        if (!hit)
+            break;
+        if (hl_response_write(r, s, (size_t)(hit - s)) != HL_OK || hl_response_puts(r, hl_request_csrf(r)) != HL_OK)
+            return HL_ENOMEM;
+        len -= (size_t)(hit - s) + mlen;
+        s = hit + mlen;
+    }
+    return hl_response_write(r, s, len);
+}
+
+/* A contained plugin may set its own cookies, never the core's credential cookies (a fixed
+ * session would log a visitor into the attacker's account). */
+static void set_header(hl_request *r, halle_host *h, const char *name, const char *value)
+{
+    if (!strcasecmp(name, "Set-Cookie")) {
+        if (hl_webauth_sets_secret_cookie(value))
+            hl_log(HL_LOG_WARN, "plugin %s: refused a Set-Cookie of a core credential cookie", h->name);
+        else
+            hl_response_add_header(r, name, value);
+        return;
+    }
+    hl_response_header(r, name, value);
+}
+
+static void push_roles(lua_State *L, unsigned roles)
+{
+    static const struct { unsigned bit; const char *name; } names[] = {
+        {HALLE_ROLE_CLIENT, "client"}, {HALLE_ROLE_PRODUCER, "producer"},
+        {HALLE_ROLE_COORDINATOR, "coordinator"}, {HALLE_ROLE_OPERATOR, "operator"}};
+    lua_createtable(L, 4, 0);
+    int n = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (roles & names[i].bit) {
+            lua_pushstring(L, names[i].name);
+            lua_rawseti(L, -2, ++n);
+        }
 }
 
 /* The request as a plain table; valid for the duration of the call only. */
@@ -163,13 +239,13 @@ static void push_request(lua_State *L, hl_request *r)
     lua_setfield(L, -2, "method");
     lua_pushstring(L, r->path);
     lua_setfield(L, -2, "path");
-    push_params(L, &r->params);
+    push_params(L, &r->params, NULL);
     lua_setfield(L, -2, "params");
-    push_params(L, &r->query);
+    push_params(L, &r->query, hidden_field);
     lua_setfield(L, -2, "query");
-    push_params(L, &r->form);
+    push_params(L, &r->form, hidden_field);
     lua_setfield(L, -2, "form");
-    push_params(L, &r->cookies);
+    push_params(L, &r->cookies, hl_webauth_secret_cookie);
     lua_setfield(L, -2, "cookies");
     lua_pushstring(L, r->remote_ip);
     lua_setfield(L, -2, "ip");
@@ -185,6 +261,8 @@ static void push_request(lua_State *L, hl_request *r)
         lua_setfield(L, -2, "id");
         lua_pushstring(L, r->user->name);
         lua_setfield(L, -2, "name");
+        push_roles(L, r->user->roles);
+        lua_setfield(L, -2, "roles");
         lua_setfield(L, -2, "user");
     }
 }
@@ -203,7 +281,7 @@ static int apply_result(lua_State *L, hl_request *r, halle_host *h)
     if (lua_type(L, -1) == LUA_TSTRING) {
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
-        return hl_response_write(r, s, len);
+        return write_body(r, s, len);
     }
     if (!lua_istable(L, -1))
         return fail_request(r, h, "a route handler must return a string or a table");
@@ -216,7 +294,7 @@ static int apply_result(lua_State *L, hl_request *r, halle_host *h)
         lua_pushnil(L);
         while (lua_next(L, -2)) {
             if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING)
-                hl_response_header(r, lua_tostring(L, -2), lua_tostring(L, -1));
+                set_header(r, h, lua_tostring(L, -2), lua_tostring(L, -1));
             lua_pop(L, 1);
         }
     }
@@ -240,7 +318,7 @@ static int apply_result(lua_State *L, hl_request *r, halle_host *h)
     if (lua_type(L, -1) == LUA_TSTRING) {
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
-        hl_response_write(r, s, len);
+        write_body(r, s, len);
     }
     lua_pop(L, 1);
     return HL_OK;

@@ -22,6 +22,40 @@ static void set_cookie(hl_request *req, const char *name, const char *value, int
         hl_response_add_header(req, "Set-Cookie", c);
 }
 
+int hl_webauth_secret_cookie(const char *name)
+{
+    return name && (!strcmp(name, HL_SESSION_COOKIE) || !strcmp(name, HL_CSRF_COOKIE));
+}
+
+int hl_webauth_secret_header(const char *name)
+{
+    static const char *const secret[] = {"Cookie", "Cookie2", "Authorization", "Proxy-Authorization",
+                                         "X-Api-Token", "X-Auth-Token", "X-CSRF-Token", "X-Api-Key", NULL};
+    if (!name)
+        return 0;
+    for (size_t i = 0; secret[i]; i++)
+        if (!strcasecmp(name, secret[i]))
+            return 1;
+    return 0;
+}
+
+int hl_webauth_sets_secret_cookie(const char *set_cookie)
+{
+    if (!set_cookie)
+        return 0;
+    while (*set_cookie == ' ' || *set_cookie == '\t')
+        set_cookie++;
+    size_t n = strcspn(set_cookie, "=;");
+    while (n && (set_cookie[n - 1] == ' ' || set_cookie[n - 1] == '\t'))
+        n--;
+    char name[64];
+    if (n >= sizeof name)
+        return 0;
+    memcpy(name, set_cookie, n);
+    name[n] = '\0';
+    return hl_webauth_secret_cookie(name);
+}
+
 void hl_webauth_load(hl_request *req)
 {
     const char *raw = hl_params_value(&req->cookies, HL_SESSION_COOKIE);

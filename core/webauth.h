@@ -12,6 +12,15 @@
 #define HL_CSRF_COOKIE "halle_csrf"
 #define HL_CSRF_FIELD "_csrf"
 
+/* Credentials that contained (Lua) plugins never see nor set: the core's session and CSRF
+ * cookies, and the request headers that carry them or other secrets (Cookie, Authorization,
+ * Proxy-Authorization, API tokens). One list, used by every place that hands a request to a
+ * contained plugin (docs/security.md). */
+int hl_webauth_secret_cookie(const char *name);
+int hl_webauth_secret_header(const char *name);
+/* Does a Set-Cookie value set (or clear) one of the core's credential cookies? */
+int hl_webauth_sets_secret_cookie(const char *set_cookie);
+
 /* Loads the visitor's session and user, if the cookie names a live one. */
 void hl_webauth_load(hl_request *req);
 /* For POST/PUT/PATCH/DELETE: the _csrf field (or X-CSRF-Token header) must equal the expected

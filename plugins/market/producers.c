@@ -477,8 +477,19 @@ static int photo_delete(halle_request *r, void *ud)
     if (!pid)
         return HALLE_OK;
     int64_t id = mk_id(mk_api->req_route_param(r, "id"));
-    /* the producer's own photo only: another's id deletes nothing */
-    if (mk_api->db_run(mk_host, "DELETE FROM market_producer_photos WHERE id = ? AND producer_id = ?", "II", id, pid) < 0)
+    /* The producer's own photo only. RETURNING tells whether a row went: another producer's
+     * id (or a stale one) deletes nothing and must not be answered with a success message. */
+    halle_stmt *st = mk_api->db_query(mk_host, "DELETE FROM market_producer_photos WHERE id = ? AND producer_id = ? "
+                                               "RETURNING id", "II", id, pid);
+    if (!st)
+        return mk_error(r, 500, NULL);
+    int rc = mk_api->db_step(st);
+    while (rc == HALLE_DB_ROW && mk_api->db_step(st) == HALLE_DB_ROW)
+        ;
+    mk_api->db_done(st);
+    if (rc == HALLE_DB_DONE)
+        return mk_error(r, 404, mk_api->tr(r, "Cette photo n'existe pas ou n'est pas la vôtre."));
+    if (rc != HALLE_DB_ROW)
         return mk_error(r, 500, NULL);
     return mk_api->resp_redirect(r, "/producer?done=photo-deleted");
 }

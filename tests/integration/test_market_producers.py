@@ -238,8 +238,10 @@ def test_photos_and_public_page(t, srv, inst, ctx):
 
     # the other producer cannot delete alice's photo
     dora = login(srv, "dora@example.org")
-    dora.submit("/producer", "/producer/photos/%d/delete" % pid, {})
+    st, h, page = dora.submit("/producer", "/producer/photos/%d/delete" % pid, {})
     t.ok(q1(inst, "SELECT 1 FROM market_producer_photos WHERE id = ?", pid) is not None, "another producer cannot delete a photo")
+    t.ok(st == 404 and "supprimée" not in page and "pas la vôtre" in page,
+         "deleting another producer's photo answers 404 and says so, never a success message", (st, h, page[:300]))
     ctx["dora"] = dora
 
 
