@@ -34,15 +34,26 @@ static void api_log(halle_host *h, int level, const char *fmt, ...)
     hl_log(level, "plugin %s: %s", h->name, msg);
 }
 
-static int api_route(halle_host *h, unsigned methods, const char *pattern, halle_handler fn, void *ud)
+static int api_route_flags(halle_host *h, unsigned methods, const char *pattern, unsigned flags, halle_handler fn,
+                           void *ud)
 {
     hl_err err;
     hl_err_clear(&err);
     char name[96];
     snprintf(name, sizeof name, "%s.route", h->name);
-    int rc = hl_http_route(h->worker, methods, pattern, name, (hl_handler)fn, ud, &err);
+    unsigned core_flags = 0;
+    if (flags & HALLE_ROUTE_TOKEN_AUTH)
+        core_flags |= HL_ROUTE_TOKEN_AUTH;
+    if (flags & ~(unsigned)HALLE_ROUTE_TOKEN_AUTH)
+        core_flags |= 0x80000000u; /* refused by the router, with a message */
+    int rc = hl_http_route_flags(h->worker, methods, pattern, name, core_flags, (hl_handler)fn, ud, &err);
     set_error(h, err.msg);
     return rc;
+}
+
+static int api_route(halle_host *h, unsigned methods, const char *pattern, halle_handler fn, void *ud)
+{
+    return api_route_flags(h, methods, pattern, 0, fn, ud);
 }
 
 static int api_hook(halle_host *h, const char *hook, int priority, halle_hook_fn fn, void *ud)
@@ -440,6 +451,7 @@ static const halle_api api = {
     .req_lang = api_req_lang,
     .db_col_blob = api_db_col_blob,
     .db_col_bytes = api_db_col_bytes,
+    .route_flags = api_route_flags,
 };
 
 const halle_api *hl_host_api(void) { return &api; }

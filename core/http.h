@@ -13,6 +13,10 @@ typedef struct hl_worker hl_worker;
 /* Registers a route on the worker's router (core routes at start-up; plugins later). */
 int hl_http_route(hl_worker *w, unsigned methods, const char *pattern, const char *name,
                   hl_handler handler, void *ud, hl_err *err);
+/* The same with HL_ROUTE_* flags (core/router.h): HL_ROUTE_TOKEN_AUTH for routes that
+ * authenticate by a header token, which then get no session and need no CSRF token. */
+int hl_http_route_flags(hl_worker *w, unsigned methods, const char *pattern, const char *name, unsigned flags,
+                        hl_handler handler, void *ud, hl_err *err);
 
 /* What a worker holds, for the plugin host. */
 hl_db *hl_worker_db(hl_worker *w);

@@ -429,11 +429,21 @@ static unsigned parse_methods(lua_State *L, const char *s)
     return m;
 }
 
+/* halle.route(methods, pattern, fn [, {token_auth = true}]) */
 static int l_route(lua_State *L)
 {
     unsigned methods = parse_methods(L, luaL_checkstring(L, 1));
     const char *pattern = luaL_checkstring(L, 2);
     luaL_checktype(L, 3, LUA_TFUNCTION);
+    unsigned flags = 0;
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        lua_getfield(L, 4, "token_auth");
+        if (lua_toboolean(L, -1))
+            flags |= HL_ROUTE_TOKEN_AUTH;
+        lua_pop(L, 1);
+        lua_settop(L, 3);
+    }
     halle_host *h = host_of(L);
     lua_cb *cb = new_cb(L, 3);
     char name[96];
@@ -441,7 +451,7 @@ static int l_route(lua_State *L)
     hl_err err;
     hl_err_clear(&err);
     /* The callback is owned by the host's list so that it is freed with the plugin. */
-    if (hl_http_route(h->worker, methods, pattern, name, route_handler, cb, &err) != HL_OK) {
+    if (hl_http_route_flags(h->worker, methods, pattern, name, flags, route_handler, cb, &err) != HL_OK) {
         luaL_unref(L, LUA_REGISTRYINDEX, cb->ref);
         free(cb);
         return luaL_error(L, "%s", err.msg);

@@ -12,6 +12,7 @@
 
 #include "core/page.h"
 #include "core/router.h"
+#include "core/utf8.h"
 
 typedef struct req_priv {
     struct evhttp_request *ev;
@@ -250,4 +251,34 @@ void hl_request_send(hl_request *req, int close_connection)
         evbuffer_drain(p->out, evbuffer_get_length(p->out));
     }
     evhttp_send_reply(p->ev, req->status, hl_http_reason(req->status), NULL);
+}
+
+/* Unicode controls and spaces (C1, NBSP, U+1680, U+2000-U+200F, U+2028-U+202F, U+205F,
+ * U+3000, BOM): some clients trim or split on them as on ASCII whitespace. */
+static int unicode_space(const unsigned char *p, size_t n)
+{
+    unsigned cp = n == 2 ? ((p[0] & 0x1fu) << 6) | (p[1] & 0x3fu)
+                : n == 3 ? ((p[0] & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu) : 0;
+    return (cp >= 0x80 && cp <= 0xa0) || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200f) ||
+           (cp >= 0x2028 && cp <= 0x202f) || cp == 0x205f || cp == 0x3000 || cp == 0xfeff;
+}
+
+const char *hl_request_safe_next(const char *target)
+{
+    if (!target || target[0] != '/' || target[1] == '/' || target[1] == '\\')
+        return "/";
+    size_t len = strlen(target);
+    /* No link on this site is that long; a huge Location only serves to probe proxies. */
+    if (len > 2048)
+        return "/";
+    const unsigned char *p = (const unsigned char *)target, *end = p + len;
+    while (p < end) {
+        if (*p <= 0x20 || *p == 0x7f)
+            return "/";
+        size_t n = *p < 0x80 ? 1 : hl_utf8_seq(p, (size_t)(end - p));
+        if (!n || unicode_space(p, n))
+            return "/";
+        p += n;
+    }
+    return target;
 }

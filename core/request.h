@@ -88,6 +88,13 @@ size_t hl_response_length(hl_request *req);
  * used to wrap a page's body in the theme layout. */
 char *hl_response_take(hl_request *req, size_t *len);
 
+/* A redirect target taken from a request (a `next` or return parameter, already
+ * percent-decoded): returned as is only if it is a path on this site, else "/". It must start
+ * with exactly one '/', not be followed by another '/' or '\\', and hold no control character or
+ * whitespace anywhere (browsers drop tabs and newlines, so "/\t/evil" would become "//evil").
+ * The one check every redirect from a parameter goes through. */
+const char *hl_request_safe_next(const char *target);
+
 /* The reason phrase for a status ("Not Found"). */
 const char *hl_http_reason(int status);
 /* HTML-escapes s into the arena. */

@@ -30,6 +30,7 @@ typedef struct route {
     void *handler;
     void *ud;
     unsigned methods; /* as registered, plus HEAD when GET is there */
+    unsigned flags;   /* HL_ROUTE_* */
     char *prefix;     /* what every matching path starts with (escapes decoded) */
     size_t plen;
     int literal;      /* the whole pattern is prefix: compare, skip the regex */
@@ -287,6 +288,12 @@ static pcre2_code *compile(const char *pattern, int *rc, hl_err *err)
 int hl_router_add(hl_router *r, unsigned methods, const char *pattern, const char *name,
                   void *handler, void *ud, hl_err *err)
 {
+    return hl_router_add_flags(r, methods, pattern, name, 0, handler, ud, err);
+}
+
+int hl_router_add_flags(hl_router *r, unsigned methods, const char *pattern, const char *name,
+                        unsigned flags, void *handler, void *ud, hl_err *err)
+{
     if (!r)
         return hl_err_set(err, HL_EINVAL, "no router");
     if (!pattern || !*pattern)
@@ -296,6 +303,8 @@ int hl_router_add(hl_router *r, unsigned methods, const char *pattern, const cha
                           methods, pattern);
     if (!handler)
         return hl_err_set(err, HL_EINVAL, "no handler for route \"%.200s\"", pattern);
+    if (flags & ~(unsigned)HL_ROUTE_TOKEN_AUTH)
+        return hl_err_set(err, HL_EINVAL, "unknown route flags 0x%x for route \"%.200s\"", flags, pattern);
 
     if (r->count == r->cap) {
         size_t ncap = r->cap ? r->cap * 2 : 16;
@@ -313,6 +322,7 @@ int hl_router_add(hl_router *r, unsigned methods, const char *pattern, const cha
         return rc;
     rt.handler = handler;
     rt.ud = ud;
+    rt.flags = flags;
     rt.methods = methods;
     if (methods & HL_METHOD_GET)
         rt.methods |= HL_METHOD_HEAD;
@@ -389,6 +399,7 @@ hl_route_result hl_router_match(hl_router *r, unsigned method, const char *path,
         m->handler = rt->handler;
         m->ud = rt->ud;
         m->name = rt->name;
+        m->flags = rt->flags;
         return HL_ROUTE_FOUND;
     }
 

@@ -22,6 +22,13 @@ enum {
 
 typedef struct hl_router hl_router;
 
+/* Route flags, set only by the code that registers the route. */
+enum {
+    /* Authenticated by a token in a header (Authorization), never by cookies: the session is
+     * not loaded for it, and so it needs no CSRF token. The only way out of the CSRF check. */
+    HL_ROUTE_TOKEN_AUTH = 1u
+};
+
 typedef enum hl_route_result {
     HL_ROUTE_FOUND = 0,
     HL_ROUTE_NOT_FOUND = 1,
@@ -32,6 +39,7 @@ typedef struct hl_route_match {
     void *handler;     /* as registered */
     void *ud;          /* as registered */
     const char *name;  /* route name as registered (may be NULL) */
+    unsigned flags;    /* HL_ROUTE_* as registered */
     hl_params params;  /* named captures, allocated from the arena given to match */
     unsigned allow;    /* on METHOD_NOT_ALLOWED: methods the path accepts (HEAD implied by GET) */
 } hl_route_match;
@@ -45,6 +53,9 @@ void hl_router_free(hl_router *r);
  * HL_EINVAL with PCRE2's message and the offset in the pattern. */
 int hl_router_add(hl_router *r, unsigned methods, const char *pattern, const char *name,
                   void *handler, void *ud, hl_err *err);
+/* The same, with HL_ROUTE_* flags. */
+int hl_router_add_flags(hl_router *r, unsigned methods, const char *pattern, const char *name,
+                        unsigned flags, void *handler, void *ud, hl_err *err);
 
 /* Finds the route for (method, path). method is a single HL_METHOD_* bit. */
 hl_route_result hl_router_match(hl_router *r, unsigned method, const char *path, size_t len,

@@ -158,8 +158,7 @@ static int set_lang(hl_request *req, void *ud)
     (void)ud;
     const char *code = hl_params_value(&req->params, "code");
     const char *next = hl_params_value(&req->query, "next");
-    if (!next || next[0] != '/' || next[1] == '/' || next[1] == '\\' || strpbrk(next, "\r\n"))
-        next = "/";
+    next = hl_request_safe_next(next);
     char *cookie = hl_arena_printf(req->arena, "halle_lang=%s; Path=/; Max-Age=31536000; SameSite=Lax", code);
     if (cookie)
         hl_response_add_header(req, "Set-Cookie", cookie);
@@ -168,7 +167,10 @@ static int set_lang(hl_request *req, void *ud)
 
 static int register_dev(struct hl_worker *w, hl_err *err)
 {
-    int rc = hl_http_route(w, HL_METHOD_ANY, "/_dev/echo(?<rest>/.*)?", "dev.echo", dev_echo, NULL, err);
+    /* A test aid (dev_mode only) that echoes what it parsed: it acts on nothing, so it takes
+     * any method without a session or CSRF token. */
+    int rc = hl_http_route_flags(w, HL_METHOD_ANY, "/_dev/echo(?<rest>/.*)?", "dev.echo", HL_ROUTE_TOKEN_AUTH,
+                                 dev_echo, NULL, err);
     if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/_dev/fail", "dev.fail", dev_fail, NULL, err);
     if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/_dev/sleep", "dev.sleep", dev_sleep, NULL, err);
     return rc;

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define HALLE_PLUGIN_ABI 1
-#define HALLE_API_VERSION 7
+#define HALLE_API_VERSION 8
 
 typedef struct json_t json_t;              /* jansson */
 typedef struct halle_host halle_host;      /* this plugin, as the core knows it */
@@ -48,6 +48,10 @@ enum {
 };
 /* Roles (halle_api.user_add_role). */
 enum { HALLE_ROLE_CLIENT = 1, HALLE_ROLE_PRODUCER = 2, HALLE_ROLE_COORDINATOR = 4, HALLE_ROLE_OPERATOR = 8 };
+/* Route flags (halle_api.route_flags). HALLE_ROUTE_TOKEN_AUTH: the route authenticates with a
+ * token in a header (Authorization), never with cookies; it gets no session user and needs no
+ * CSRF token. Declaring it is the only way a route escapes the CSRF check. */
+enum { HALLE_ROUTE_TOKEN_AUTH = 1u };
 /* Database step results. */
 enum { HALLE_DB_DONE = 0, HALLE_DB_ROW = 1 };
 
@@ -176,6 +180,11 @@ typedef struct halle_api {
     /* Blob columns (images). */
     const void *(*db_col_blob)(halle_stmt *st, int col);
     size_t (*db_col_bytes)(halle_stmt *st, int col);
+
+    /* -- API version 8 -- */
+    /* route with HALLE_ROUTE_* flags. */
+    int (*route_flags)(halle_host *h, unsigned methods, const char *pattern, unsigned flags, halle_handler fn,
+                       void *ud);
 } halle_api;
 
 typedef struct halle_plugin {

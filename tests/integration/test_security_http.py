@@ -1,0 +1,142 @@
+# Request handling against an attacker (docs/security.md): HTTP framing that a proxy and halle
+# could read differently is refused with 400 and a closed connection; redirect parameters only
+# lead to paths on this site; CSRF exemption comes only from an explicit route flag.
+import json
+import os
+import re
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Browser, Instance, Server, Tap, raw_request, run, SRC_DIR  # noqa: E402
+
+LUA_DIR = os.path.join(SRC_DIR, "tests", "plugins", "lua")
+PASSWORD = "Gu4rd-Dog!x"
+
+
+def responses(data):
+    return len(re.findall(rb"(?m)^HTTP/1\.[01] \d{3} ", data))
+
+
+BAD_FRAMING = [
+    ("duplicate Content-Length",
+     b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 38\r\n\r\n"
+     b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"),
+    ("Content-Length with a plus sign", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\nab"),
+    ("negative Content-Length", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n"),
+    ("hexadecimal Content-Length", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0x2\r\n\r\nab"),
+    ("Content-Length with a space inside", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1 2\r\n\r\nab"),
+    ("Transfer-Encoding with Content-Length",
+     b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"),
+    ("Transfer-Encoding that is not chunked", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\nContent-Length: 2\r\n\r\nab"),
+    ("Transfer-Encoding gzip, chunked", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+    ("duplicate Transfer-Encoding",
+     b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ("duplicate Host", b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n"),
+    ("no Host on HTTP/1.1", b"GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n"),
+    ("whitespace before a header's colon", b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length : 0\r\n\r\n"),
+    ("whitespace before the Host colon", b"GET / HTTP/1.1\r\nHost : t\r\n\r\n"),
+    ("invalid chunk size", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n"),
+    ("chunk size with a sign", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\nab\r\n0\r\n\r\n"),
+]
+
+
+def test_framing(t, srv):
+    for name, data in BAD_FRAMING:
+        r = raw_request(srv.port, data, timeout=5, until_close=True)
+        if "chunk size" in name:
+            # libevent 2.1 reads chunks itself and answers a malformed size with its own 413
+            # before halle sees the request (it has no hook there); what matters holds: refused,
+            # connection closed, nothing after it read as a request.
+            t.ok(r.status in (400, 413) and r.closed, "%s: refused and the connection closed" % name, r)
+        else:
+            t.ok(r.status == 400 and r.closed, "%s: 400 and the connection closed" % name, r)
+        t.ok(responses(r.data) == 1, "%s: exactly one response (nothing smuggled after it)" % name, r.data[:600])
+    # Well-formed requests still work, kept alive.
+    r = raw_request(srv.port, b"GET /health HTTP/1.1\r\nHost: t\r\n\r\nGET /health HTTP/1.1\r\nHost: t\r\n\r\n",
+                    timeout=3, until_close=False)
+    t.eq(r.status, 200, "a well-formed request is answered")
+    r = raw_request(srv.port, b"GET /health HTTP/1.0\r\n\r\n", timeout=3, until_close=True)
+    t.eq(r.status, 200, "HTTP/1.0 needs no Host")
+    r = raw_request(srv.port, b"POST /lang/en HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+                    timeout=3)
+    t.ok(r.status in (403, 405) and not r.closed, "a correct chunked body is read (and the request then judged)", r)
+    st, h, body = srv.get("/health")
+    t.eq(st, 200, "the server still answers after every refused framing")
+
+
+NEXT_BYPASSES = [
+    "//evil.example", "/\\evil.example", "\\\\evil.example", "/\t/evil.example", "/%09/evil.example",
+    "%2F%2Fevil.example", "/%2F/evil.example".replace("%2F", "/"), "/%5Cevil.example", "%5C%5Cevil.example",
+    "https://evil.example", "http:evil.example", "//user@evil.example", "/\r\nSet-Cookie: x=1",
+    "/%0D%0ALocation:%20//evil.example", "/ /evil.example", "/%20/evil.example", "\t//evil.example",
+    "javascript:alert(1)", "evil.example", "/\x00/evil.example", "/%00//evil.example", "///evil.example",
+    "/\x0b/evil.example", "/%E2%80%A8/evil.example",
+]
+
+
+def same_site(loc):
+    """What a browser resolves to this site: one '/', then no '/' or '\\', and no character
+    that browsers strip or stop at (controls, whitespace)."""
+    return (loc.startswith("/") and loc[1:2] not in ("/", "\\")
+            and not any(ord(c) <= 0x20 or ord(c) == 0x7f for c in loc))
+
+
+def test_redirects(t, srv):
+    from urllib.parse import quote
+    for target in NEXT_BYPASSES:
+        # Each raw form as sent, and its percent-encoded form.
+        for sent in (target, quote(target, safe="")):
+            try:
+                st, h, body = srv.request("GET", "/lang/en?next=" + sent)
+            except Exception as e:  # http.client refuses to send some raw control characters
+                continue
+            loc = h.get("Location", "")
+            # Sent raw, each is refused ("/"); percent-encoded once more, it decodes to a
+            # harmless path on this site ("/%09/evil.example"), which may be followed. A NUL is
+            # refused earlier, with a 400.
+            t.ok(st == 400 or (st == 303 and same_site(loc)), "next=%r is not followed off the site" % sent, (st, loc))
+            if sent == target and st == 303:
+                t.eq(loc, "/", "next=%r (as typed) falls back to /" % target)
+    st, h, body = srv.request("GET", "/lang/en?next=/groups%3Fq%3Dpain")
+    t.eq(h.get("Location"), "/groups?q=pain", "a path on this site is followed")
+    st, h, body = srv.request("GET", "/lang/en?next=/producer/catalogs/3")
+    t.eq(h.get("Location"), "/producer/catalogs/3", "a deeper path on this site is followed")
+
+
+def test_csrf_flag(t, inst, srv):
+    b = Browser(srv.port)
+    st, h, page = b.submit("/login", "/login", {"email": "lise@example.org", "password": PASSWORD})
+    t.eq(st, 303, "the victim logs in")
+    # A cross-site form posts with the victim's cookies and no token.
+    st, h, body = b.request("POST", "/api-plugin/act", form={"x": "1"})
+    t.eq(st, 403, "a plugin named 'api' gets no CSRF exemption from its name")
+    st, h, page = b.get("/account")
+    st, h, body = b.request("POST", "/api-plugin/act", form={"x": "1", "_csrf": b.csrf(page)})
+    t.ok(st == 200 and json.loads(body).get("acted") is True, "with the token the route works", (st, body[:200]))
+    st, h, body = b.request("POST", "/api-plugin/token", form={"x": "1"}, headers={"X-Test": "yes"})
+    j = json.loads(body) if st == 200 else {}
+    t.ok(st == 200 and j.get("token") == "yes", "a route declared token-authenticated needs no CSRF token", (st, body[:200]))
+    t.eq(j.get("user"), False, "and it never sees the session's user, so a cross-site post gains nothing")
+
+
+def main():
+    t = Tap()
+    inst = Instance()
+    inst.set(plugin_dirs=LUA_DIR)
+    r = run(["user", "-c", inst.conf, "add", "lise@example.org", "--name", "Lise"], env={"HALLE_USER_PASSWORD": PASSWORD})
+    t.eq(r.returncode, 0, "user add")
+    r = run(["plugin", "-c", inst.conf, "enable", "api"])
+    t.ok(r.returncode == 0, "a plugin named 'api' is enabled", r.stdout + r.stderr)
+    srv = Server(inst, workers=1, tap=t).start()
+    try:
+        t.run(test_framing, srv)
+        t.run(test_redirects, srv)
+        t.run(test_csrf_flag, inst, srv)
+    finally:
+        srv.stop()
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
