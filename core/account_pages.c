@@ -732,7 +732,7 @@ static int admin_get(hl_request *req, void *ud)
                        T(req, "Chercher"), T(req, "E-mail"), T(req, "Nom"), T(req, "État"));
     char *like = hl_arena_printf(req->arena, "%%%s%%", q ? q : "");
     hl_stmt *st = hl_db_query(req->db, NULL,
-                              "SELECT id, email, name, locked_hard, locked_until, email_verified_at FROM users "
+                              "SELECT id, email, name, locked_hard, locked_until, email_verified_at FROM hl_users "
                               "WHERE deleted_at IS NULL AND (email LIKE ? OR name LIKE ?) ORDER BY id LIMIT 50 OFFSET ?",
                               "ssi", like, like, (int)((page - 1) * 50));
     int rows = 0;
@@ -853,13 +853,19 @@ static int plugins_page(hl_request *req, const char *ok, const char *error)
             hl_response_puts(req, T(req, "code natif, accès complet à l'instance."));
         } else {
             hl_response_puts(req, T(req, "ses propres tables"));
+            json_t *perm = hl_plugin_permissions(&l, p);
             size_t j;
             json_t *t;
-            json_array_foreach(json_object_get(json_object_get(p->manifest, "permissions"), "read"), j, t) {
+            json_array_foreach(json_object_get(perm, "reads"), j, t) {
                 hl_response_puts(req, T(req, ", lecture de "));
                 hl_response_html(req, json_string_value(t));
             }
             hl_response_puts(req, ".");
+            json_array_foreach(json_object_get(perm, "refused"), j, t) {
+                hl_response_puts(req, j ? ", " : T(req, " Jamais accordé : "));
+                hl_response_html(req, json_string_value(t));
+            }
+            json_decref(perm);
         }
         hl_response_puts(req, "</p>\n");
         if (!p->error) {

@@ -375,7 +375,7 @@ static int user_alive(hl_db *db, int64_t id, int *deleted, hl_err *err)
 {
     if (deleted)
         *deleted = 0;
-    hl_stmt *st = hl_db_query(db, err, "SELECT deleted_at FROM users WHERE id = ?", "I", id);
+    hl_stmt *st = hl_db_query(db, err, "SELECT deleted_at FROM hl_users WHERE id = ?", "I", id);
     if (!st)
         return db_code(err);
     int rc = hl_db_step(st, err);
@@ -417,7 +417,7 @@ static int create_tx(hl_db *db, void *ud, hl_err *err)
     char now[TS_LEN];
     iso_time(time(NULL), now);
     int rc = hl_db_run(db, err,
-                       "INSERT INTO users (email, name, phone, address, password_hash, "
+                       "INSERT INTO hl_users (email, name, phone, address, password_hash, "
                        "email_verified_at, terms_version, terms_accepted_at, age_certified_at, "
                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        "ssssssssss", c->email, c->u->name, nonempty(c->u->phone),
@@ -431,7 +431,7 @@ static int create_tx(hl_db *db, void *ud, hl_err *err)
     for (unsigned bit = 1; bit <= HL_ROLE_OPERATOR; bit <<= 1) {
         if (!(c->roles & bit))
             continue;
-        rc = hl_db_run(db, err, "INSERT INTO user_roles (user_id, role, group_id) VALUES (?, ?, 0)",
+        rc = hl_db_run(db, err, "INSERT INTO hl_user_roles (user_id, role, group_id) VALUES (?, ?, 0)",
                        "Ii", c->id, (int)bit);
         if (rc < 0)
             return rc;
@@ -466,7 +466,7 @@ int64_t hl_user_create(hl_db *db, const hl_user_new *u, const hl_password_params
                           "user create: a coordinator role needs a group (hl_user_add_role)");
 
     /* Checked before the expensive hash; the UNIQUE constraint still settles races. */
-    hl_stmt *st = hl_db_query(db, err, "SELECT id FROM users WHERE email = ?", "s", email);
+    hl_stmt *st = hl_db_query(db, err, "SELECT id FROM hl_users WHERE email = ?", "s", email);
     if (!st)
         return db_code(err);
     rc = hl_db_step(st, err);
@@ -491,7 +491,7 @@ int hl_user_get(hl_db *db, int64_t id, hl_user *out, hl_err *err)
     hl_stmt *st = hl_db_query(db, err,
                               "SELECT id, email, name, phone, address, email_verified_at, "
                               "failed_logins, locked_until, locked_hard, created_at, deleted_at "
-                              "FROM users WHERE id = ?",
+                              "FROM hl_users WHERE id = ?",
                               "I", id);
     if (!st)
         return db_code(err);
@@ -518,7 +518,7 @@ int hl_user_get(hl_db *db, int64_t id, hl_user *out, hl_err *err)
     out->deleted = hl_db_col_type(st, 10) != HL_DB_NULL;
     hl_db_done(st);
 
-    st = hl_db_query(db, err, "SELECT role, group_id FROM user_roles WHERE user_id = ? "
+    st = hl_db_query(db, err, "SELECT role, group_id FROM hl_user_roles WHERE user_id = ? "
                               "ORDER BY role, group_id", "I", id);
     if (!st)
         return db_code(err);
@@ -547,7 +547,7 @@ int hl_user_get(hl_db *db, int64_t id, hl_user *out, hl_err *err)
 /* Id for a normalised address: > 0, 0 if none, < 0 on error. */
 static int64_t id_by_email(hl_db *db, const char *email, hl_err *err)
 {
-    hl_stmt *st = hl_db_query(db, err, "SELECT id FROM users WHERE email = ?", "s", email);
+    hl_stmt *st = hl_db_query(db, err, "SELECT id FROM hl_users WHERE email = ?", "s", email);
     if (!st)
         return db_code(err);
     int rc = hl_db_step(st, err);
@@ -583,7 +583,7 @@ int hl_user_update_profile(hl_db *db, int64_t id, const char *name, const char *
         (rc = check_text(address, ADDRESS_MAX_BYTES, 1, 0, "adresse", err)) != HL_OK ||
         (rc = require_alive(db, id, err)) != HL_OK)
         return rc;
-    rc = hl_db_run(db, err, "UPDATE users SET name = ?, phone = ?, address = ? WHERE id = ?",
+    rc = hl_db_run(db, err, "UPDATE hl_users SET name = ?, phone = ?, address = ? WHERE id = ?",
                    "sssI", name, nonempty(phone), nonempty(address), id);
     return rc < 0 ? rc : HL_OK;
 }
@@ -598,7 +598,7 @@ int hl_user_set_password(hl_db *db, int64_t id, const char *pw, const hl_passwor
     if ((rc = hl_password_policy(pw, err)) != HL_OK || (rc = require_alive(db, id, err)) != HL_OK ||
         (rc = hl_password_hash(pw, pp, hash, sizeof hash, err)) != HL_OK)
         return rc;
-    rc = hl_db_run(db, err, "UPDATE users SET password_hash = ? WHERE id = ? AND deleted_at IS NULL",
+    rc = hl_db_run(db, err, "UPDATE hl_users SET password_hash = ? WHERE id = ? AND deleted_at IS NULL",
                    "sI", hash, id);
     if (rc < 0)
         return rc;
@@ -621,7 +621,7 @@ int hl_user_set_email(hl_db *db, int64_t id, const char *email, hl_err *err)
         return HL_OK;
     if (other)
         return hl_err_set(err, HL_EINVAL, "Un compte existe déjà avec cette adresse e-mail.");
-    rc = hl_db_run(db, err, "UPDATE users SET email = ? WHERE id = ?", "sI", norm, id);
+    rc = hl_db_run(db, err, "UPDATE hl_users SET email = ? WHERE id = ?", "sI", norm, id);
     if (rc == HL_EINVAL)
         return hl_err_set(err, HL_EINVAL, "Un compte existe déjà avec cette adresse e-mail.");
     return rc < 0 ? rc : HL_OK;
@@ -637,7 +637,7 @@ int hl_user_mark_verified(hl_db *db, int64_t id, hl_err *err)
         return rc;
     iso_time(time(NULL), now);
     rc = hl_db_run(db, err,
-                   "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?) WHERE id = ?",
+                   "UPDATE hl_users SET email_verified_at = COALESCE(email_verified_at, ?) WHERE id = ?",
                    "sI", now, id);
     return rc < 0 ? rc : HL_OK;
 }
@@ -662,7 +662,7 @@ int hl_user_add_role(hl_db *db, int64_t id, unsigned role, int64_t group_id, hl_
         return rc;
     if (role == HL_ROLE_COORDINATOR) {
         /* hl_user holds HL_MAX_GROUPS groups: one more would silently lose its rights. */
-        hl_stmt *st = hl_db_query(db, err, "SELECT count(*) FROM user_roles WHERE user_id = ? "
+        hl_stmt *st = hl_db_query(db, err, "SELECT count(*) FROM hl_user_roles WHERE user_id = ? "
                                            "AND role = ? AND group_id <> ?",
                                   "IiI", id, (int)role, group_id);
         if (!st)
@@ -677,7 +677,7 @@ int hl_user_add_role(hl_db *db, int64_t id, unsigned role, int64_t group_id, hl_
                               HL_MAX_GROUPS);
     }
     rc = hl_db_run(db, err,
-                   "INSERT INTO user_roles (user_id, role, group_id) VALUES (?, ?, ?) "
+                   "INSERT INTO hl_user_roles (user_id, role, group_id) VALUES (?, ?, ?) "
                    "ON CONFLICT (user_id, role, group_id) DO NOTHING",
                    "IiI", id, (int)role, group_id);
     return rc < 0 ? rc : HL_OK;
@@ -692,11 +692,11 @@ int hl_user_remove_role(hl_db *db, int64_t id, unsigned role, int64_t group_id, 
     if ((rc = role_args(role, group_id, 1, err)) != HL_OK)
         return rc;
     if (role == HL_ROLE_COORDINATOR && group_id == 0)
-        rc = hl_db_run(db, err, "DELETE FROM user_roles WHERE user_id = ? AND role = ?", "Ii", id,
+        rc = hl_db_run(db, err, "DELETE FROM hl_user_roles WHERE user_id = ? AND role = ?", "Ii", id,
                        (int)role);
     else
         rc = hl_db_run(db, err,
-                       "DELETE FROM user_roles WHERE user_id = ? AND role = ? AND group_id = ?",
+                       "DELETE FROM hl_user_roles WHERE user_id = ? AND role = ? AND group_id = ?",
                        "IiI", id, (int)role, group_id);
     if (rc < 0)
         return rc;
@@ -707,7 +707,7 @@ int hl_user_unlock(hl_db *db, int64_t id, hl_err *err)
 {
     if (!db)
         return hl_err_set(err, HL_EINVAL, "unlock: NULL database");
-    int rc = hl_db_run(db, err, "UPDATE users SET failed_logins = 0, locked_until = NULL, "
+    int rc = hl_db_run(db, err, "UPDATE hl_users SET failed_logins = 0, locked_until = NULL, "
                                 "locked_hard = 0 WHERE id = ?", "I", id);
     if (rc < 0)
         return rc;
@@ -724,7 +724,7 @@ static int delete_tx(hl_db *db, void *ud, hl_err *err)
     /* "!" is no Argon2 string: nothing verifies against it. The terms and age records stay,
      * as proof of consent for the legal retention period. */
     rc = hl_db_run(db, err,
-                   "UPDATE users SET email = ?, name = '', phone = NULL, address = NULL, "
+                   "UPDATE hl_users SET email = ?, name = '', phone = NULL, address = NULL, "
                    "password_hash = '!', failed_logins = 0, locked_until = NULL, locked_hard = 0, "
                    "deleted_at = COALESCE(deleted_at, ?) WHERE id = ?",
                    "ssI", email, now, id);
@@ -732,9 +732,9 @@ static int delete_tx(hl_db *db, void *ud, hl_err *err)
         return rc;
     if (rc == 0)
         return hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
-    if ((rc = hl_db_run(db, err, "DELETE FROM sessions WHERE user_id = ?", "I", id)) < 0 ||
-        (rc = hl_db_run(db, err, "DELETE FROM user_tokens WHERE user_id = ?", "I", id)) < 0 ||
-        (rc = hl_db_run(db, err, "DELETE FROM user_roles WHERE user_id = ?", "I", id)) < 0)
+    if ((rc = hl_db_run(db, err, "DELETE FROM hl_sessions WHERE user_id = ?", "I", id)) < 0 ||
+        (rc = hl_db_run(db, err, "DELETE FROM hl_user_tokens WHERE user_id = ?", "I", id)) < 0 ||
+        (rc = hl_db_run(db, err, "DELETE FROM hl_user_roles WHERE user_id = ?", "I", id)) < 0)
         return rc;
     return HL_OK;
 }
@@ -763,7 +763,7 @@ static int login_load(hl_db *db, const char *email, login_row *r, hl_err *err)
     memset(r, 0, sizeof *r);
     hl_stmt *st = hl_db_query(db, err,
                               "SELECT id, password_hash, email_verified_at, failed_logins, "
-                              "locked_hard, locked_until, deleted_at FROM users WHERE email = ?",
+                              "locked_hard, locked_until, deleted_at FROM hl_users WHERE email = ?",
                               "s", email);
     if (!st)
         return db_code(err);
@@ -805,11 +805,11 @@ typedef struct fail_ctx {
 static int fail_tx(hl_db *db, void *ud, hl_err *err)
 {
     fail_ctx *c = ud;
-    int rc = hl_db_run(db, err, "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?",
+    int rc = hl_db_run(db, err, "UPDATE hl_users SET failed_logins = failed_logins + 1 WHERE id = ?",
                        "I", c->id);
     if (rc < 0)
         return rc;
-    hl_stmt *st = hl_db_query(db, err, "SELECT failed_logins FROM users WHERE id = ?", "I", c->id);
+    hl_stmt *st = hl_db_query(db, err, "SELECT failed_logins FROM hl_users WHERE id = ?", "I", c->id);
     if (!st)
         return db_code(err);
     rc = hl_db_step(st, err);
@@ -819,12 +819,12 @@ static int fail_tx(hl_db *db, void *ud, hl_err *err)
         return rc;
     c->outcome = HL_EAUTH;
     if (n >= c->lock.hard_after) {
-        rc = hl_db_run(db, err, "UPDATE users SET locked_hard = 1 WHERE id = ?", "I", c->id);
+        rc = hl_db_run(db, err, "UPDATE hl_users SET locked_hard = 1 WHERE id = ?", "I", c->id);
         c->outcome = HL_ELOCKED_HARD;
     } else if (n % c->lock.temp_after == 0) {
         char until[TS_LEN];
         iso_time(time(NULL) + c->lock.temp_seconds, until);
-        rc = hl_db_run(db, err, "UPDATE users SET locked_until = ? WHERE id = ?", "sI", until,
+        rc = hl_db_run(db, err, "UPDATE hl_users SET locked_until = ? WHERE id = ?", "sI", until,
                        c->id);
         c->outcome = HL_ELOCKED;
     }
@@ -902,10 +902,10 @@ int hl_user_login(hl_db *db, const char *email, const char *password, const char
      * verified yet. */
     char hash[crypto_pwhash_STRBYTES];
     if (rehash && hl_password_hash(password, pp, hash, sizeof hash, NULL) == HL_OK)
-        rc = hl_db_run(db, err, "UPDATE users SET failed_logins = 0, locked_until = NULL, "
+        rc = hl_db_run(db, err, "UPDATE hl_users SET failed_logins = 0, locked_until = NULL, "
                                 "password_hash = ? WHERE id = ?", "sI", hash, r.id);
     else
-        rc = hl_db_run(db, err, "UPDATE users SET failed_logins = 0, locked_until = NULL "
+        rc = hl_db_run(db, err, "UPDATE hl_users SET failed_logins = 0, locked_until = NULL "
                                 "WHERE id = ?", "I", r.id);
     if (rc < 0)
         return rc;
@@ -933,11 +933,11 @@ typedef struct token_ctx {
 static int token_tx(hl_db *db, void *ud, hl_err *err)
 {
     token_ctx *c = ud;
-    int rc = hl_db_run(db, err, "DELETE FROM user_tokens WHERE user_id = ? AND kind = ?", "Is",
+    int rc = hl_db_run(db, err, "DELETE FROM hl_user_tokens WHERE user_id = ? AND kind = ?", "Is",
                        c->user_id, c->kind);
     if (rc < 0)
         return rc;
-    rc = hl_db_run(db, err, "INSERT INTO user_tokens (token_hash, user_id, kind, extra, "
+    rc = hl_db_run(db, err, "INSERT INTO hl_user_tokens (token_hash, user_id, kind, extra, "
                             "expires_at) VALUES (?, ?, ?, ?, ?)",
                    "sIsss", c->hash, c->user_id, c->kind, c->extra, c->expires);
     return rc < 0 ? rc : HL_OK;
@@ -986,7 +986,7 @@ static int use_tx(hl_db *db, void *ud, hl_err *err)
     char now[TS_LEN];
     iso_time(time(NULL), now);
     hl_stmt *st = hl_db_query(db, err, "SELECT user_id, kind, extra, expires_at, used_at "
-                                       "FROM user_tokens WHERE token_hash = ?", "s", c->hash);
+                                       "FROM hl_user_tokens WHERE token_hash = ?", "s", c->hash);
     if (!st)
         return db_code(err);
     int rc = hl_db_step(st, err);
@@ -1010,7 +1010,7 @@ static int use_tx(hl_db *db, void *ud, hl_err *err)
         return hl_err_set(err, HL_ETOOBIG, "token: extra buffer too small");
     if (!valid)
         return hl_err_set(err, HL_EINVAL, MSG_LINK);
-    rc = hl_db_run(db, err, "UPDATE user_tokens SET used_at = ? WHERE token_hash = ? "
+    rc = hl_db_run(db, err, "UPDATE hl_user_tokens SET used_at = ? WHERE token_hash = ? "
                             "AND used_at IS NULL", "ss", now, c->hash);
     if (rc < 0)
         return rc;
@@ -1074,7 +1074,7 @@ int hl_session_create(hl_db *db, int64_t user_id, const char *ip, const char *us
     random_token(csrf);
     token_hash(fresh, hash);
     iso_time(time(NULL), now);
-    rc = hl_db_run(db, err, "INSERT INTO sessions (id_hash, user_id, csrf, created_at, "
+    rc = hl_db_run(db, err, "INSERT INTO hl_sessions (id_hash, user_id, csrf, created_at, "
                             "last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
                    "sIsssss", hash, user_id, csrf, now, now, ip, ua);
     if (rc < 0) {
@@ -1123,7 +1123,7 @@ int hl_session_lookup(hl_db *db, const char *raw, int idle_seconds, int absolute
     if (!token_format_ok(raw))
         return hl_err_set(err, HL_ENOTFOUND, "session not found");
     token_hash(raw, hash);
-    hl_stmt *st = hl_db_query(db, err, "SELECT " SESSION_COLS " FROM sessions WHERE id_hash = ?",
+    hl_stmt *st = hl_db_query(db, err, "SELECT " SESSION_COLS " FROM hl_sessions WHERE id_hash = ?",
                               "s", hash);
     if (!st)
         return db_code(err);
@@ -1142,12 +1142,12 @@ int hl_session_lookup(hl_db *db, const char *raw, int idle_seconds, int absolute
     iso_time(t - absolute_seconds, abs_cut);
     iso_time(t - SESSION_TOUCH_SECONDS, touch_cut);
     if (strcmp(s.last_seen_at, idle_cut) < 0 || strcmp(s.created_at, abs_cut) < 0) {
-        rc = hl_db_run(db, err, "DELETE FROM sessions WHERE id_hash = ?", "s", hash);
+        rc = hl_db_run(db, err, "DELETE FROM hl_sessions WHERE id_hash = ?", "s", hash);
         return rc < 0 ? rc : hl_err_set(err, HL_ENOTFOUND, "session expired");
     }
     /* Writing on every request would turn each page view into a database write. */
     if (strcmp(s.last_seen_at, touch_cut) < 0) {
-        rc = hl_db_run(db, err, "UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", "ss", now,
+        rc = hl_db_run(db, err, "UPDATE hl_sessions SET last_seen_at = ? WHERE id_hash = ?", "ss", now,
                        hash);
         if (rc < 0)
             return rc;
@@ -1166,7 +1166,7 @@ int hl_session_destroy(hl_db *db, const char *raw, hl_err *err)
     if (!token_format_ok(raw))
         return hl_err_set(err, HL_ENOTFOUND, "session not found");
     token_hash(raw, hash);
-    int rc = hl_db_run(db, err, "DELETE FROM sessions WHERE id_hash = ?", "s", hash);
+    int rc = hl_db_run(db, err, "DELETE FROM hl_sessions WHERE id_hash = ?", "s", hash);
     if (rc < 0)
         return rc;
     return rc ? HL_OK : hl_err_set(err, HL_ENOTFOUND, "session not found");
@@ -1179,7 +1179,7 @@ int hl_session_destroy_all(hl_db *db, int64_t user_id, const char *keep_raw, hl_
         return hl_err_set(err, HL_EINVAL, "session: NULL database");
     if (keep_raw && token_format_ok(keep_raw))
         token_hash(keep_raw, hash);
-    return hl_db_run(db, err, "DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?", "Is",
+    return hl_db_run(db, err, "DELETE FROM hl_sessions WHERE user_id = ? AND id_hash <> ?", "Is",
                      user_id, hash);
 }
 
@@ -1191,7 +1191,7 @@ int hl_session_list(hl_db *db, int64_t user_id, hl_session *out, int max, hl_err
         return hl_err_set(err, HL_EINVAL, "session list: bad argument");
     if (max == 0)
         return 0;
-    hl_stmt *st = hl_db_query(db, err, "SELECT " SESSION_COLS " FROM sessions WHERE user_id = ? "
+    hl_stmt *st = hl_db_query(db, err, "SELECT " SESSION_COLS " FROM hl_sessions WHERE user_id = ? "
                                        "ORDER BY created_at DESC, last_seen_at DESC, id_hash "
                                        "LIMIT ?", "Ii", user_id, max);
     if (!st)

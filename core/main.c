@@ -286,7 +286,35 @@ static int cmd_migrate(int argc, char **argv)
     return rc == HL_OK ? 0 : fail(&err);
 }
 
-static void print_info(const hl_plugin_info *p, hl_db *db)
+static void print_list(const char *label, json_t *list)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(list, i, t) printf("%s%s", i ? ", " : label, json_string_value(t));
+    if (json_array_size(list))
+        printf("\n");
+}
+
+/* A Lua plugin's tables, from the same policy the authorizer enforces. */
+static void print_permissions(const hl_plugin_list *all, const hl_plugin_info *p)
+{
+    json_t *perm = hl_plugin_permissions(all, p);
+    if (!perm) {
+        printf("  permissions: cannot be computed (out of memory)\n");
+        return;
+    }
+    printf("  writes: its own tables only (%s)\n", json_string_value(json_object_get(perm, "writes")));
+    printf("  reads: its own tables");
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(perm, "reads"), i, t) printf(", %s", json_string_value(t));
+    printf("\n");
+    print_list("  never sees: ", json_object_get(perm, "never_sees"));
+    print_list("  asked for but never granted: ", json_object_get(perm, "refused"));
+    json_decref(perm);
+}
+
+static void print_info(const hl_plugin_list *all, const hl_plugin_info *p, hl_db *db)
 {
     printf("%s %s (%s plugin)%s\n", p->name, p->version ? p->version : "?", p->kind == HL_PLUGIN_C ? "C" : "Lua",
            p->enabled ? ", enabled" : "");
@@ -300,12 +328,7 @@ static void print_info(const hl_plugin_info *p, hl_db *db)
     if (p->kind == HL_PLUGIN_C) {
         printf("  permissions: native code, trusted with the whole instance\n");
     } else {
-        json_t *read = json_object_get(json_object_get(p->manifest, "permissions"), "read");
-        printf("  permissions: its own tables (%s_*)", p->name);
-        size_t i;
-        json_t *t;
-        json_array_foreach(read, i, t) printf("%s read %s", i ? "," : ";", json_string_value(t));
-        printf("\n");
+        print_permissions(all, p);
     }
     json_t *schema = json_object_get(p->manifest, "settings");
     if (json_object_size(schema)) {
@@ -383,7 +406,7 @@ static int cmd_plugin(int argc, char **argv)
             if (!p)
                 rc = hl_err_set(&err, HL_ENOTFOUND, "no plugin named '%s' (see 'halle plugin list')", name);
             else if (!strcmp(sub, "info"))
-                print_info(p, db);
+                print_info(&l, p, db);
             else if (!(rc = hl_plugin_set_setting(db, p, argv[optind + 1], argv[optind + 2], &err)))
                 printf("halle: %s.%s = %s\n", name, argv[optind + 1], argv[optind + 2]);
         }

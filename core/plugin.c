@@ -43,10 +43,11 @@ static char *xprintf(const char *fmt, ...)
 }
 
 /* Plugin names are [a-z][a-z0-9]*: no '_', so that the table prefix NAME_ of one plugin can
- * never cover another's (plugin "news" must not own the tables of a plugin "news_a"). */
+ * never cover another's (plugin "news" must not own the tables of a plugin "news_a"). Every
+ * core table is hl_*, so "hl" is reserved, and "sqlite" for SQLite's own tables. */
 static int valid_name(const char *s)
 {
-    if (!s || !islower((unsigned char)s[0]) || strlen(s) > 40)
+    if (!s || !islower((unsigned char)s[0]) || strlen(s) > 40 || !strcmp(s, "hl") || !strcmp(s, "sqlite"))
         return 0;
     for (; *s; s++)
         if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s))
@@ -136,7 +137,7 @@ static void read_c_plugin(const char *path, hl_plugin_info *p)
         p->error = xprintf("%s: needs plugin API %u, this halle provides %u: upgrade halle", path,
                            d->min_api_version, HALLE_API_VERSION);
     } else if (!valid_name(d->name)) {
-        p->error = xprintf("%s: invalid plugin name (lower-case letters and digits, starting with a letter)", path);
+        p->error = xprintf("%s: invalid plugin name (lower-case letters and digits, starting with a letter; 'hl' and 'sqlite' are reserved: their tables are the core's and SQLite's)", path);
     } else if (!d->init) {
         p->error = xprintf("%s: descriptor has no init function", path);
     }
@@ -237,7 +238,7 @@ static void read_lua_plugin(const char *dir, hl_plugin_info *p)
     } else if (!json_is_object(m)) {
         p->error = xprintf("%s: the manifest must be a JSON object", mpath);
     } else if (!valid_name(name)) {
-        p->error = xprintf("%s: 'name' is missing or invalid (lower-case letters and digits, starting with a letter)", mpath);
+        p->error = xprintf("%s: 'name' is missing or invalid (lower-case letters and digits, starting with a letter; 'hl' and 'sqlite' are reserved: their tables are the core's and SQLite's)", mpath);
     } else if (!version || !*version) {
         p->error = xprintf("%s: 'version' is missing", mpath);
     } else if (bad_settings) {
@@ -406,16 +407,15 @@ char *hl_plugin_migrations_dir(const hl_config *cfg, const hl_plugin_info *p)
     return xprintf("%s/plugins/%s/migrations", hl_http_share_dir(cfg), p->name);
 }
 
-/* Core tables a Lua plugin may be granted read access to, and columns it never sees. The
- * accounts issue adds users (without password hashes or tokens). */
-static const char *const core_readable[] = {"hl_settings", NULL};
-static const char *const core_hidden[] = {"users.password_hash", "sessions.id_hash", "sessions.csrf",
-                                          "user_tokens.token_hash", NULL};
-/* Tables that hold secrets or other people's consent: never granted, whatever a manifest asks. */
-static const char *const core_private[] = {"sessions", "user_tokens", NULL};
+/* Core tables a Lua plugin may be granted read access to (when its manifest asks, shown by
+ * `halle plugin info`), and columns it never sees. */
+static const char *const core_readable[] = {"hl_settings", "hl_users", NULL};
+static const char *const core_hidden[] = {"hl_users.password_hash", "hl_sessions.id_hash", "hl_sessions.csrf",
+                                          "hl_user_tokens.token_hash", NULL};
 
-/* A table named in a manifest's permissions is granted if the core lists it as readable, or
- * if it belongs to a C plugin (market_products...). Core tables (hl_*), SQLite's own and the
+/* A table named in a manifest's permissions is granted if the core lists it as readable (never
+ * sessions or tokens: hl_sessions and hl_user_tokens are not in that list), or
+ * if it belongs to a C plugin (market_products...). Other core tables (hl_*), SQLite's own and the
  * tables of Lua plugins (contained, so not shared with each other) are never granted. */
 static int grantable(const hl_plugin_list *all, const char *table)
 {
@@ -424,9 +424,6 @@ static int grantable(const hl_plugin_list *all, const char *table)
             return 1;
     if (!strncasecmp(table, "hl_", 3) || !strncasecmp(table, "sqlite_", 7))
         return 0;
-    for (size_t i = 0; core_private[i]; i++)
-        if (!strcasecmp(core_private[i], table))
-            return 0;
     const char *us = strchr(table, '_');
     if (!us)
         return 1; /* not a plugin's table */
@@ -733,5 +730,38 @@ json_t *hl_plugin_scope_list(const hl_config *cfg, hl_db *db, const char *scope)
                                                  valid_scope(scope) && hl_plugin_scope_enabled(db, p->name, scope)));
     }
     hl_plugin_list_free(&l);
+    return out;
+}
+
+json_t *hl_plugin_permissions(const hl_plugin_list *all, const hl_plugin_info *p)
+{
+    hl_db_policy pol;
+    if (hl_plugin_policy(all, p, &pol) != HL_OK)
+        return NULL;
+    json_t *reads = json_array(), *never = json_array(), *refused = json_array();
+    for (size_t i = 0; pol.readable && pol.readable[i]; i++)
+        json_array_append_new(reads, json_string(pol.readable[i]));
+    for (size_t i = 0; pol.hidden && pol.hidden[i]; i++) {
+        const char *dot = strchr(pol.hidden[i], '.');
+        for (size_t j = 0; dot && pol.readable && pol.readable[j]; j++)
+            if (strlen(pol.readable[j]) == (size_t)(dot - pol.hidden[i]) &&
+                !strncmp(pol.readable[j], pol.hidden[i], (size_t)(dot - pol.hidden[i])))
+                json_array_append_new(never, json_string(pol.hidden[i]));
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(json_object_get(p->manifest, "permissions"), "read"), i, t) {
+        const char *name = json_string_value(t);
+        int granted = 0;
+        for (size_t j = 0; name && pol.readable && pol.readable[j]; j++)
+            granted |= !strcmp(pol.readable[j], name);
+        if (name && !granted)
+            json_array_append_new(refused, json_string(name));
+    }
+    char *own = xprintf("%s_*", p->name);
+    json_t *out = json_pack("{s:s, s:o, s:o, s:o}", "writes", own ? own : "", "reads", reads, "never_sees", never,
+                            "refused", refused);
+    free(own);
+    hl_plugin_policy_free(&pol);
     return out;
 }

@@ -57,6 +57,11 @@ char *hl_plugin_migrations_dir(const hl_config *cfg, const hl_plugin_info *p);
  * minus what the core never shows). Free with hl_plugin_policy_free. */
 int hl_plugin_policy(const hl_plugin_list *all, const hl_plugin_info *p, hl_db_policy *out);
 void hl_plugin_policy_free(hl_db_policy *pol);
+/* What a Lua plugin may do with tables, from that same policy (one source of truth for the CLI's
+ * `plugin info` and the operator's page): {"writes": "NAME_*", "reads": [tables],
+ * "never_sees": ["table.column"], "refused": [tables the manifest asked for, never granted]}.
+ * NULL when out of memory. */
+json_t *hl_plugin_permissions(const hl_plugin_list *all, const hl_plugin_info *p);
 
 /* Group-level plugins: a scope ("group:12") turns an instance-enabled, group_level plugin on
  * or off for itself. */

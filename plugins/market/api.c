@@ -795,7 +795,7 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
         mk_api->db_query(mk_host,
                          "SELECT t.id, t.name, t.created_at, t.last_used_at, t.revoked_at, "
                          "CASE WHEN t.created_by = 0 THEN ?4 ELSE coalesce(u.name, '?') END "
-                         "FROM market_api_tokens t LEFT JOIN users u ON u.id = t.created_by "
+                         "FROM market_api_tokens t LEFT JOIN hl_users u ON u.id = t.created_by "
                          "WHERE (?1 = '' OR t.name LIKE ?1 ESCAPE '\\') ORDER BY t.id DESC LIMIT ?2 OFFSET ?3",
                          "siis", like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE, mk_api->tr(r, "ligne de commande")),
         token_row);

@@ -1230,7 +1230,7 @@ static int member_list(json_t *ctx, const char *key, int64_t gid, const char *st
     int offset = (page - 1) * limit;
     long long total = *q ? first_int(mk_api->db_query(
                                mk_host,
-                               "SELECT count(*) FROM market_members m LEFT JOIN users u ON u.id = m.user_id "
+                               "SELECT count(*) FROM market_members m LEFT JOIN hl_users u ON u.id = m.user_id "
                                "WHERE m.group_id = ? AND m.status = ? AND (u.name LIKE ? ESCAPE '\\' OR u.email LIKE ? ESCAPE '\\')",
                                "Isss", gid, status, like, like))
                          : first_int(mk_api->db_query(
@@ -1240,7 +1240,7 @@ static int member_list(json_t *ctx, const char *key, int64_t gid, const char *st
     json_t *rows = rows_array(
         mk_api->db_query(mk_host,
                          "SELECT m.user_id, COALESCE(u.name, ''), COALESCE(u.email, ''), m.role = 'coordinator', "
-                         "m.requested_at, m.rowid FROM market_members m LEFT JOIN users u ON u.id = m.user_id "
+                         "m.requested_at, m.rowid FROM market_members m LEFT JOIN hl_users u ON u.id = m.user_id "
                          "WHERE m.group_id = ? AND m.status = ? "
                          "AND (? = '' OR u.name LIKE ? ESCAPE '\\' OR u.email LIKE ? ESCAPE '\\') "
                          "ORDER BY m.requested_at, m.rowid LIMIT ? OFFSET ?",

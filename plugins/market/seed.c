@@ -316,7 +316,7 @@ typedef struct seed {
 static int64_t add_user(seed *s, const char *email, const char *name)
 {
     if (mk_api->db_run(mk_host,
-                       "INSERT INTO users (email, name, password_hash, email_verified_at, terms_version, "
+                       "INSERT INTO hl_users (email, name, password_hash, email_verified_at, terms_version, "
                        "terms_accepted_at, age_certified_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        "ssssssss", email, name, NO_PASSWORD, s->stamp, DEMO_TERMS, s->stamp, s->stamp, s->stamp) < 0)
         return -1;
@@ -326,7 +326,7 @@ static int64_t add_user(seed *s, const char *email, const char *name)
 
 static int add_role(int64_t user, int role, int64_t group)
 {
-    return mk_api->db_run(mk_host, "INSERT OR IGNORE INTO user_roles (user_id, role, group_id) VALUES (?, ?, ?)", "IiI",
+    return mk_api->db_run(mk_host, "INSERT OR IGNORE INTO hl_user_roles (user_id, role, group_id) VALUES (?, ?, ?)", "IiI",
                           user, role, group) < 0
                ? HALLE_ERROR
                : HALLE_OK;

@@ -109,7 +109,7 @@ def test_signup_flow(t, srv, inst, inbox):
     t.eq(st, 400, "the link works once only")
 
     db = sqlite3.connect(inst.db)
-    row = db.execute("SELECT terms_version, terms_accepted_at, age_certified_at, password_hash FROM users WHERE email = ?",
+    row = db.execute("SELECT terms_version, terms_accepted_at, age_certified_at, password_hash FROM hl_users WHERE email = ?",
                      ("lise@example.org",)).fetchone()
     db.close()
     t.ok(row and row[0] and row[1] and row[2], "terms version and times and the age certification are recorded", row)
@@ -132,7 +132,7 @@ def test_signup_flow(t, srv, inst, inbox):
     t.ok(b.cookies.get("halle_session") not in (None, "A" * 43) and len(b.cookies["halle_session"]) == 43,
          "a new session id is issued at login (no fixation)")
     db = sqlite3.connect(inst.db)
-    stored = [r[0] for r in db.execute("SELECT id_hash FROM sessions")]
+    stored = [r[0] for r in db.execute("SELECT id_hash FROM hl_sessions")]
     db.close()
     t.ok(b.cookies["halle_session"] not in stored and all(len(s) == 64 for s in stored),
          "sessions are stored hashed, never the cookie value", stored)
@@ -248,7 +248,7 @@ def test_lockout(t, srv, inst, inbox):
     st, h, page = login(b, "paul@example.org", PASSWORD)
     t.ok(st == 401, "while locked even the right password is refused")
     db = sqlite3.connect(inst.db)
-    db.execute("UPDATE users SET locked_until = '2000-01-01T00:00:00Z' WHERE email = 'paul@example.org'")
+    db.execute("UPDATE hl_users SET locked_until = '2000-01-01T00:00:00Z' WHERE email = 'paul@example.org'")
     db.commit()
     db.close()
     st, h, page = login(b, "paul@example.org", PASSWORD)
@@ -256,7 +256,7 @@ def test_lockout(t, srv, inst, inbox):
     b = Browser(srv.port)
     for i in range(10):
         db = sqlite3.connect(inst.db)
-        db.execute("UPDATE users SET locked_until = NULL WHERE email = 'paul@example.org'")
+        db.execute("UPDATE hl_users SET locked_until = NULL WHERE email = 'paul@example.org'")
         db.commit()
         db.close()
         st, h, page = login(b, "paul@example.org", "Wrong-pass%d" % i)
@@ -313,8 +313,8 @@ def test_operator(t, srv, inst, inbox):
     t.ok(st == 200 and "paul@example.org" in page, "the operator sees the users", (st, page[:300]))
     # lock paul hard, unlock from the page
     db = sqlite3.connect(inst.db)
-    db.execute("UPDATE users SET locked_hard = 1 WHERE email = 'paul@example.org'")
-    pid = db.execute("SELECT id FROM users WHERE email = 'paul@example.org'").fetchone()[0]
+    db.execute("UPDATE hl_users SET locked_hard = 1 WHERE email = 'paul@example.org'")
+    pid = db.execute("SELECT id FROM hl_users WHERE email = 'paul@example.org'").fetchone()[0]
     db.commit()
     db.close()
     st, h, page = op.get("/admin?q=paul")
@@ -322,7 +322,7 @@ def test_operator(t, srv, inst, inbox):
     st, h, page = op.submit("/admin?q=paul", "/admin/users/%d/unlock" % pid, {})
     t.eq(st, 303, "the operator unlocks it")
     db = sqlite3.connect(inst.db)
-    t.eq(db.execute("SELECT locked_hard FROM users WHERE id = ?", (pid,)).fetchone()[0], 0, "unlocked in the database")
+    t.eq(db.execute("SELECT locked_hard FROM hl_users WHERE id = ?", (pid,)).fetchone()[0], 0, "unlocked in the database")
     db.close()
     st, h, page = op.get("/admin/plugins")
     t.eq(st, 200, "the operator reaches the plugins page")
@@ -336,9 +336,9 @@ def test_delete(t, srv, inst, inbox):
     st, h, page = b.submit("/account", "/account/delete", {"delete_password": "Reset-2028x", "confirm": "1"})
     t.ok(st == 200 and "supprimé" in page, "account deleted", page[:300])
     db = sqlite3.connect(inst.db)
-    row = db.execute("SELECT email, name, phone, address, deleted_at FROM users WHERE name = '' AND deleted_at IS NOT NULL").fetchall()
-    left = db.execute("SELECT count(*) FROM users WHERE email LIKE 'lise%'").fetchone()[0]
-    sessions = db.execute("SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.deleted_at IS NOT NULL").fetchone()[0]
+    row = db.execute("SELECT email, name, phone, address, deleted_at FROM hl_users WHERE name = '' AND deleted_at IS NOT NULL").fetchall()
+    left = db.execute("SELECT count(*) FROM hl_users WHERE email LIKE 'lise%'").fetchone()[0]
+    sessions = db.execute("SELECT count(*) FROM hl_sessions s JOIN hl_users u ON u.id = s.user_id WHERE u.deleted_at IS NOT NULL").fetchone()[0]
     db.close()
     t.ok(row and row[0][0].endswith("@invalid") and not row[0][2] and not row[0][3], "personal data anonymised", row)
     t.eq(left, 0, "the address is gone from the database")

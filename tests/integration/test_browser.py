@@ -141,7 +141,7 @@ def db_query(inst, sql, args=()):
 
 
 def user_sessions(inst):
-    return [r[0] for r in db_query(inst, "SELECT s.id_hash FROM sessions s JOIN users u ON u.id = s.user_id "
+    return [r[0] for r in db_query(inst, "SELECT s.id_hash FROM hl_sessions s JOIN hl_users u ON u.id = s.user_id "
                                          "WHERE u.email = ?", (EMAIL,))]
 
 
@@ -265,7 +265,7 @@ def run_flow(t, srv, inst, inbox, mail_dir, artefacts):
                 t.ok(session_row in rows and len(rows) == 1,
                      "db: after login the user has one session row, the hash of the browser's cookie",
                      "rows: %r\nhash of the cookie: %r" % (rows, session_row))
-                v = db_query(inst, "SELECT email_verified_at FROM users WHERE email = ?", (EMAIL,))
+                v = db_query(inst, "SELECT email_verified_at FROM hl_users WHERE email = ?", (EMAIL,))
                 t.ok(v and v[0][0], "db: the address is marked verified after the link", v)
                 flow.resume()
                 continue
@@ -357,7 +357,7 @@ def test_browser_flow(t, srv, inst, inbox, mail_dir, artefacts):
     t.ok(session_row is not None and session_row not in rows and not rows,
          "db: logout removed the session row (and the failed login made none)",
          "rows now: %r\nlogged-in session: %r" % (rows, session_row))
-    v = db_query(inst, "SELECT email_verified_at FROM users WHERE email = ?", (EMAIL,))
+    v = db_query(inst, "SELECT email_verified_at FROM hl_users WHERE email = ?", (EMAIL,))
     t.ok(v and v[0][0], "db: the user is verified after the flow", v)
     for name in ("signup.png", "account.png"):
         p = os.path.join(artefacts, name)

@@ -120,13 +120,13 @@ def test_seed(t, inst):
     statuses = dict(db_rows(inst, "SELECT status, count(*) FROM market_members WHERE role = 'member' GROUP BY status"))
     t.ok(statuses.get("active", 0) >= 3 and statuses.get("pending") and statuses.get("waiting"),
          "clients are members: active ones, one pending, one on the waiting list", statuses)
-    coords = db_rows(inst, "SELECT count(*) FROM user_roles WHERE role = 4 AND group_id > 0")[0][0]
+    coords = db_rows(inst, "SELECT count(*) FROM hl_user_roles WHERE role = 4 AND group_id > 0")[0][0]
     t.ok(coords >= 3, "every group has a coordinator (role 4 with its group)")
-    t.eq(db_rows(inst, "SELECT count(*) FROM user_roles WHERE role = 2")[0][0], 6, "the producers have the producer role")
-    clients = db_rows(inst, "SELECT count(DISTINCT user_id) FROM user_roles WHERE role = 1 AND user_id NOT IN "
+    t.eq(db_rows(inst, "SELECT count(*) FROM hl_user_roles WHERE role = 2")[0][0], 6, "the producers have the producer role")
+    clients = db_rows(inst, "SELECT count(DISTINCT user_id) FROM hl_user_roles WHERE role = 1 AND user_id NOT IN "
                             "(SELECT user_id FROM market_producers)")[0][0]
     t.ok(clients >= 8, "8 clients (%d)" % clients)
-    hashes = db_rows(inst, "SELECT DISTINCT password_hash FROM users")
+    hashes = db_rows(inst, "SELECT DISTINCT password_hash FROM hl_users")
     t.eq(hashes, [("!",)], "demo accounts have an unusable password")
 
     before = db_rows(inst, "SELECT count(*) FROM market_products")[0][0]
@@ -351,8 +351,8 @@ def json_keys(v, out):
 
 
 def test_privacy(t, inst):
-    emails = [r[0] for r in db_rows(inst, "SELECT email FROM users")]
-    names = [r[0] for r in db_rows(inst, "SELECT name FROM users")]
+    emails = [r[0] for r in db_rows(inst, "SELECT email FROM hl_users")]
+    names = [r[0] for r in db_rows(inst, "SELECT name FROM hl_users")]
     text = "\n".join(ANSWERS)
     keys = set()
     for a in ANSWERS:

@@ -249,7 +249,7 @@ def setup_market(t, srv, inst):
                 "setup: the producer opens their account through /producer/signup (SIRET %s)" % siret,
                 (st, h.get("Location"), page[:600])):
         raise RuntimeError("producer sign-up failed")
-    row = db_query(inst, "SELECT p.id, p.slug FROM market_producers p JOIN users u ON u.id = p.user_id "
+    row = db_query(inst, "SELECT p.id, p.slug FROM market_producers p JOIN hl_users u ON u.id = p.user_id "
                          "WHERE u.email = ?", (PRODUCER[0],))
     pid, pslug = row[0]
 
@@ -331,9 +331,9 @@ def check_database(t, inst, setup):
                              "JOIN market_groups g ON g.id = cg.group_id WHERE g.slug = ?", (setup["slug"],))
     t.eq(offered, [(CATALOG,)], "db: the catalog is offered to the group")
     member = db_query(inst, "SELECT m.role, m.status FROM market_members m JOIN market_groups g ON g.id = m.group_id "
-                            "JOIN users u ON u.id = m.user_id WHERE g.slug = ? AND u.email = ?", (setup["slug"], CLIENT[0]))
+                            "JOIN hl_users u ON u.id = m.user_id WHERE g.slug = ? AND u.email = ?", (setup["slug"], CLIENT[0]))
     t.eq(member, [("member", "active")], "db: the client's membership of the group is active")
-    elsewhere = db_query(inst, "SELECT count(*) FROM market_members m JOIN users u ON u.id = m.user_id "
+    elsewhere = db_query(inst, "SELECT count(*) FROM market_members m JOIN hl_users u ON u.id = m.user_id "
                                "WHERE u.email = ?", (CLIENT[0],))
     t.eq(elsewhere, [(1,)], "db: the client joined that group only")
 

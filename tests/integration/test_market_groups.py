@@ -50,13 +50,13 @@ def login(t, port, who):
 
 def user_id(inst, who):
     with db(inst) as c:
-        return c.execute("SELECT id FROM users WHERE email = ?", ("%s@example.org" % who,)).fetchone()[0]
+        return c.execute("SELECT id FROM hl_users WHERE email = ?", ("%s@example.org" % who,)).fetchone()[0]
 
 
 def member(inst, slug, who):
     with db(inst) as c:
         return c.execute("SELECT m.role, m.status FROM market_members m JOIN market_groups g ON g.id = m.group_id "
-                         "JOIN users u ON u.id = m.user_id WHERE g.slug = ? AND u.email = ?",
+                         "JOIN hl_users u ON u.id = m.user_id WHERE g.slug = ? AND u.email = ?",
                          (slug, "%s@example.org" % who)).fetchone()
 
 
@@ -115,7 +115,7 @@ def creation(t, srv, inst, s):
     s["a"] = slug
     t.eq(member(inst, slug, "alice"), ("coordinator", "active"), "the creator is an active coordinator member")
     with db(inst) as c:
-        roles = c.execute("SELECT role, group_id FROM user_roles WHERE user_id = ?", (user_id(inst, "alice"),)).fetchall()
+        roles = c.execute("SELECT role, group_id FROM hl_user_roles WHERE user_id = ?", (user_id(inst, "alice"),)).fetchall()
     t.ok((4, group_id(inst, slug)) in roles, "the core knows the creator as the group's coordinator", roles)
     slug2 = create(t, bob, "Les Paniers de l'Étang", town="Rezé")
     t.eq(slug2, "les-paniers-de-l-etang-2", "a second group with the same name gets -2")
@@ -470,8 +470,8 @@ def many_members(t, srv, inst, s):
     with db(inst) as c:
         before = c.execute("SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'active'",
                            (gid,)).fetchone()[0]
-        first = c.execute("SELECT coalesce(max(id), 0) FROM users").fetchone()[0] + 1
-        c.executemany("INSERT INTO users (id, email, name, password_hash, terms_version, terms_accepted_at, "
+        first = c.execute("SELECT coalesce(max(id), 0) FROM hl_users").fetchone()[0] + 1
+        c.executemany("INSERT INTO hl_users (id, email, name, password_hash, terms_version, terms_accepted_at, "
                       "age_certified_at, created_at) VALUES (?, ?, ?, 'x', '1', ?, ?, ?)",
                       [(first + i, "m%05d@example.net" % i, "Membre %05d" % i, NOW, NOW, NOW) for i in range(10000)])
         c.executemany("INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "

@@ -119,13 +119,13 @@ def make_data(t, srv, inst, s):
         return
     s["slug"] = m.group(1)
     gid = q1(inst, "SELECT id FROM market_groups WHERE slug = ?", s["slug"])[0]
-    uid = q1(inst, "SELECT id FROM users WHERE email = 'alice@example.org'")[0]
+    uid = q1(inst, "SELECT id FROM hl_users WHERE email = 'alice@example.org'")[0]
     with db(inst) as c:
         c.executemany("INSERT INTO market_groups (slug, name, kind, join_policy, town, created_by, created_at) "
                       "VALUES (?, ?, 'amap', 'open', 'Vertou', ?, ?)",
                       [("basket-%02d" % i, "Basket %02d" % i, uid, NOW) for i in range(54)])
         # a producer (not paul: his account is opened through the English form below)
-        vid = q1(inst, "SELECT id FROM users WHERE email = 'vera@example.org'")[0]
+        vid = q1(inst, "SELECT id FROM hl_users WHERE email = 'vera@example.org'")[0]
         c.execute("INSERT INTO market_producers (user_id, slug, business_name, siret, town, charter_version, "
                   "charter_accepted_at, created_at) VALUES (?, 'oak-farm', 'Oak Farm', ?, 'Clisson', '2021-11', ?, ?)",
                   (vid, SIRET, NOW, NOW))

@@ -80,7 +80,7 @@ def add_user(inst, email, name):
     r = run(["user", "-c", inst.conf, "add", email, "--name", name], env={"HALLE_USER_PASSWORD": PASSWORD})
     if r.returncode != 0:
         raise RuntimeError("user add: " + r.stderr)
-    return q1(inst, "SELECT id FROM users WHERE email = ?", email)[0]
+    return q1(inst, "SELECT id FROM hl_users WHERE email = ?", email)[0]
 
 
 def login(srv, email):
@@ -152,12 +152,12 @@ def test_signup(t, srv, inst, ctx):
     t.ok(st == 303 and h.get("Location") == "/producer?done=signup", "a good SIRET (spaces allowed) and charter open the account",
          (st, page[:600]))
     row = q1(inst, "SELECT p.siret, p.vat_number, p.charter_version, p.charter_accepted_at, p.slug, p.user_id "
-                   "FROM market_producers p JOIN users u ON u.id = p.user_id WHERE u.email = 'alice@example.org'")
+                   "FROM market_producers p JOIN hl_users u ON u.id = p.user_id WHERE u.email = 'alice@example.org'")
     t.ok(row is not None and row[0] == good and row[1] == vat_for(good), "SIRET and VAT number stored normalised", row)
     t.ok(row is not None and row[2] == "2021-11" and row[3][:16] >= before and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", row[3]),
          "the charter version and the time it was accepted are recorded", row)
     t.eq(row and row[4], "la-ferme-des-saules", "the slug comes from the business name")
-    t.ok(q1(inst, "SELECT 1 FROM user_roles WHERE user_id = ? AND role = 2 AND group_id = 0", row[5]) is not None,
+    t.ok(q1(inst, "SELECT 1 FROM hl_user_roles WHERE user_id = ? AND role = 2 AND group_id = 0", row[5]) is not None,
          "the producer role is granted (user_roles role 2)")
     ctx["alice_producer"] = q1(inst, "SELECT id FROM market_producers WHERE user_id = ?", row[5])[0]
     ctx["alice"] = b
@@ -173,9 +173,9 @@ def test_signup(t, srv, inst, ctx):
 
     # a homonym gets its own slug
     make_producer(t, srv, inst, "dora@example.org", "La Ferme des Saules", luhn_siret("4421829360001"))
-    t.eq(q1(inst, "SELECT slug FROM market_producers p JOIN users u ON u.id = p.user_id WHERE u.email = 'dora@example.org'")[0],
+    t.eq(q1(inst, "SELECT slug FROM market_producers p JOIN hl_users u ON u.id = p.user_id WHERE u.email = 'dora@example.org'")[0],
          "la-ferme-des-saules-2", "a second producer with the same name gets a unique slug")
-    ctx["dora_producer"] = q1(inst, "SELECT p.id FROM market_producers p JOIN users u ON u.id = p.user_id "
+    ctx["dora_producer"] = q1(inst, "SELECT p.id FROM market_producers p JOIN hl_users u ON u.id = p.user_id "
                                     "WHERE u.email = 'dora@example.org'")[0]
 
     # profile edits keep the checks
@@ -189,8 +189,8 @@ def test_signup(t, srv, inst, ctx):
 
 
 def test_coordinator_cannot_sign_up_someone_else(t, srv, inst, ctx):
-    bob = q1(inst, "SELECT id FROM users WHERE email = 'bob@example.org'")[0]
-    cora = q1(inst, "SELECT id FROM users WHERE email = 'cora@example.org'")[0]
+    bob = q1(inst, "SELECT id FROM hl_users WHERE email = 'bob@example.org'")[0]
+    cora = q1(inst, "SELECT id FROM hl_users WHERE email = 'cora@example.org'")[0]
     b = login(srv, "cora@example.org")
     f = signup_fields("Ferme de Bob", luhn_siret("3321829360001"), user_id=str(bob), uid=str(bob))
     st, h, page = b.submit("/producer/signup", "/producer/signup?user_id=%d" % bob, f)
@@ -198,10 +198,10 @@ def test_coordinator_cannot_sign_up_someone_else(t, srv, inst, ctx):
          "a coordinator cannot open a producer account for another user (the id sent is ignored)")
     row = q1(inst, "SELECT user_id FROM market_producers WHERE business_name = 'Ferme de Bob'")
     t.ok(st == 303 and row is not None and row[0] == cora, "the account is the coordinator's own", (st, row))
-    t.ok(q1(inst, "SELECT 1 FROM user_roles WHERE user_id = ? AND role = 2", bob) is None, "bob did not get the producer role")
+    t.ok(q1(inst, "SELECT 1 FROM hl_user_roles WHERE user_id = ? AND role = 2", bob) is None, "bob did not get the producer role")
     # cora keeps being a coordinator only in the permission tests: her own account goes
     execute(inst, "DELETE FROM market_producers WHERE user_id = ?", cora)
-    execute(inst, "DELETE FROM user_roles WHERE user_id = ? AND role = 2", cora)
+    execute(inst, "DELETE FROM hl_user_roles WHERE user_id = ? AND role = 2", cora)
 
 
 # ---- public page and photos ---------------------------------------------------------------
@@ -348,7 +348,7 @@ def test_groups(t, srv, inst, ctx):
         if status:
             execute(inst, "INSERT INTO market_group_producers (group_id, producer_id, status, requested_at) VALUES (?, ?, ?, ?)",
                     gids[slug], pid, status, now)
-    execute(inst, "INSERT INTO user_roles (user_id, role, group_id) SELECT id, 4, ? FROM users WHERE email = 'cora@example.org'",
+    execute(inst, "INSERT INTO hl_user_roles (user_id, role, group_id) SELECT id, 4, ? FROM hl_users WHERE email = 'cora@example.org'",
             gids["amap-du-marais"])
     b = ctx["alice"]
     st, h, page = b.get("/producer/catalogs/%d" % cid)
@@ -554,7 +554,7 @@ def main():
     # cora coordinates a group (the groups module's table, filled by hand here)
     gid = execute(inst, "INSERT INTO market_groups (slug, name, kind, join_policy, created_by, created_at) "
                         "VALUES ('cora-group', 'Le groupe de Cora', 'buying_group', 'open', 1, '2024-01-01T00:00:00Z')")
-    execute(inst, "INSERT INTO user_roles (user_id, role, group_id) SELECT id, 4, ? FROM users WHERE email = 'cora@example.org'",
+    execute(inst, "INSERT INTO hl_user_roles (user_id, role, group_id) SELECT id, 4, ? FROM hl_users WHERE email = 'cora@example.org'",
             gid)
     srv = Server(inst, workers=2, tap=t).start()
     ctx = {}

@@ -28,7 +28,7 @@ def make_instance():
     # Stand-ins for core and market tables a plugin may or may not read.
     db = sqlite3.connect(inst.db)
     db.executescript("""
-        INSERT INTO users (email, name, password_hash, terms_version, terms_accepted_at, age_certified_at, created_at)
+        INSERT INTO hl_users (email, name, password_hash, terms_version, terms_accepted_at, age_certified_at, created_at)
             VALUES ('lise@example.org', 'Lise', '$argon2id$secret', '1', 'x', 'x', 'x');
         CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT);
         INSERT INTO products (name) VALUES ('Pommes');
@@ -85,8 +85,11 @@ def test_cli(t, inst):
     db.close()
 
     r = cli(inst, "info", "luatest")
-    t.ok(r.returncode == 0 and "read products" in r.stdout and "read users" in r.stdout and "luatest_*" in r.stdout,
-         "info shows the permissions", r.stdout)
+    t.ok(r.returncode == 0 and "writes: its own tables only (luatest_*)" in r.stdout
+         and "reads: its own tables, products, hl_users" in r.stdout, "info shows exactly what it may write and read", r.stdout)
+    t.ok("never sees: hl_users.password_hash" in r.stdout, "info shows the columns it never sees", r.stdout)
+    t.ok("asked for but never granted: luabroken_data, hl_sessions" in r.stdout,
+         "info shows what the manifest asked for but is never granted", r.stdout)
     t.ok("greeting" in r.stdout and "Bonjour" in r.stdout, "info shows settings with defaults", r.stdout)
     r = cli(inst, "set", "luatest", "times", "9")
     t.ok(r.returncode == 1 and "out of range" in r.stderr, "a setting out of its range is refused", r.stderr)
@@ -224,11 +227,11 @@ def test_serving(t, srv, inst):
     for key in denied:
         t.ok(key in r and r[key]["ok"] is False, "isolation: %s is refused" % key, r.get(key))
     t.ok("password_hash" in (r.get("password", {}).get("err") or ""), "the refusal names the column", r.get("password"))
-    t.ok(r.get("names", {}).get("ok") is True, "declared read of users.name is allowed", r.get("names"))
+    t.ok(r.get("names", {}).get("ok") is True, "declared read of hl_users.name is allowed", r.get("names"))
     t.ok(r.get("products", {}).get("ok") is True, "declared read of products is allowed", r.get("products"))
     time.sleep(0.2)
     log = srv.log_text()
-    t.ok("plugin luatest may not read users.password_hash" in log, "denials are logged with the plugin's name", log[-2000:])
+    t.ok("plugin luatest may not read hl_users.password_hash" in log, "denials are logged with the plugin's name", log[-2000:])
 
 
 def test_disable(t, srv, inst):
@@ -274,7 +277,7 @@ def test_admin_page(t, srv, inst):
     t.ok(st == 200 and re.match(r"user=\d+ operator=1", b), "C API 2: the operator is recognised", b)
     st, h, page = op.get("/admin/plugins")
     t.ok(st == 200 and 'id="plugin-luatest"' in page and "désactivée" in page, "the page lists the disabled plugin", page[:300])
-    t.ok("lecture de products" in page and "lecture de users" in page, "it shows a Lua plugin's permissions")
+    t.ok("lecture de products" in page and "lecture de hl_users" in page, "it shows a Lua plugin's permissions")
     t.ok("refusée" in page and "ABI" in page, "it shows refused plugins with the reason")
     st, h, page = op.submit("/admin/plugins", "/admin/plugins/luatest/enable", {})
     t.ok(st == 200 and "Extension activée" in page, "enable from the admin page", page[:300])

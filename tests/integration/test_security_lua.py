@@ -4,6 +4,7 @@
 # plant the core's cookies; its forms still work, the token being filled in by the core.
 import json
 import os
+import shutil
 import sys
 
 sys.dont_write_bytecode = True
@@ -58,10 +59,69 @@ def test_credentials_hidden(t, inst, srv):
     t.eq(st, 200, "the victim's session was not overwritten")
 
 
+USER_PLUGIN = {
+    "plugin.json": '{"name": "user", "version": "1.0.0", "description": "hostile: named like the stem of core tables"}',
+    # Once, a plugin named "user" owned user_roles and user_tokens through its prefix.
+    "migrations/001_grab.sql": "CREATE TABLE user_roles (user_id INTEGER, role INTEGER, group_id INTEGER);\n"
+                                "INSERT INTO user_roles (user_id, role, group_id) VALUES (1, 8, 0);\n",
+    "main.lua": """
+local function try(sql, ...)
+  local ok, err = pcall(halle.db.exec, sql, ...)
+  return ok and "allowed" or tostring(err)
+end
+halle.route("GET", "/user/escalate", function(req)
+  return { json = {
+    roles = try("INSERT INTO hl_user_roles (user_id, role, group_id) VALUES (1, 8, 0)"),
+    tokens = try("DELETE FROM hl_user_tokens"),
+    sessions = try("UPDATE hl_sessions SET user_id = 1"),
+    users = try("UPDATE hl_users SET name = 'pwned'"),
+  } }
+end)
+""",
+}
+
+
+def write_plugin(root, name, files):
+    d = os.path.join(root, name)
+    for rel, text in files.items():
+        os.makedirs(os.path.dirname(os.path.join(d, rel)), exist_ok=True)
+        with open(os.path.join(d, rel), "w") as f:
+            f.write(text)
+
+
+def test_names(t, inst, extra):
+    write_plugin(extra, "user", USER_PLUGIN)
+    write_plugin(extra, "hl", {"plugin.json": '{"name": "hl", "version": "1", "description": "x"}', "main.lua": ""})
+    write_plugin(extra, "sqlite", {"plugin.json": '{"name": "sqlite", "version": "1", "description": "x"}', "main.lua": ""})
+    r = run(["plugin", "-c", inst.conf, "list"])
+    lines = {l.split()[0]: l for l in r.stdout.splitlines() if l.strip()}
+    for name in ("hl", "sqlite"):
+        t.ok(name in lines and "REFUSED" in lines[name] and "reserved" in lines[name],
+             "a plugin named %r is refused: its prefix would own core tables" % name, r.stdout)
+    r = run(["plugin", "-c", inst.conf, "enable", "hl"])
+    t.ok(r.returncode != 0 and "reserved" in r.stderr, "enabling 'hl' is refused with the reason", r.stderr)
+    r = run(["plugin", "-c", inst.conf, "enable", "user"])
+    t.eq(r.returncode, 0, "a plugin named 'user' may exist: its tables are user_*, no core table is")
+    srv = Server(inst, workers=1, tap=t).start()
+    try:
+        b = Browser(srv.port)
+        b.submit("/login", "/login", {"email": "lise@example.org", "password": PASSWORD})
+        st, h, body = b.get("/user/escalate")
+        j = json.loads(body) if st == 200 else {}
+        for k in ("roles", "tokens", "sessions", "users"):
+            t.ok(j.get(k, "allowed") != "allowed", "the 'user' plugin cannot write hl_%s" % k, body[:500])
+        st, h, body = b.get("/admin")
+        t.eq(st, 403, "and Lise did not become an operator")
+    finally:
+        srv.stop()
+
+
 def main():
     t = Tap()
     inst = Instance()
-    inst.set(plugin_dirs=LUA_DIR)
+    extra = inst.path("extra")
+    os.makedirs(extra)
+    inst.set(plugin_dirs="%s:%s" % (LUA_DIR, extra))
     r = run(["user", "-c", inst.conf, "add", "lise@example.org", "--name", "Lise"], env={"HALLE_USER_PASSWORD": PASSWORD})
     t.eq(r.returncode, 0, "user add")
     r = run(["plugin", "-c", inst.conf, "enable", "luaspy"])
@@ -71,6 +131,7 @@ def main():
         t.run(test_credentials_hidden, inst, srv)
     finally:
         srv.stop()
+    t.run(test_names, inst, extra)
     t.done()
 
 

@@ -383,13 +383,13 @@ static void test_user_create(void **state)
     assert_int_equal(strlen(u.created_at), 20);
 
     /* Terms and age recorded; only a hash of the password stored. */
-    q_text(f->db, "SELECT terms_version FROM users WHERE id = ?", id, buf, sizeof buf);
+    q_text(f->db, "SELECT terms_version FROM hl_users WHERE id = ?", id, buf, sizeof buf);
     assert_string_equal(buf, "2024-01");
-    q_text(f->db, "SELECT terms_accepted_at FROM users WHERE id = ?", id, buf, sizeof buf);
+    q_text(f->db, "SELECT terms_accepted_at FROM hl_users WHERE id = ?", id, buf, sizeof buf);
     assert_string_equal(buf, u.created_at);
-    q_text(f->db, "SELECT age_certified_at FROM users WHERE id = ?", id, buf, sizeof buf);
+    q_text(f->db, "SELECT age_certified_at FROM hl_users WHERE id = ?", id, buf, sizeof buf);
     assert_string_equal(buf, u.created_at);
-    q_text(f->db, "SELECT password_hash FROM users WHERE id = ?", id, buf, sizeof buf);
+    q_text(f->db, "SELECT password_hash FROM hl_users WHERE id = ?", id, buf, sizeof buf);
     assert_int_equal(strncmp(buf, "$argon2id$", 10), 0);
     assert_null(strstr(buf, PW));
 
@@ -439,7 +439,7 @@ static void test_user_create(void **state)
     n.roles = 1u << 7;
     assert_int_equal(hl_user_create(f->db, &n, &FAST, &err), HL_EINVAL);
     assert_int_equal(hl_user_create(f->db, NULL, &FAST, &err), HL_EINVAL);
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM users", NULL), 1);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_users", NULL), 1);
 
     /* A producer created by an operator from the CLI: verified, producer id = user id. */
     n.roles = HL_ROLE_PRODUCER;
@@ -579,9 +579,9 @@ static void test_login_basic(void **state)
     assert_string_equal(err.msg, MSG_AUTH);
 
     /* Unknown addresses count nothing anywhere; the known one counted its failure. */
-    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM users WHERE id = ?", "I", id), 1);
+    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM hl_users WHERE id = ?", "I", id), 1);
     assert_int_equal(login(f->db, "dave@example.fr", PW, NULL, &got, &err), HL_OK);
-    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM users WHERE id = ?", "I", id), 0);
+    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM hl_users WHERE id = ?", "I", id), 0);
 
     /* Hostile sizes. */
     char big[5000];
@@ -605,19 +605,19 @@ static void test_login_rehash(void **state)
     int64_t got, id = make_user(f->db, "erin@example.fr", PW, 1);
     int rehash = -1;
 
-    q_text(f->db, "SELECT password_hash FROM users WHERE id = ?", id, before, sizeof before);
+    q_text(f->db, "SELECT password_hash FROM hl_users WHERE id = ?", id, before, sizeof before);
     assert_int_equal(hl_password_verify(before, PW, &OTHER, &rehash), 1);
     assert_int_equal(rehash, 1);
 
     /* A failed login does not rehash. */
     assert_int_equal(hl_user_login(f->db, "erin@example.fr", "Wrong-Pass1", NULL, NULL, &OTHER,
                                    &got, &err), HL_EAUTH);
-    q_text(f->db, "SELECT password_hash FROM users WHERE id = ?", id, after, sizeof after);
+    q_text(f->db, "SELECT password_hash FROM hl_users WHERE id = ?", id, after, sizeof after);
     assert_string_equal(before, after);
 
     assert_int_equal(hl_user_login(f->db, "erin@example.fr", PW, NULL, NULL, &OTHER, &got, &err),
                      HL_OK);
-    q_text(f->db, "SELECT password_hash FROM users WHERE id = ?", id, after, sizeof after);
+    q_text(f->db, "SELECT password_hash FROM hl_users WHERE id = ?", id, after, sizeof after);
     assert_string_not_equal(before, after);
     assert_int_equal(hl_password_verify(after, PW, &OTHER, &rehash), 1);
     assert_int_equal(rehash, 0);
@@ -627,7 +627,7 @@ static void test_login_rehash(void **state)
     /* Same parameters again: left alone. */
     assert_int_equal(hl_user_login(f->db, "erin@example.fr", PW, NULL, NULL, &OTHER, &got, &err),
                      HL_OK);
-    q_text(f->db, "SELECT password_hash FROM users WHERE id = ?", id, before, sizeof before);
+    q_text(f->db, "SELECT password_hash FROM hl_users WHERE id = ?", id, before, sizeof before);
     assert_string_equal(before, after);
 }
 
@@ -654,15 +654,15 @@ static void test_lockout_temporary(void **state)
     assert_int_equal(login(f->db, "fred@example.fr", PW, &lock, &got, &err), HL_ELOCKED);
     assert_int_equal(got, 0);
     assert_int_equal(login(f->db, "fred@example.fr", "Wrong-4a", &lock, &got, &err), HL_ELOCKED);
-    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM users WHERE id = ?", "I", id), 3);
+    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM hl_users WHERE id = ?", "I", id), 3);
 
     sleep_ms(1100);
     assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);
     assert_int_equal(u.locked, 0);
     assert_int_equal(login(f->db, "fred@example.fr", PW, &lock, &got, &err), HL_OK);
     assert_int_equal(got, id);
-    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM users WHERE id = ?", "I", id), 0);
-    assert_int_equal(q_int(f->db, "SELECT locked_until IS NULL FROM users WHERE id = ?", "I", id), 1);
+    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM hl_users WHERE id = ?", "I", id), 0);
+    assert_int_equal(q_int(f->db, "SELECT locked_until IS NULL FROM hl_users WHERE id = ?", "I", id), 1);
 
     /* Defaults (NULL): locked at the 3rd failure for 15 minutes. */
     assert_int_equal(login(f->db, "fred@example.fr", "Wrong-1a", NULL, &got, &err), HL_EAUTH);
@@ -690,7 +690,7 @@ static void test_lockout_hard(void **state)
     for (int i = 0; i < 10; i++) {
         assert_int_equal(login(f->db, "gina@example.fr", "Wrong-Pass1", NULL, &got, &err), expect[i]);
         /* Let each temporary lock run out (as if 15 minutes had passed). */
-        exec_sql(f->db, "UPDATE users SET locked_until = NULL WHERE id = ?", NULL, id);
+        exec_sql(f->db, "UPDATE hl_users SET locked_until = NULL WHERE id = ?", NULL, id);
     }
     assert_non_null(strstr(err.msg, "Contactez"));
     assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);
@@ -701,10 +701,10 @@ static void test_lockout_hard(void **state)
     assert_int_equal(login(f->db, "gina@example.fr", PW, NULL, &got, &err), HL_ELOCKED_HARD);
     assert_int_equal(got, 0);
     assert_non_null(strstr(err.msg, "Contactez"));
-    exec_sql(f->db, "UPDATE users SET locked_until = ? WHERE id = ?", "2000-01-01T00:00:00Z", id);
+    exec_sql(f->db, "UPDATE hl_users SET locked_until = ? WHERE id = ?", "2000-01-01T00:00:00Z", id);
     assert_int_equal(login(f->db, "gina@example.fr", PW, NULL, &got, &err), HL_ELOCKED_HARD);
     assert_int_equal(login(f->db, "gina@example.fr", "Wrong-Pass1", NULL, &got, &err), HL_ELOCKED_HARD);
-    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM users WHERE id = ?", "I", id), 10);
+    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM hl_users WHERE id = ?", "I", id), 10);
 
     assert_int_equal(hl_user_unlock(f->db, id, &err), HL_OK);
     assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);
@@ -723,18 +723,18 @@ static void test_login_unverified(void **state)
 
     assert_int_equal(login(f->db, "hugo@example.fr", "Wrong-Pass1", NULL, &got, &err), HL_EAUTH);
     assert_string_equal(err.msg, MSG_AUTH);
-    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM users WHERE id = ?", "I", id), 1);
+    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM hl_users WHERE id = ?", "I", id), 1);
     assert_int_equal(login(f->db, "hugo@example.fr", PW, NULL, &got, &err), HL_EUNVERIFIED);
     assert_int_equal(got, 0);
     assert_non_null(strstr(err.msg, "vérifiée"));
     /* The password was right: the failures are forgotten. */
-    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM users WHERE id = ?", "I", id), 0);
+    assert_int_equal(q_int(f->db, "SELECT failed_logins FROM hl_users WHERE id = ?", "I", id), 0);
 
     assert_int_equal(hl_user_mark_verified(f->db, id, &err), HL_OK);
     char first[32], second[32];
-    q_text(f->db, "SELECT email_verified_at FROM users WHERE id = ?", id, first, sizeof first);
+    q_text(f->db, "SELECT email_verified_at FROM hl_users WHERE id = ?", id, first, sizeof first);
     assert_int_equal(hl_user_mark_verified(f->db, id, &err), HL_OK); /* keeps the first time */
-    q_text(f->db, "SELECT email_verified_at FROM users WHERE id = ?", id, second, sizeof second);
+    q_text(f->db, "SELECT email_verified_at FROM hl_users WHERE id = ?", id, second, sizeof second);
     assert_string_equal(first, second);
     assert_int_equal(login(f->db, "hugo@example.fr", PW, NULL, &got, &err), HL_OK);
     assert_int_equal(got, id);
@@ -802,18 +802,18 @@ static void test_user_delete(void **state)
     assert_string_equal(u.address, "");
     assert_int_equal(u.roles, 0);
     assert_int_equal(u.producer_id, 0);
-    q_text(f->db, "SELECT phone FROM users WHERE id = ?", id, buf, sizeof buf);
+    q_text(f->db, "SELECT phone FROM hl_users WHERE id = ?", id, buf, sizeof buf);
     assert_string_equal(buf, "(null)");
-    q_text(f->db, "SELECT address FROM users WHERE id = ?", id, buf, sizeof buf);
+    q_text(f->db, "SELECT address FROM hl_users WHERE id = ?", id, buf, sizeof buf);
     assert_string_equal(buf, "(null)");
-    q_text(f->db, "SELECT password_hash FROM users WHERE id = ?", id, buf, sizeof buf);
+    q_text(f->db, "SELECT password_hash FROM hl_users WHERE id = ?", id, buf, sizeof buf);
     assert_int_equal(hl_password_verify(buf, PW, &FAST, NULL), 0);
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM users WHERE name LIKE '%Jules%' OR "
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_users WHERE name LIKE '%Jules%' OR "
                                   "email LIKE '%jules%' OR phone IS NOT NULL", NULL), 0);
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM sessions WHERE user_id = ?", "I", id), 0);
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM user_tokens WHERE user_id = ?", "I", id), 0);
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM user_roles WHERE user_id = ?", "I", id), 0);
-    assert_int_equal(q_int(f->db, "SELECT deleted_at IS NOT NULL FROM users WHERE id = ?", "I", id), 1);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_sessions WHERE user_id = ?", "I", id), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_user_tokens WHERE user_id = ?", "I", id), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_user_roles WHERE user_id = ?", "I", id), 0);
+    assert_int_equal(q_int(f->db, "SELECT deleted_at IS NOT NULL FROM hl_users WHERE id = ?", "I", id), 1);
     assert_false(hl_auth_can(&u, HL_ACT_VIEW, HL_OBJ_USER_ACCOUNT, id));
 
     /* Cannot log in, under the old address or the new one; nothing new can be attached. */
@@ -863,10 +863,10 @@ static void test_tokens(void **state)
     assert_int_equal(hl_token_create(f->db, id, "verify", 3600, NULL, t1, &err), HL_OK);
     assert_true(token_chars_ok(t1));
     /* Only the hash is stored: the raw token appears nowhere in the table. */
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM user_tokens WHERE token_hash = ?", "s", t1),
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_user_tokens WHERE token_hash = ?", "s", t1),
                      0);
     {
-        hl_stmt *st = hl_db_query(f->db, &err, "SELECT count(*) FROM user_tokens WHERE "
+        hl_stmt *st = hl_db_query(f->db, &err, "SELECT count(*) FROM hl_user_tokens WHERE "
                                                "token_hash LIKE '%' || ? || '%' OR "
                                                "coalesce(extra, '') LIKE '%' || ? || '%'",
                                   "ss", t1, t1);
@@ -875,7 +875,7 @@ static void test_tokens(void **state)
         assert_int_equal(hl_db_col_int64(st, 0), 0);
         hl_db_done(st);
     }
-    assert_int_equal(q_int(f->db, "SELECT length(token_hash) FROM user_tokens WHERE user_id = ?",
+    assert_int_equal(q_int(f->db, "SELECT length(token_hash) FROM hl_user_tokens WHERE user_id = ?",
                            "I", id), 64);
 
     /* Wrong kind: refused and not consumed. */
@@ -960,9 +960,9 @@ static void test_sessions(void **state)
     assert_string_equal(s.ip, "192.0.2.1");
     assert_string_equal(s.user_agent, "Firefox");
     /* The raw id is not stored, only its hash. */
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM sessions WHERE id_hash = ?", "s", r1), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_sessions WHERE id_hash = ?", "s", r1), 0);
     {
-        hl_stmt *st = hl_db_query(f->db, &err, "SELECT count(*) FROM sessions WHERE "
+        hl_stmt *st = hl_db_query(f->db, &err, "SELECT count(*) FROM hl_sessions WHERE "
                                                "id_hash LIKE '%' || ? || '%' OR "
                                                "csrf LIKE '%' || ? || '%'", "ss", r1, r1);
         assert_non_null(st);
@@ -970,7 +970,7 @@ static void test_sessions(void **state)
         assert_int_equal(hl_db_col_int64(st, 0), 0);
         hl_db_done(st);
     }
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM sessions WHERE id_hash = ?", "s",
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_sessions WHERE id_hash = ?", "s",
                            s.id_hash), 1);
 
     assert_int_equal(hl_session_lookup(f->db, r1, 3600, 86400, &s2, &err), HL_OK);
@@ -981,35 +981,35 @@ static void test_sessions(void **state)
 
     /* last_seen_at is written at most once a minute. */
     iso(time(NULL) - 30, ts);
-    exec_sql(f->db, "UPDATE sessions SET last_seen_at = ? WHERE user_id = ?", ts, id);
+    exec_sql(f->db, "UPDATE hl_sessions SET last_seen_at = ? WHERE user_id = ?", ts, id);
     assert_int_equal(hl_session_lookup(f->db, r1, 3600, 86400, &s2, &err), HL_OK);
     assert_string_equal(s2.last_seen_at, ts);
-    q_text(f->db, "SELECT last_seen_at FROM sessions WHERE user_id = ?", id, buf, sizeof buf);
+    q_text(f->db, "SELECT last_seen_at FROM hl_sessions WHERE user_id = ?", id, buf, sizeof buf);
     assert_string_equal(buf, ts);
     iso(time(NULL) - 90, ts);
-    exec_sql(f->db, "UPDATE sessions SET last_seen_at = ? WHERE user_id = ?", ts, id);
+    exec_sql(f->db, "UPDATE hl_sessions SET last_seen_at = ? WHERE user_id = ?", ts, id);
     assert_int_equal(hl_session_lookup(f->db, r1, 3600, 86400, &s2, &err), HL_OK);
     assert_string_not_equal(s2.last_seen_at, ts);
-    q_text(f->db, "SELECT last_seen_at FROM sessions WHERE user_id = ?", id, buf, sizeof buf);
+    q_text(f->db, "SELECT last_seen_at FROM hl_sessions WHERE user_id = ?", id, buf, sizeof buf);
     assert_string_equal(buf, s2.last_seen_at);
 
     /* Idle expiry: deleted when met. */
     iso(time(NULL) - 7200, ts);
-    exec_sql(f->db, "UPDATE sessions SET last_seen_at = ? WHERE user_id = ?", ts, id);
+    exec_sql(f->db, "UPDATE hl_sessions SET last_seen_at = ? WHERE user_id = ?", ts, id);
     assert_int_equal(hl_session_lookup(f->db, r1, 7300, 86400, NULL, &err), HL_OK);
     /* That use refreshed it; leave it idle again. */
-    exec_sql(f->db, "UPDATE sessions SET last_seen_at = ? WHERE user_id = ?", ts, id);
+    exec_sql(f->db, "UPDATE hl_sessions SET last_seen_at = ? WHERE user_id = ?", ts, id);
     assert_int_equal(hl_session_lookup(f->db, r1, 3600, 86400, &s2, &err), HL_ENOTFOUND);
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM sessions WHERE user_id = ?", "I", id), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_sessions WHERE user_id = ?", "I", id), 0);
     assert_int_equal(hl_session_lookup(f->db, r1, 99999, 999999, &s2, &err), HL_ENOTFOUND);
 
     /* Absolute expiry, even when in use. */
     assert_int_equal(hl_session_create(f->db, id, "192.0.2.1", "Firefox", r1, &s, &err), HL_OK);
     iso(time(NULL) - 2 * 86400, ts);
-    exec_sql(f->db, "UPDATE sessions SET created_at = ? WHERE user_id = ?", ts, id);
+    exec_sql(f->db, "UPDATE hl_sessions SET created_at = ? WHERE user_id = ?", ts, id);
     assert_int_equal(hl_session_lookup(f->db, r1, 3600, 3 * 86400, &s2, &err), HL_OK);
     assert_int_equal(hl_session_lookup(f->db, r1, 3600, 86400, &s2, &err), HL_ENOTFOUND);
-    assert_int_equal(q_int(f->db, "SELECT count(*) FROM sessions WHERE user_id = ?", "I", id), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_sessions WHERE user_id = ?", "I", id), 0);
 
     /* Destroy. */
     assert_int_equal(hl_session_create(f->db, id, NULL, NULL, r1, &s, &err), HL_OK);
@@ -1025,11 +1025,11 @@ static void test_sessions(void **state)
     assert_int_equal(hl_session_create(f->db, id, "192.0.2.3", "C", r3, &s, &err), HL_OK);
     assert_int_equal(hl_session_create(f->db, other, "192.0.2.9", "Z", r3 /* reused */, NULL, &err), HL_OK);
     iso(time(NULL) - 300, ts);
-    exec_sql(f->db, "UPDATE sessions SET created_at = ? WHERE user_agent = 'A' AND user_id = ?", ts, id);
+    exec_sql(f->db, "UPDATE hl_sessions SET created_at = ? WHERE user_agent = 'A' AND user_id = ?", ts, id);
     iso(time(NULL) - 200, ts);
-    exec_sql(f->db, "UPDATE sessions SET created_at = ? WHERE user_agent = 'C' AND user_id = ?", ts, id);
+    exec_sql(f->db, "UPDATE hl_sessions SET created_at = ? WHERE user_agent = 'C' AND user_id = ?", ts, id);
     iso(time(NULL) - 100, ts);
-    exec_sql(f->db, "UPDATE sessions SET created_at = ? WHERE user_agent = 'B' AND user_id = ?", ts, id);
+    exec_sql(f->db, "UPDATE hl_sessions SET created_at = ? WHERE user_agent = 'B' AND user_id = ?", ts, id);
     assert_int_equal(hl_session_list(f->db, id, list, 8, &err), 3);
     assert_string_equal(list[0].user_agent, "B");
     assert_string_equal(list[1].user_agent, "C");
@@ -1072,7 +1072,7 @@ static void test_sessions(void **state)
     assert_int_equal(hl_session_create(f->db, id, "1.2.3.4", "UA", NULL, &s, &err), HL_EINVAL);
     assert_int_equal(hl_session_lookup(f->db, NULL, 3600, 86400, &s2, &err), HL_ENOTFOUND);
     assert_int_equal(hl_session_lookup(f->db, "", 3600, 86400, &s2, &err), HL_ENOTFOUND);
-    assert_int_equal(hl_session_lookup(f->db, "x'; DROP TABLE sessions; --", 3600, 86400, &s2, &err),
+    assert_int_equal(hl_session_lookup(f->db, "x'; DROP TABLE hl_sessions; --", 3600, 86400, &s2, &err),
                      HL_ENOTFOUND);
     assert_int_equal(hl_session_lookup(f->db, s.id_hash, 3600, 86400, &s2, &err), HL_ENOTFOUND);
     assert_int_equal(hl_session_lookup(f->db, r1, 0, 86400, &s2, &err), HL_EINVAL);

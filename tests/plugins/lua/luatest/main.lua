@@ -58,12 +58,12 @@ local function try(sql)
 end
 halle.route("GET", "/luatest/steal", function(req)
   return { json = {
-    password = try("SELECT password_hash FROM users"),
-    star = try("SELECT * FROM users"),
-    names = try("SELECT name FROM users"),
+    password = try("SELECT password_hash FROM hl_users"),
+    star = try("SELECT * FROM hl_users"),
+    names = try("SELECT name FROM hl_users"),
     other_plugin = try("SELECT * FROM luaother_secrets"),
     declared_lua = try("SELECT * FROM luabroken_data"),
-    sessions = try("SELECT user_id FROM sessions"),
+    sessions = try("SELECT user_id FROM hl_sessions"),
     archive = try("ATTACH DATABASE 'data/archive.db' AS a"),
     pragma = try("PRAGMA table_info(users)"),
     schema = try("CREATE TABLE products2 (x)"),
