@@ -71,6 +71,8 @@ struct hl_db {
     int auth_on;          /* the authorizer is installed (once: installing expires statements) */
     int denied;           /* the policy refused something since the last stmt_begin */
     char denial[256];
+    int budget_on;        /* hl_db_set_budget's bounds are in force */
+    int saved_length, saved_sql; /* the limits they replaced */
 };
 
 static const char MIG_TABLE_SQL[] =
@@ -90,7 +92,8 @@ static int map_rc(int rc)
     case SQLITE_RANGE:
     case SQLITE_MISUSE: return HL_EINVAL;
     case SQLITE_NOMEM: return HL_ENOMEM;
-    case SQLITE_TOOBIG: return HL_ETOOBIG;
+    case SQLITE_TOOBIG:
+    case SQLITE_INTERRUPT: return HL_ETOOBIG; /* a budget set by hl_db_set_budget ran out */
     default: return HL_ERR;
     }
 }
@@ -1282,15 +1285,15 @@ static int authorize(void *ud, int action, const char *a1, const char *a2, const
             return SQLITE_OK;
         return own(p, a1) ? open_ctx(db, CTX_CREATE) : deny(db, "create table %s", S(a1));
     case SQLITE_CREATE_VIEW:
-        return own(p, a1) ? open_ctx(db, CTX_CREATE) : deny(db, "create view %s", S(a1));
+        /* A view or trigger runs later, in other code's statements, with that code's rights:
+         * contained code may not leave such code behind, even on its own tables. */
+        return deny(db, "create view %s (views and triggers are refused to plugins)", S(a1));
     case SQLITE_CREATE_INDEX:
         if (own_index(p, a1) && own(p, a2))
             return open_ctx(db, CTX_CREATE);
         return deny(db, "create index %s on table %s", S(a1), S(a2));
     case SQLITE_CREATE_TRIGGER:
-        if (own(p, a1) && own(p, a2))
-            return open_ctx(db, CTX_CREATE);
-        return deny(db, "create trigger %s on table %s", S(a1), S(a2));
+        return deny(db, "create trigger %s on table %s (views and triggers are refused to plugins)", S(a1), S(a2));
     case SQLITE_DROP_TABLE:
     case SQLITE_DROP_VIEW:
         if (own(p, a1))
@@ -1409,6 +1412,29 @@ static int policy_copy(const hl_db_policy *in, policy **out, hl_err *err)
     p->hidden[nh] = NULL;
     *out = p;
     return HL_OK;
+}
+
+void hl_db_set_budget(hl_db *db, int (*check)(void *ud), void *ud, int every, int max_length, int max_sql)
+{
+    if (!db)
+        return;
+    if (!check) {
+        if (db->budget_on) {
+            sqlite3_progress_handler(db->h, 0, NULL, NULL);
+            sqlite3_limit(db->h, SQLITE_LIMIT_LENGTH, db->saved_length);
+            sqlite3_limit(db->h, SQLITE_LIMIT_SQL_LENGTH, db->saved_sql);
+            db->budget_on = 0;
+        }
+        return;
+    }
+    if (!db->budget_on) {
+        db->saved_length = sqlite3_limit(db->h, SQLITE_LIMIT_LENGTH, -1);
+        db->saved_sql = sqlite3_limit(db->h, SQLITE_LIMIT_SQL_LENGTH, -1);
+        db->budget_on = 1;
+    }
+    sqlite3_progress_handler(db->h, every > 0 ? every : 1000, check, ud);
+    sqlite3_limit(db->h, SQLITE_LIMIT_LENGTH, max_length);
+    sqlite3_limit(db->h, SQLITE_LIMIT_SQL_LENGTH, max_sql);
 }
 
 int hl_db_set_policy(hl_db *db, const hl_db_policy *pol, hl_err *err)

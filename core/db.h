@@ -118,6 +118,14 @@ typedef struct hl_db_policy {
  * "hl_"/"sqlite_"); at most 256 entries per list. The policy is deep-copied. NULL clears.
  * On error the previous policy (or none) stays in force. */
 int hl_db_set_policy(hl_db *db, const hl_db_policy *policy, hl_err *err);
+/* Bounds for SQL run for untrusted code (Lua plugins), set around each of its calls and
+ * cleared after (check NULL). While set, SQLite calls check(ud) every `every` virtual-machine
+ * steps and interrupts the statement when it returns nonzero (the step fails with
+ * HL_ETOOBIG, "interrupted"), and no string, blob or row may exceed max_length bytes, nor a
+ * statement's text max_sql bytes, so an unbounded recursive CTE or randomblob(200000000) is
+ * cut instead of pinning the worker or its memory. */
+void hl_db_set_budget(hl_db *db, int (*check)(void *ud), void *ud, int every, int max_length, int max_sql);
+
 /* After a statement failed because of the policy: the reason (else ""). Reset when a policy
  * is set and when a statement is prepared or stepped. */
 const char *hl_db_policy_denial(hl_db *db);

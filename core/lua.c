@@ -1025,6 +1025,18 @@ const char *hl_lua_name(const hl_lua *H) { return H ? H->name : NULL; }
 
 size_t hl_lua_memory(const hl_lua *H) { return H ? H->mem : 0; }
 
+int hl_lua_charge(hl_lua *H, unsigned long n)
+{
+    if (!H || !H->depth)
+        return 0;
+    if (account(H, n)) {
+        /* The plugin's code must not go on either: arm the hook to fire at once. */
+        lua_sethook(H->L, sb_hook, LUA_MASKCOUNT, 1);
+        return 1;
+    }
+    return 0;
+}
+
 /* Keeps the "file:line:" position of string errors; names the type of any other value. */
 static int msgh(lua_State *L)
 {

@@ -44,6 +44,11 @@ const char *hl_lua_name(const hl_lua *L);
  * HL_ETOOBIG for a limit. On success nresults values are left on the stack. */
 int hl_lua_call(hl_lua *L, int nargs, int nresults, hl_err *err);
 
+/* Charges n instructions to the current call for work the plugin asked of C code outside the
+ * VM (its SQL, through a progress handler). Returns nonzero once a limit is passed: the caller
+ * stops that work, and the call then fails with the limit even if the plugin catches errors. */
+int hl_lua_charge(hl_lua *L, unsigned long n);
+
 /* Memory currently held by the state, in bytes. */
 size_t hl_lua_memory(const hl_lua *L);
 

@@ -123,6 +123,23 @@ static json_t *to_json(lua_State *L, int idx, int depth)
     }
 }
 
+/* A limit or an out-of-memory error can leave a plugin's SQL call through a long jump, before
+ * it cleared its policy and budget: every way into Lua clears them after, so the core's own SQL
+ * never runs under a plugin's rules. */
+static void sql_reset(halle_host *h)
+{
+    hl_db *db = hl_worker_db(h->worker);
+    hl_db_set_budget(db, NULL, NULL, 0, 0, 0);
+    hl_db_set_policy(db, NULL, NULL);
+}
+
+static int plugin_call(halle_host *h, int nargs, int nresults, hl_err *err)
+{
+    int rc = hl_lua_call(h->lua, nargs, nresults, err);
+    sql_reset(h);
+    return rc;
+}
+
 /* ---- requests ------------------------------------------------------------------------- */
 
 /* hide(name) says which entries a contained plugin must not see (credentials). */
@@ -336,7 +353,7 @@ static int route_handler(hl_request *r, void *ud)
     lua_setfield(L, LUA_REGISTRYINDEX, "halle.request");
     hl_err err;
     hl_err_clear(&err);
-    int rc = hl_lua_call(h->lua, 1, 1, &err);
+    int rc = plugin_call(h, 1, 1, &err);
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "halle.request");
     if (rc != HL_OK) {
@@ -364,7 +381,7 @@ static int hook_trampoline(void *ud, hl_hook_call *call)
         lua_pushnil(L);
     hl_err err;
     hl_err_clear(&err);
-    int rc = hl_lua_call(h->lua, 2, 3, &err);
+    int rc = plugin_call(h, 2, 3, &err);
     if (rc != HL_OK) {
         snprintf(call->stop.message, sizeof call->stop.message, "%s", err.msg);
         lua_settop(L, top);
@@ -556,23 +573,48 @@ static hl_stmt *prepare(lua_State *L, halle_host *h, hl_err *err)
     return st;
 }
 
+/* A plugin's SQL runs on the budget of the Lua call that issued it: SQLite's progress handler
+ * charges its steps to the same instruction count and deadline (so a recursive CTE without end
+ * is cut), no value may pass SQL_MAX_VALUE bytes (randomblob(200000000) fails at once), and
+ * one call returns at most SQL_MAX_ROWS rows and SQL_MAX_BYTES bytes, under the state's
+ * memory cap, so the rows never need more memory than the plugin may have. */
+#define SQL_STEPS 1000
+#define SQL_MAX_VALUE (1 << 20)
+#define SQL_MAX_TEXT (100 * 1000)
+#define SQL_MAX_ROWS 100000
+#define SQL_MAX_BYTES ((size_t)8 << 20)
+
+static int sql_budget(void *ud)
+{
+    return hl_lua_charge(ud, SQL_STEPS);
+}
+
 static int db_call(lua_State *L, int want_rows)
 {
     halle_host *h = host_of(L);
     hl_db *db = hl_worker_db(h->worker);
     hl_err err;
     hl_err_clear(&err);
+    hl_db_set_budget(db, sql_budget, h->lua, SQL_STEPS, SQL_MAX_VALUE, SQL_MAX_TEXT);
     hl_stmt *st = prepare(L, h, &err);
     if (!st) {
+        hl_db_set_budget(db, NULL, NULL, 0, 0, 0);
         hl_db_set_policy(db, NULL, NULL);
         return luaL_error(L, "%s", err.msg);
     }
     lua_newtable(L);
     int rc, row = 0;
+    size_t bytes = 0;
     while ((rc = hl_db_step(st, &err)) == HL_DB_ROW) {
         if (!want_rows)
             continue;
         int nc = hl_db_col_count(st);
+        for (int c = 0; c < nc; c++)
+            bytes += hl_db_col_bytes(st, c) + 16;
+        if (bytes > SQL_MAX_BYTES) {
+            rc = hl_err_set(&err, HL_ETOOBIG, "more than %zu MiB of rows in one query: add a LIMIT", SQL_MAX_BYTES >> 20);
+            break;
+        }
         lua_createtable(L, 0, nc);
         for (int c = 0; c < nc; c++) {
             switch (hl_db_col_type(st, c)) {
@@ -585,12 +627,13 @@ static int db_call(lua_State *L, int want_rows)
             lua_setfield(L, -2, hl_db_col_name(st, c));
         }
         lua_rawseti(L, -2, ++row);
-        if (row > 100000) {
-            rc = hl_err_set(&err, HL_ETOOBIG, "more than 100000 rows: add a LIMIT");
+        if (row > SQL_MAX_ROWS) {
+            rc = hl_err_set(&err, HL_ETOOBIG, "more than %d rows: add a LIMIT", SQL_MAX_ROWS);
             break;
         }
     }
     hl_db_done(st);
+    hl_db_set_budget(db, NULL, NULL, 0, 0, 0);
     hl_db_set_policy(db, NULL, NULL);
     if (rc < 0)
         return luaL_error(L, "%s", err.msg);
@@ -845,7 +888,9 @@ int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_
         (rc = hl_hooks_add(hooks, "cookies.declare", HL_HOOK_DEFAULT_PRIORITY, declarations_filter, h, NULL, h->name, err)))
         return rc;
     const char *main_file = json_string_value(json_object_get(p->manifest, "main"));
-    return hl_lua_run_file(h->lua, main_file ? main_file : "main.lua", err);
+    rc = hl_lua_run_file(h->lua, main_file ? main_file : "main.lua", err);
+    sql_reset(h);
+    return rc;
 }
 
 void hl_luaplugin_unload(halle_host *h)

@@ -1304,13 +1304,13 @@ static void test_policy_own_ddl(void **state)
     assert_int_equal(hl_db_last_insert_id(f->db), 2);
     allowed(f->db, "CREATE INDEX news_a_t2 ON news_a(t, id)");
     allowed(f->db, "CREATE UNIQUE INDEX IF NOT EXISTS news_a_t3 ON news_a(t)");
-    allowed(f->db, "CREATE VIEW news_v AS SELECT t FROM news_a");
-    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_v"), 2);
+    /* Views and triggers run later, in other code's statements: refused even on own tables. */
+    denied(f->db, "CREATE VIEW news_v AS SELECT t FROM news_a", "create view news_v");
     allowed(f->db, "CREATE TABLE news_log(msg TEXT)");
-    allowed(f->db, "CREATE TRIGGER news_tr AFTER INSERT ON news_a BEGIN "
-                   "INSERT INTO news_log VALUES (new.t); END");
+    denied(f->db, "CREATE TRIGGER news_tr AFTER INSERT ON news_a BEGIN "
+                  "INSERT INTO news_log VALUES (new.t); END", "create trigger news_tr");
     assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO news_a(t) VALUES ('z')", NULL), 1);
-    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_log"), 1);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_log"), 0);
     allowed(f->db, "ALTER TABLE news_a ADD COLUMN n INTEGER NOT NULL DEFAULT 0 CHECK (n >= 0)");
     allowed(f->db, "ALTER TABLE news_a ADD COLUMN note TEXT");
     allowed(f->db, "ALTER TABLE news_a RENAME COLUMN n TO m");
@@ -1319,8 +1319,6 @@ static void test_policy_own_ddl(void **state)
     /* SQLite does not tell the new name of a renamed table. */
     denied(f->db, "ALTER TABLE news_log RENAME TO hl_settings", "rename tables");
     denied(f->db, "ALTER TABLE news_log RENAME TO news_log2", "rename tables");
-    allowed(f->db, "DROP TRIGGER news_tr");
-    allowed(f->db, "DROP VIEW news_v");
     allowed(f->db, "DROP INDEX news_a_t2");
     allowed(f->db, "DROP TABLE news_a");
     allowed(f->db, "DROP TABLE IF EXISTS news_nothing");
@@ -1329,27 +1327,9 @@ static void test_policy_own_ddl(void **state)
     denied(f->db, "CREATE TABLE news_s AS SELECT sql FROM sqlite_master", "read the schema");
     denied(f->db, "CREATE TABLE news_p AS SELECT password_hash FROM users",
            "read users.password_hash");
-    /* A view or a trigger is checked when it runs, under the policy then in force. */
-    allowed(f->db, "CREATE VIEW news_pw AS SELECT password_hash FROM users");
-    denied(f->db, "SELECT * FROM news_pw", "read users.password_hash");
-    allowed(f->db, "CREATE VIEW news_schema AS SELECT name FROM sqlite_master");
-    denied(f->db, "SELECT * FROM news_schema", "read the schema");
-    allowed(f->db, "CREATE TRIGGER news_evil AFTER INSERT ON news_log BEGIN "
-                   "DELETE FROM products; END");
-    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO news_log VALUES ('go')", NULL),
-                     HL_EINVAL);
-    assert_non_null(strstr(err.msg, "may not write table products"));
-    /* A trigger fired by the FK cascade of a DROP does not share the DROP's leave to read the
-     * schema table. */
-    allowed(f->db, "CREATE TABLE news_parent(id INTEGER PRIMARY KEY);"
-                   "CREATE TABLE news_child(p REFERENCES news_parent(id) ON DELETE CASCADE);"
-                   "CREATE TABLE news_leak(s);"
-                   "CREATE TRIGGER news_spy AFTER DELETE ON news_child BEGIN "
-                   "INSERT INTO news_leak SELECT sql FROM sqlite_master; END;"
-                   "INSERT INTO news_parent VALUES (1); INSERT INTO news_child VALUES (1);");
-    denied(f->db, "DROP TABLE news_parent", "read the schema");
-    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_parent"), 1);
-    assert_int_equal(scalar(f->db, "SELECT count(*) FROM news_leak"), 0);
+    denied(f->db, "CREATE VIEW news_pw AS SELECT password_hash FROM users", "create view news_pw");
+    denied(f->db, "CREATE TRIGGER news_evil AFTER INSERT ON news_log BEGIN DELETE FROM products; END",
+           "create trigger news_evil");
 
     clear_policy(f->db);
     assert_int_equal(scalar(f->db, "SELECT count(*) FROM products"), 2);
@@ -1423,11 +1403,18 @@ static void test_policy_recompile(void **state)
     fx *f = *state;
     hl_err err = {0};
 
+    /* Plugins may not create views, but a view that trusted code (here another connection,
+     * as another worker would) changes under a prepared statement is checked again when
+     * SQLite recompiles it. */
+    assert_int_equal(hl_db_exec(f->db, "CREATE VIEW news_v AS SELECT name FROM users", &err), HL_OK);
     set_news(f->db);
-    allowed(f->db, "CREATE VIEW news_v AS SELECT name FROM users");
     hl_stmt *st = hl_db_prepare(f->db, "SELECT * FROM news_v", &err);
     assert_non_null(st);
-    allowed(f->db, "DROP VIEW news_v; CREATE VIEW news_v AS SELECT password_hash FROM users");
+    hl_db *other = hl_db_open(f->path, 0, &err);
+    assert_non_null(other);
+    assert_int_equal(hl_db_exec(other, "DROP VIEW news_v; CREATE VIEW news_v AS SELECT password_hash FROM users", &err),
+                     HL_OK);
+    hl_db_close(other);
     assert_int_equal(hl_db_step(st, &err), HL_EINVAL);
     assert_string_equal(err.msg, "not authorized: plugin news may not read users.password_hash");
     assert_string_equal(hl_db_policy_denial(f->db), "plugin news may not read users.password_hash");

@@ -1,0 +1,2 @@
+-- luahog's own table.
+CREATE TABLE luahog_items (id INTEGER PRIMARY KEY, x INTEGER);
