@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/log.h"
 
 #define CACHE_MAX 128            /* cached statements per connection */
@@ -931,50 +932,23 @@ static int mig_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static int read_sql(const char *path, const char *shown, char **out, hl_err *err)
+/* A migration file beneath its folder only (core/file.h: a symbolic link leading out, as a
+ * hostile plugin might plant, is refused). */
+static int read_sql(const char *dir, const char *name, const char *shown, char **out, hl_err *err)
 {
-    struct stat sb;
     size_t got = 0;
-    char *buf;
-    *out = NULL;
-    /* O_NONBLOCK so that a FIFO planted in the directory cannot hang us in open(). */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return hl_err_set(err, HL_EIO, "cannot read migration %s: %s", shown, strerror(errno));
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return hl_err_set(err, HL_EINVAL, "migration %s is not a regular file", shown);
-    }
-    if (sb.st_size > MIG_MAX_BYTES) {
-        close(fd);
-        return hl_err_set(err, HL_ETOOBIG, "migration %s is larger than 1 MB", shown);
-    }
-    size_t size = (size_t)sb.st_size;
-    if (!(buf = malloc(size + 1))) {
-        close(fd);
-        return hl_err_set(err, HL_ENOMEM, "cannot read migration %s: out of memory", shown);
-    }
-    while (got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            free(buf);
-            return hl_err_set(err, HL_EIO, "cannot read migration %s: %s", shown, strerror(e));
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    if (memchr(buf, '\0', got)) {
-        free(buf);
+    hl_err e;
+    hl_err_clear(&e);
+    int rc = hl_file_read_beneath(dir, name, MIG_MAX_BYTES, out, &got, NULL, &e);
+    if (rc == HL_ETOOBIG)
+        return hl_err_set(err, rc, "migration %s is larger than 1 MB", shown);
+    if (rc != HL_OK)
+        return hl_err_set(err, rc, "cannot read migration %s: %s", shown, e.msg);
+    if (memchr(*out, '\0', got)) {
+        free(*out);
+        *out = NULL;
         return hl_err_set(err, HL_EINVAL, "migration %s contains a NUL byte", shown);
     }
-    buf[got] = '\0';
-    *out = buf;
     return HL_OK;
 }
 
@@ -1055,7 +1029,7 @@ int hl_db_migrate(hl_db *db, const char *component, const char *dir, int *applie
 {
     mig_file *f;
     size_t n;
-    char path[PATH_MAX], shown[NAME_MAX_LEN + 80];
+    char shown[NAME_MAX_LEN + 80];
     int rc;
 
     if (applied)
@@ -1078,11 +1052,7 @@ int hl_db_migrate(hl_db *db, const char *component, const char *dir, int *applie
             rc = HL_OK;
             continue;
         }
-        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, f[i].name) >= sizeof path) {
-            rc = hl_err_set(err, HL_ETOOBIG, "migration %s: path too long", shown);
-            break;
-        }
-        if ((rc = read_sql(path, shown, &sql, err)) != HL_OK)
+        if ((rc = read_sql(dir, f[i].name, shown, &sql, err)) != HL_OK)
             break;
         rc = hl_db_migrate_one(db, component, (int)f[i].num, f[i].name, sql, err);
         free(sql);

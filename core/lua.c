@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/log.h"
 
 /* How the limits behave (the header gives the contract):
@@ -339,62 +340,16 @@ static int sb_setmetatable(lua_State *L)
 
 /* ---- files and require ------------------------------------------------------------------ */
 
-/* Reads a regular file of at most max bytes into a malloc'd buffer. O_NONBLOCK so that a
- * FIFO in the plugin folder cannot block the worker in open(). */
-static int read_file(const char *path, size_t max, char **out, size_t *outlen, char *why, size_t whylen)
+/* Reads a module or the main file beneath the plugin's folder (core/file.h: a symbolic link
+ * leading out is refused), with the reason in why. */
+static int read_file(const hl_lua *H, const char *rel, size_t max, char **out, size_t *outlen, char *why, size_t whylen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(why, whylen, "%s", e == ENOENT ? "not found" : strerror(e));
-        return e == ENOENT ? HL_ENOTFOUND : HL_EIO;
-    }
-    struct stat st;
-    int rc = HL_OK;
-    char *buf = NULL;
-    size_t n = 0;
-    if (fstat(fd, &st) != 0) {
-        snprintf(why, whylen, "%s", strerror(errno));
-        rc = HL_EIO;
-    } else if (!S_ISREG(st.st_mode)) {
-        snprintf(why, whylen, "not a regular file");
-        rc = HL_EINVAL;
-    } else if ((unsigned long long)st.st_size > max) {
-        snprintf(why, whylen, "larger than %zu bytes", max);
-        rc = HL_ETOOBIG;
-    } else if (!(buf = malloc((size_t)st.st_size + 1))) {
-        snprintf(why, whylen, "out of memory");
-        rc = HL_ENOMEM;
-    } else {
-        size_t want = (size_t)st.st_size;
-        while (n < want) {
-            ssize_t r = read(fd, buf + n, want - n);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                snprintf(why, whylen, "%s", strerror(errno));
-                rc = HL_EIO;
-                break;
-            }
-            if (r == 0)
-                break;
-            n += (size_t)r;
-        }
-        char extra;
-        if (rc == HL_OK && n == want && read(fd, &extra, 1) > 0) { /* grew since fstat */
-            snprintf(why, whylen, "larger than %zu bytes", max);
-            rc = HL_ETOOBIG;
-        }
-    }
-    close(fd);
-    if (rc != HL_OK) {
-        free(buf);
-        return rc;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *outlen = n;
-    return HL_OK;
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_file_read_beneath(H->dir, rel, max, out, outlen, NULL, &err);
+    if (rc != HL_OK)
+        snprintf(why, whylen, "%.*s", (int)(whylen > 0 ? whylen - 1 : 0), rc == HL_ENOTFOUND ? "not found" : err.msg);
+    return rc;
 }
 
 /* Module names are dot-separated parts of [A-Za-z0-9_], so a name can only reach a .lua
@@ -438,13 +393,13 @@ static int sb_require(lua_State *L)
     for (size_t i = 0; i <= len; i++)
         rel[i] = name[i] == '.' ? '/' : name[i];
     strcat(rel, ".lua");
-    const char *path = lua_pushfstring(L, "%s/%s", H->dir, rel);   /* 3 */
+    lua_pushfstring(L, "%s/%s", H->dir, rel);                       /* 3 */
     const char *chunk = lua_pushfstring(L, "@%s/%s", H->name, rel); /* 4 */
 
     /* No Lua call may raise between the read and the free: the load is protected. */
-    char *src, why[128];
+    char *src, why[600];
     size_t srclen;
-    int rc = read_file(path, FILE_MAX, &src, &srclen, why, sizeof why);
+    int rc = read_file(H, rel, FILE_MAX, &src, &srclen, why, sizeof why);
     if (rc != HL_OK)
         return luaL_error(L, "require: module \"%s\" (%s in plugin %s): %s", name, rel, H->name, why);
     int st = luaL_loadbufferx(L, src, srclen, chunk, "t"); /* 5 */
@@ -1156,13 +1111,12 @@ int hl_lua_run_file(hl_lua *H, const char *relpath, hl_err *err)
                           relpath);
     if (!H->dir)
         return hl_err_set(err, HL_EINVAL, "plugin %s: no folder to load %s from", H->name, relpath);
-    char path[PATH_MAX], chunk[PATH_MAX], why[128];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", H->dir, relpath) >= sizeof path)
+    char chunk[PATH_MAX], why[600];
+    if ((size_t)snprintf(chunk, sizeof chunk, "@%s/%s", H->name, relpath) >= sizeof chunk)
         return hl_err_set(err, HL_EINVAL, "plugin %s: path too long", H->name);
-    snprintf(chunk, sizeof chunk, "@%s/%s", H->name, relpath);
     char *src;
     size_t len;
-    int rc = read_file(path, FILE_MAX, &src, &len, why, sizeof why);
+    int rc = read_file(H, relpath, FILE_MAX, &src, &len, why, sizeof why);
     if (rc != HL_OK)
         return hl_err_set(err, rc, "plugin %s: cannot load %s: %s", H->name, relpath, why);
     rc = load_and_run(H, chunk, src, len, err);

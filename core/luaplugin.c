@@ -23,6 +23,7 @@
 #include "core/markdown.h"
 #include "core/mustache.h"
 #include "core/webauth.h"
+#include "core/file.h"
 
 #define JSON_DEPTH 32
 #define STOP_MARK "halle.stop"
@@ -731,26 +732,21 @@ static int tpl_name_ok(const char *n)
     return 1;
 }
 
+/* templates/NAME.mustache beneath the plugin's folder only (a symbolic link out is refused,
+ * and logged: it is an attack or a packaging mistake). */
 static char *read_plugin_file(const char *dir, const char *name, size_t *len)
 {
     if (!tpl_name_ok(name))
         return NULL;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/templates/%s.mustache", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = malloc(1 << 20);
-    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    int big = buf && !feof(f);
-    fclose(f);
-    if (!buf || big) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    char rel[160];
+    snprintf(rel, sizeof rel, "templates/%s.mustache", name);
+    char *buf = NULL;
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_file_read_beneath(dir, rel, (size_t)1 << 20, &buf, len, NULL, &err);
+    if (rc != HL_OK && rc != HL_ENOTFOUND)
+        hl_log(HL_LOG_WARN, "template refused: %s", err.msg);
+    return rc == HL_OK ? buf : NULL;
 }
 
 static char *tpl_loader(void *ud, const char *name, size_t *len)

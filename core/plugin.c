@@ -21,6 +21,7 @@
 #include <lua.h>
 
 #include "core/http.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "include/halle/plugin.h"
 
@@ -211,10 +212,26 @@ static void read_lua_plugin(const char *dir, hl_plugin_info *p)
     p->kind = HL_PLUGIN_LUA;
     p->path = xstrdup(dir);
     char *mpath = xprintf("%s/plugin.json", dir);
-    json_error_t je;
-    p->manifest = json_load_file(mpath, JSON_REJECT_DUPLICATES, &je);
     const char *base = strrchr(dir, '/');
     base = base ? base + 1 : dir;
+    /* Every file of a Lua plugin is read beneath its folder; a link that leads out is refused
+     * here, at listing, enabling and start alike, naming the link. */
+    hl_err ferr;
+    hl_err_clear(&ferr);
+    if (hl_file_check_tree(dir, &ferr) != HL_OK) {
+        p->error = xprintf("refused: %s", ferr.msg);
+        p->name = xstrdup(base);
+        free(mpath);
+        return;
+    }
+    json_error_t je;
+    char *text = NULL;
+    size_t tlen = 0;
+    if (hl_file_read_beneath(dir, "plugin.json", (size_t)1 << 20, &text, &tlen, NULL, &ferr) == HL_OK)
+        p->manifest = json_loadb(text, tlen, JSON_REJECT_DUPLICATES, &je);
+    else
+        snprintf(je.text, sizeof je.text, "%.159s", ferr.msg), je.line = 0;
+    free(text);
     if (!p->manifest) {
         p->error = xprintf("%s:%d: invalid manifest: %s", mpath, je.line, je.text);
         p->name = xstrdup(base);

@@ -1,6 +1,7 @@
 /* In-memory static asset table (see static.h): an open-addressing hash of relative paths to
  * file contents, validators computed once at load. */
 #include "core/static.h"
+#include "core/file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -103,54 +104,24 @@ static int grow(hl_static *s)
     return HL_OK;
 }
 
-static int read_file(const char *full, unsigned char **out, size_t *len, struct stat *st, hl_err *err)
-{
-    int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return hl_err_set(err, HL_EIO, "cannot open %s: %s", full, strerror(errno));
-    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
-        close(fd);
-        return hl_err_set(err, HL_EIO, "%s: not a regular file", full);
-    }
-    size_t n = (size_t)st->st_size;
-    unsigned char *buf = malloc(n ? n : 1);
-    if (!buf) {
-        close(fd);
-        return hl_err_set(err, HL_ENOMEM, "out of memory reading %s", full);
-    }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            free(buf);
-            close(fd);
-            return hl_err_set(err, HL_EIO, "cannot read %s: %s", full, r ? strerror(errno) : "short read");
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    *out = buf;
-    *len = n;
-    return HL_OK;
-}
-
-static int add_file(hl_static *s, const char *rel, const char *full, const hl_static_limits *lim,
+static int add_file(hl_static *s, const char *root, const char *rel, const hl_static_limits *lim,
                     hl_err *err)
 {
     struct stat st;
-    unsigned char *data = NULL;
+    char *text = NULL;
     size_t len = 0;
-    int rc = read_file(full, &data, &len, &st, err);
+    /* Beneath the folder only (core/file.h), even if a component was swapped for a link
+     * since the walk saw it. */
+    int rc = hl_file_read_beneath(root, rel, (size_t)1 << 30, &text, &len, &st, err);
     if (rc)
         return rc;
+    unsigned char *data = (unsigned char *)text;
     size_t max_total = lim && lim->max_total ? lim->max_total : (256u << 20);
     size_t max_files = lim && lim->max_files ? lim->max_files : 10000;
     if (s->total + len > max_total || s->count >= max_files) {
         free(data);
         return hl_err_set(err, HL_ETOOBIG, "static files over the limit (%zu files, %zu bytes) at %s",
-                          max_files, max_total, full);
+                          max_files, max_total, rel);
     }
     if ((s->count + 1) * 4 > s->cap * 3 && grow(s) != HL_OK) {
         free(data);
@@ -201,7 +172,7 @@ static int walk(hl_static *s, const char *root, const char *rel, const hl_static
     while (rc == HL_OK && (de = readdir(d))) {
         if (de->d_name[0] == '.') /* skips ., .. and hidden files such as editor swap files */
             continue;
-        char nrel[4096], full[4096];
+        char nrel[4096], full[4096]; /* full: for lstat only */
         if ((size_t)snprintf(nrel, sizeof nrel, "%s%s%s", rel, *rel ? "/" : "", de->d_name) >= sizeof nrel ||
             (size_t)snprintf(full, sizeof full, "%s/%s", dirpath, de->d_name) >= sizeof full) {
             rc = hl_err_set(err, HL_EINVAL, "path too long under %s", dirpath);
@@ -213,7 +184,7 @@ static int walk(hl_static *s, const char *root, const char *rel, const hl_static
         if (S_ISDIR(st.st_mode))
             rc = walk(s, root, nrel, lim, depth + 1, err);
         else if (S_ISREG(st.st_mode))
-            rc = add_file(s, nrel, full, lim, err);
+            rc = add_file(s, root, nrel, lim, err);
     }
     closedir(d);
     return rc;

@@ -2,6 +2,7 @@
  * themes and compiled once per (chain, name), so that a request only pays a hash lookup; in
  * development mode the files a template was built from are checked on each use. */
 #include "core/theme.h"
+#include "core/file.h"
 #include "core/i18n.h"
 
 #include <dirent.h>
@@ -154,56 +155,14 @@ static int utf8_ok(const unsigned char *s, size_t n)
 
 /* ---------------------------------------------------------------- files */
 
-/* Reads a whole regular file of at most cap bytes. Returns 1 with *out (malloc'd, NUL-terminated),
- * 0 if there is no such file, -1 on any other problem (err set). */
-static int read_file(const char *path, size_t cap, char **out, size_t *len, struct stat *st, hl_err *err)
+/* Reads root/rel whole, at most cap bytes, beneath the theme's folder only (core/file.h: a
+ * symbolic link leading out is refused). Returns 1 with *out (malloc'd, NUL-terminated), 0 if
+ * there is no such file, -1 on any other problem (err set). */
+static int read_file(const char *root, const char *rel, size_t cap, char **out, size_t *len, struct stat *st,
+                     hl_err *err)
 {
-    /* O_NONBLOCK: a FIFO planted in a theme must not hang the worker in open(). */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return 0;
-        return hl_err_set(err, HL_EIO, "%s: %s", path, strerror(errno)), -1;
-    }
-    if (fstat(fd, st) < 0) {
-        hl_err_set(err, HL_EIO, "%s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (!S_ISREG(st->st_mode)) {
-        close(fd);
-        return hl_err_set(err, HL_EIO, "%s: not a regular file", path), -1;
-    }
-    if ((uintmax_t)st->st_size > cap) {
-        close(fd);
-        return hl_err_set(err, HL_ETOOBIG, "%s: larger than %zu bytes", path, cap), -1;
-    }
-    size_t size = (size_t)st->st_size, got = 0;
-    char *buf = malloc(size + 1);
-    if (!buf) {
-        close(fd);
-        return hl_err_set(err, HL_ENOMEM, "out of memory"), -1;
-    }
-    for (;;) {
-        char extra;
-        ssize_t r = got < size ? read(fd, buf + got, size - got) : read(fd, &extra, 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 || (r > 0 && got == size)) {
-            hl_err_set(err, HL_EIO, "%s: %s", path, r < 0 ? strerror(errno) : "changed while being read");
-            free(buf);
-            close(fd);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    return 1;
+    int rc = hl_file_read_beneath(root, rel, cap, out, len, st, err);
+    return rc == HL_OK ? 1 : rc == HL_ENOTFOUND ? 0 : -1;
 }
 
 static char *path_join(const char *a, const char *b, const char *c, const char *d)
@@ -322,7 +281,10 @@ static int load_one(hl_themes *t, const char *folder, hl_err *err)
     char *text;
     size_t len;
     struct stat st;
-    int rc = read_file(th->conf, MAX_MANIFEST, &text, &len, &st, err);
+    int rc = hl_file_check_tree(th->dir, err);
+    if (rc != HL_OK)
+        return hl_err_set(err, rc, "theme %s refused: %s", folder, err ? err->msg : "");
+    rc = read_file(th->dir, "theme.conf", MAX_MANIFEST, &text, &len, &st, err);
     if (rc == 0)
         return hl_err_set(err, HL_ENOTFOUND, "%s: missing manifest", th->conf);
     if (rc < 0)
@@ -601,7 +563,8 @@ static int find_file(loadctx *c, const char *const *dirs, const char *name, cons
             sprintf(path, "%s/%s/%s.mustache", c->chain[i]->dir, *d, name);
             struct stat st;
             hl_err e;
-            int rc = read_file(path, MAX_FILE, text, len, &st, &e);
+            /* Recorded by its full path (dev mode watches it); read beneath the theme's folder. */
+            int rc = read_file(c->chain[i]->dir, path + strlen(c->chain[i]->dir) + 1, MAX_FILE, text, len, &st, &e);
             if (rc < 0) {
                 if (!c->note.msg[0])
                     c->note = e;

@@ -399,10 +399,10 @@ static void compile_errors(void **state)
     char path[512];
     snprintf(path, sizeof path, "%s/default/templates/fifo.mustache", root);
     assert_int_equal(mkfifo(path, 0600), 0);
-    expect_error(t, C_DEFAULT, 1, "fifo", HL_EIO, "fifo.mustache: not a regular file", NULL);
+    expect_error(t, C_DEFAULT, 1, "fifo", HL_EINVAL, "fifo.mustache: not a regular file", NULL);
     snprintf(path, sizeof path, "%s/default/templates/dir.mustache", root);
     assert_int_equal(mkdir(path, 0755), 0);
-    expect_error(t, C_DEFAULT, 1, "dir", HL_EIO, "dir.mustache: not a regular file", NULL);
+    expect_error(t, C_DEFAULT, 1, "dir", HL_EINVAL, "dir.mustache: not a regular file", NULL);
     /* The files looked up for one template are bounded: 70 partials found only at the end of a
      * chain of 64 themes would take 8890 lookups. */
     char many_refs[70 * 16] = "", rel[64];
@@ -590,8 +590,23 @@ static void static_paths(void **state)
     mkdirs(link);
     rmdir(link);
     assert_int_equal(symlink(target, link), 0);
+    /* A theme whose folder holds a link leading out of it is refused, naming the link. */
+    hl_err err = {0};
+    assert_null(hl_themes_load(root, 0, &err));
+    assert_non_null(strstr(err.msg, "theme beta refused"));
+    assert_non_null(strstr(err.msg, "beta/static/link.css -> "));
+    assert_non_null(strstr(err.msg, "leads outside the folder"));
+    snprintf(link, sizeof link, "%s/beta/static/link.css", root);
+    assert_int_equal(unlink(link), 0);
+    /* A link to another theme's folder leads out of beta's too. */
     snprintf(link, sizeof link, "%s/beta/static/linked", root);
     snprintf(target, sizeof target, "%s/default/static/img", root);
+    assert_int_equal(symlink(target, link), 0);
+    assert_null(hl_themes_load(root, 0, &err));
+    assert_non_null(strstr(err.msg, "beta/static/linked -> "));
+    assert_int_equal(unlink(link), 0);
+    /* One that stays inside is fine (static files skip links all the same). */
+    snprintf(target, sizeof target, "%s/beta/theme.conf", root);
     assert_int_equal(symlink(target, link), 0);
     hl_themes *t = load(0);
     expect_static(t, "halle.css", "alpha");
