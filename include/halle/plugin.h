@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define HALLE_PLUGIN_ABI 1
-#define HALLE_API_VERSION 7
+#define HALLE_API_VERSION 8
 
 typedef struct json_t json_t;              /* jansson */
 typedef struct halle_host halle_host;      /* this plugin, as the core knows it */
@@ -176,6 +176,22 @@ typedef struct halle_api {
     /* Blob columns (images). */
     const void *(*db_col_blob)(halle_stmt *st, int col);
     size_t (*db_col_bytes)(halle_stmt *st, int col);
+
+    /* -- API version 8 -- */
+    /* Registers a job, run by the jobs process (not by workers) under the name PLUGIN.name.
+     * schedule: "every N" (seconds), "daily HH:MM" (UTC) or "once" (runs what job_at queues,
+     * with its payload; recurring jobs get a NULL payload). fn returns HALLE_OK, or an error
+     * after api->log or leaving a message the core records (last_error). A run is claimed with
+     * a lease, so it never runs twice at once, even across machines; a run that died is
+     * retried after its lease; queued runs that fail are retried with backoff, then kept as
+     * dead (halle jobs list). Call from init. */
+    int (*job)(halle_host *h, const char *name, const char *schedule,
+               int (*fn)(halle_host *h, const char *payload, void *ud), void *ud);
+    /* Queues one run of the once-job name (plain: this plugin's) at when (epoch seconds, 0 =
+     * now) with payload (text, may be NULL). Returns the queue id (> 0) or an error. */
+    int64_t (*job_at)(halle_host *h, const char *name, int64_t when, const char *payload);
+    /* The time, in epoch seconds, that dates must use: the system clock, or HALLE_NOW in tests. */
+    int64_t (*now)(halle_host *h);
 } halle_api;
 
 typedef struct halle_plugin {
