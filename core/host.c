@@ -34,6 +34,9 @@ static void api_log(halle_host *h, int level, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     hl_log(level, "plugin %s: %s", h->name, msg);
+    /* An error logged by a job is what its failed run records (halle jobs list). */
+    if (level >= HALLE_LOG_ERROR)
+        set_error(h, msg);
 }
 
 static int api_route(halle_host *h, unsigned methods, const char *pattern, halle_handler fn, void *ud)

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -731,6 +732,8 @@ static pid_t spawn_jobs(const hl_config *cfg, hl_jobs_main jobs_main)
     pid_t pid = fork();
     if (pid != 0)
         return pid;
+    /* Named apart from the workers in ps/top (and for the tests that count workers). */
+    prctl(PR_SET_NAME, "halle-jobs", 0, 0, 0);
     signal(SIGHUP, SIG_IGN);
     hl_err err;
     hl_err_clear(&err);

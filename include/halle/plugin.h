@@ -181,7 +181,7 @@ typedef struct halle_api {
     /* Registers a job, run by the jobs process (not by workers) under the name PLUGIN.name.
      * schedule: "every N" (seconds), "daily HH:MM" (UTC) or "once" (runs what job_at queues,
      * with its payload; recurring jobs get a NULL payload). fn returns HALLE_OK, or an error
-     * after api->log or leaving a message the core records (last_error). A run is claimed with
+     * after logging why with api->log(h, HALLE_LOG_ERROR, ...): that message is recorded. A run is claimed with
      * a lease, so it never runs twice at once, even across machines; a run that died is
      * retried after its lease; queued runs that fail are retried with backoff, then kept as
      * dead (halle jobs list). Call from init. */
