@@ -261,7 +261,9 @@ static int run_queued(hl_jobs *j, hl_db *db, int64_t id, hl_err *err)
         return rc < 0 ? rc : 0;
     }
     const char *name = hl_db_col_text(st, 0), *p = hl_db_col_text(st, 1);
-    job *jb = name ? find(j, name) : NULL;
+    char jobname[NAME_MAX_LEN + 1];
+    snprintf(jobname, sizeof jobname, "%s", name ? name : "?");
+    job *jb = find(j, jobname);
     char *payload = p ? strdup(p) : NULL;
     int64_t attempts = hl_db_col_int64(st, 2);
     hl_db_done(st);
@@ -283,7 +285,7 @@ static int run_queued(hl_jobs *j, hl_db *db, int64_t id, hl_err *err)
     hl_clock_iso(end + hl_clock_retry_delay(attempts), t_retry);
     int dead = job_rc != HL_OK && (attempts >= HL_CLOCK_RETRY_MAX || !jb || jb->kind != ONCE);
     if (dead)
-        hl_log(HL_LOG_WARN, "job %s%s given up after %lld attempt(s): %s", name ? "" : "?", what,
+        hl_log(HL_LOG_WARN, "job %s%s given up after %lld attempt(s): %s", jobname, what,
                (long long)attempts, msg);
     rc = hl_db_run(db, err,
                    "UPDATE hl_job_queue SET lease_until = NULL, lease_owner = NULL, done_at = ?, dead_at = ?, "
