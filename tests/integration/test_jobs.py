@@ -60,7 +60,7 @@ def q(inst, sql, *args):
 
 def runs_of(inst, what="slow"):
     try:
-        return q(inst, "SELECT at, pid FROM testc_runs WHERE what = ? ORDER BY rowid", what)
+        return q(inst, "SELECT at, pid FROM testc_runs WHERE what = ? ORDER BY at, pid", what)
     except sqlite3.OperationalError:  # the table is created by the first run
         return []
 
