@@ -371,9 +371,16 @@ static size_t api_db_col_bytes(halle_stmt *st, int c) { return hl_db_col_bytes(s
 
 int hl_host_job_name(const halle_host *h, const char *name, char *out, size_t len)
 {
-    /* A plugin's jobs live under its name, as its hooks and tables do. */
-    if (!name || !*name || strchr(name, '.'))
-        return snprintf(out, len, "%s", name ? name : "") >= (int)len ? HL_ETOOBIG : HL_OK;
+    /* A plugin's jobs live under its name, as its hooks and tables do, and it queues only its
+     * own: another plugin's once-job with a payload of its choosing would be a way for a
+     * contained (Lua) plugin to act with that plugin's rights. */
+    size_t n = strlen(h->name);
+    if (!name || !*name)
+        return HL_EINVAL;
+    if (!strncmp(name, h->name, n) && name[n] == '.')
+        name += n + 1;
+    if (strchr(name, '.'))
+        return HL_EINVAL;
     return snprintf(out, len, "%s.%s", h->name, name) >= (int)len ? HL_ETOOBIG : HL_OK;
 }
 
@@ -428,7 +435,7 @@ static int64_t api_job_at(halle_host *h, const char *name, int64_t when, const c
     hl_err_clear(&err);
     char full[128];
     int64_t id = hl_host_job_name(h, name, full, sizeof full) != HL_OK
-                     ? hl_err_set(&err, HL_EINVAL, "job name too long")
+                     ? hl_err_set(&err, HL_EINVAL, "job '%s': a plugin queues only its own jobs", name ? name : "")
                      : hl_jobs_enqueue(hl_worker_db(h->worker), full, when, payload, &err);
     set_error(h, err.msg);
     return id;

@@ -628,7 +628,7 @@ static int l_job_at(lua_State *L)
     hl_err err;
     hl_err_clear(&err);
     int64_t id = hl_host_job_name(h, name, full, sizeof full) != HL_OK
-                     ? hl_err_set(&err, HL_EINVAL, "job name too long")
+                     ? hl_err_set(&err, HL_EINVAL, "job '%s': a plugin queues only its own jobs", name)
                      : hl_jobs_enqueue(hl_worker_db(h->worker), full, (int64_t)when, payload, &err);
     if (id < 0)
         return luaL_error(L, "%s", err.msg);

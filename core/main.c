@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/http.h"
+#include "core/clock.h"
 #include "core/instance.h"
 #include "core/jobsproc.h"
 #include "core/mail.h"
@@ -536,6 +537,8 @@ static int cmd_jobs(int argc, char **argv)
         }
     } else {
         json_t *st = hl_jobs_status(hl_jobsproc_jobs(p), hl_jobsproc_db(p), &err);
+        char now[HL_CLOCK_ISO_LEN];
+        hl_clock_iso(hl_clock_now(), now);
         rc = st ? HL_OK : HL_ERR;
         size_t k;
         json_t *j;
@@ -548,7 +551,9 @@ static int cmd_jobs(int argc, char **argv)
                    or_dash(json_object_get(j, "schedule")), or_dash(json_object_get(j, "next_run")),
                    or_dash(json_object_get(j, "last_status")), json_integer_value(json_object_get(j, "runs")),
                    json_integer_value(json_object_get(j, "failures")),
-                   json_is_string(lease) ? "running, lease until " : "",
+                   json_is_string(lease) ? (strcmp(json_string_value(lease), now) > 0 ? "running, lease until "
+                                                                                 : "died? lease expired at ")
+                                         : "",
                    json_is_string(lease) ? json_string_value(lease) : or_dash(json_object_get(j, "last_error")),
                    json_is_true(json_object_get(j, "registered")) ? "" : " (not registered: plugin disabled?)");
         }

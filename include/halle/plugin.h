@@ -187,8 +187,9 @@ typedef struct halle_api {
      * dead (halle jobs list). Call from init. */
     int (*job)(halle_host *h, const char *name, const char *schedule,
                int (*fn)(halle_host *h, const char *payload, void *ud), void *ud);
-    /* Queues one run of the once-job name (plain: this plugin's) at when (epoch seconds, 0 =
-     * now) with payload (text, may be NULL). Returns the queue id (> 0) or an error. */
+    /* Queues one run of this plugin's once-job name at when (epoch seconds, 0 = now) with
+     * payload (text, may be NULL). Another plugin's jobs cannot be queued (use a hook).
+     * Returns the queue id (> 0) or an error. */
     int64_t (*job_at)(halle_host *h, const char *name, int64_t when, const char *payload);
     /* The time, in epoch seconds, that dates must use: the system clock, or HALLE_NOW in tests. */
     int64_t (*now)(halle_host *h);

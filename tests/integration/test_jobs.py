@@ -161,6 +161,11 @@ def test_queued(t):
         st, _, b = srv.get("/testc/later/fail")
         st2, _, b2 = srv.get("/luajobs/note/hi")
         t.ok(st2 == 200 and b2.startswith(b"queued "), "a Lua plugin queues a once-job (halle.job_at)", b2)
+        st3, _, b3 = srv.get("/luajobs/steal")
+        t.ok(b"refused: " in b3 and b"queues only its own jobs" in b3,
+             "a Lua plugin cannot queue another plugin's job", b3)
+        t.eq(q(inst, "SELECT count(*) FROM hl_job_queue WHERE payload = 'stolen'")[0][0], 0,
+             "nothing was queued for the other plugin")
         srv.stop()
     jobs(inst, "tick", now=T0)
     t.eq([at for at, _ in runs_of(inst, "hello")], [T0], "the queued C job ran once with its payload")

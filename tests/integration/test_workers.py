@@ -151,7 +151,9 @@ def test_sigterm_in_flight(t):
 def test_sighup(t):
     with new_server(t) as srv:
         old = srv.worker_pids()
+        old_jobs = srv.jobs_pid()
         t.eq(len(old), 2, "SIGHUP: two workers before")
+        t.ok(old_jobs, "SIGHUP: a jobs process before")
 
         def replaced():
             p = srv.worker_pids()
@@ -164,6 +166,8 @@ def test_sighup(t):
         t.ok(new, "SIGHUP: two new worker pids replace the old ones",
              "before %r, now %r" % (old, srv.worker_pids()))
         t.ok(not any(pid_alive(p) for p in old), "SIGHUP: the old workers have exited")
+        t.ok(wait_until(lambda: srv.jobs_pid() not in (None, old_jobs) and not pid_alive(old_jobs), 5),
+             "SIGHUP: the jobs process is replaced too", "old %r, now %r" % (old_jobs, srv.jobs_pid()))
         t.ok(load.done > 20 and not load.failures,
              "SIGHUP: no request fails during the restart",
              "%d of %d requests failed, e.g. %r" % (len(load.failures), load.done, load.failures[:3]))

@@ -20,3 +20,9 @@ end)
 halle.route("GET", "/luajobs/note/(?<text>[a-z]+)", function(req)
   return { body = "queued " .. halle.job_at("note", 0, req.params.text) }
 end)
+
+-- A contained plugin must not queue another plugin's job (with a payload of its choosing).
+halle.route("GET", "/luajobs/steal", function(req)
+  local ok, err = pcall(halle.job_at, "testc.echo", 0, "stolen")
+  return { body = ok and "queued" or ("refused: " .. tostring(err)) }
+end)
