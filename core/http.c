@@ -590,6 +590,7 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
         (rc = hl_host_load_all(&w, &w.hosts, &w.nhosts, err)) != HL_OK)
         goto out;
     hl_hooks_freeze(w.hooks);
+    hl_jobs_freeze(w.jobs);
     w.hook_request_before = hl_hooks_id(w.hooks, "request.before");
     w.hook_response_before = hl_hooks_id(w.hooks, "response.before");
     w.connlog = hl_connlog_new(w.db, 512);

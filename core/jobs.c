@@ -34,6 +34,7 @@ struct hl_jobs {
     job *items;
     int n, cap;
     unsigned long claims; /* makes each claim's owner unique within the process */
+    int frozen;           /* start-up is over: runs hold pointers into items */
 };
 
 hl_jobs *hl_jobs_new(void) { return calloc(1, sizeof(hl_jobs)); }
@@ -50,6 +51,12 @@ void hl_jobs_free(hl_jobs *j)
 }
 
 int hl_jobs_count(const hl_jobs *j) { return j ? j->n : 0; }
+
+void hl_jobs_freeze(hl_jobs *j)
+{
+    if (j)
+        j->frozen = 1;
+}
 
 static int name_ok(const char *s)
 {
@@ -94,6 +101,8 @@ int hl_jobs_add(hl_jobs *j, const char *name, const char *schedule, hl_job_fn fn
     int64_t secs;
     if (!j || !fn)
         return hl_err_set(err, HL_EINVAL, "job: NULL argument");
+    if (j->frozen)
+        return hl_err_set(err, HL_EINVAL, "job %s: jobs are registered at start-up (in init)", name ? name : "");
     if (!name_ok(name))
         return hl_err_set(err, HL_EINVAL, "job name '%s': use a-z, 0-9, '_', '.', '-' (at most %d)",
                           name ? name : "", NAME_MAX_LEN);

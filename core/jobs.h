@@ -29,6 +29,9 @@ void hl_jobs_free(hl_jobs *j);
 int hl_jobs_add(hl_jobs *j, const char *name, const char *schedule, hl_job_fn fn, void *ud,
                 void (*ud_free)(void *), hl_err *err);
 int hl_jobs_count(const hl_jobs *j);
+/* Ends registration (as hooks do when start-up ends): later hl_jobs_add calls fail, so a job
+ * run never sees the registry move under it. */
+void hl_jobs_freeze(hl_jobs *j);
 
 /* Records the recurring jobs in hl_jobs (new ones are due at once, daily ones at their next
  * time; a changed schedule is taken). Call once the registrations are done. */

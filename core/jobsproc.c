@@ -123,7 +123,12 @@ hl_jobsproc *hl_jobsproc_open(const hl_config *cfg, int wait_mail, hl_err *err)
         return NULL;
     }
     hl_hooks_freeze(hl_worker_hooks(p->w));
-    if (add_core_jobs(p, err) != HL_OK || hl_jobs_sync(hl_worker_jobs(p->w), hl_worker_db(p->w), err) != HL_OK) {
+    if (add_core_jobs(p, err) != HL_OK) {
+        hl_jobsproc_close(p);
+        return NULL;
+    }
+    hl_jobs_freeze(hl_worker_jobs(p->w));
+    if (hl_jobs_sync(hl_worker_jobs(p->w), hl_worker_db(p->w), err) != HL_OK) {
         hl_jobsproc_close(p);
         return NULL;
     }

@@ -143,6 +143,10 @@ static void test_registration(void **state)
     assert_int_equal(hl_jobs_add(j, "a b", "once", counter_fn, &n, NULL, &err), HL_EINVAL);
     assert_int_equal(hl_jobs_add(j, "a.x", "once", NULL, &n, NULL, &err), HL_EINVAL);
     assert_int_equal(hl_jobs_count(j), 3);
+    hl_jobs_freeze(j);
+    assert_int_equal(hl_jobs_add(j, "a.late", "once", counter_fn, &n, NULL, &err), HL_EINVAL);
+    assert_non_null(strstr(err.msg, "start-up"));
+    assert_int_equal(hl_jobs_count(j), 3);
     hl_jobs_free(j);
 }
 
