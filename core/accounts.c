@@ -2,6 +2,7 @@
  * server-side sessions, rate limits and the permission table. Times are ISO-8601 UTC text made
  * here and bound as parameters, so the SQL stays portable to PostgreSQL. */
 #include "core/accounts.h"
+#include "core/clock.h"
 #include "core/utf8.h"
 
 #include <sodium.h>
@@ -23,7 +24,7 @@
 #define RATE_KEY_MAX 200
 #define TOKEN_TTL_MAX (30 * 24 * 3600)
 #define SESSION_TOUCH_SECONDS 60
-#define TS_LEN 24
+#define TS_LEN HL_CLOCK_ISO_LEN
 
 #define MSG_AUTH "Adresse e-mail ou mot de passe incorrect."
 #define MSG_LINK "Ce lien n'est pas valide ou a expiré."
@@ -32,27 +33,8 @@
 
 /* ---------------------------------------------------------------- small helpers */
 
-static void iso_time(time_t t, char out[TS_LEN])
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, TS_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* Parses what iso_time writes; anything else is refused. */
-static int parse_time(const char *s, time_t *out)
-{
-    struct tm tm = {0};
-    int n = 0;
-    if (!s || strlen(s) != 20 ||
-        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 20)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    *out = timegm(&tm);
-    return 0;
-}
+/* Stamps and their parsing are the clock's (core/clock.c): one format, and HALLE_NOW. */
+static void iso_time(int64_t t, char out[TS_LEN]) { hl_clock_iso(t, out); }
 
 static void copy(char *dst, size_t n, const char *src)
 {
@@ -415,7 +397,7 @@ static int create_tx(hl_db *db, void *ud, hl_err *err)
 {
     create_ctx *c = ud;
     char now[TS_LEN];
-    iso_time(time(NULL), now);
+    iso_time(hl_clock_now(), now);
     int rc = hl_db_run(db, err,
                        "INSERT INTO hl_users (email, name, phone, address, password_hash, "
                        "email_verified_at, terms_version, terms_accepted_at, age_certified_at, "
@@ -501,7 +483,7 @@ int hl_user_get(hl_db *db, int64_t id, hl_user *out, hl_err *err)
         return rc < 0 ? rc : hl_err_set(err, HL_ENOTFOUND, "Compte introuvable.");
     }
     char now[TS_LEN];
-    iso_time(time(NULL), now);
+    iso_time(hl_clock_now(), now);
     out->id = hl_db_col_int64(st, 0);
     copy(out->email, sizeof out->email, hl_db_col_text(st, 1));
     copy(out->name, sizeof out->name, hl_db_col_text(st, 2));
@@ -635,7 +617,7 @@ int hl_user_mark_verified(hl_db *db, int64_t id, hl_err *err)
         return hl_err_set(err, HL_EINVAL, "mark verified: NULL database");
     if ((rc = require_alive(db, id, err)) != HL_OK)
         return rc;
-    iso_time(time(NULL), now);
+    iso_time(hl_clock_now(), now);
     rc = hl_db_run(db, err,
                    "UPDATE hl_users SET email_verified_at = COALESCE(email_verified_at, ?) WHERE id = ?",
                    "sI", now, id);
@@ -720,7 +702,7 @@ static int delete_tx(hl_db *db, void *ud, hl_err *err)
     char email[64], now[TS_LEN];
     int rc;
     snprintf(email, sizeof email, "deleted-%lld@invalid", (long long)id);
-    iso_time(time(NULL), now);
+    iso_time(hl_clock_now(), now);
     /* "!" is no Argon2 string: nothing verifies against it. The terms and age records stay,
      * as proof of consent for the legal retention period. */
     rc = hl_db_run(db, err,
@@ -823,7 +805,7 @@ static int fail_tx(hl_db *db, void *ud, hl_err *err)
         c->outcome = HL_ELOCKED_HARD;
     } else if (n % c->lock.temp_after == 0) {
         char until[TS_LEN];
-        iso_time(time(NULL) + c->lock.temp_seconds, until);
+        iso_time(hl_clock_now() + c->lock.temp_seconds, until);
         rc = hl_db_run(db, err, "UPDATE hl_users SET locked_until = ? WHERE id = ?", "sI", until,
                        c->id);
         c->outcome = HL_ELOCKED;
@@ -880,10 +862,10 @@ int hl_user_login(hl_db *db, const char *email, const char *password, const char
     }
     if (r.hard)
         return hl_err_set(err, HL_ELOCKED_HARD, MSG_HARD);
-    time_t t = time(NULL), until;
+    int64_t t = hl_clock_now(), until;
     iso_time(t, now);
     if (r.locked_until[0] && strcmp(r.locked_until, now) > 0)
-        return locked_msg(err, parse_time(r.locked_until, &until) == 0
+        return locked_msg(err, hl_clock_parse(r.locked_until, &until) == 0
                                    ? minutes_until(until, t) : (lp.temp_seconds + 59) / 60);
 
     if (!hl_password_verify(r.hash, password, pp, &rehash)) {
@@ -964,7 +946,7 @@ int hl_token_create(hl_db *db, int64_t user_id, const char *kind, int ttl_second
     char fresh[HL_TOKEN_LEN + 1];
     random_token(fresh);
     token_hash(fresh, hash);
-    iso_time(time(NULL) + ttl_seconds, expires);
+    iso_time(hl_clock_now() + ttl_seconds, expires);
     token_ctx c = {user_id, kind, extra, hash, expires};
     rc = hl_db_tx(db, token_tx, &c, err);
     if (rc == HL_OK)
@@ -984,7 +966,7 @@ static int use_tx(hl_db *db, void *ud, hl_err *err)
 {
     use_ctx *c = ud;
     char now[TS_LEN];
-    iso_time(time(NULL), now);
+    iso_time(hl_clock_now(), now);
     hl_stmt *st = hl_db_query(db, err, "SELECT user_id, kind, extra, expires_at, used_at "
                                        "FROM hl_user_tokens WHERE token_hash = ?", "s", c->hash);
     if (!st)
@@ -1073,7 +1055,7 @@ int hl_session_create(hl_db *db, int64_t user_id, const char *ip, const char *us
     random_token(fresh);
     random_token(csrf);
     token_hash(fresh, hash);
-    iso_time(time(NULL), now);
+    iso_time(hl_clock_now(), now);
     rc = hl_db_run(db, err, "INSERT INTO hl_sessions (id_hash, user_id, csrf, created_at, "
                             "last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
                    "sIsssss", hash, user_id, csrf, now, now, ip, ua);
@@ -1136,7 +1118,7 @@ int hl_session_lookup(hl_db *db, const char *raw, int idle_seconds, int absolute
     if (rc != HL_DB_ROW || sodium_memcmp(s.id_hash, hash, 64) != 0)
         return hl_err_set(err, HL_ENOTFOUND, "session not found");
 
-    time_t t = time(NULL);
+    int64_t t = hl_clock_now();
     iso_time(t, now);
     iso_time(t - idle_seconds, idle_cut);
     iso_time(t - absolute_seconds, abs_cut);
@@ -1241,11 +1223,34 @@ int hl_rate_allow(hl_db *db, const char *key, int window_seconds, int max, hl_er
         return hl_err_set(err, HL_EINVAL, "rate limit: key too long");
     if (window_seconds <= 0 || max <= 0)
         return hl_err_set(err, HL_EINVAL, "rate limit: window and max must be positive");
-    rate_ctx c = {key, (int64_t)time(NULL) / window_seconds * window_seconds, 0};
+    rate_ctx c = {key, (int64_t)hl_clock_now() / window_seconds * window_seconds, 0};
     int rc = hl_db_tx(db, rate_tx, &c, err);
     if (rc != HL_OK)
         return rc;
     return c.hits <= max;
+}
+
+int hl_accounts_purge(hl_db *db, int idle_seconds, int absolute_seconds, hl_err *err)
+{
+    if (!db || idle_seconds <= 0 || absolute_seconds <= 0)
+        return hl_err_set(err, HL_EINVAL, "purge: bad arguments");
+    int64_t t = hl_clock_now();
+    char now[TS_LEN], idle_cut[TS_LEN], abs_cut[TS_LEN];
+    iso_time(t, now);
+    iso_time(t - idle_seconds, idle_cut);
+    iso_time(t - absolute_seconds, abs_cut);
+    int a = hl_db_run(db, err, "DELETE FROM hl_sessions WHERE last_seen_at < ? OR created_at < ?", "ss", idle_cut,
+                      abs_cut);
+    if (a < 0)
+        return a;
+    int b = hl_db_run(db, err, "DELETE FROM hl_user_tokens WHERE used_at IS NOT NULL OR expires_at < ?", "s", now);
+    if (b < 0)
+        return b;
+    int c = hl_db_run(db, err, "DELETE FROM hl_rate_limits WHERE window_start < ?", "I",
+                      (int64_t)(t - HL_RATE_KEEP_SECONDS));
+    if (c < 0)
+        return c;
+    return a + b + c;
 }
 
 /* ---------------------------------------------------------------- authorisation */

@@ -152,6 +152,13 @@ int hl_session_list(hl_db *db, int64_t user_id, hl_session *out, int max, hl_err
  * window of window_seconds, 0 if over. */
 int hl_rate_allow(hl_db *db, const char *key, int window_seconds, int max, hl_err *err);
 
+/* What the purge job removes (core/jobs.c runs it hourly): sessions past idle_seconds without
+ * use or absolute_seconds old, tokens used or expired, rate-limit rows whose window ended over
+ * HL_RATE_KEEP_SECONDS ago (longer than any window in use). Returns the rows removed, or a
+ * negative error. */
+#define HL_RATE_KEEP_SECONDS 86400
+int hl_accounts_purge(hl_db *db, int idle_seconds, int absolute_seconds, hl_err *err);
+
 /* ---- authorisation: the one place that decides ----------------------------------------- */
 
 typedef enum hl_action {

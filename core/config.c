@@ -42,6 +42,7 @@ static const key_def keys[] = {
     {"max_upload_size", K_SIZE, OFF(max_upload_size), 1, 1L << 30},
     {"read_timeout", K_INT, OFF(read_timeout), 1, 3600},
     {"shutdown_timeout", K_INT, OFF(shutdown_timeout), 0, 3600},
+    {"request_hard_limit", K_INT, OFF(request_hard_limit), 1, 86400},
     {"dev_mode", K_BOOL, OFF(dev_mode), 0, 0},
     {"plugin_dirs", K_STR, OFF(plugin_dirs), 0, 0},
     {"smtp_url", K_STR, OFF(smtp_url), 0, 0},
@@ -220,6 +221,7 @@ hl_config *hl_config_new(const char *dir, hl_err *err)
     c->max_upload_size = 10 * 1024 * 1024;
     c->read_timeout = 30;
     c->shutdown_timeout = 20;
+    c->request_hard_limit = 30;
     c->smtp_url = xstrdup("");
     c->mail_from = xstrdup("halle <noreply@localhost>");
     c->mail_interval = 5;
@@ -396,7 +398,9 @@ int hl_config_write_default(const char *path, const char *site_name, hl_err *err
             "max_body_size = 16M\n"
             "max_upload_size = 10M\n"
             "read_timeout = 30\n"
-            "shutdown_timeout = 20\n",
+            "shutdown_timeout = 20\n"
+            "# a worker stuck in one request this many seconds is killed and replaced\n"
+            "request_hard_limit = 30\n",
             site_name);
     if (fclose(f) != 0)
         return hl_err_set(err, HL_EIO, "%s: write failed: %s", path, strerror(errno));

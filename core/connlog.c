@@ -1,6 +1,7 @@
 /* Buffered connection log (see connlog.h). Each row is one malloc'd block holding its strings,
  * because rows outlive the request arena until the next flush. */
 #include "core/connlog.h"
+#include "core/clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 #define MAX_PATH_LOGGED 1024
 
 typedef struct row {
-    char at[24];
+    char at[HL_CLOCK_ISO_LEN];
     int status;
     char *ip, *protocol, *method, *path; /* all inside the same allocation */
 } row;
@@ -75,7 +76,7 @@ void hl_connlog_add(hl_connlog *c, const char *ip, const char *protocol, const c
     memcpy(p, path, lpa);
     p[lpa] = '\0';
     r->status = status;
-    hl_log_timestamp(r->at, sizeof r->at);
+    hl_clock_iso(hl_clock_now(), r->at); /* business time: its retention is counted on it */
     c->rows[c->count++] = r;
 }
 

@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "core/accounts.h"
+#include "core/clock.h"
 #include "core/http.h"
+#include "core/jobs.h"
 #include "core/mail.h"
 #include "core/markdown.h"
 #include "core/page.h"
@@ -32,6 +34,9 @@ static void api_log(halle_host *h, int level, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     hl_log(level, "plugin %s: %s", h->name, msg);
+    /* An error logged by a job is what its failed run records (halle jobs list). */
+    if (level >= HALLE_LOG_ERROR)
+        set_error(h, msg);
 }
 
 static int api_route_flags(halle_host *h, unsigned methods, const char *pattern, unsigned flags, halle_handler fn,
@@ -373,6 +378,86 @@ static const char *api_req_lang(halle_request *r) { return r && r->lang ? r->lan
 static const void *api_db_col_blob(halle_stmt *st, int c) { return hl_db_col_blob(st, c); }
 static size_t api_db_col_bytes(halle_stmt *st, int c) { return hl_db_col_bytes(st, c); }
 
+/* ---- jobs (API version 8) ------------------------------------------------------------- */
+
+int hl_host_job_name(const halle_host *h, const char *name, char *out, size_t len)
+{
+    /* A plugin's jobs live under its name, as its hooks and tables do, and it queues only its
+     * own: another plugin's once-job with a payload of its choosing would be a way for a
+     * contained (Lua) plugin to act with that plugin's rights. */
+    size_t n = strlen(h->name);
+    if (!name || !*name)
+        return HL_EINVAL;
+    if (!strncmp(name, h->name, n) && name[n] == '.')
+        name += n + 1;
+    if (strchr(name, '.'))
+        return HL_EINVAL;
+    return snprintf(out, len, "%s.%s", h->name, name) >= (int)len ? HL_ETOOBIG : HL_OK;
+}
+
+int hl_host_add_job(halle_host *h, const char *name, const char *schedule, hl_job_fn fn, void *ud,
+                    void (*ud_free)(void *), hl_err *err)
+{
+    char full[128];
+    if (!name || strchr(name, '.') || hl_host_job_name(h, name, full, sizeof full) != HL_OK)
+        return hl_err_set(err, HL_EINVAL, "job name '%s': a plain name (the plugin's name is added)",
+                          name ? name : "");
+    return hl_jobs_add(hl_worker_jobs(h->worker), full, schedule, fn, ud, ud_free, err);
+}
+
+typedef struct c_job {
+    halle_host *h;
+    int (*fn)(halle_host *h, const char *payload, void *ud);
+    void *ud;
+} c_job;
+
+static int c_job_run(void *ud, const char *payload, hl_err *err)
+{
+    c_job *j = ud;
+    j->h->last_error[0] = '\0';
+    int rc = j->fn(j->h, payload, j->ud);
+    if (rc != HALLE_OK)
+        return hl_err_set(err, HL_ERR, "%s", j->h->last_error[0] ? j->h->last_error : "the job failed");
+    return HL_OK;
+}
+
+static int api_job(halle_host *h, const char *name, const char *schedule,
+                   int (*fn)(halle_host *h, const char *payload, void *ud), void *ud)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    c_job *j = fn ? malloc(sizeof *j) : NULL;
+    if (!j) {
+        set_error(h, fn ? "out of memory" : "job: NULL function");
+        return HALLE_ERROR;
+    }
+    *j = (c_job){h, fn, ud};
+    if (hl_host_add_job(h, name, schedule, c_job_run, j, free, &err) != HL_OK) {
+        free(j);
+        set_error(h, err.msg);
+        return HALLE_ERROR;
+    }
+    return HALLE_OK;
+}
+
+static int64_t api_job_at(halle_host *h, const char *name, int64_t when, const char *payload)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    char full[128];
+    int64_t id = hl_host_job_name(h, name, full, sizeof full) != HL_OK
+                     ? hl_err_set(&err, HL_EINVAL, "job '%s': a plugin queues only its own jobs", name ? name : "")
+                     : hl_jobs_enqueue(hl_worker_db(h->worker), full, when, payload, &err);
+    set_error(h, err.msg);
+    return id;
+}
+
+static int64_t api_now(halle_host *h)
+{
+    (void)h;
+    return hl_clock_now();
+}
+
 static int api_user_remove_role(halle_host *h, int64_t user_id, unsigned role, int64_t group_id)
 {
     hl_err err;
@@ -452,6 +537,9 @@ static const halle_api api = {
     .db_col_blob = api_db_col_blob,
     .db_col_bytes = api_db_col_bytes,
     .route_flags = api_route_flags,
+    .job = api_job,
+    .job_at = api_job_at,
+    .now = api_now,
 };
 
 const halle_api *hl_host_api(void) { return &api; }

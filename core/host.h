@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/hooks.h"
+#include "core/jobs.h"
 #include "core/plugin.h"
 #include "include/halle/plugin.h"
 
@@ -42,6 +43,13 @@ const halle_api *hl_host_api(void);
 
 /* Declares the core's hook catalogue (docs/hooks.md). */
 int hl_host_declare_core_hooks(hl_hooks *h, hl_err *err);
+
+/* Jobs of a plugin (C and Lua alike): name is plain, the job is registered as PLUGIN.name. */
+int hl_host_add_job(halle_host *h, const char *name, const char *schedule, hl_job_fn fn, void *ud,
+                    void (*ud_free)(void *), hl_err *err);
+/* The full name of one of the plugin's own jobs: PLUGIN.name for "name" or "PLUGIN.name";
+ * HL_EINVAL for another plugin's or the core's (a plugin queues only its own jobs). */
+int hl_host_job_name(const halle_host *h, const char *name, char *out, size_t len);
 
 /* Loads a Lua plugin into the worker (core/luaplugin.c). */
 int hl_luaplugin_load(halle_host *host, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err);

@@ -21,6 +21,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,7 +31,7 @@
 
 #include "core/account_pages.h"
 #include "core/connlog.h"
-#include "core/mail.h"
+#include "core/jobs.h"
 #include "core/db.h"
 #include "core/host.h"
 #include "core/plugin.h"
@@ -62,7 +65,8 @@ struct hl_worker {
     halle_host **hosts;
     size_t nhosts;
     int hook_request_before, hook_response_before;
-    struct event *ev_term, *ev_int, *ev_flush, *ev_drain, *ev_mail;
+    hl_jobs *jobs;           /* what plugins register; only the jobs process runs them */
+    struct event *ev_term, *ev_int, *ev_flush, *ev_drain;
     int stopping;
     int close_tries;
     int pending;             /* replies handed to libevent, not yet written */
@@ -77,12 +81,30 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* What the master sees of each worker: a page shared (MAP_SHARED) before the workers are
+ * forked, one entry per worker slot, in which the worker writes when the request it is
+ * handling started (0 when idle). CLOCK_MONOTONIC is the same clock in every process. A stuck
+ * worker cannot answer anything, so the master must read this without its help. */
+typedef struct beat {
+    int64_t pid;
+    int64_t busy_since_us;
+} beat;
+
+static beat *this_beat; /* in a worker: its entry */
+
+static void beat_set(int64_t since)
+{
+    if (this_beat)
+        __atomic_store_n(&this_beat->busy_since_us, since, __ATOMIC_RELAXED);
+}
+
 hl_db *hl_worker_db(hl_worker *w) { return w->db; }
 hl_db *hl_worker_archive(hl_worker *w) { return w->archive; }
 const hl_config *hl_worker_config(hl_worker *w) { return w->cfg; }
 hl_hooks *hl_worker_hooks(hl_worker *w) { return w->hooks; }
 hl_themes *hl_worker_themes(hl_worker *w) { return w->themes; }
 hl_i18n *hl_worker_i18n(hl_worker *w) { return w ? w->i18n : NULL; }
+hl_jobs *hl_worker_jobs(hl_worker *w) { return w ? w->jobs : NULL; }
 
 const char *hl_request_tr(hl_request *req, const char *msgid)
 {
@@ -383,6 +405,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     req.archive = w->archive;
     req.worker = w;
     req.started_us = w->last_dispatch_us = now_us();
+    beat_set(req.started_us);
     req.method = method_bit(evhttp_request_get_command(ev), &req.method_name);
     req.lang = "fr";
     struct evhttp_connection *conn = evhttp_request_get_connection(ev);
@@ -451,6 +474,14 @@ static void on_request(struct evhttp_request *ev, void *arg)
         }
     }
     run_response_before(w, &req);
+    /* A page built for a logged-in user, or one that sets a cookie, is nobody else's: no cache
+     * (browser back-forward, proxy) may keep it. Only what a handler marks public (images,
+     * a group's stylesheet: the same for everyone) keeps its own policy. */
+    if (req.user || hl_response_header_value(&req, "Set-Cookie")) {
+        const char *cc = hl_response_header_value(&req, "Cache-Control");
+        if (!cc || strncmp(cc, "public", 6))
+            hl_response_header(&req, "Cache-Control", "no-store");
+    }
     size_t bytes = hl_response_length(&req);
     w->pending++;
     evhttp_request_set_on_complete_cb(ev, on_reply_written, w);
@@ -458,6 +489,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     access_log(w, &req, ev, bytes);
     json_decref(req.meta);
     hl_arena_reset(w->arena);
+    beat_set(0);
 }
 
 /* ---- worker lifecycle --------------------------------------------------------------- */
@@ -501,21 +533,6 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     hl_err err;
     if (hl_connlog_flush(w->connlog, &err) < 0)
         hl_log(HL_LOG_ERROR, "connection log: %s", err.msg);
-}
-
-static void on_mail(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    hl_worker *w = arg;
-    hl_mail_config mc = {w->cfg->smtp_url, w->cfg->mail_from, w->cfg->smtp_user, w->cfg->smtp_password, 20};
-    hl_err err;
-    hl_err_clear(&err);
-    int n = hl_mail_send_due(w->db, &mc, 20, &err);
-    if (n < 0)
-        hl_log(HL_LOG_ERROR, "mail queue: %s", err.msg);
-    else if (n > 0)
-        hl_log(HL_LOG_INFO, "mail: %d message(s) sent", n);
 }
 
 /* Stops once every reply handed to libevent is written and no request arrived for a short
@@ -579,7 +596,6 @@ static void worker_free(hl_worker *w)
     if (w->ev_int) event_free(w->ev_int);
     if (w->ev_flush) event_free(w->ev_flush);
     if (w->ev_drain) event_free(w->ev_drain);
-    if (w->ev_mail) event_free(w->ev_mail);
     if (w->http) evhttp_free(w->http);
     if (w->base) event_base_free(w->base);
     hl_connlog_free(w->connlog);
@@ -589,6 +605,7 @@ static void worker_free(hl_worker *w)
     hl_host_unload_all(w->hosts, w->nhosts);
     hl_static_free(w->statics);
     hl_router_free(w->router);
+    hl_jobs_free(w->jobs);
     hl_db_close(w->archive);
     hl_db_close(w->db);
     hl_arena_free(w->arena);
@@ -639,7 +656,7 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
     w.id = id;
     int rc = HL_ERR;
     int fd = -1;
-    if (!(w.arena = hl_arena_new(16384)) || !(w.router = hl_router_new())) {
+    if (!(w.arena = hl_arena_new(16384)) || !(w.router = hl_router_new()) || !(w.jobs = hl_jobs_new())) {
         rc = hl_err_set(err, HL_ENOMEM, "out of memory");
         goto out;
     }
@@ -660,6 +677,7 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
         (rc = hl_host_load_all(&w, &w.hosts, &w.nhosts, err)) != HL_OK)
         goto out;
     hl_hooks_freeze(w.hooks);
+    hl_jobs_freeze(w.jobs);
     w.hook_request_before = hl_hooks_id(w.hooks, "request.before");
     w.hook_response_before = hl_hooks_id(w.hooks, "response.before");
     w.connlog = hl_connlog_new(w.db, 512);
@@ -691,15 +709,6 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
         event_add(w.ev_flush, &second)) {
         rc = hl_err_set(err, HL_ENOMEM, "cannot set up signal handling");
         goto out;
-    }
-    /* One worker sends the mail queue, so that a message is never sent twice. */
-    if (id == 0 && cfg->smtp_url && *cfg->smtp_url) {
-        struct timeval every = {cfg->mail_interval, 0};
-        w.ev_mail = event_new(w.base, -1, EV_PERSIST, on_mail, &w);
-        if (!w.ev_mail || event_add(w.ev_mail, &every)) {
-            rc = hl_err_set(err, HL_ENOMEM, "cannot set up the mail timer");
-            goto out;
-        }
     }
     /* Signals were blocked by the master around fork; libevent now owns them. */
     sigset_t all;
@@ -733,7 +742,8 @@ hl_worker *hl_worker_cli_new(const hl_config *cfg, hl_err *err)
     }
     w->cfg = cfg;
     w->id = -1;
-    if (!(w->arena = hl_arena_new(16384)) || !(w->router = hl_router_new()) || !(w->hooks = hl_hooks_new())) {
+    if (!(w->arena = hl_arena_new(16384)) || !(w->router = hl_router_new()) || !(w->hooks = hl_hooks_new()) ||
+        !(w->jobs = hl_jobs_new())) {
         hl_err_set(err, HL_ENOMEM, "out of memory");
         goto fail;
     }
@@ -767,7 +777,7 @@ typedef struct slot {
 
 /* Forks a worker. *ready_fd (if not NULL) gets a pipe that becomes readable once the worker
  * listens, or at EOF if it died first. */
-static pid_t spawn_worker(const hl_config *cfg, int id, int *ready_fd)
+static pid_t spawn_worker(const hl_config *cfg, int id, beat *beats, int *ready_fd)
 {
     int fds[2] = {-1, -1};
     if (ready_fd && pipe2(fds, O_CLOEXEC) != 0)
@@ -786,6 +796,11 @@ static pid_t spawn_worker(const hl_config *cfg, int id, int *ready_fd)
     }
     if (fds[0] >= 0)
         close(fds[0]);
+    if (beats) {
+        this_beat = &beats[id];
+        __atomic_store_n(&this_beat->pid, (int64_t)getpid(), __ATOMIC_RELAXED);
+        beat_set(0);
+    }
     /* The child keeps the master's blocked signal set; worker_run unblocks SIGTERM and SIGINT
      * once libevent has taken them over. */
     signal(SIGHUP, SIG_IGN);
@@ -798,7 +813,25 @@ static pid_t spawn_worker(const hl_config *cfg, int id, int *ready_fd)
     _exit(rc == HL_OK ? 0 : 3);
 }
 
-/* Waits until the worker behind fd listens (1) or died (0), at most timeout_ms. */
+/* Forks the jobs process (core/jobsproc.c, handed in by main so that http.c needs nothing
+ * above it). It unblocks the signals it handles itself. */
+static pid_t spawn_jobs(const hl_config *cfg, hl_jobs_main jobs_main)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* Named apart from the workers in ps/top (and for the tests that count workers). */
+    prctl(PR_SET_NAME, "halle-jobs", 0, 0, 0);
+    signal(SIGHUP, SIG_IGN);
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = jobs_main(cfg, &err);
+    if (rc != HL_OK)
+        hl_log(HL_LOG_ERROR, "jobs process: %s", err.msg);
+    hl_log_close();
+    _exit(rc == HL_OK ? 0 : 3);
+}
+
 static int wait_ready(int fd, int timeout_ms)
 {
     if (fd < 0)
@@ -839,23 +872,88 @@ static void describe_exit(int status, char *buf, size_t len)
         snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
 }
 
-int hl_http_serve(hl_config *cfg, hl_err *err)
+/* One `halle serve` per instance: SO_REUSEPORT would let a second one bind the same port
+ * silently and share the traffic with the first. The lock (flock) goes with the processes
+ * holding it, so a crashed server leaves nothing to clean up. Returns the fd to keep open. */
+static int lock_instance(const hl_config *cfg, hl_err *err)
 {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/halle.lock", cfg->dir ? cfg->dir : ".");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return hl_err_set(err, HL_EIO, "cannot open the lock file %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return hl_err_set(err, HL_EBUSY,
+                              "this instance is already being served (halle serve, pid %s; lock %s): "
+                              "stop it first",
+                              *pid ? pid : "?", path);
+        return hl_err_set(err, HL_EIO, "cannot lock %s: %s", path, strerror(e));
+    }
+    char line[32];
+    int len = snprintf(line, sizeof line, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len)
+        hl_log(HL_LOG_WARN, "cannot write the pid to %s", path);
+    return fd;
+}
+
+static void signal_all(slot *slots, int n, pid_t jobs_pid, int sig)
+{
+    for (int i = 0; i < n; i++)
+        if (slots[i].pid > 0)
+            kill(slots[i].pid, sig);
+    if (jobs_pid > 0)
+        kill(jobs_pid, sig);
+}
+
+/* Kills (SIGKILL) each worker stuck in one request past request_hard_limit; the master then
+ * replaces it like any dead worker. Its connections are lost, the other workers' are not. */
+static void kill_stuck(const hl_config *cfg, slot *slots, beat *beats, int n)
+{
+    int64_t now = now_us(), limit = (int64_t)cfg->request_hard_limit * 1000000;
+    for (int i = 0; i < n; i++) {
+        int64_t since = __atomic_load_n(&beats[i].busy_since_us, __ATOMIC_RELAXED);
+        int64_t pid = __atomic_load_n(&beats[i].pid, __ATOMIC_RELAXED);
+        if (!since || slots[i].pid <= 0 || pid != slots[i].pid || now - since <= limit)
+            continue;
+        hl_log(HL_LOG_WARN, "worker %d (pid %d) stuck in one request for %lld s (request_hard_limit = %d); "
+               "killing it", i, (int)slots[i].pid, (long long)((now - since) / 1000000), cfg->request_hard_limit);
+        __atomic_store_n(&beats[i].busy_since_us, 0, __ATOMIC_RELAXED);
+        kill(slots[i].pid, SIGKILL);
+    }
+}
+
+int hl_http_serve(hl_config *cfg, hl_jobs_main jobs_main, hl_err *err)
+{
+    int lock_fd = lock_instance(cfg, err);
+    if (lock_fd < 0)
+        return lock_fd;
     int rc = hl_http_migrate(cfg, NULL, NULL, err);
-    if (rc)
+    if (rc) {
+        close(lock_fd);
         return rc;
+    }
     /* Fail now, with a message on the terminal, rather than in every worker. */
     hl_themes *themes = NULL;
     hl_i18n *i18n = NULL;
     if ((rc = load_themes(cfg, &themes, err)) != HL_OK || (rc = load_i18n(cfg, &i18n, err)) != HL_OK) {
         hl_themes_free(themes);
+        close(lock_fd);
         return rc;
     }
     hl_themes_free(themes);
     hl_i18n_free(i18n);
     int probe = open_listener(cfg->listen_host, cfg->listen_port, err);
-    if (probe < 0)
+    if (probe < 0) {
+        close(lock_fd);
         return probe;
+    }
     if (cfg->listen_port == 0) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -867,8 +965,15 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
 
     int n = detect_workers(cfg);
     slot *slots = calloc((size_t)n, sizeof *slots);
-    if (!slots)
+    size_t beats_len = (size_t)n * sizeof(beat);
+    beat *beats = mmap(NULL, beats_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (!slots || beats == MAP_FAILED) {
+        free(slots);
+        if (beats != MAP_FAILED)
+            munmap(beats, beats_len);
+        close(lock_fd);
         return hl_err_set(err, HL_ENOMEM, "out of memory");
+    }
 
     sigset_t set, old;
     sigemptyset(&set);
@@ -886,13 +991,23 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
            ipv6 ? "]" : "", cfg->listen_port, n, strcmp(cfg->log_file, "-") ? cfg->log_file : "stderr");
     fflush(stdout);
     for (int i = 0; i < n; i++) {
-        slots[i].pid = spawn_worker(cfg, i, NULL);
+        slots[i].pid = spawn_worker(cfg, i, beats, NULL);
         slots[i].started_us = now_us();
         if (slots[i].pid > 0)
             hl_log(HL_LOG_INFO, "worker %d started as pid %d", i, (int)slots[i].pid);
     }
+    /* The jobs process: restarted when it dies, after a delay that grows while it keeps dying
+     * at start (a broken plugin must not make the master spin). */
+    slot jobs = {0};
+    int64_t jobs_restart_at = 0;
+    if (jobs_main) {
+        jobs.pid = spawn_jobs(cfg, jobs_main);
+        jobs.started_us = now_us();
+        if (jobs.pid > 0)
+            hl_log(HL_LOG_INFO, "jobs process started as pid %d", (int)jobs.pid);
+    }
 
-    int stopping = 0, alive = n;
+    int stopping = 0, alive = n + (jobs.pid > 0);
     int64_t kill_deadline = 0;
     while (alive > 0) {
         struct timespec tick = {0, 200000000};
@@ -901,10 +1016,8 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
             if (!stopping) {
                 hl_log(HL_LOG_INFO, "stopping: waiting for in-flight requests (up to %ds)", cfg->shutdown_timeout);
                 stopping = 1;
-                kill_deadline = now_us() + ((int64_t)cfg->shutdown_timeout + 5) * 1000000;
-                for (int i = 0; i < n; i++)
-                    if (slots[i].pid > 0)
-                        kill(slots[i].pid, SIGTERM);
+                kill_deadline = now_us() + (int64_t)cfg->shutdown_timeout * 1000000;
+                signal_all(slots, n, jobs.pid, SIGTERM);
             }
         } else if (sig == SIGHUP && !stopping) {
             /* Rolling restart: a new worker starts before the old one is told to stop. */
@@ -912,7 +1025,7 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
             for (int i = 0; i < n; i++) {
                 pid_t old_pid = slots[i].pid;
                 int ready = -1;
-                pid_t pid = spawn_worker(cfg, i, &ready);
+                pid_t pid = spawn_worker(cfg, i, beats, &ready);
                 if (pid < 0 || !wait_ready(ready, 10000)) {
                     hl_log(HL_LOG_ERROR, "SIGHUP: new worker %d did not start; keeping the old one", i);
                     if (pid > 0)
@@ -925,17 +1038,45 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
                 if (old_pid > 0)
                     kill(old_pid, SIGTERM);
             }
+            /* The jobs process too (plugins may have changed); leases keep the old one's
+             * last run and the new one's first from overlapping. */
+            if (jobs_main && jobs.pid > 0) {
+                pid_t old_pid = jobs.pid;
+                pid_t pid = spawn_jobs(cfg, jobs_main);
+                if (pid > 0) {
+                    jobs.pid = pid;
+                    jobs.started_us = now_us();
+                    kill(old_pid, SIGTERM);
+                    hl_log(HL_LOG_INFO, "jobs process replaced: pid %d, old pid %d stopping", (int)pid, (int)old_pid);
+                }
+            }
         }
         int status;
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            char why[64];
+            describe_exit(status, why, sizeof why);
+            if (jobs_main && pid == jobs.pid) {
+                jobs.pid = 0;
+                if (stopping) {
+                    alive--;
+                    hl_log(HL_LOG_INFO, "jobs process (pid %d) %s", (int)pid, why);
+                    continue;
+                }
+                int quick = now_us() - jobs.started_us < 2000000;
+                jobs.quick_deaths = quick ? jobs.quick_deaths + 1 : 0;
+                int64_t delay = quick ? (int64_t)1000000 << (jobs.quick_deaths < 6 ? jobs.quick_deaths : 6) : 0;
+                hl_log(quick ? HL_LOG_ERROR : HL_LOG_WARN, "jobs process (pid %d) %s; restarting it%s", (int)pid,
+                       why, quick ? " after a delay" : "");
+                jobs_restart_at = now_us() + delay;
+                alive--;
+                continue;
+            }
             int i;
             for (i = 0; i < n && slots[i].pid != pid; i++)
                 ;
-            if (i == n) /* an old worker from a rolling restart */
+            if (i == n) /* an old worker or jobs process from a rolling restart */
                 continue;
-            char why[64];
-            describe_exit(status, why, sizeof why);
             slots[i].pid = 0;
             if (stopping) {
                 alive--;
@@ -948,34 +1089,50 @@ int hl_http_serve(hl_config *cfg, hl_err *err)
                 hl_log(HL_LOG_ERROR, "worker %d (pid %d) %s; it keeps failing at start, stopping", i, (int)pid, why);
                 rc = hl_err_set(err, HL_ERR, "workers keep failing at start; see the log");
                 stopping = 1;
-                kill_deadline = now_us() + ((int64_t)cfg->shutdown_timeout + 5) * 1000000;
+                kill_deadline = now_us() + (int64_t)cfg->shutdown_timeout * 1000000;
                 alive--;
-                for (int j = 0; j < n; j++)
-                    if (slots[j].pid > 0)
-                        kill(slots[j].pid, SIGTERM);
+                signal_all(slots, n, jobs.pid, SIGTERM);
                 continue;
             }
             hl_log(quick ? HL_LOG_ERROR : HL_LOG_WARN, "worker %d (pid %d) %s; restarting it", i, (int)pid, why);
             if (quick)
                 usleep(200000);
-            slots[i].pid = spawn_worker(cfg, i, NULL);
+            slots[i].pid = spawn_worker(cfg, i, beats, NULL);
             slots[i].started_us = now_us();
             if (slots[i].pid > 0)
                 hl_log(HL_LOG_INFO, "worker %d started as pid %d", i, (int)slots[i].pid);
         }
-        if (stopping && kill_deadline && now_us() > kill_deadline) {
+        if (!stopping && jobs_main && !jobs.pid && now_us() >= jobs_restart_at) {
+            jobs.pid = spawn_jobs(cfg, jobs_main);
+            jobs.started_us = now_us();
+            if (jobs.pid > 0) {
+                alive++;
+                hl_log(HL_LOG_INFO, "jobs process started as pid %d", (int)jobs.pid);
+            }
+        }
+        if (!stopping)
+            kill_stuck(cfg, slots, beats, n);
+        /* A graceful stop never outlasts shutdown_timeout: what is still running then (a
+         * request stuck in a plugin, a long job) is killed; a job's lease brings it back. */
+        if (stopping && kill_deadline && now_us() >= kill_deadline) {
             for (int i = 0; i < n; i++)
                 if (slots[i].pid > 0) {
                     hl_log(HL_LOG_WARN, "worker %d (pid %d) did not stop in time; killing it", i, (int)slots[i].pid);
                     kill(slots[i].pid, SIGKILL);
                 }
+            if (jobs.pid > 0) {
+                hl_log(HL_LOG_WARN, "jobs process (pid %d) did not stop in time; killing it", (int)jobs.pid);
+                kill(jobs.pid, SIGKILL);
+            }
             kill_deadline = 0;
         }
     }
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
     free(slots);
+    munmap(beats, beats_len);
     sigprocmask(SIG_SETMASK, &old, NULL);
     hl_log(HL_LOG_INFO, "halle stopped");
+    close(lock_fd);
     return rc;
 }

@@ -25,15 +25,22 @@ const hl_config *hl_worker_config(hl_worker *w);
 struct hl_hooks *hl_worker_hooks(hl_worker *w);
 struct hl_themes *hl_worker_themes(hl_worker *w);
 struct hl_i18n *hl_worker_i18n(hl_worker *w);
+struct hl_jobs *hl_worker_jobs(hl_worker *w);
 
 /* A worker that serves nothing, for commands that load plugins (halle PLUGIN COMMAND). */
 hl_worker *hl_worker_cli_new(const hl_config *cfg, hl_err *err);
 void hl_worker_cli_free(hl_worker *w);
 
-/* Runs the master: migrations, bind check, N workers, restart of crashed workers, graceful
- * stop on SIGTERM/SIGINT, rolling restart with a fresh configuration on SIGHUP. Returns when
- * the server has stopped (HL_OK) or could not start (error with message). */
-int hl_http_serve(hl_config *cfg, hl_err *err);
+/* The jobs process's main function (hl_jobsproc_main), handed to the master by main.c:
+ * runs until SIGTERM. */
+typedef int (*hl_jobs_main)(const hl_config *cfg, hl_err *err);
+
+/* Runs the master: the instance lock (one serve per instance), migrations, bind check, N
+ * workers and the jobs process (jobs_main; NULL for none), restart of whichever dies, kill
+ * and replacement of a worker stuck in one request past request_hard_limit, graceful stop on
+ * SIGTERM/SIGINT within shutdown_timeout, rolling restart with a fresh configuration on
+ * SIGHUP. Returns when the server has stopped (HL_OK) or could not start (error with message). */
+int hl_http_serve(hl_config *cfg, hl_jobs_main jobs_main, hl_err *err);
 
 /* The folder holding installed data (migrations, themes): share_dir from the configuration,
  * else $HALLE_SHARE_DIR, else the compiled-in default. */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/clock.h"
 #include "core/host.h"
 #include "core/http.h"
 #include "core/log.h"
@@ -715,6 +716,64 @@ static int l_mail(lua_State *L)
     return 1;
 }
 
+/* ---- jobs: halle.job(name, schedule, fn), halle.job_at(name, when, payload), halle.now() */
+
+/* Runs in the jobs process, under the same limits as a hook; an error fails the run. */
+static int lua_job_run(void *ud, const char *payload, hl_err *err)
+{
+    lua_cb *cb = ud;
+    lua_State *L = hl_lua_state(cb->host->lua);
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cb->ref);
+    if (payload)
+        lua_pushstring(L, payload);
+    else
+        lua_pushnil(L);
+    int rc = plugin_call(cb->host, 1, 0, err);
+    lua_settop(L, top);
+    return rc;
+}
+
+static int l_job(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1), *schedule = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    halle_host *h = host_of(L);
+    lua_cb *cb = new_cb(L, 3);
+    hl_err err;
+    hl_err_clear(&err);
+    if (hl_host_add_job(h, name, schedule, lua_job_run, cb, cb_free, &err) != HL_OK) {
+        luaL_unref(L, LUA_REGISTRYINDEX, cb->ref);
+        free(cb);
+        return luaL_error(L, "%s", err.msg);
+    }
+    return 0;
+}
+
+static int l_job_at(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_Integer when = luaL_optinteger(L, 2, 0);
+    const char *payload = luaL_optstring(L, 3, NULL);
+    halle_host *h = host_of(L);
+    char full[128];
+    hl_err err;
+    hl_err_clear(&err);
+    int64_t id = hl_host_job_name(h, name, full, sizeof full) != HL_OK
+                     ? hl_err_set(&err, HL_EINVAL, "job '%s': a plugin queues only its own jobs", name)
+                     : hl_jobs_enqueue(hl_worker_db(h->worker), full, (int64_t)when, payload, &err);
+    if (id < 0)
+        return luaL_error(L, "%s", err.msg);
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+static int l_now(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)hl_clock_now());
+    return 1;
+}
+
 /* ---- templates: halle.render(name, context) ------------------------------------------- */
 
 struct hl_host_tpl {
@@ -828,7 +887,7 @@ static int l_enabled_for(lua_State *L)
 static const luaL_Reg halle_fns[] = {
     {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting},
     {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {"markdown", l_markdown},
-    {"enabled_for", l_enabled_for}, {NULL, NULL}};
+    {"enabled_for", l_enabled_for}, {"job", l_job}, {"job_at", l_job_at}, {"now", l_now}, {NULL, NULL}};
 
 int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err)
 {

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 #define ADDR_MAX 254      /* RFC 5321 path limit, brackets excluded */
@@ -27,12 +28,11 @@
 #define FOLD_AT 78        /* RFC 5322 recommended line length */
 #define QP_TEXT 75        /* RFC 2045: 76 characters a line, the soft break '=' included */
 #define EW_BYTES 45       /* raw bytes per encoded-word: 60 base64 characters, 75 in all */
-#define MAX_ATTEMPTS 5
+#define MAX_ATTEMPTS HL_CLOCK_RETRY_MAX
+#define LEASE_MARGIN_S 60 /* a claimed message is retried elsewhere this long after its timeout */
+#define MAX_IN_FLIGHT 64
 #define DEFAULT_TIMEOUT_S 20
-#define TS_LEN 24
-
-/* Delay before the next try after the n-th failure (n = 1..4); the 5th gives up. */
-static const long backoff_s[MAX_ATTEMPTS - 1] = {60, 300, 1800, 7200};
+#define TS_LEN HL_CLOCK_ISO_LEN
 
 /* ---------------------------------------------------------------- text checks */
 
@@ -113,13 +113,10 @@ int hl_mail_address_valid(const char *addr)
 
 /* ---------------------------------------------------------------- time */
 
-/* ISO-8601 UTC, the form every timestamp column uses; fixed width so text order is time order. */
+/* Stamps are the clock's (HALLE_NOW in tests), in the form every timestamp column uses. */
 static void stamp(char out[TS_LEN], long offset)
 {
-    time_t t = time(NULL) + offset;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || !strftime(out, TS_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(out, TS_LEN, "1970-01-01T00:00:00Z");
+    hl_clock_iso(hl_clock_now() + offset, out);
 }
 
 /* ---------------------------------------------------------------- queue */
@@ -316,7 +313,7 @@ static void put_date(buf *b)
     static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t t = time(NULL);
+    time_t t = (time_t)hl_clock_now();
     struct tm tm;
     char line[96];
     if (!gmtime_r(&t, &tm))
@@ -557,8 +554,8 @@ static size_t read_cb(char *dst, size_t size, size_t nitems, void *ud)
     return n;
 }
 
-/* Workers are single-threaded, so a flag is enough to call curl_global_init once per process
- * (it is never undone: the process keeps sending until it exits). */
+/* The jobs process is single-threaded, so a flag is enough to call curl_global_init once per
+ * process (it is never undone: the process keeps sending until it exits). */
 static int curl_ready(hl_err *err)
 {
     static int done;
@@ -570,27 +567,43 @@ static int curl_ready(hl_err *err)
     return HL_OK;
 }
 
-/* One SMTP transaction. Returns 1 when the server accepted the message, 0 with why[] filled
- * (CURL_ERROR_SIZE bytes) otherwise. */
-static int smtp_send(const sender *s, const char *to, const buf *msg, char *why)
-{
+/* One message on its way: everything libcurl points into lives here until it is done. */
+typedef struct transfer {
+    CURL *easy;
+    struct curl_slist *rcpt;
+    row r;
+    buf msg;
+    reader rd;
     char from_path[ADDR_MAX + 3], rcpt_path[ADDR_MAX + 3];
-    snprintf(from_path, sizeof from_path, "<%s>", s->addr);
-    snprintf(rcpt_path, sizeof rcpt_path, "<%s>", to);
-    why[0] = '\0';
+    char why[CURL_ERROR_SIZE];
+    struct transfer *next;
+} transfer;
 
-    CURL *c = curl_easy_init();
-    if (!c) {
-        snprintf(why, CURL_ERROR_SIZE, "curl_easy_init failed");
-        return 0;
-    }
-    struct curl_slist *rcpt = curl_slist_append(NULL, rcpt_path);
-    reader rd = {msg->p, msg->len, 0};
-    CURLcode rc = rcpt ? CURLE_OK : CURLE_OUT_OF_MEMORY;
+struct hl_mail_sender {
+    sender s;
+    CURLM *multi;
+    transfer *active;
+    int in_flight;
+    int sent, failed;
+    void (*on_sent)(void *ud, int64_t id, const char *to);
+    void *on_sent_ud;
+};
+
+/* Sets up one SMTP transaction on t->easy. Returns CURLE_OK or why it could not. */
+static CURLcode setup_easy(const sender *s, transfer *t)
+{
+    snprintf(t->from_path, sizeof t->from_path, "<%s>", s->addr);
+    snprintf(t->rcpt_path, sizeof t->rcpt_path, "<%s>", t->r.to);
+    t->rd = (reader){t->msg.p, t->msg.len, 0};
+    if (!(t->easy = curl_easy_init()) || !(t->rcpt = curl_slist_append(NULL, t->rcpt_path)))
+        return CURLE_OUT_OF_MEMORY;
+    CURL *c = t->easy;
+    CURLcode rc = CURLE_OK;
 #define SET(opt, val) \
     if (rc == CURLE_OK) \
     rc = curl_easy_setopt(c, opt, val)
-    SET(CURLOPT_ERRORBUFFER, why);
+    SET(CURLOPT_PRIVATE, t);
+    SET(CURLOPT_ERRORBUFFER, t->why);
     SET(CURLOPT_URL, s->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
     SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
@@ -600,24 +613,18 @@ static int smtp_send(const sender *s, const char *to, const buf *msg, char *why)
     SET(CURLOPT_NOSIGNAL, 1L); /* no SIGALRM for resolver timeouts in a server process */
     SET(CURLOPT_TIMEOUT, s->timeout);
     SET(CURLOPT_USE_SSL, s->use_ssl);
-    SET(CURLOPT_MAIL_FROM, from_path);
-    SET(CURLOPT_MAIL_RCPT, rcpt);
+    SET(CURLOPT_MAIL_FROM, t->from_path);
+    SET(CURLOPT_MAIL_RCPT, t->rcpt);
     SET(CURLOPT_UPLOAD, 1L);
     SET(CURLOPT_READFUNCTION, read_cb);
-    SET(CURLOPT_READDATA, &rd);
-    SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)msg->len);
+    SET(CURLOPT_READDATA, &t->rd);
+    SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->msg.len);
     if (s->user) {
         SET(CURLOPT_USERNAME, s->user);
         SET(CURLOPT_PASSWORD, s->pass ? s->pass : "");
     }
 #undef SET
-    if (rc == CURLE_OK)
-        rc = curl_easy_perform(c);
-    if (rc != CURLE_OK && !why[0])
-        snprintf(why, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
-    curl_slist_free_all(rcpt);
-    curl_easy_cleanup(c);
-    return rc == CURLE_OK;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- sending the queue */
@@ -646,15 +653,15 @@ static char *col_copy(hl_stmt *st, int col, size_t limit)
     return p;
 }
 
-/* The first due row after id `after`, copied so that no statement (hence no read
+/* The first due, unclaimed row after id `after`, copied so that no statement (hence no read
  * transaction) stays open while the message is sent. HL_DB_ROW, HL_DB_DONE or an error. */
 static int next_due(hl_db *db, const char *now, int64_t after, row *r, hl_err *err)
 {
     hl_stmt *st = hl_db_query(db, err,
                               "SELECT id, recipient, subject, body, attempts FROM hl_mail_queue "
                               "WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ? "
-                              "AND id > ? ORDER BY id LIMIT 1",
-                              "sI", now, after);
+                              "AND (lease_until IS NULL OR lease_until <= ?) AND id > ? ORDER BY id LIMIT 1",
+                              "ssI", now, now, after);
     if (!st)
         return err->code ? err->code : HL_ERR;
     int rc = hl_db_step(st, err);
@@ -671,6 +678,17 @@ static int next_due(hl_db *db, const char *now, int64_t after, row *r, hl_err *e
     return rc;
 }
 
+/* Takes the row for this process: 1 if claimed, 0 if another process got it first. */
+static int claim(hl_db *db, const row *r, const char *now, long lease_s, hl_err *err)
+{
+    char until[TS_LEN];
+    stamp(until, lease_s);
+    return hl_db_run(db, err,
+                     "UPDATE hl_mail_queue SET lease_until = ? WHERE id = ? AND sent_at IS NULL "
+                     "AND failed_at IS NULL AND (lease_until IS NULL OR lease_until <= ?)",
+                     "sIs", until, r->id, now);
+}
+
 enum { SENT, RETRY, GIVE_UP };
 
 static int record(hl_db *db, const row *r, int outcome, const char *why, hl_err *err)
@@ -679,7 +697,8 @@ static int record(hl_db *db, const row *r, int outcome, const char *why, hl_err 
     stamp(now, 0);
     if (outcome == SENT)
         return hl_db_run(db, err,
-                         "UPDATE hl_mail_queue SET sent_at = ?, last_error = NULL WHERE id = ?",
+                         "UPDATE hl_mail_queue SET sent_at = ?, last_error = NULL, lease_until = NULL "
+                         "WHERE id = ?",
                          "sI", now, r->id);
 
     int64_t attempts = r->attempts < 0               ? 1
@@ -687,19 +706,178 @@ static int record(hl_db *db, const row *r, int outcome, const char *why, hl_err 
                                                      : MAX_ATTEMPTS;
     if (attempts >= MAX_ATTEMPTS)
         outcome = GIVE_UP;
-    int64_t step = attempts < 1 ? 1 : attempts > MAX_ATTEMPTS - 1 ? MAX_ATTEMPTS - 1 : attempts;
-    stamp(next, backoff_s[step - 1]);
+    stamp(next, hl_clock_retry_delay(attempts));
     if (outcome == GIVE_UP)
-        hl_log(HL_LOG_WARN, "mail %lld given up after %lld attempts: %s", (long long)r->id,
-               (long long)attempts, why);
+        hl_log(HL_LOG_WARN, "mail %lld given up after %lld attempts (dead letter, see 'halle mail list'): %s",
+               (long long)r->id, (long long)attempts, why);
     else
         hl_log(HL_LOG_INFO, "mail %lld not sent (attempt %lld, retry at %s): %s",
                (long long)r->id, (long long)attempts, next, why);
     return hl_db_run(db, err,
                      "UPDATE hl_mail_queue SET attempts = ?, last_error = ?, next_attempt_at = ?, "
-                     "failed_at = ? WHERE id = ?",
+                     "failed_at = ?, lease_until = NULL WHERE id = ?",
                      "IsssI", attempts, why, next, outcome == GIVE_UP ? now : NULL, r->id);
 }
+
+static void transfer_free(transfer *t)
+{
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->rcpt);
+    free(t->msg.p);
+    row_free(&t->r);
+    free(t);
+}
+
+hl_mail_sender *hl_mail_sender_new(const hl_mail_config *cfg, hl_err *err)
+{
+    if (!cfg || !cfg->smtp_url || !cfg->smtp_url[0]) {
+        hl_err_set(err, HL_EINVAL, "mail: no smtp_url configured");
+        return NULL;
+    }
+    hl_mail_sender *m = calloc(1, sizeof *m);
+    if (!m) {
+        hl_err_set(err, HL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (parse_url(&m->s, cfg->smtp_url, err) != HL_OK || parse_from(&m->s, cfg->from, err) != HL_OK ||
+        curl_ready(err) != HL_OK) {
+        free(m);
+        return NULL;
+    }
+    m->s.timeout = cfg->timeout_s > 0 ? cfg->timeout_s : DEFAULT_TIMEOUT_S;
+    m->s.user = cfg->username && cfg->username[0] ? cfg->username : NULL;
+    m->s.pass = cfg->password;
+    m->on_sent = cfg->on_sent;
+    m->on_sent_ud = cfg->on_sent_ud;
+    if (!(m->multi = curl_multi_init())) {
+        free(m);
+        hl_err_set(err, HL_ENOMEM, "mail: curl_multi_init failed");
+        return NULL;
+    }
+    return m;
+}
+
+/* Messages still on their way are dropped: their rows keep their lease and are sent again
+ * once it has passed. */
+void hl_mail_sender_free(hl_mail_sender *m)
+{
+    if (!m)
+        return;
+    for (transfer *t = m->active, *next; t; t = next) {
+        next = t->next;
+        curl_multi_remove_handle(m->multi, t->easy);
+        transfer_free(t);
+    }
+    curl_multi_cleanup(m->multi);
+    free(m);
+}
+
+int hl_mail_sender_in_flight(const hl_mail_sender *m) { return m ? m->in_flight : 0; }
+
+int hl_mail_sender_start(hl_mail_sender *m, hl_db *db, int max, hl_err *err)
+{
+    if (!m || !db)
+        return hl_err_set(err, HL_EINVAL, "mail: NULL argument");
+    char now[TS_LEN];
+    stamp(now, 0);
+    int64_t last = 0;
+    int started = 0, rc;
+    while (started < max && m->in_flight < MAX_IN_FLIGHT) {
+        transfer *t = calloc(1, sizeof *t);
+        if (!t)
+            return hl_err_set(err, HL_ENOMEM, "out of memory");
+        if ((rc = next_due(db, now, last, &t->r, err)) != HL_DB_ROW) {
+            transfer_free(t);
+            return rc < 0 ? rc : started;
+        }
+        last = t->r.id;
+        if ((rc = claim(db, &t->r, now, m->s.timeout + LEASE_MARGIN_S, err)) <= 0) {
+            transfer_free(t);
+            if (rc < 0)
+                return rc;
+            continue; /* another process took it */
+        }
+        started++;
+        hl_err berr;
+        hl_err_clear(&berr);
+        rc = build_message(&m->s, &t->r, &t->msg, &berr);
+        if (rc == HL_EINVAL) { /* a row that can never be sent */
+            rc = record(db, &t->r, GIVE_UP, berr.msg, err);
+            m->failed++;
+            transfer_free(t);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (rc != HL_OK) { /* out of memory: the lease brings it back later */
+            transfer_free(t);
+            return hl_err_set(err, rc, "%s", berr.msg);
+        }
+        CURLcode cc = setup_easy(&m->s, t);
+        if (cc != CURLE_OK || curl_multi_add_handle(m->multi, t->easy) != CURLM_OK) {
+            rc = record(db, &t->r, RETRY, cc != CURLE_OK ? curl_easy_strerror(cc) : "curl_multi_add_handle failed",
+                        err);
+            m->failed++;
+            transfer_free(t);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        t->next = m->active;
+        m->active = t;
+        m->in_flight++;
+    }
+    return started;
+}
+
+int hl_mail_sender_poll(hl_mail_sender *m, hl_db *db, int timeout_ms, hl_err *err)
+{
+    if (!m || !db)
+        return hl_err_set(err, HL_EINVAL, "mail: NULL argument");
+    if (!m->in_flight)
+        return 0;
+    int running = 0;
+    if (curl_multi_perform(m->multi, &running) == CURLM_OK && running && timeout_ms > 0)
+        curl_multi_poll(m->multi, NULL, 0, timeout_ms, NULL);
+    curl_multi_perform(m->multi, &running);
+    CURLMsg *msg;
+    int left, rc = HL_OK;
+    while ((msg = curl_multi_info_read(m->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        transfer *t = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        CURLcode result = msg->data.result;
+        curl_multi_remove_handle(m->multi, msg->easy_handle);
+        if (!t)
+            continue;
+        for (transfer **pp = &m->active; *pp; pp = &(*pp)->next)
+            if (*pp == t) {
+                *pp = t->next;
+                break;
+            }
+        m->in_flight--;
+        if (result != CURLE_OK && !t->why[0])
+            snprintf(t->why, sizeof t->why, "%s", curl_easy_strerror(result));
+        /* A success that cannot be recorded is reported: the lease keeps the row from being
+         * taken again at once, and the operator sees the error in the log. */
+        int r = record(db, &t->r, result == CURLE_OK ? SENT : RETRY, t->why, err);
+        if (r < 0)
+            rc = r;
+        if (result == CURLE_OK) {
+            m->sent++;
+            if (m->on_sent)
+                m->on_sent(m->on_sent_ud, t->r.id, t->r.to);
+        } else {
+            m->failed++;
+        }
+        transfer_free(t);
+    }
+    return rc < 0 ? rc : m->in_flight;
+}
+
+int hl_mail_sender_sent(const hl_mail_sender *m) { return m ? m->sent : 0; }
 
 int hl_mail_send_due(hl_db *db, const hl_mail_config *cfg, int max, hl_err *err)
 {
@@ -711,55 +889,63 @@ int hl_mail_send_due(hl_db *db, const hl_mail_config *cfg, int max, hl_err *err)
         return hl_err_set(err, HL_EINVAL, "mail: NULL argument");
     if (!cfg->smtp_url || !cfg->smtp_url[0] || max <= 0)
         return 0;
+    hl_mail_sender *m = hl_mail_sender_new(cfg, err);
+    if (!m)
+        return err->code ? err->code : HL_ERR;
+    int rc = hl_mail_sender_start(m, db, max, err);
+    while (rc >= 0 && hl_mail_sender_in_flight(m) > 0)
+        rc = hl_mail_sender_poll(m, db, 1000, err);
+    int sent = m->sent;
+    hl_mail_sender_free(m);
+    return rc < 0 ? rc : sent;
+}
 
-    sender s;
-    memset(&s, 0, sizeof s);
+/* ---------------------------------------------------------------- for operators */
+
+json_t *hl_mail_list(hl_db *db, int all, hl_err *err)
+{
+    json_t *out = json_array();
+    hl_stmt *st = out ? hl_db_query(db, err,
+                                    "SELECT id, recipient, subject, created_at, next_attempt_at, attempts, sent_at, "
+                                    "failed_at, last_error FROM hl_mail_queue WHERE ? = 1 OR sent_at IS NULL "
+                                    "ORDER BY id DESC LIMIT 500",
+                                    "i", all ? 1 : 0)
+                      : NULL;
+    if (!st) {
+        json_decref(out);
+        if (err && !err->code)
+            hl_err_set(err, HL_ENOMEM, "out of memory");
+        return NULL;
+    }
     int rc;
-    if ((rc = parse_url(&s, cfg->smtp_url, err)) != HL_OK ||
-        (rc = parse_from(&s, cfg->from, err)) != HL_OK || (rc = curl_ready(err)) != HL_OK)
-        return rc;
-    s.timeout = cfg->timeout_s > 0 ? cfg->timeout_s : DEFAULT_TIMEOUT_S;
-    s.user = cfg->username && cfg->username[0] ? cfg->username : NULL;
-    s.pass = cfg->password;
+    while ((rc = hl_db_step(st, err)) == HL_DB_ROW) {
+        const char *state = hl_db_col_text(st, 6) ? "sent" : hl_db_col_text(st, 7) ? "dead" : "queued";
+        const char *e = hl_db_col_text(st, 8);
+#define T(i) (hl_db_col_text(st, i) ? hl_db_col_text(st, i) : "")
+        json_array_append_new(out, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "id",
+                                             (json_int_t)hl_db_col_int64(st, 0), "state", state, "to", T(1),
+                                             "subject", T(2), "created_at", T(3), "next_attempt_at", T(4),
+                                             "attempts", (json_int_t)hl_db_col_int64(st, 5), "last_error",
+                                             e ? json_string(e) : json_null()));
+#undef T
+    }
+    hl_db_done(st);
+    if (rc < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
 
+int hl_mail_retry(hl_db *db, int64_t id, hl_err *err)
+{
     char now[TS_LEN];
     stamp(now, 0);
-    int64_t last = 0;
-    int sent = 0;
-    for (int i = 0; i < max; i++) {
-        row r = {0};
-        if ((rc = next_due(db, now, last, &r, err)) != HL_DB_ROW) {
-            row_free(&r);
-            return rc < 0 ? rc : sent;
-        }
-        last = r.id;
-
-        buf msg = {0};
-        hl_err berr;
-        char why[CURL_ERROR_SIZE + sizeof berr.msg];
-        int outcome;
-        hl_err_clear(&berr);
-        rc = build_message(&s, &r, &msg, &berr);
-        if (rc == HL_OK) {
-            outcome = smtp_send(&s, r.to, &msg, why) ? SENT : RETRY;
-        } else if (rc == HL_EINVAL) {
-            outcome = GIVE_UP;
-            snprintf(why, sizeof why, "%s", berr.msg);
-        } else {
-            /* Out of memory: leave the row untouched for the next tick. */
-            free(msg.p);
-            row_free(&r);
-            return hl_err_set(err, rc, "%s", berr.msg);
-        }
-        free(msg.p);
-        /* A success that cannot be recorded stops the batch: carrying on could only send more
-         * mail that will be sent again. */
-        rc = record(db, &r, outcome, why, err);
-        row_free(&r);
-        if (rc < 0)
-            return rc;
-        if (outcome == SENT)
-            sent++;
-    }
-    return sent;
+    int rc = hl_db_run(db, err,
+                       "UPDATE hl_mail_queue SET failed_at = NULL, attempts = 0, next_attempt_at = ?, "
+                       "lease_until = NULL WHERE id = ? AND failed_at IS NOT NULL AND sent_at IS NULL",
+                       "sI", now, id);
+    if (rc == 0)
+        return hl_err_set(err, HL_ENOTFOUND, "no dead mail with id %lld (see 'halle mail list')", (long long)id);
+    return rc < 0 ? rc : HL_OK;
 }

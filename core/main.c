@@ -9,7 +9,10 @@
 
 #include "core/config.h"
 #include "core/http.h"
+#include "core/clock.h"
 #include "core/instance.h"
+#include "core/jobsproc.h"
+#include "core/mail.h"
 #include "core/log.h"
 #include "core/plugin.h"
 #include "core/accounts.h"
@@ -30,6 +33,8 @@ static const char *usage_main =
     "  plugin list|info|enable|disable|set [-c FILE] ...\n"
     "                                    manage plugins\n"
     "  user add|unlock [-c FILE] ...     manage accounts (first operator, unlocking)\n"
+    "  jobs list|run|tick [-c FILE] ...  scheduled and queued jobs\n"
+    "  mail list|retry [-c FILE] ...     the outgoing mail queue and its dead letters\n"
     "  help COMMAND                      describe a command\n"
     "\n"
     "Run 'halle COMMAND --help' for a command's options.\n";
@@ -82,6 +87,29 @@ static const char *usage_plugin =
     "  set NAME KEY VALUE        change a setting (checked against the plugin's schema)\n"
     "\n"
     "Running servers pick up changes on their next start or SIGHUP.\n"
+    "\n"
+    "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
+
+static const char *usage_jobs =
+    "usage: halle jobs [-c FILE] COMMAND [ARGS]\n"
+    "\n"
+    "  list          every job: schedule, next run, last run and its outcome, runs and\n"
+    "                failures, a run in progress (lease); then queued runs not done\n"
+    "                (pending, running, or dead after 5 failed attempts)\n"
+    "  run NAME      run the recurring job NAME now, whatever its schedule (refused while\n"
+    "                it runs elsewhere)\n"
+    "  tick          run once everything that is due, as the jobs process does every second\n"
+    "\n"
+    "Times are UTC. HALLE_NOW (epoch seconds or YYYY-MM-DDTHH:MM:SSZ) fixes the clock (tests).\n"
+    "\n"
+    "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
+
+static const char *usage_mail =
+    "usage: halle mail [-c FILE] COMMAND [ARGS]\n"
+    "\n"
+    "  list [--all]  messages not sent yet: queued (with the next try) and dead (given up\n"
+    "                after 5 failed attempts, with the last error); --all adds sent ones\n"
+    "  retry ID      put a dead message back in the queue, due now\n"
     "\n"
     "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
 
@@ -252,7 +280,7 @@ static int cmd_serve(int argc, char **argv)
         hl_config_free(cfg);
         return fail(&err);
     }
-    int rc = hl_http_serve(cfg, &err);
+    int rc = hl_http_serve(cfg, hl_jobsproc_main, &err);
     hl_log_close();
     hl_config_free(cfg);
     return rc == HL_OK ? 0 : fail(&err);
@@ -469,6 +497,155 @@ static int cmd_user(int argc, char **argv)
     return rc ? fail(&err) : 0;
 }
 
+/* -c FILE then a sub-command: what jobs and mail share. Returns the index of the
+ * sub-command in argv, or -1 after printing usage (*status set). */
+static int sub_command(int argc, char **argv, const char *usage, const char **path, int *all, int *status)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"all", no_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "c:ah", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': *path = optarg; break;
+        case 'a': *all = 1; break;
+        case 'h': fputs(usage, stdout); *status = 0; return -1;
+        default: *status = usage_error(usage, NULL, NULL); return -1;
+        }
+    }
+    if (optind >= argc) {
+        *status = usage_error(usage, "a command is needed", NULL);
+        return -1;
+    }
+    return optind;
+}
+
+static const char *or_dash(json_t *v)
+{
+    return json_is_string(v) ? json_string_value(v) : "-";
+}
+
+static int cmd_jobs(int argc, char **argv)
+{
+    const char *path = NULL;
+    int all = 0, status = 0;
+    int i = sub_command(argc, argv, usage_jobs, &path, &all, &status);
+    if (i < 0)
+        return status;
+    const char *sub = argv[i];
+    int nargs = argc - i - 1;
+    if (!((!strcmp(sub, "list") && nargs == 0) || (!strcmp(sub, "tick") && nargs == 0) ||
+          (!strcmp(sub, "run") && nargs == 1)))
+        return usage_error(usage_jobs, "unknown command or wrong arguments: 'jobs %s'", sub);
+    hl_err err;
+    hl_err_clear(&err);
+    hl_config *cfg = load_config(path, &err);
+    if (!cfg)
+        return fail(&err);
+    int rc = hl_http_migrate(cfg, NULL, NULL, &err);
+    hl_jobsproc *p = rc ? NULL : hl_jobsproc_open(cfg, 1, &err);
+    if (!p) {
+        hl_config_free(cfg);
+        return fail(&err);
+    }
+    if (!strcmp(sub, "run")) {
+        rc = hl_jobs_run_now(hl_jobsproc_jobs(p), hl_jobsproc_db(p), argv[i + 1], &err);
+        if (!rc)
+            printf("halle: job %s done\n", argv[i + 1]);
+    } else if (!strcmp(sub, "tick")) {
+        rc = hl_jobs_run_due(hl_jobsproc_jobs(p), hl_jobsproc_db(p), &err);
+        if (rc >= 0) {
+            printf("halle: %d run(s)\n", rc);
+            rc = HL_OK;
+        }
+    } else {
+        json_t *st = hl_jobs_status(hl_jobsproc_jobs(p), hl_jobsproc_db(p), &err);
+        char now[HL_CLOCK_ISO_LEN];
+        hl_clock_iso(hl_clock_now(), now);
+        rc = st ? HL_OK : HL_ERR;
+        size_t k;
+        json_t *j;
+        if (st)
+            printf("%-22s %-14s %-21s %-7s %5s %5s  %s\n", "JOB", "SCHEDULE", "NEXT RUN (UTC)", "LAST", "RUNS",
+                   "FAILS", "LAST ERROR / LEASE");
+        json_array_foreach(json_object_get(st, "jobs"), k, j) {
+            json_t *lease = json_object_get(j, "lease_until");
+            printf("%-22s %-14s %-21s %-7s %5lld %5lld  %s%s%s\n", or_dash(json_object_get(j, "name")),
+                   or_dash(json_object_get(j, "schedule")), or_dash(json_object_get(j, "next_run")),
+                   or_dash(json_object_get(j, "last_status")), json_integer_value(json_object_get(j, "runs")),
+                   json_integer_value(json_object_get(j, "failures")),
+                   json_is_string(lease) ? (strcmp(json_string_value(lease), now) > 0 ? "running, lease until "
+                                                                                 : "died? lease expired at ")
+                                         : "",
+                   json_is_string(lease) ? json_string_value(lease) : or_dash(json_object_get(j, "last_error")),
+                   json_is_true(json_object_get(j, "registered")) ? "" : " (not registered: plugin disabled?)");
+        }
+        if (json_array_size(json_object_get(st, "queue")))
+            printf("\n%-6s %-22s %-21s %-8s %4s  %s\n", "QUEUED", "JOB", "RUN AT (UTC)", "STATE", "TRIES",
+                   "LAST ERROR");
+        json_array_foreach(json_object_get(st, "queue"), k, j) {
+            printf("%-6lld %-22s %-21s %-8s %4lld  %s\n", json_integer_value(json_object_get(j, "id")),
+                   or_dash(json_object_get(j, "job")), or_dash(json_object_get(j, "run_at")),
+                   or_dash(json_object_get(j, "state")), json_integer_value(json_object_get(j, "attempts")),
+                   or_dash(json_object_get(j, "last_error")));
+        }
+        json_decref(st);
+    }
+    hl_jobsproc_close(p);
+    hl_config_free(cfg);
+    return rc ? fail(&err) : 0;
+}
+
+static int cmd_mail(int argc, char **argv)
+{
+    const char *path = NULL;
+    int all = 0, status = 0;
+    int i = sub_command(argc, argv, usage_mail, &path, &all, &status);
+    if (i < 0)
+        return status;
+    const char *sub = argv[i];
+    int nargs = argc - i - 1;
+    char *end = NULL;
+    long long id = nargs == 1 ? strtoll(argv[i + 1], &end, 10) : 0;
+    if (!((!strcmp(sub, "list") && nargs == 0) || (!strcmp(sub, "retry") && nargs == 1 && end && !*end && id > 0)))
+        return usage_error(usage_mail, "unknown command or wrong arguments: 'mail %s'", sub);
+    hl_err err;
+    hl_err_clear(&err);
+    hl_config *cfg = load_config(path, &err);
+    if (!cfg)
+        return fail(&err);
+    int rc = hl_http_migrate(cfg, NULL, NULL, &err);
+    hl_db *db = rc ? NULL : hl_db_open(cfg->db_path, 0, &err);
+    if (!db) {
+        hl_config_free(cfg);
+        return fail(&err);
+    }
+    if (!strcmp(sub, "retry")) {
+        rc = hl_mail_retry(db, (int64_t)id, &err);
+        if (!rc)
+            printf("halle: mail %lld queued again\n", id);
+    } else {
+        json_t *l = hl_mail_list(db, all, &err);
+        rc = l ? HL_OK : HL_ERR;
+        size_t k;
+        json_t *m;
+        if (!json_array_size(l) && l)
+            printf("no mail %s\n", all ? "at all" : "waiting (nothing queued, nothing dead)");
+        json_array_foreach(l, k, m) {
+            printf("%-6lld %-6s %2lld tries  next %s  to %s  \"%s\"%s%s\n", json_integer_value(json_object_get(m, "id")),
+                   or_dash(json_object_get(m, "state")), json_integer_value(json_object_get(m, "attempts")),
+                   or_dash(json_object_get(m, "next_attempt_at")), or_dash(json_object_get(m, "to")),
+                   or_dash(json_object_get(m, "subject")),
+                   json_is_string(json_object_get(m, "last_error")) ? "  error: " : "",
+                   json_is_string(json_object_get(m, "last_error")) ? json_string_value(json_object_get(m, "last_error")) : "");
+        }
+        json_decref(l);
+    }
+    hl_db_close(db);
+    hl_config_free(cfg);
+    return rc ? fail(&err) : 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
@@ -479,6 +656,8 @@ static const struct {
     {"migrate", cmd_migrate, &usage_migrate},
     {"plugin", cmd_plugin, &usage_plugin},
     {"user", cmd_user, &usage_user},
+    {"jobs", cmd_jobs, &usage_jobs},
+    {"mail", cmd_mail, &usage_mail},
 };
 
 int main(int argc, char **argv)

@@ -59,6 +59,11 @@ int hl_response_header(hl_request *req, const char *name, const char *value)
     return evhttp_add_header(P(req)->out_headers, name, value) == 0 ? HL_OK : HL_EINVAL;
 }
 
+const char *hl_response_header_value(hl_request *req, const char *name)
+{
+    return evhttp_find_header(P(req)->out_headers, name);
+}
+
 int hl_response_add_header(hl_request *req, const char *name, const char *value)
 {
     return evhttp_add_header(P(req)->out_headers, name, value) == 0 ? HL_OK : HL_EINVAL;

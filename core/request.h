@@ -68,6 +68,8 @@ const char *hl_request_param(hl_request *req, const char *name);
 /* Response side. Headers and body are buffered until the handler returns. */
 void hl_response_status(hl_request *req, int status);
 int hl_response_header(hl_request *req, const char *name, const char *value);
+/* The value of a response header set so far (the first of that name), or NULL. */
+const char *hl_response_header_value(hl_request *req, const char *name);
 /* Adds a header without replacing others of the same name (Set-Cookie). */
 int hl_response_add_header(hl_request *req, const char *name, const char *value);
 int hl_response_write(hl_request *req, const void *data, size_t len);

@@ -185,6 +185,21 @@ typedef struct halle_api {
     /* route with HALLE_ROUTE_* flags. */
     int (*route_flags)(halle_host *h, unsigned methods, const char *pattern, unsigned flags, halle_handler fn,
                        void *ud);
+    /* Registers a job, run by the jobs process (not by workers) under the name PLUGIN.name.
+     * schedule: "every N" (seconds), "daily HH:MM" (UTC) or "once" (runs what job_at queues,
+     * with its payload; recurring jobs get a NULL payload). fn returns HALLE_OK, or an error
+     * after logging why with api->log(h, HALLE_LOG_ERROR, ...): that message is recorded. A run is claimed with
+     * a lease, so it never runs twice at once, even across machines; a run that died is
+     * retried after its lease; queued runs that fail are retried with backoff, then kept as
+     * dead (halle jobs list). Call from init. */
+    int (*job)(halle_host *h, const char *name, const char *schedule,
+               int (*fn)(halle_host *h, const char *payload, void *ud), void *ud);
+    /* Queues one run of this plugin's once-job name at when (epoch seconds, 0 = now) with
+     * payload (text, may be NULL). Another plugin's jobs cannot be queued (use a hook).
+     * Returns the queue id (> 0) or an error. */
+    int64_t (*job_at)(halle_host *h, const char *name, int64_t when, const char *payload);
+    /* The time, in epoch seconds, that dates must use: the system clock, or HALLE_NOW in tests. */
+    int64_t (*now)(halle_host *h);
 } halle_api;
 
 typedef struct halle_plugin {

@@ -298,7 +298,7 @@ static int authorized(halle_request *r)
         return refuse(r, 0);
     /* Written at most once a minute per token: reads stay reads under load. */
     char cutoff[32], now[32];
-    time_t t = time(NULL);
+    time_t t = (time_t)mk_time();
     iso_time(t - 60, cutoff, sizeof cutoff);
     if (!*last || strcmp(last, cutoff) <= 0) {
         iso_time(t, now, sizeof now);

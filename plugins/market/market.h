@@ -36,7 +36,8 @@ int mk_parse_vat(const char *s);
 /* The page number (?page=, 1-based, capped) and the search text (?q=, trimmed, may be ""). */
 int mk_page(halle_request *r);
 const char *mk_query(halle_request *r);
-/* Current UTC time, ISO-8601, into buf (at least 21 bytes). */
+/* Business time: the core's clock (HALLE_NOW in tests), as epoch seconds and as ISO text. */
+int64_t mk_time(void);
 const char *mk_now(char *buf, size_t len);
 /* Renders a themed page or, on failure, an error page. Does not take the reference to ctx. */
 int mk_render(halle_request *r, const char *template_name, json_t *ctx);

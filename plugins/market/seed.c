@@ -492,7 +492,7 @@ static int cmd_seed_demo(halle_host *h, int argc, char **argv)
     }
     seed s;
     memset(&s, 0, sizeof s);
-    s.now = time(NULL);
+    s.now = mk_time();
     iso_at(s.now, s.stamp, sizeof s.stamp);
     if (mk_api->db_tx(h, seed_tx, &s) != HALLE_OK) {
         fprintf(stderr, "halle: seed-demo: nothing was created: %s\n", s.why[0] ? s.why : mk_api->last_error(h));

@@ -256,6 +256,17 @@ def child_pids(ppid):
     return sorted(out)
 
 
+def proc_comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid, encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+JOBS_COMM = "halle-jobs"  # the jobs process names itself so (core/http.c, spawn_jobs)
+
+
 def pid_alive(pid):
     st = proc_state(pid)
     return st is not None and st not in ("Z", "X")
@@ -353,7 +364,15 @@ class Server:
                            % (self.ready_timeout, last, self.stderr_text()[-2000:]))
 
     def worker_pids(self):
-        return child_pids(self.pid) if self.pid else []
+        """The master's children except the jobs process."""
+        kids = child_pids(self.pid) if self.pid else []
+        return [k for k in kids if proc_comm(k) != JOBS_COMM]
+
+    def jobs_pid(self):
+        """The jobs process's pid, or None."""
+        kids = child_pids(self.pid) if self.pid else []
+        jobs = [k for k in kids if proc_comm(k) == JOBS_COMM]
+        return jobs[0] if jobs else None
 
     def wait_exit(self, timeout):
         """Waits for the master to exit; returns its exit code or None on timeout."""
@@ -369,14 +388,14 @@ class Server:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            workers = set(self.worker_pids()) | self._known_workers
+            workers = set(child_pids(self.pid)) | self._known_workers
             try:
                 self.proc.send_signal(signal.SIGTERM)
             except ProcessLookupError:
                 pass
             if self.wait_exit(timeout) is None:
                 self.killed = True
-                workers |= set(self.worker_pids())
+                workers |= set(child_pids(self.pid))
                 self.proc.kill()
                 self.proc.wait()
                 for w in workers:

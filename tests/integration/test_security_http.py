@@ -120,6 +120,20 @@ def test_csrf_flag(t, inst, srv):
     t.eq(j.get("user"), False, "and it never sees the session's user, so a cross-site post gains nothing")
 
 
+def test_no_store(t, srv):
+    b = Browser(srv.port)
+    st, h, page = b.get("/")
+    t.ok(h.get("Cache-Control") != "no-store", "a visitor's home page may be cached", h.get("Cache-Control"))
+    b.submit("/login", "/login", {"email": "lise@example.org", "password": PASSWORD})
+    for path in ("/account", "/", "/admin", "/api-plugin/nothing"):
+        st, h, page = b.get(path)
+        t.eq(h.get("Cache-Control"), "no-store", "%s for a logged-in user: Cache-Control no-store (status %d)" % (path, st))
+    st, h, body = b.get("/static/halle.css")
+    t.ok(st == 200 and h.get("Cache-Control") != "no-store", "static files keep their own caching", h.get("Cache-Control"))
+    st, h, page = Browser(srv.port).get("/login")
+    t.eq(h.get("Cache-Control"), "no-store", "a page that sets a cookie (the visitor's CSRF token) is not cached")
+
+
 def main():
     t = Tap()
     inst = Instance()
@@ -133,6 +147,7 @@ def main():
         t.run(test_framing, srv)
         t.run(test_redirects, srv)
         t.run(test_csrf_flag, inst, srv)
+        t.run(test_no_store, srv)
     finally:
         srv.stop()
     t.done()

@@ -1,6 +1,8 @@
 # The master/worker process model of `halle serve` (2 workers): a worker killed with SIGKILL is
 # replaced; SIGTERM lets an in-flight request finish, then everything exits 0 and the port
-# closes; SIGHUP replaces every worker while the server keeps answering.
+# closes; SIGHUP replaces every worker while the server keeps answering; a worker stuck in one
+# request past request_hard_limit is killed and replaced while the other keeps serving; a stop
+# never waits past shutdown_timeout; a second serve of the same instance is refused.
 import json
 import os
 import signal
@@ -11,7 +13,11 @@ import time
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Instance, Server, Tap, pid_alive, wait_until  # noqa: E402
+from harness import Instance, Server, Tap, pid_alive, run, wait_until, SRC_DIR  # noqa: E402
+import http.client  # noqa: E402
+
+BUILD = os.environ.get("HALLE_BUILDDIR") or os.path.dirname(os.environ.get("HALLE_BIN", "/work/main/build/halle"))
+C_DIR = os.path.join(BUILD, "tests", "plugins", ".libs")
 
 SHUTDOWN_TIMEOUT = 5
 
@@ -145,7 +151,9 @@ def test_sigterm_in_flight(t):
 def test_sighup(t):
     with new_server(t) as srv:
         old = srv.worker_pids()
+        old_jobs = srv.jobs_pid()
         t.eq(len(old), 2, "SIGHUP: two workers before")
+        t.ok(old_jobs, "SIGHUP: a jobs process before")
 
         def replaced():
             p = srv.worker_pids()
@@ -158,6 +166,8 @@ def test_sighup(t):
         t.ok(new, "SIGHUP: two new worker pids replace the old ones",
              "before %r, now %r" % (old, srv.worker_pids()))
         t.ok(not any(pid_alive(p) for p in old), "SIGHUP: the old workers have exited")
+        t.ok(wait_until(lambda: srv.jobs_pid() not in (None, old_jobs) and not pid_alive(old_jobs), 5),
+             "SIGHUP: the jobs process is replaced too", "old %r, now %r" % (old_jobs, srv.jobs_pid()))
         t.ok(load.done > 20 and not load.failures,
              "SIGHUP: no request fails during the restart",
              "%d of %d requests failed, e.g. %r" % (len(load.failures), load.done, load.failures[:3]))
@@ -170,9 +180,124 @@ def test_sighup(t):
     t.eq(rc, 0, "SIGHUP: master exits 0 on SIGTERM afterwards")
 
 
+def spinning_instance(**conf):
+    """An instance with testc, whose /testc/spin never returns."""
+    inst = Instance()
+    inst.set(plugin_dirs=C_DIR, read_timeout=5, **conf)
+    r = run(["plugin", "-c", inst.conf, "enable", "testc"])
+    if r.returncode != 0:
+        raise RuntimeError("enable testc: %s" % r.stderr)
+    return inst
+
+
+def spin_in_background(srv):
+    def go():
+        try:
+            srv.get("/testc/spin", timeout=30)
+        except Exception:
+            pass  # the connection dies with the worker
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    return th
+
+
+def pid_of(conn):
+    conn.request("GET", "/api/status")
+    r = conn.getresponse()
+    return json.loads(r.read())["pid"]
+
+
+def test_stuck_worker(t):
+    inst = spinning_instance(request_hard_limit=2, shutdown_timeout=5)
+    with Server(inst, workers=2, tap=t) as srv:
+        old = srv.worker_pids()
+        # Keep-alive connections pin a worker each; find one on each worker.
+        conns = {}
+        for _ in range(40):
+            c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+            pid = pid_of(c)
+            if pid in conns:
+                c.close()
+            else:
+                conns[pid] = c
+            if len(conns) == 2:
+                break
+        t.eq(sorted(conns), sorted(old), "stuck: a keep-alive connection to each worker")
+        spin_in_background(srv)
+
+        def stuck():
+            for p in old:
+                with open("/proc/%d/stat" % p) as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "R":
+                        return p
+            return None
+        victim = wait_until(stuck, 5)
+        t.ok(victim, "stuck: one worker spins in /testc/spin")
+        other = [p for p in old if p != victim]
+        answered, slow = 0, 0
+        t0 = time.time()
+        while time.time() - t0 < 1.5 and other:
+            t1 = time.time()
+            try:
+                if pid_of(conns[other[0]]) == other[0]:
+                    answered += 1
+                slow = max(slow, time.time() - t1)
+            except OSError:
+                break
+            time.sleep(0.05)
+        t.ok(answered >= 10 and slow < 0.5, "stuck: the other worker keeps answering while one spins",
+             "%d answers, slowest %.3f s" % (answered, slow))
+
+        def replaced():
+            p = srv.worker_pids()
+            return p if len(p) == 2 and victim not in p else None
+        new = wait_until(replaced, 6)
+        t.ok(new, "stuck: the stuck worker is killed and replaced within the hard limit", repr(srv.worker_pids()))
+        t.ok(new and other[0] in new, "stuck: the other worker was left alone")
+        log = srv.log_text()
+        t.ok("(pid %d) stuck in one request for 2 s (request_hard_limit = 2); killing it" % victim in log
+             or "(pid %d) stuck in one request for 3 s (request_hard_limit = 2); killing it" % victim in log,
+             "stuck: the master logs why it killed the worker", log[-1500:])
+        t.ok(srv.health(5), "stuck: the server answers afterwards")
+        for c in conns.values():
+            c.close()
+        rc = srv.stop()
+    t.eq(rc, 0, "stuck: master exits 0 on SIGTERM afterwards")
+
+
+def test_stop_bounded(t):
+    inst = spinning_instance(request_hard_limit=60, shutdown_timeout=2)
+    srv = Server(inst, workers=2, tap=t)
+    with srv:
+        spin_in_background(srv)
+        time.sleep(0.5)
+        t_sig = time.time()
+        os.kill(srv.pid, signal.SIGTERM)
+        rc = srv.wait_exit(10)
+        took = time.time() - t_sig
+        t.ok(rc is not None and took < 2.6, "a stop with a request stuck ends within shutdown_timeout (2 s)",
+             "took %.2f s" % took)
+        t.ok("did not stop in time; killing it" in srv.log_text(), "the master says it killed the stuck worker")
+
+
+def test_second_instance(t):
+    inst = Instance()
+    with Server(inst, workers=1, tap=t) as srv:
+        r = run(["serve", "-c", inst.conf, "--listen", "127.0.0.1:%d" % srv.port, "--workers", "1"], timeout=10)
+        t.eq(r.returncode, 1, "a second serve of the same instance exits 1")
+        t.ok("already being served (halle serve, pid %d" % srv.pid in r.stderr,
+             "it says another serve (with its pid) holds the instance", r.stderr)
+        t.ok(srv.health(5), "the first server is unaffected")
+        rc = srv.stop()
+    t.eq(rc, 0, "the first server stops normally")
+    with Server(inst, workers=1, tap=t) as again:
+        t.ok(again.health(5), "once it has stopped, the instance can be served again")
+
+
 def main():
     t = Tap()
-    for fn in (test_kill9, test_sigterm_in_flight, test_sighup):
+    for fn in (test_kill9, test_sigterm_in_flight, test_sighup, test_stuck_worker, test_stop_bounded,
+               test_second_instance):
         t.run(fn)
     t.done()
 

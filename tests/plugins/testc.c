@@ -3,7 +3,10 @@
  * callbacks ran (header X-Hook-Trace), to test priorities across languages. */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "include/halle/plugin.h"
 
@@ -60,6 +63,63 @@ static int cmd_hello(halle_host *h, int argc, char **argv)
     return 0;
 }
 
+/* A handler stuck for good (a plugin bug): the master must kill and replace its worker. */
+static int spin(halle_request *r, void *ud)
+{
+    (void)r;
+    (void)ud;
+    volatile unsigned long n = 0;
+    for (;;)
+        n++;
+    return HALLE_OK;
+}
+
+/* API version 8: jobs. testc.slow records each run (with the clock's time and the pid) in
+ * testc_runs, then sleeps $TESTC_JOB_SLEEP_MS, so tests can run two at once or kill one
+ * mid-run. testc.echo is a once-job recording its payload; the payload "fail" fails. */
+static int record_run(halle_host *h, const char *what)
+{
+    if (api->db_run(h, "CREATE TABLE IF NOT EXISTS testc_runs (what TEXT, at INTEGER, pid INTEGER)", "") < 0)
+        return HALLE_ERROR;
+    return api->db_run(h, "INSERT INTO testc_runs (what, at, pid) VALUES (?, ?, ?)", "sIi", what, api->now(h),
+                       (int)getpid()) < 0 ? HALLE_ERROR : HALLE_OK;
+}
+
+static int job_slow(halle_host *h, const char *payload, void *ud)
+{
+    (void)payload;
+    (void)ud;
+    if (record_run(h, "slow") != HALLE_OK)
+        return HALLE_ERROR;
+    const char *ms = getenv("TESTC_JOB_SLEEP_MS");
+    long n = ms ? atol(ms) : 0;
+    struct timespec ts = {n / 1000, (n % 1000) * 1000000};
+    if (n > 0)
+        nanosleep(&ts, NULL);
+    return HALLE_OK;
+}
+
+static int job_echo(halle_host *h, const char *payload, void *ud)
+{
+    (void)ud;
+    if (payload && !strcmp(payload, "fail")) {
+        api->log(h, HALLE_LOG_ERROR, "echo refuses the payload 'fail'");
+        return HALLE_ERROR;
+    }
+    return record_run(h, payload ? payload : "(null)");
+}
+
+/* GET /testc/later/TEXT queues testc.echo with TEXT, as a request would queue work. */
+static int later(halle_request *r, void *ud)
+{
+    halle_host *h = ud;
+    int64_t id = api->job_at(h, "echo", 0, api->req_route_param(r, "text"));
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "queued %lld", (long long)id);
+    api->resp_header(r, "Content-Type", "text/plain; charset=utf-8");
+    return api->resp_write(r, buf, (size_t)n);
+}
+
 static int refuse(void *ud, halle_hook_call *c)
 {
     (void)ud;
@@ -93,6 +153,12 @@ static int init(halle_host *h, const halle_api *a)
     self = h;
     if (a->api_version >= 6 && (a->declare_hook(h, "testc.event", HALLE_HOOK_FILTER) != HALLE_OK ||
                                 a->route(h, HALLE_GET, "/testc/event", event, NULL) != HALLE_OK))
+        return HALLE_ERROR;
+    if (a->api_version >= 8 &&
+        (a->route(h, HALLE_GET, "/testc/spin", spin, NULL) != HALLE_OK ||
+         a->route(h, HALLE_GET, "/testc/later/(?<text>[a-z0-9]+)", later, h) != HALLE_OK ||
+         a->job(h, "slow", "every 3600", job_slow, NULL) != HALLE_OK ||
+         a->job(h, "echo", "once", job_echo, NULL) != HALLE_OK))
         return HALLE_ERROR;
     if (a->hook(h, "request.before", 10, refuse, NULL) != HALLE_OK)
         return HALLE_ERROR;
