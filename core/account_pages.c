@@ -829,6 +829,7 @@ static int plugins_page(hl_request *req, const char *ok, const char *error)
     hl_err err;
     if (hl_plugin_discover(req->cfg, req->db, &l, &err) != HL_OK)
         return hl_response_error(req, 500, err.msg);
+    json_t *suspensions = hl_plugin_suspensions(req->db);
     hl_page_begin(req, T(req, "Extensions"));
     hl_response_printf(req, "<h1>%s</h1>\n<p><a href=\"/admin\">%s</a></p>\n", T(req, "Extensions"),
                        T(req, "Administration"));
@@ -848,6 +849,12 @@ static int plugins_page(hl_request *req, const char *ok, const char *error)
         hl_response_puts(req, "</p>\n");
         if (p->error)
             hl_page_notice(req, "error", p->error);
+        json_t *susp = p->enabled ? json_object_get(suspensions, p->name) : NULL;
+        if (susp) {
+            const char *reason = json_string_value(json_object_get(json_array_get(susp, 0), "reason"));
+            hl_page_notice(req, "error", hl_arena_printf(req->arena, T(req, "Suspendue dans %zu processus après des erreurs répétées : %s. Corrigez-la puis redémarrez (kill -HUP)."),
+                                                         json_array_size(susp), reason ? reason : ""));
+        }
         hl_response_printf(req, "<p>%s", T(req, "Permissions : "));
         if (p->kind == HL_PLUGIN_C) {
             hl_response_puts(req, T(req, "code natif, accès complet à l'instance."));
@@ -880,6 +887,7 @@ static int plugins_page(hl_request *req, const char *ok, const char *error)
     if (!l.count)
         hl_response_printf(req, "<p>%s</p>\n", T(req, "Aucune extension trouvée."));
     hl_plugin_list_free(&l);
+    json_decref(suspensions);
     return hl_page_end(req);
 }
 

@@ -43,6 +43,7 @@ static const key_def keys[] = {
     {"read_timeout", K_INT, OFF(read_timeout), 1, 3600},
     {"shutdown_timeout", K_INT, OFF(shutdown_timeout), 0, 3600},
     {"request_hard_limit", K_INT, OFF(request_hard_limit), 1, 86400},
+    {"hook_failure_limit", K_INT, OFF(hook_failure_limit), 0, 1000000},
     {"dev_mode", K_BOOL, OFF(dev_mode), 0, 0},
     {"plugin_dirs", K_STR, OFF(plugin_dirs), 0, 0},
     {"smtp_url", K_STR, OFF(smtp_url), 0, 0},
@@ -222,6 +223,7 @@ hl_config *hl_config_new(const char *dir, hl_err *err)
     c->read_timeout = 30;
     c->shutdown_timeout = 20;
     c->request_hard_limit = 30;
+    c->hook_failure_limit = 5;
     c->smtp_url = xstrdup("");
     c->mail_from = xstrdup("halle <noreply@localhost>");
     c->mail_interval = 5;
@@ -400,7 +402,9 @@ int hl_config_write_default(const char *path, const char *site_name, hl_err *err
             "read_timeout = 30\n"
             "shutdown_timeout = 20\n"
             "# a worker stuck in one request this many seconds is killed and replaced\n"
-            "request_hard_limit = 30\n",
+            "request_hard_limit = 30\n"
+            "# a plugin whose hook callbacks fail this many times in a row is suspended (0 = never)\n"
+            "hook_failure_limit = 5\n",
             site_name);
     if (fclose(f) != 0)
         return hl_err_set(err, HL_EIO, "%s: write failed: %s", path, strerror(errno));

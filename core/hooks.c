@@ -24,7 +24,16 @@ typedef struct callback {
     void *ud;
     void (*ud_free)(void *);
     char *owner;
+    size_t oi;         /* the owner's index in hl_hooks.owners */
 } callback;
+
+/* A plugin (or the core) owning callbacks: its run of consecutive failures, and whether it has
+ * been suspended in this process because of them. */
+typedef struct owner_state {
+    char *name;
+    int fails;
+    int suspended;
+} owner_state;
 
 typedef struct hook {
     char name[NAME_MAX_LEN + 1];
@@ -41,6 +50,11 @@ struct hl_hooks {
     unsigned long seq;
     int frozen;
     int running;     /* dispatch depth: the arrays must not move under a running loop */
+    owner_state *owners; /* grows at registration only, so callbacks keep their index */
+    size_t nowners;
+    int fail_limit;      /* consecutive failures before an owner is suspended (0 = never) */
+    void (*on_suspend)(void *ud, const char *owner, const char *why);
+    void *suspend_ud;
 };
 
 /* Length of a valid hook name, or 0. Reads at most NAME_MAX_LEN + 1 bytes. */
@@ -155,6 +169,9 @@ void hl_hooks_free(hl_hooks *h)
         }
         free(k->cbs);
     }
+    for (i = 0; i < h->nowners; i++)
+        free(h->owners[i].name);
+    free(h->owners);
     free(h->hooks);
     free(h->slots);
     free(h);
@@ -257,6 +274,18 @@ static int add_callback(hl_hooks *h, const char *name, int priority, hl_hook_fn 
     cb.fn = fn;
     cb.ud = ud;
     cb.ud_free = ud_free;
+    for (cb.oi = 0; cb.oi < h->nowners && strcmp(h->owners[cb.oi].name, owner); cb.oi++)
+        ;
+    if (cb.oi == h->nowners) {
+        owner_state *o = realloc(h->owners, (h->nowners + 1) * sizeof *o);
+        if (!o)
+            return hl_err_set(err, HL_ENOMEM, "hook %s: out of memory", name);
+        h->owners = o;
+        memset(&o[h->nowners], 0, sizeof *o);
+        if (!(o[h->nowners].name = strdup(owner)))
+            return hl_err_set(err, HL_ENOMEM, "hook %s: out of memory", name);
+        h->nowners++;
+    }
     cb.owner = strdup(owner);
     if (!cb.owner)
         return hl_err_set(err, HL_ENOMEM, "hook %s: out of memory", name);
@@ -330,6 +359,41 @@ size_t hl_hooks_count(const hl_hooks *h, int id)
     return k ? k->n : 0;
 }
 
+void hl_hooks_set_failure_limit(hl_hooks *h, int limit,
+                                void (*on_suspend)(void *ud, const char *owner, const char *why), void *ud)
+{
+    if (!h)
+        return;
+    h->fail_limit = limit > 0 ? limit : 0;
+    h->on_suspend = on_suspend;
+    h->suspend_ud = ud;
+}
+
+int hl_hooks_suspended(const hl_hooks *h, const char *owner)
+{
+    for (size_t i = 0; h && owner && i < h->nowners; i++)
+        if (!strcmp(h->owners[i].name, owner))
+            return h->owners[i].suspended;
+    return 0;
+}
+
+/* A failed callback: logged; after fail_limit failures in a row its owner is suspended. */
+static void failed_callback(hl_hooks *h, const hook *k, const callback *cb, const char *why)
+{
+    owner_state *o = &h->owners[cb->oi];
+    hl_log(HL_LOG_ERROR, "hook %s: callback of %s failed (skipped): %s", k->name, cb->owner, why);
+    if (o->suspended || !h->fail_limit || ++o->fails < h->fail_limit)
+        return;
+    o->suspended = 1;
+    hl_log(HL_LOG_ERROR, "plugin %s suspended in this process after %d failures in a row (last: hook %s: %s)",
+           cb->owner, o->fails, k->name, why);
+    if (h->on_suspend) {
+        char reason[600];
+        snprintf(reason, sizeof reason, "%d failures in a row; last: hook %s: %s", o->fails, k->name, why);
+        h->on_suspend(h->suspend_ud, cb->owner, reason);
+    }
+}
+
 int hl_hooks_run_action(hl_hooks *h, int id, json_t *data, void *ctx)
 {
     hook *k = get(h, id);
@@ -353,6 +417,8 @@ int hl_hooks_run_action(hl_hooks *h, int id, json_t *data, void *ctx)
         callback *cb = &k->cbs[i];
         hl_hook_call call;
         int rc;
+        if (h->owners[cb->oi].suspended)
+            continue;
         call.hook = k->name;
         call.value = data; /* each callback gets the event as it was, whatever the last did */
         call.ctx = ctx;
@@ -363,16 +429,15 @@ int hl_hooks_run_action(hl_hooks *h, int id, json_t *data, void *ctx)
         /* HL_HOOK_STOP (or any positive code) counts as success: an action tells plugins that
          * something has already happened, so there is nothing left to refuse, and one plugin
          * must not keep the others from hearing about it. */
-        if (rc >= 0)
+        if (rc >= 0) {
+            h->owners[cb->oi].fails = 0;
             continue;
+        }
         call.stop.message[sizeof call.stop.message - 1] = '\0';
         failed++;
-        if (call.stop.message[0])
-            hl_log(HL_LOG_ERROR, "hook %s: callback of %s failed: %s", k->name, cb->owner,
-                   call.stop.message);
-        else
-            hl_log(HL_LOG_ERROR, "hook %s: callback of %s failed: error %d", k->name, cb->owner,
-                   rc);
+        char why[64];
+        snprintf(why, sizeof why, "error %d", rc);
+        failed_callback(h, k, cb, call.stop.message[0] ? call.stop.message : why);
     }
     h->running--;
     return failed;
@@ -422,29 +487,32 @@ int hl_hooks_run_filter(hl_hooks *h, int id, json_t **value, void *ctx, hl_hook_
     h->running++;
     for (i = 0; i < k->n; i++) {
         callback *cb = &k->cbs[i];
-        const char *why;
+        if (h->owners[cb->oi].suspended)
+            continue;
         call.owner = cb->owner;
+        call.stop.status = 0;
+        call.stop.message[0] = '\0';
         rc = cb->fn(cb->ud, &call);
         if (value)
             *value = call.value;
         call.stop.message[sizeof call.stop.message - 1] = '\0'; /* in case a callback filled it */
-        if (rc == HL_HOOK_CONTINUE)
+        if (rc == HL_HOOK_CONTINUE) {
+            h->owners[cb->oi].fails = 0;
             continue;
+        }
         if (rc == HL_HOOK_STOP) {
+            h->owners[cb->oi].fails = 0;
             *stop = call.stop;
             if (stop->status && !status_ok(stop->status))
                 stop->status = 500;
             break;
         }
-        why = call.stop.message[0] ? call.stop.message : "failed";
-        if (rc > 0) {
-            rc = HL_EINVAL;
-            why = "callback returned an unknown code";
-        }
-        stop->status = status_ok(call.stop.status) ? call.stop.status : 500;
-        if (snprintf(stop->message, sizeof stop->message, "%s: %s", cb->owner, why) < 0)
-            stop->message[0] = '\0';
-        break;
+        /* A callback that fails (an error, a limit hit, an unknown code) is skipped for this
+         * run: the chain goes on with the value it had, so one broken plugin cannot take
+         * every page down with it. */
+        failed_callback(h, k, cb, rc > 0 ? "callback returned an unknown code"
+                                  : call.stop.message[0] ? call.stop.message : "failed");
+        rc = HL_HOOK_CONTINUE;
     }
     h->running--;
     if (!value)

@@ -73,12 +73,21 @@ size_t hl_hooks_count(const hl_hooks *h, int id); /* callbacks registered on the
 int hl_hooks_run_action(hl_hooks *h, int id, json_t *data, void *ctx);
 
 /* Runs a filter over *value (which callbacks may replace; the caller owns the final
- * reference). Returns HL_HOOK_CONTINUE when every callback passed, HL_HOOK_STOP when one
- * stopped the chain (stop filled), or a negative error when one failed (the chain stops;
- * stop->message says which owner and why). */
+ * reference). Returns HL_HOOK_CONTINUE when the chain ran through, HL_HOOK_STOP when a callback
+ * stopped it (stop filled), or a negative error when the hook cannot run (unknown id, not a
+ * filter). A callback that fails is logged and skipped (see hl_hooks_set_failure_limit). */
 int hl_hooks_run_filter(hl_hooks *h, int id, json_t **value, void *ctx, hl_hook_stop *stop);
 
 /* Calls fn for each declared hook (for docs and `halle hooks`). */
+/* Failures: a callback that fails is logged and skipped for that run (filters go on with the
+ * value they had). After `limit` failures in a row of callbacks of one owner (a plugin), that
+ * owner is suspended in this process: its callbacks are skipped from then on, and on_suspend
+ * (may be NULL) is told, so that the worker can record it for the operator. 0 = never. */
+void hl_hooks_set_failure_limit(hl_hooks *h, int limit,
+                                void (*on_suspend)(void *ud, const char *owner, const char *why), void *ud);
+/* Is this owner suspended in this process? */
+int hl_hooks_suspended(const hl_hooks *h, const char *owner);
+
 void hl_hooks_each(const hl_hooks *h, void (*fn)(void *ud, const char *name, hl_hook_kind kind, size_t n),
                    void *ud);
 

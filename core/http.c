@@ -648,6 +648,13 @@ static int load_i18n(const hl_config *cfg, hl_i18n **out, hl_err *err)
     return hl_i18n_load(out, dir, err);
 }
 
+/* hooks.c suspended a plugin in this process: the operator sees it in `halle plugin list`. */
+static void record_suspension(void *ud, const char *owner, const char *why)
+{
+    hl_worker *w = ud;
+    hl_plugin_record_suspension(w->db, owner, w->id, why);
+}
+
 static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
 {
     hl_worker w;
@@ -673,6 +680,8 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
         rc = hl_err_set(err, HL_ENOMEM, "out of memory");
         goto out;
     }
+    hl_plugin_clear_suspensions(w.db, id);
+    hl_hooks_set_failure_limit(w.hooks, cfg->hook_failure_limit, record_suspension, &w);
     if ((rc = hl_host_declare_core_hooks(w.hooks, err)) != HL_OK ||
         (rc = hl_host_load_all(&w, &w.hosts, &w.nhosts, err)) != HL_OK)
         goto out;
@@ -752,6 +761,7 @@ hl_worker *hl_worker_cli_new(const hl_config *cfg, hl_err *err)
         load_i18n(cfg, &w->i18n, err) != HL_OK)
         goto fail;
     hl_themes_set_i18n(w->themes, w->i18n);
+    hl_hooks_set_failure_limit(w->hooks, cfg->hook_failure_limit, record_suspension, w);
     return w;
 fail:
     worker_free(w);

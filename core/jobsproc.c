@@ -17,6 +17,7 @@
 #include "core/host.h"
 #include "core/http.h"
 #include "core/log.h"
+#include "core/plugin.h"
 #include "core/mail.h"
 
 #define MAIL_BATCH 100
@@ -122,6 +123,7 @@ hl_jobsproc *hl_jobsproc_open(const hl_config *cfg, int wait_mail, hl_err *err)
         hl_jobsproc_close(p);
         return NULL;
     }
+    hl_plugin_clear_suspensions(hl_worker_db(p->w), -1);
     hl_hooks_freeze(hl_worker_hooks(p->w));
     if (add_core_jobs(p, err) != HL_OK) {
         hl_jobsproc_close(p);

@@ -347,6 +347,9 @@ static int route_handler(hl_request *r, void *ud)
 {
     lua_cb *cb = ud;
     halle_host *h = cb->host;
+    /* Suspended after repeated failures (core/hooks.c): its pages are off until a restart. */
+    if (hl_hooks_suspended(hl_worker_hooks(h->worker), h->name))
+        return hl_response_error(r, 503, NULL);
     lua_State *L = hl_lua_state(h->lua);
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, cb->ref);

@@ -423,12 +423,28 @@ static int cmd_plugin(int argc, char **argv)
         if (!rc && !strcmp(sub, "list")) {
             if (!l.count)
                 printf("no plugins found (see plugin_dirs in docs/operators.md)\n");
+            json_t *susp = hl_plugin_suspensions(db);
             for (size_t i = 0; i < l.count; i++) {
                 const hl_plugin_info *p = &l.items[i];
+                json_t *s = p->enabled && !p->error ? json_object_get(susp, p->name) : NULL;
                 printf("%-20s %-4s %-10s %-9s %s\n", p->name, p->kind == HL_PLUGIN_C ? "C" : "Lua",
-                       p->version ? p->version : "?", p->error ? "REFUSED" : p->enabled ? "enabled" : "disabled",
+                       p->version ? p->version : "?",
+                       p->error ? "REFUSED" : s ? "SUSPENDED" : p->enabled ? "enabled" : "disabled",
                        p->error ? p->error : (p->description ? p->description : ""));
+                size_t j;
+                json_t *e;
+                json_array_foreach(s, j, e) {
+                    json_int_t wk = json_integer_value(json_object_get(e, "worker"));
+                    char who[32];
+                    if (wk < 0)
+                        snprintf(who, sizeof who, "the jobs process");
+                    else
+                        snprintf(who, sizeof who, "worker %lld", (long long)wk);
+                    printf("%-20s   suspended in %s since %s: %s (a restart, kill -HUP, resumes it)\n", "", who,
+                           json_string_value(json_object_get(e, "since")), json_string_value(json_object_get(e, "reason")));
+                }
             }
+            json_decref(susp);
         } else if (!rc) {
             const hl_plugin_info *p = hl_plugin_find(&l, name);
             if (!p)

@@ -21,6 +21,7 @@
 #include <lua.h>
 
 #include "core/http.h"
+#include "core/clock.h"
 #include "core/file.h"
 #include "core/log.h"
 #include "include/halle/plugin.h"
@@ -780,5 +781,50 @@ json_t *hl_plugin_permissions(const hl_plugin_list *all, const hl_plugin_info *p
                             "refused", refused);
     free(own);
     hl_plugin_policy_free(&pol);
+    return out;
+}
+
+void hl_plugin_record_suspension(hl_db *db, const char *plugin, int worker, const char *reason)
+{
+    char now[32];
+    time_t t = (time_t)hl_clock_now();
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    hl_err err;
+    hl_err_clear(&err);
+    if (hl_db_run(db, &err,
+                  "INSERT INTO hl_plugin_suspensions (plugin, worker, reason, suspended_at) VALUES (?, ?, ?, ?) "
+                  "ON CONFLICT (plugin, worker) DO UPDATE SET reason = excluded.reason, suspended_at = excluded.suspended_at",
+                  "sIss", plugin, (int64_t)worker, reason, now) < 0)
+        hl_log(HL_LOG_ERROR, "cannot record the suspension of plugin %s: %s", plugin, err.msg);
+}
+
+void hl_plugin_clear_suspensions(hl_db *db, int worker)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    if (hl_db_run(db, &err, "DELETE FROM hl_plugin_suspensions WHERE worker = ?", "I", (int64_t)worker) < 0)
+        hl_log(HL_LOG_WARN, "cannot clear plugin suspensions: %s", err.msg);
+}
+
+json_t *hl_plugin_suspensions(hl_db *db)
+{
+    json_t *out = json_object();
+    hl_err err;
+    hl_err_clear(&err);
+    hl_stmt *st = hl_db_query(db, &err, "SELECT plugin, worker, reason, suspended_at FROM hl_plugin_suspensions "
+                                        "ORDER BY plugin, worker", NULL);
+    while (st && out && hl_db_step(st, &err) == HL_DB_ROW) {
+        const char *name = hl_db_col_text(st, 0);
+        json_t *list = json_object_get(out, name);
+        if (!list) {
+            list = json_array();
+            json_object_set_new(out, name, list);
+        }
+        json_array_append_new(list, json_pack("{s:I, s:s, s:s}", "worker", (json_int_t)hl_db_col_int64(st, 1), "reason",
+                                              hl_db_col_text(st, 2), "since", hl_db_col_text(st, 3)));
+    }
+    hl_db_done(st);
     return out;
 }

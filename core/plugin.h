@@ -63,6 +63,14 @@ void hl_plugin_policy_free(hl_db_policy *pol);
  * NULL when out of memory. */
 json_t *hl_plugin_permissions(const hl_plugin_list *all, const hl_plugin_info *p);
 
+/* Suspensions (core/hooks.c suspends a plugin whose callbacks keep failing): recorded per
+ * process slot (worker number, -1 for the jobs process) for the operator to see; cleared for a
+ * slot when its process starts again. hl_plugin_suspensions returns {plugin: [{worker, reason,
+ * since}]} (new reference, {} when none or on error). */
+void hl_plugin_record_suspension(hl_db *db, const char *plugin, int worker, const char *reason);
+void hl_plugin_clear_suspensions(hl_db *db, int worker);
+json_t *hl_plugin_suspensions(hl_db *db);
+
 /* Group-level plugins: a scope ("group:12") turns an instance-enabled, group_level plugin on
  * or off for itself. */
 int hl_plugin_scope_set(const hl_config *cfg, hl_db *db, const char *plugin, const char *scope, int enabled,

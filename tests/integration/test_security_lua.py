@@ -186,6 +186,49 @@ def test_sql_limits(t, inst, extra):
         srv.stop()
 
 
+BROKEN_HOOK = {
+    "plugin.json": '{"name": "luabadhook", "version": "1.0.0", "description": "a request.before hook that always fails"}',
+    "main.lua": """
+halle.hook("request.before", function(value, req) error("broken on purpose") end)
+halle.hook("ui.navigation", function(value, req) while true do end end)
+halle.route("GET", "/luabadhook/page", function(req) return "still here" end)
+""",
+}
+
+
+def test_broken_hooks(t, inst, extra):
+    write_plugin(extra, "luabadhook", BROKEN_HOOK)
+    r = run(["plugin", "-c", inst.conf, "enable", "luabadhook"])
+    t.eq(r.returncode, 0, "a plugin with a broken request.before hook is enabled")
+    text = inst.read_conf()
+    inst.write_conf(text + "\nhook_failure_limit = 3\n")
+    srv = Server(inst, workers=1, tap=t).start()
+    try:
+        st, h, body = srv.get("/luabadhook/page")
+        t.ok(st == 200 and body == b"still here", "a failing request.before hook is skipped: the page is served", (st, body[:200]))
+        for i in range(3):
+            st, h, body = srv.get("/health")
+            t.eq(st, 200, "the site keeps answering despite the broken hook (%d)" % i)
+        log = srv.log_text()
+        t.ok("hook request.before: callback of luabadhook failed (skipped)" in log and "broken on purpose" in log,
+             "each failure is logged, naming the plugin and the error", log[-1500:])
+        t.ok("plugin luabadhook suspended in this process after 3 failures in a row" in log,
+             "after 3 failures in a row the plugin is suspended", log[-1500:])
+        st, h, body = srv.get("/luabadhook/page")
+        t.eq(st, 503, "a suspended plugin's pages answer 503")
+        st, h, body = srv.get("/")
+        t.eq(st, 200, "the rest of the site is served")
+        r = run(["plugin", "-c", inst.conf, "list"])
+        line = [l for l in r.stdout.splitlines() if l.startswith("luabadhook")]
+        t.ok(line and "SUSPENDED" in line[0], "halle plugin list shows it suspended", r.stdout)
+        t.ok("suspended in worker 0 since" in r.stdout and "broken on purpose" in r.stdout,
+             "with the process, the time and the last error", r.stdout)
+    finally:
+        srv.stop()
+    inst.write_conf(text)
+    run(["plugin", "-c", inst.conf, "disable", "luabadhook"])
+
+
 def main():
     t = Tap()
     inst = Instance()
@@ -203,6 +246,7 @@ def main():
         srv.stop()
     t.run(test_names, inst, extra)
     t.run(test_sql_limits, inst, extra)
+    t.run(test_broken_hooks, inst, extra)
     t.done()
 
 

@@ -370,30 +370,86 @@ static void test_filter_error(void **state)
     add(h, "f.overflow", 0, fail_overflow, NULL, "big");
     hl_hooks_freeze(h);
 
-    static const int want[] = {1};
+    /* A failing callback is skipped: the chain goes on, and the run is not an error. */
+    static const int want[] = {1, 2};
     trace_reset();
     json_t *v = json_object();
-    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.msg"), &v, NULL, &stop), HL_EINVAL);
-    assert_trace(want, 1);
-    assert_int_equal(stop.status, 500);
-    assert_string_equal(stop.message, "shop: bad quantity");
+    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.msg"), &v, NULL, &stop), HL_HOOK_CONTINUE);
+    assert_trace(want, 2);
+    assert_int_equal(stop.status, 0);
     json_decref(v);
+    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.silent"), NULL, NULL, &stop), HL_HOOK_CONTINUE);
+    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.status"), NULL, NULL, &stop), HL_HOOK_CONTINUE);
+    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.seven"), NULL, NULL, &stop), HL_HOOK_CONTINUE);
+    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.overflow"), NULL, NULL, &stop), HL_HOOK_CONTINUE);
+    /* Without a limit set, nobody is suspended, however often it fails. */
+    assert_int_equal(hl_hooks_suspended(h, "shop"), 0);
+    assert_int_equal(hl_hooks_run_filter(h, 9999, NULL, NULL, &stop), HL_ENOTFOUND);
+    hl_hooks_free(h);
+}
 
-    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.silent"), NULL, NULL, &stop), HL_EIO);
-    assert_int_equal(stop.status, 500);
-    assert_string_equal(stop.message, "shop: failed");
+static char suspended_owner[64], suspended_why[600];
+static int suspensions;
 
-    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.status"), NULL, NULL, &stop), HL_ERR);
-    assert_int_equal(stop.status, 422);
-    assert_string_equal(stop.message, "stock: too many");
+static void on_suspend(void *ud, const char *owner, const char *why)
+{
+    (void)ud;
+    suspensions++;
+    snprintf(suspended_owner, sizeof suspended_owner, "%s", owner);
+    snprintf(suspended_why, sizeof suspended_why, "%s", why);
+}
 
-    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.seven"), NULL, NULL, &stop), HL_EINVAL);
-    assert_int_equal(stop.status, 500);
-    assert_string_equal(stop.message, "odd: callback returned an unknown code");
+static int flaky_fails = 0;
+static int flaky(void *ud, hl_hook_call *call)
+{
+    (void)ud;
+    if (flaky_fails > 0) {
+        flaky_fails--;
+        snprintf(call->stop.message, sizeof call->stop.message, "flaky");
+        return HL_ERR;
+    }
+    return HL_HOOK_CONTINUE;
+}
 
-    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.overflow"), NULL, NULL, &stop), HL_ERR);
-    assert_int_equal(strlen(stop.message), sizeof stop.message - 1);
-    assert_memory_equal(stop.message, "big: xxx", 8);
+/* After `limit` failures in a row an owner is suspended: its callbacks no longer run, the
+ * others do; a success in between starts the count again. */
+static void test_suspension(void **state)
+{
+    (void)state;
+    hl_hooks *h = new_table();
+    hl_hook_stop stop;
+    declare(h, "f.x", HL_HOOK_FILTER);
+    declare(h, "a.y", HL_HOOK_ACTION);
+    add(h, "f.x", 0, flaky, NULL, "shop");
+    add(h, "f.x", 1, rec, (void *)7, "other");
+    add(h, "a.y", 0, flaky, NULL, "shop");
+    hl_hooks_set_failure_limit(h, 3, on_suspend, NULL);
+    hl_hooks_freeze(h);
+    suspensions = 0;
+    flaky_fails = 2;
+    for (int i = 0; i < 3; i++) /* fail, fail, succeed: the count starts again */
+        assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.x"), NULL, NULL, &stop), HL_HOOK_CONTINUE);
+    assert_int_equal(hl_hooks_suspended(h, "shop"), 0);
+    flaky_fails = 100;
+    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.x"), NULL, NULL, &stop), HL_HOOK_CONTINUE);
+    assert_int_equal(hl_hooks_run_action(h, id_of(h, "a.y"), NULL, NULL), 1); /* actions count too */
+    assert_int_equal(hl_hooks_suspended(h, "shop"), 0);
+    assert_int_equal(suspensions, 0);
+    trace_reset();
+    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.x"), NULL, NULL, &stop), HL_HOOK_CONTINUE);
+    assert_int_equal(hl_hooks_suspended(h, "shop"), 1);
+    assert_int_equal(suspensions, 1);
+    assert_string_equal(suspended_owner, "shop");
+    assert_non_null(strstr(suspended_why, "3 failures in a row"));
+    assert_non_null(strstr(suspended_why, "flaky"));
+    int left = flaky_fails;
+    static const int want[] = {7, 7};
+    assert_int_equal(hl_hooks_run_filter(h, id_of(h, "f.x"), NULL, NULL, &stop), HL_HOOK_CONTINUE);
+    assert_int_equal(hl_hooks_run_action(h, id_of(h, "a.y"), NULL, NULL), 0);
+    assert_int_equal(flaky_fails, left); /* the suspended callbacks were not called */
+    assert_trace(want, 2);
+    assert_int_equal(suspensions, 1);
+    assert_int_equal(hl_hooks_suspended(h, "other"), 0);
     hl_hooks_free(h);
 }
 
@@ -462,8 +518,8 @@ static void test_action_runs_all(void **state)
     fclose(f);
     unlink(path);
     assert_non_null(strstr(buf, "level=error"));
-    assert_non_null(strstr(buf, "hook mail.sent: callback of mailer failed: disk full"));
-    assert_non_null(strstr(buf, "hook mail.sent: callback of sms failed: error -6"));
+    assert_non_null(strstr(buf, "hook mail.sent: callback of mailer failed (skipped): disk full"));
+    assert_non_null(strstr(buf, "hook mail.sent: callback of sms failed (skipped): error -6"));
     assert_null(strstr(buf, "refuser")); /* a stop from an action is not a failure */
 
     json_decref(data);
@@ -797,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_filter_replaces_value),
         cmocka_unit_test(test_filter_stop),
         cmocka_unit_test(test_filter_error),
+        cmocka_unit_test(test_suspension),
         cmocka_unit_test(test_action_runs_all),
         cmocka_unit_test(test_add_after_freeze),
         cmocka_unit_test(test_undeclared_hook),
