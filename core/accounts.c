@@ -813,6 +813,77 @@ static int fail_tx(hl_db *db, void *ud, hl_err *err)
     return rc < 0 ? rc : HL_OK;
 }
 
+/* Failures for an address with no account (or a deleted one) are counted in
+ * hl_login_failures exactly as fail_tx counts an account's, temporary and hard locks included:
+ * otherwise three guesses would tell whether an address has an account. */
+#define UNKNOWN_KEEP_SECONDS (90 * 86400)
+
+typedef struct unknown_ctx {
+    char key[2 * 16 + 1];
+    hl_lockout_params lock;
+    int64_t now;
+    int outcome;   /* HL_EAUTH, HL_ELOCKED or HL_ELOCKED_HARD */
+    int minutes;   /* for HL_ELOCKED */
+} unknown_ctx;
+
+static int unknown_tx(hl_db *db, void *ud, hl_err *err)
+{
+    unknown_ctx *c = ud;
+    hl_stmt *st = hl_db_query(db, err, "SELECT failures, last_failure FROM hl_login_failures WHERE address_hash = ?",
+                              "s", c->key);
+    if (!st)
+        return db_code(err);
+    int rc = hl_db_step(st, err);
+    int64_t n = rc == HL_DB_ROW ? hl_db_col_int64(st, 0) : 0, last = rc == HL_DB_ROW ? hl_db_col_int64(st, 1) : 0;
+    hl_db_done(st);
+    if (rc < 0)
+        return rc;
+    c->outcome = HL_EAUTH;
+    if (n >= c->lock.hard_after) { /* as a hard-locked account: no more counting */
+        c->outcome = HL_ELOCKED_HARD;
+        return HL_OK;
+    }
+    if (n > 0 && n % c->lock.temp_after == 0 && c->now < last + c->lock.temp_seconds) {
+        c->outcome = HL_ELOCKED; /* as a temporarily locked account: refused before the password */
+        c->minutes = minutes_until(last + c->lock.temp_seconds, c->now);
+        return HL_OK;
+    }
+    n++;
+    rc = hl_db_run(db, err,
+                   "INSERT INTO hl_login_failures (address_hash, failures, last_failure) VALUES (?, ?, ?) "
+                   "ON CONFLICT (address_hash) DO UPDATE SET failures = excluded.failures, "
+                   "last_failure = excluded.last_failure",
+                   "sII", c->key, n, c->now);
+    if (rc < 0)
+        return rc;
+    if (n >= c->lock.hard_after) {
+        c->outcome = HL_ELOCKED_HARD;
+    } else if (n % c->lock.temp_after == 0) {
+        c->outcome = HL_ELOCKED;
+        c->minutes = minutes_until(c->now + c->lock.temp_seconds, c->now);
+    }
+    return HL_OK;
+}
+
+static int unknown_failure(hl_db *db, const char *norm, const hl_lockout_params *lp, hl_err *err)
+{
+    unknown_ctx c;
+    memset(&c, 0, sizeof c);
+    unsigned char h[16];
+    crypto_generichash(h, sizeof h, (const unsigned char *)norm, strlen(norm), NULL, 0);
+    sodium_bin2hex(c.key, sizeof c.key, h, sizeof h);
+    c.lock = *lp;
+    c.now = hl_clock_now();
+    int rc = hl_db_tx(db, unknown_tx, &c, err);
+    if (rc != HL_OK)
+        return rc;
+    if (c.outcome == HL_ELOCKED_HARD)
+        return hl_err_set(err, HL_ELOCKED_HARD, MSG_HARD);
+    if (c.outcome == HL_ELOCKED)
+        return locked_msg(err, c.minutes);
+    return hl_err_set(err, HL_EAUTH, MSG_AUTH);
+}
+
 int hl_user_login(hl_db *db, const char *email, const char *password, const char *ip,
                   const hl_lockout_params *lock, const hl_password_params *pp, int64_t *user_id,
                   hl_err *err)
@@ -850,23 +921,29 @@ int hl_user_login(hl_db *db, const char *email, const char *password, const char
                                              "adresse. Réessayez dans quelques minutes.");
     }
 
-    /* A malformed address is just an unknown one: same time, same answer. */
-    if (hl_email_normalize(email, norm, sizeof norm, NULL) == HL_OK) {
-        found = login_load(db, norm, &r, err);
-        if (found < 0)
-            return found;
-    }
+    /* Every answer costs one password verification and counts like any other, so neither
+     * the text, the status, the locks nor the time tell whether the address has an account. */
+    int normalized = hl_email_normalize(email, norm, sizeof norm, NULL) == HL_OK;
+    if (!normalized) /* a malformed address is counted as typed */
+        snprintf(norm, sizeof norm, "%.*s", (int)(sizeof norm - 1), email);
+    found = login_load(db, norm, &r, err);
+    if (found < 0)
+        return found;
     if (!found || r.deleted) {
         spend_one_verification(password, pp);
-        return hl_err_set(err, HL_EAUTH, MSG_AUTH);
+        return unknown_failure(db, norm, &lp, err);
     }
-    if (r.hard)
+    if (r.hard) {
+        spend_one_verification(password, pp);
         return hl_err_set(err, HL_ELOCKED_HARD, MSG_HARD);
+    }
     int64_t t = hl_clock_now(), until;
     iso_time(t, now);
-    if (r.locked_until[0] && strcmp(r.locked_until, now) > 0)
+    if (r.locked_until[0] && strcmp(r.locked_until, now) > 0) {
+        spend_one_verification(password, pp);
         return locked_msg(err, hl_clock_parse(r.locked_until, &until) == 0
                                    ? minutes_until(until, t) : (lp.temp_seconds + 59) / 60);
+    }
 
     if (!hl_password_verify(r.hash, password, pp, &rehash)) {
         fail_ctx c = {r.id, lp, HL_EAUTH};
@@ -1250,7 +1327,11 @@ int hl_accounts_purge(hl_db *db, int idle_seconds, int absolute_seconds, hl_err 
                       (int64_t)(t - HL_RATE_KEEP_SECONDS));
     if (c < 0)
         return c;
-    return a + b + c;
+    int d = hl_db_run(db, err, "DELETE FROM hl_login_failures WHERE last_failure < ?", "I",
+                      (int64_t)(t - UNKNOWN_KEEP_SECONDS));
+    if (d < 0)
+        return d;
+    return a + b + c + d;
 }
 
 /* ---------------------------------------------------------------- authorisation */

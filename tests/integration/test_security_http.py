@@ -1,6 +1,7 @@
 # Request handling against an attacker (docs/security.md): HTTP framing that a proxy and halle
 # could read differently is refused with 400 and a closed connection; redirect parameters only
 # lead to paths on this site; CSRF exemption comes only from an explicit route flag.
+import html
 import json
 import os
 import re
@@ -134,6 +135,23 @@ def test_no_store(t, srv):
     t.eq(h.get("Cache-Control"), "no-store", "a page that sets a cookie (the visitor's CSRF token) is not cached")
 
 
+def test_login_answers(t, srv):
+    """Three wrong passwords once told whether an address had an account (it got locked, an
+    unknown one never did): the answers are now the same, byte for byte."""
+    def attempt(email):
+        b = Browser(srv.port)
+        st, h, page = b.submit("/login", "/login", {"email": email, "password": "Wrong-Pass-1"})
+        page = re.sub(r'name="_csrf" value="[^"]*"', "", page)
+        return st, page.replace(html.escape(email), "EMAIL")  # the form keeps what was typed
+    for i in range(1, 5):
+        a = attempt("lise@example.org")
+        b = attempt("nobody-here@example.org")
+        t.ok(a == b, "attempt %d: an existing and an unknown address get the same status and page" % i,
+             (a[0], b[0], [l for l in a[1].splitlines() if "error" in l][:2], [l for l in b[1].splitlines() if "error" in l][:2]))
+        if i == 3:
+            t.ok("verrouillé" in a[1], "the third failure locks, for both", a[1][-800:])
+
+
 def main():
     t = Tap()
     inst = Instance()
@@ -148,6 +166,7 @@ def main():
         t.run(test_redirects, srv)
         t.run(test_csrf_flag, inst, srv)
         t.run(test_no_store, srv)
+        t.run(test_login_answers, srv)
     finally:
         srv.stop()
     t.done()

@@ -741,6 +741,38 @@ static void test_login_unverified(void **state)
     assert_int_equal(hl_user_mark_verified(f->db, 9999, &err), HL_ENOTFOUND);
 }
 
+/* Guessing at an address with no account and at one with an account gives the same answers,
+ * step by step, temporary and hard locks included: the answers never tell which exists. */
+static void test_login_unknown_same_answers(void **state)
+{
+    fx *f = *state;
+    make_user(f->db, "real@example.fr", PW, 1);
+    hl_lockout_params lp = {3, 10, 900, 1000};
+    int64_t t0 = 1800000000;
+    char clock[32];
+    for (int i = 1; i <= 16; i++) {
+        hl_err e1 = {0}, e2 = {0};
+        int64_t got = 0;
+        /* Three attempts a quarter of an hour, as a patient guesser: the temporary locks pass. */
+        snprintf(clock, sizeof clock, "%lld", (long long)(t0 + (i / 3) * 901));
+        setenv("HALLE_NOW", clock, 1);
+        int r1 = hl_user_login(f->db, "real@example.fr", "Wrong-Pass1", NULL, &lp, &FAST, &got, &e1);
+        int r2 = hl_user_login(f->db, "ghost@example.fr", "Wrong-Pass1", NULL, &lp, &FAST, &got, &e2);
+        assert_int_equal(r1, r2);
+        assert_string_equal(e1.msg, e2.msg);
+        if (i == 3)
+            assert_int_equal(r1, HL_ELOCKED);
+        if (i == 4)
+            assert_int_equal(r1, HL_ELOCKED); /* still locked: not counted */
+        if (i >= 13)
+            assert_int_equal(r1, HL_ELOCKED_HARD);
+    }
+    unsetenv("HALLE_NOW");
+    /* Only a hash of the address typed is kept, never the address. */
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM hl_login_failures WHERE address_hash LIKE ?", "s", "%ghost%"), 0);
+    assert_int_equal(q_int(f->db, "SELECT failures FROM hl_login_failures WHERE 1 = ?", "I", (int64_t)1), 10);
+}
+
 static void test_login_rate_limited(void **state)
 {
     fx *f = *state;
@@ -752,9 +784,11 @@ static void test_login_rate_limited(void **state)
     for (int tries = 0; tries < 3; tries++) {
         exec_sql(f->db, "DELETE FROM hl_rate_limits WHERE ? > 0", NULL, 1);
         time_t w0 = time(NULL) / 300;
-        for (int i = 0; i < 20; i++)
-            assert_int_equal(hl_user_login(f->db, "x@example.fr", PW, "192.0.2.7", NULL, &FAST,
-                                           &got, &err), HL_EAUTH);
+        for (int i = 0; i < 20; i++) { /* other addresses each time: none gets locked */
+            char who[64];
+            snprintf(who, sizeof who, "x%d-%d@example.fr", tries, i);
+            assert_int_equal(hl_user_login(f->db, who, PW, "192.0.2.7", NULL, &FAST, &got, &err), HL_EAUTH);
+        }
         hl_err_clear(&err);
         int rc = hl_user_login(f->db, "ines@example.fr", PW, "192.0.2.7", NULL, &FAST, &got, &err);
         if (time(NULL) / 300 != w0)
@@ -1379,6 +1413,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lockout_temporary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_hard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_unverified, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_unknown_same_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
