@@ -44,6 +44,7 @@ static const key_def keys[] = {
     {"shutdown_timeout", K_INT, OFF(shutdown_timeout), 0, 3600},
     {"request_hard_limit", K_INT, OFF(request_hard_limit), 1, 86400},
     {"hook_failure_limit", K_INT, OFF(hook_failure_limit), 0, 1000000},
+    {"trusted_proxies", K_STR, OFF(trusted_proxies), 0, 0},
     {"dev_mode", K_BOOL, OFF(dev_mode), 0, 0},
     {"plugin_dirs", K_STR, OFF(plugin_dirs), 0, 0},
     {"smtp_url", K_STR, OFF(smtp_url), 0, 0},
@@ -360,6 +361,7 @@ void hl_config_free(hl_config *c)
     free(c->log_file);
     free(c->log_level);
     free(c->share_dir);
+    free(c->trusted_proxies);
     free(c->theme);
     free(c->plugin_dirs);
     free(c->smtp_url);

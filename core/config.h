@@ -30,6 +30,7 @@ typedef struct hl_config {
     int read_timeout;        /* seconds of client silence before the connection is dropped */
     int shutdown_timeout;    /* seconds SIGTERM waits for in-flight requests */
     int request_hard_limit;  /* seconds one request may hold a worker before it is killed */
+    char *trusted_proxies;   /* addresses/CIDR blocks whose X-Forwarded-For/Forwarded is believed */
     int hook_failure_limit;  /* hook failures in a row before a plugin is suspended (0 = never) */
     char *smtp_url;          /* smtp://127.0.0.1:25; empty = mail is only queued */
     char *mail_from;         /* From: of outgoing mail */

@@ -35,6 +35,7 @@
 #include "core/db.h"
 #include "core/host.h"
 #include "core/plugin.h"
+#include "core/proxy.h"
 #include "core/hooks.h"
 #include "core/log.h"
 #include "core/site.h"
@@ -62,6 +63,7 @@ struct hl_worker {
     hl_hooks *hooks;
     hl_themes *themes;
     hl_i18n *i18n;
+    hl_proxies *proxies;     /* trusted_proxies, parsed once */
     halle_host **hosts;
     size_t nhosts;
     int hook_request_before, hook_response_before;
@@ -414,6 +416,15 @@ static void on_request(struct evhttp_request *ev, void *arg)
         ev_uint16_t port = 0;
         evhttp_connection_get_peer(conn, &host, &port);
         req.remote_ip = host;
+        /* Behind a trusted reverse proxy the client is named by its headers; the result is what
+         * rate limits, lockouts and the connection log see. */
+        if (host && hl_proxies_count(w->proxies)) {
+            char *ip = hl_arena_alloc(w->arena, 64);
+            struct evkeyvalq *in = evhttp_request_get_input_headers(ev);
+            if (ip)
+                req.remote_ip = hl_proxies_client(w->proxies, host, evhttp_find_header(in, "Forwarded"),
+                                                  evhttp_find_header(in, "X-Forwarded-For"), ip, 64);
+        }
     }
     if (hl_request_bind(&req, ev) != HL_OK) {
         evhttp_send_error(ev, 500, NULL);
@@ -602,6 +613,7 @@ static void worker_free(hl_worker *w)
     hl_hooks_free(w->hooks);
     hl_themes_free(w->themes);
     hl_i18n_free(w->i18n);
+    hl_proxies_free(w->proxies);
     hl_host_unload_all(w->hosts, w->nhosts);
     hl_static_free(w->statics);
     hl_router_free(w->router);
@@ -678,6 +690,10 @@ static int worker_run(const hl_config *cfg, int id, int ready_fd, hl_err *err)
         goto out;
     if (!(w.hooks = hl_hooks_new())) {
         rc = hl_err_set(err, HL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!(w.proxies = hl_proxies_parse(cfg->trusted_proxies, err))) {
+        rc = err->code;
         goto out;
     }
     hl_plugin_clear_suspensions(w.db, id);
@@ -941,6 +957,10 @@ static void kill_stuck(const hl_config *cfg, slot *slots, beat *beats, int n)
 
 int hl_http_serve(hl_config *cfg, hl_jobs_main jobs_main, hl_err *err)
 {
+    hl_proxies *proxies = hl_proxies_parse(cfg->trusted_proxies, err); /* a typo stops the start here */
+    if (!proxies)
+        return err->code;
+    hl_proxies_free(proxies);
     int lock_fd = lock_instance(cfg, err);
     if (lock_fd < 0)
         return lock_fd;

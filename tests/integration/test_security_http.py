@@ -9,7 +9,7 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Browser, Instance, Server, Tap, raw_request, run, SRC_DIR  # noqa: E402
+from harness import Browser, Instance, Server, Tap, raw_request, run, wait_until, SRC_DIR  # noqa: E402
 
 LUA_DIR = os.path.join(SRC_DIR, "tests", "plugins", "lua")
 PASSWORD = "Gu4rd-Dog!x"
@@ -152,6 +152,39 @@ def test_login_answers(t, srv):
             t.ok("verrouillé" in a[1], "the third failure locks, for both", a[1][-800:])
 
 
+def test_proxies(t, srv):
+    # Without trusted_proxies, a forged header changes nothing.
+    srv.request("GET", "/probe-forged", headers={"X-Forwarded-For": "203.0.113.99"})
+    t.ok(wait_until(lambda: 'path="/probe-forged"' in srv.log_text(), 3) and
+         re.search(r'ip=127\.0\.0\.1 method=GET path="/probe-forged"', srv.log_text()),
+         "with no trusted proxy, X-Forwarded-For is ignored", srv.log_text()[-600:])
+    inst = Instance()
+    inst.set(trusted_proxies="127.0.0.1, ::1", login_rate_limit="3")
+    run(["user", "-c", inst.conf, "add", "lise@example.org", "--name", "Lise"], env={"HALLE_USER_PASSWORD": PASSWORD})
+    psrv = Server(inst, workers=1, tap=t).start()
+    try:
+        psrv.request("GET", "/probe-via-proxy", headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.5"})
+        t.ok(wait_until(lambda: re.search(r'ip=203\.0\.113\.5 method=GET path="/probe-via-proxy"', psrv.log_text()), 3),
+             "behind a trusted proxy, the client is the rightmost untrusted X-Forwarded-For address", psrv.log_text()[-600:])
+        psrv.request("GET", "/probe-fwd", headers={"Forwarded": 'for="[2001:db8::7]:443";proto=https'})
+        t.ok(wait_until(lambda: re.search(r'ip=2001:db8::7 method=GET path="/probe-fwd"', psrv.log_text()), 3),
+             "and Forwarded's for= is read", psrv.log_text()[-600:])
+
+        def login_from(ip):
+            b = Browser(psrv.port)
+            st, h, page = b.get("/login")
+            return b.request("POST", "/login", form={"email": "lise@example.org", "password": "Wrong-Pass-1",
+                                                     "_csrf": b.csrf(page)},
+                             headers={"X-Forwarded-For": ip})[0:3:2]
+        answers = [login_from("203.0.113.5") for _ in range(4)]
+        t.ok("Trop de tentatives de connexion depuis votre adresse" in answers[-1][1],
+             "the login rate limit counts the client behind the proxy", answers[-1][1][-600:])
+        st, page = login_from("203.0.113.6")
+        t.ok("depuis votre adresse" not in page, "another client behind the same proxy has its own bucket", page[-600:])
+    finally:
+        psrv.stop()
+
+
 def main():
     t = Tap()
     inst = Instance()
@@ -167,6 +200,7 @@ def main():
         t.run(test_csrf_flag, inst, srv)
         t.run(test_no_store, srv)
         t.run(test_login_answers, srv)
+        t.run(test_proxies, srv)
     finally:
         srv.stop()
     t.done()
