@@ -44,6 +44,24 @@ static char *link_to(hl_request *req, const char *path, const char *token)
     return hl_arena_printf(req->arena, "%.*s%s?token=%s", (int)bl, base, path, token);
 }
 
+/* Mail that anyone can make halle send to an address (sign-up, password reset, address
+ * change) is limited per address and per client address, so that nobody can flood a mailbox
+ * through halle or run up the operator's mail bill. The visitor's page does not change: it must
+ * not tell whether a mail went. */
+#define MAIL_PER_ADDRESS 3   /* per hour */
+#define MAIL_PER_IP 20       /* per hour */
+
+static int mail_allowed(hl_request *req, const char *to)
+{
+    int ok_ip = hl_rate_allow(req->db, hl_arena_printf(req->arena, "mail-ip:%s", req->remote_ip ? req->remote_ip : ""),
+                              3600, MAIL_PER_IP, NULL) == 1;
+    int ok_addr = hl_rate_allow_address(req->db, "mail-to", to, 3600, MAIL_PER_ADDRESS, NULL) == 1;
+    if (!ok_ip || !ok_addr)
+        hl_log(HL_LOG_WARN, "mail to an address not sent: over the %s limit (from %s)", ok_ip ? "per-address" : "per-client",
+               req->remote_ip ? req->remote_ip : "?");
+    return ok_ip && ok_addr;
+}
+
 static void queue_mail(hl_request *req, const char *to, const char *subject, const char *body)
 {
     hl_err err;
@@ -310,7 +328,7 @@ static int signup_post(hl_request *req, void *ud)
     int64_t id = hl_user_create(req->db, &u, &pp, &err);
     if (id > 0) {
         char tok[HL_TOKEN_LEN + 1];
-        if (hl_token_create(req->db, id, "verify", VERIFY_TTL, NULL, tok, &err) == HL_OK) {
+        if (mail_allowed(req, email) && hl_token_create(req->db, id, "verify", VERIFY_TTL, NULL, tok, &err) == HL_OK) {
             char *body = hl_arena_printf(req->arena, T(req,
                 "Bonjour,\n\nPour activer votre compte sur %s, ouvrez ce lien (valable 3 jours) :\n\n%s\n\n"
                 "Si vous n'avez pas créé de compte, ignorez ce message.\n"), req->cfg->name, link_to(req, "/verify", tok));
@@ -319,13 +337,15 @@ static int signup_post(hl_request *req, void *ud)
     } else {
         /* The address has an account already: tell its owner, not the visitor. */
         hl_user existing;
-        if (hl_user_find_email(req->db, email, &existing, NULL) == HL_OK && !existing.deleted)
-            queue_mail(req, email, T(req, "Vous avez déjà un compte"),
+        if (hl_user_find_email(req->db, email, &existing, NULL) == HL_OK && !existing.deleted) {
+            if (mail_allowed(req, email))
+                queue_mail(req, email, T(req, "Vous avez déjà un compte"),
                        hl_arena_printf(req->arena, T(req, "Bonjour,\n\nQuelqu'un a voulu créer un compte avec cette adresse sur %s, "
                                                           "où vous en avez déjà un. Mot de passe oublié ? %s/password/forgot\n"),
                                        req->cfg->name, req->cfg->base_url));
-        else
+        } else {
             hl_log(HL_LOG_ERROR, "sign-up failed: %s", err.msg);
+        }
     }
     return sent_page(req, T(req, "Vérifiez votre boîte aux lettres"),
                      T(req, "Si l'adresse est valable, un e-mail vient de vous être envoyé : ouvrez le lien qu'il contient "
@@ -422,7 +442,7 @@ static int forgot_post(hl_request *req, void *ud)
     hl_user u;
     char tok[HL_TOKEN_LEN + 1];
     if (hl_rate_allow(req->db, hl_arena_printf(req->arena, "forgot:%s", req->remote_ip ? req->remote_ip : ""), 3600, 20, NULL) &&
-        hl_user_find_email(req->db, val(req, "email"), &u, NULL) == HL_OK && !u.deleted &&
+        hl_user_find_email(req->db, val(req, "email"), &u, NULL) == HL_OK && !u.deleted && mail_allowed(req, u.email) &&
         hl_token_create(req->db, u.id, "reset", RESET_TTL, NULL, tok, NULL) == HL_OK) {
         queue_mail(req, u.email, T(req, "Nouveau mot de passe"),
                    hl_arena_printf(req->arena, T(req, "Bonjour,\n\nPour choisir un nouveau mot de passe sur %s, ouvrez ce lien "
@@ -646,6 +666,9 @@ static int email_post(hl_request *req, void *ud)
     char email[256];
     if (hl_email_normalize(val(req, "email"), email, sizeof email, &err) != HL_OK)
         return hl_response_status(req, 422), account_page(req, NULL, T(req, "Adresse e-mail invalide."));
+    if (!mail_allowed(req, email))
+        return hl_response_status(req, 429),
+               account_page(req, NULL, T(req, "Trop de messages envoyés à cette adresse : réessayez dans une heure."));
     char tok[HL_TOKEN_LEN + 1];
     if (hl_token_create(req->db, req->user->id, "email", VERIFY_TTL, email, tok, &err) != HL_OK)
         return HL_ERR;

@@ -1294,16 +1294,36 @@ static int rate_tx(hl_db *db, void *ud, hl_err *err)
 
 int hl_rate_allow(hl_db *db, const char *key, int window_seconds, int max, hl_err *err)
 {
+    return hl_rate_check(db, key, window_seconds, max, NULL, err);
+}
+
+int hl_rate_allow_address(hl_db *db, const char *prefix, const char *email, int window_seconds, int max, hl_err *err)
+{
+    char norm[EMAIL_MAX + 1], key[RATE_KEY_MAX + 1], hex[33];
+    unsigned char h[16];
+    if (!email || hl_email_normalize(email, norm, sizeof norm, NULL) != HL_OK)
+        snprintf(norm, sizeof norm, "%.*s", (int)(sizeof norm - 1), email ? email : "");
+    crypto_generichash(h, sizeof h, (const unsigned char *)norm, strlen(norm), NULL, 0);
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    snprintf(key, sizeof key, "%.40s:%s", prefix ? prefix : "addr", hex);
+    return hl_rate_check(db, key, window_seconds, max, NULL, err);
+}
+
+int hl_rate_check(hl_db *db, const char *key, int window_seconds, int max, int *retry_after, hl_err *err)
+{
     if (!db || !key || !*key)
         return hl_err_set(err, HL_EINVAL, "rate limit: NULL or empty key");
     if (strnlen(key, RATE_KEY_MAX + 1) > RATE_KEY_MAX)
         return hl_err_set(err, HL_EINVAL, "rate limit: key too long");
     if (window_seconds <= 0 || max <= 0)
         return hl_err_set(err, HL_EINVAL, "rate limit: window and max must be positive");
-    rate_ctx c = {key, (int64_t)hl_clock_now() / window_seconds * window_seconds, 0};
+    int64_t now = hl_clock_now();
+    rate_ctx c = {key, now / window_seconds * window_seconds, 0};
     int rc = hl_db_tx(db, rate_tx, &c, err);
     if (rc != HL_OK)
         return rc;
+    if (retry_after)
+        *retry_after = c.hits <= max ? 0 : (int)(c.window + window_seconds - now);
     return c.hits <= max;
 }
 

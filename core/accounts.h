@@ -151,6 +151,11 @@ int hl_session_list(hl_db *db, int64_t user_id, hl_session *out, int max, hl_err
 /* Fixed-window rate limit: counts a hit for key; returns 1 if under max hits in the current
  * window of window_seconds, 0 if over. */
 int hl_rate_allow(hl_db *db, const char *key, int window_seconds, int max, hl_err *err);
+/* The same; when refused, *retry_after (may be NULL) gets the seconds until the window ends. */
+int hl_rate_check(hl_db *db, const char *key, int window_seconds, int max, int *retry_after, hl_err *err);
+/* The same for a key naming an e-mail address: "PREFIX:" + a hash of the normalised address,
+ * so that the table never holds the addresses strangers typed. */
+int hl_rate_allow_address(hl_db *db, const char *prefix, const char *email, int window_seconds, int max, hl_err *err);
 
 /* What the purge job removes (core/jobs.c runs it hourly): sessions past idle_seconds without
  * use or absolute_seconds old, tokens used or expired, rate-limit rows whose window ended over

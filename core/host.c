@@ -56,6 +56,23 @@ static int api_route_flags(halle_host *h, unsigned methods, const char *pattern,
     return rc;
 }
 
+static int api_rate_allow(halle_host *h, const char *key, int window_seconds, int max, int *retry_after)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    char full[200];
+    if (!key || snprintf(full, sizeof full, "plugin:%s:%s", h->name, key) >= (int)sizeof full) {
+        set_error(h, "rate_allow: key missing or longer than 150 bytes");
+        return HALLE_ERROR;
+    }
+    int rc = hl_rate_check(hl_worker_db(h->worker), full, window_seconds, max, retry_after, &err);
+    if (rc < 0) {
+        set_error(h, err.msg);
+        return HALLE_ERROR;
+    }
+    return rc;
+}
+
 static int api_route(halle_host *h, unsigned methods, const char *pattern, halle_handler fn, void *ud)
 {
     return api_route_flags(h, methods, pattern, 0, fn, ud);
@@ -537,6 +554,7 @@ static const halle_api api = {
     .db_col_blob = api_db_col_blob,
     .db_col_bytes = api_db_col_bytes,
     .route_flags = api_route_flags,
+    .rate_allow = api_rate_allow,
     .job = api_job,
     .job_at = api_job_at,
     .now = api_now,

@@ -771,6 +771,24 @@ static int l_job_at(lua_State *L)
     return 1;
 }
 
+/* halle.rate_allow(key, window_seconds, max) -> allowed, retry_after */
+static int l_rate_allow(lua_State *L)
+{
+    halle_host *h = host_of(L);
+    const char *key = luaL_checkstring(L, 1);
+    lua_Integer window = luaL_checkinteger(L, 2), max = luaL_checkinteger(L, 3);
+    if (window <= 0 || window > 86400 * 366 || max <= 0 || max > 1000000000)
+        return luaL_error(L, "rate_allow: window and max must be positive");
+    const halle_api *api = hl_host_api();
+    int retry = 0;
+    int rc = api->rate_allow(h, key, (int)window, (int)max, &retry);
+    if (rc < 0)
+        return luaL_error(L, "%s", api->last_error(h));
+    lua_pushboolean(L, rc == 1);
+    lua_pushinteger(L, retry);
+    return 2;
+}
+
 static int l_now(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)hl_clock_now());
@@ -890,7 +908,8 @@ static int l_enabled_for(lua_State *L)
 static const luaL_Reg halle_fns[] = {
     {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting},
     {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {"markdown", l_markdown},
-    {"enabled_for", l_enabled_for}, {"job", l_job}, {"job_at", l_job_at}, {"now", l_now}, {NULL, NULL}};
+    {"enabled_for", l_enabled_for}, {"job", l_job}, {"job_at", l_job_at}, {"now", l_now},
+    {"rate_allow", l_rate_allow}, {NULL, NULL}};
 
 int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err)
 {

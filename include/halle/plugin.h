@@ -200,6 +200,11 @@ typedef struct halle_api {
     int64_t (*job_at)(halle_host *h, const char *name, int64_t when, const char *payload);
     /* The time, in epoch seconds, that dates must use: the system clock, or HALLE_NOW in tests. */
     int64_t (*now)(halle_host *h);
+    /* Fixed-window rate limit shared by every worker and machine (in the database): counts a
+     * hit for key (the plugin's own namespace) and returns 1 if at most max hits fell in the
+     * current window of window_seconds, 0 if over (then *retry_after, may be NULL, gets the
+     * seconds until the window ends: send it as Retry-After with a 429), or an error. */
+    int (*rate_allow)(halle_host *h, const char *key, int window_seconds, int max, int *retry_after);
 } halle_api;
 
 typedef struct halle_plugin {

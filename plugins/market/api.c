@@ -16,6 +16,8 @@
 
 #define TOKEN_BYTES 32
 #define TOKEN_CHARS 43 /* base64url of 32 bytes, without padding */
+#define API_PER_MINUTE 600 /* requests per token per minute */
+#define API_PER_MINUTE_TEXT "600"
 #define TOKEN_MAX 128  /* longer bearer values cannot be ours: refused before hashing */
 #define HASH_HEX (crypto_hash_sha256_BYTES * 2)
 #define NAME_MAX_BYTES 100
@@ -296,6 +298,18 @@ static int authorized(halle_request *r)
     mk_api->db_done(st);
     if (!found)
         return refuse(r, 0);
+    /* Per token, shared by every worker: a partner's runaway loop gets 429s, not the site. */
+    char key[40];
+    int retry = 0;
+    snprintf(key, sizeof key, "token:%lld", (long long)id);
+    int allowed = mk_api->rate_allow(mk_host, key, 60, API_PER_MINUTE, &retry);
+    if (allowed == 0) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%d", retry > 0 ? retry : 1);
+        mk_api->resp_header(r, "Retry-After", secs);
+        send_error(r, 429, "too many requests: at most " API_PER_MINUTE_TEXT " a minute per token");
+        return 0;
+    }
     /* Written at most once a minute per token: reads stay reads under load. */
     char cutoff[32], now[32];
     time_t t = (time_t)mk_time();
@@ -943,26 +957,29 @@ int mk_api_register(halle_host *h, const halle_api *api)
         api->log(h, HALLE_LOG_ERROR, "libsodium cannot start");
         return HALLE_ERROR;
     }
+    /* The /api/v1 routes authenticate with a bearer token, never a cookie: declared so, they
+     * get no session (and so no CSRF question); the token pages are the operator's own pages. */
     static const struct {
         unsigned methods;
         const char *pattern;
         halle_handler fn;
+        unsigned flags;
     } routes[] = {
-        {HALLE_GET, "/api/v1/groups", groups_list},
-        {HALLE_GET, "/api/v1/groups/(?<slug>[a-z0-9-]{1,60})", group_one},
-        {HALLE_GET, "/api/v1/producers", producers_list},
-        {HALLE_GET, "/api/v1/producers/(?<slug>[a-z0-9-]{1,60})", producer_one},
-        {HALLE_GET, "/api/v1/catalogs", catalogs_list},
-        {HALLE_GET, "/api/v1/catalogs/(?<id>[0-9]{1,18})", catalog_one},
-        {HALLE_GET, "/api/v1/products", products_list},
-        {HALLE_GET, "/api/v1/products/(?<id>[0-9]{1,18})", product_one},
-        {HALLE_GET, "/api/v1(?:/.*)?", api_unknown},
-        {HALLE_GET, TOKENS_PATH, tokens_get},
-        {HALLE_POST, TOKENS_PATH, tokens_post},
-        {HALLE_POST, TOKENS_PATH "/(?<id>[0-9]{1,18})/revoke", token_revoke_post},
+        {HALLE_GET, "/api/v1/groups", groups_list, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, "/api/v1/groups/(?<slug>[a-z0-9-]{1,60})", group_one, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, "/api/v1/producers", producers_list, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, "/api/v1/producers/(?<slug>[a-z0-9-]{1,60})", producer_one, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, "/api/v1/catalogs", catalogs_list, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, "/api/v1/catalogs/(?<id>[0-9]{1,18})", catalog_one, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, "/api/v1/products", products_list, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, "/api/v1/products/(?<id>[0-9]{1,18})", product_one, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, "/api/v1(?:/.*)?", api_unknown, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, TOKENS_PATH, tokens_get, 0},
+        {HALLE_POST, TOKENS_PATH, tokens_post, 0},
+        {HALLE_POST, TOKENS_PATH "/(?<id>[0-9]{1,18})/revoke", token_revoke_post, 0},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (api->route(h, routes[i].methods, routes[i].pattern, routes[i].fn, NULL) != HALLE_OK)
+        if (api->route_flags(h, routes[i].methods, routes[i].pattern, routes[i].flags, routes[i].fn, NULL) != HALLE_OK)
             return HALLE_ERROR;
     return api->command(h, "token", "add NAME | list | revoke ID   partners' API tokens", cmd_token);
 }

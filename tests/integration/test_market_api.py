@@ -203,6 +203,31 @@ def test_auth(t, srv, inst, state):
     t.eq(api(srv, "/api/v1/groups", token=tok)[0], 401, "and not after its revocation")
 
 
+def test_rate_limit(t, srv, inst):
+    """600 requests a minute per token: a runaway partner gets 429 with Retry-After. Fixed
+    one-minute windows: within two windows at most 1200 pass, so the 1201st is refused at the
+    latest, whatever the clock."""
+    import http.client
+    tid, tok = add_token(t, inst, "Boucle")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    got = None
+    for i in range(1201):
+        conn.request("GET", "/api/v1/groups?per_page=1", headers={"Authorization": "Bearer " + tok})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status == 429:
+            got = (i, resp.getheader("Retry-After"), json.loads(body))
+            break
+    conn.close()
+    t.ok(got is not None and 600 <= got[0] <= 1200, "a token over 600 requests a minute gets a 429", got)
+    if got:
+        t.ok(got[1] and got[1].isdigit() and 1 <= int(got[1]) <= 60, "with Retry-After in seconds", got[1])
+        t.ok("too many requests" in got[2].get("error", ""), "and a JSON error", got[2])
+    t.eq(api(srv, "/api/v1/groups?per_page=1", token=tok)[0], 429, "the next one too, in that window")
+    t.eq(api(srv, "/api/v1/groups?per_page=1", token=add_token(t, inst, "Autre")[1])[0], 200,
+         "another token is not concerned")
+
+
 def test_pagination(t, srv, state):
     tok = state["token"]
     st, h, p1 = api(srv, "/api/v1/products?per_page=10", tok)
@@ -453,6 +478,7 @@ def main():
         srv.start()
         if state.get("token"):
             t.run(test_auth, srv, inst, state)
+            t.run(test_rate_limit, srv, inst)
             t.run(test_pagination, srv, state)
             t.run(test_products, srv, inst, state)
             t.run(test_groups_producers_catalogs, srv, inst, state)

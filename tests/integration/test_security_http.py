@@ -185,6 +185,28 @@ def test_proxies(t, srv):
         psrv.stop()
 
 
+def test_mail_limits(t, srv, inst):
+    """30 reset requests once queued 20 mails to one mailbox: now at most 3 an hour per address."""
+    def queued_to(addr):
+        r = run(["mail", "-c", inst.conf, "list", "--all"])
+        return sum(1 for line in r.stdout.splitlines() if "to " + addr in line)
+    before = queued_to("lise@example.org")
+    for i in range(30):
+        b = Browser(srv.port)
+        st, h, page = b.submit("/password/forgot", "/password/forgot", {"email": "lise@example.org"})
+        if i == 29:
+            t.ok(st == 200 and "Si un compte existe" in page, "the page says the same thing every time", page[-400:])
+    t.ok(queued_to("lise@example.org") - before <= 3, "at most 3 mails an hour to one address (got %d)"
+         % (queued_to("lise@example.org") - before), run(["mail", "-c", inst.conf, "list", "--all"]).stdout[-800:])
+    # Sign-ups aimed at one address (its owner gets "you already have an account") count the same.
+    for i in range(10):
+        b = Browser(srv.port)
+        b.submit("/signup", "/signup", {"email": "lise@example.org", "name": "X", "password": "Abcdef-12",
+                                        "password2": "Abcdef-12", "terms": "1", "age": "1"})
+    t.ok(queued_to("lise@example.org") - before <= 3, "sign-ups at that address do not add to it",
+         run(["mail", "-c", inst.conf, "list", "--all"]).stdout[-800:])
+
+
 def main():
     t = Tap()
     inst = Instance()
@@ -201,6 +223,7 @@ def main():
         t.run(test_no_store, srv)
         t.run(test_login_answers, srv)
         t.run(test_proxies, srv)
+        t.run(test_mail_limits, srv, inst)
     finally:
         srv.stop()
     t.done()
