@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/http.h"
+#include "core/services.h"
 #include "core/i18n.h"
 #include "core/log.h"
 #include "core/mail.h"
@@ -1013,7 +1013,7 @@ int hl_account_pages_register(struct hl_worker *w, hl_err *err)
         {HL_METHOD_POST, "/admin/plugins/(?<name>[a-z][a-z0-9]{0,39})/settings", "admin.plugin.settings", plugin_settings_post},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int rc = hl_http_route(w, routes[i].methods, routes[i].pattern, routes[i].name, routes[i].fn, NULL, err);
+        int rc = hl_worker_route(w, routes[i].methods, routes[i].pattern, routes[i].name, routes[i].fn, NULL, err);
         if (rc)
             return rc;
     }

@@ -412,3 +412,15 @@ int hl_config_write_default(const char *path, const char *site_name, hl_err *err
         return hl_err_set(err, HL_EIO, "%s: write failed: %s", path, strerror(errno));
     return HL_OK;
 }
+
+#ifndef HALLE_SHARE_DIR
+#define HALLE_SHARE_DIR "/usr/local/share/halle"
+#endif
+
+const char *hl_config_share_dir(const hl_config *cfg)
+{
+    if (cfg && cfg->share_dir)
+        return cfg->share_dir;
+    const char *env = getenv("HALLE_SHARE_DIR");
+    return env && *env ? env : HALLE_SHARE_DIR;
+}

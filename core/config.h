@@ -57,6 +57,9 @@ int hl_config_set(hl_config *c, const char *key, const char *value, hl_err *err)
 /* Parses "HOST:PORT" (IPv6 as [::1]:8080) into the config. */
 int hl_config_set_listen(hl_config *c, const char *value, hl_err *err);
 void hl_config_free(hl_config *c);
+/* The folder holding installed data (migrations, themes, po, plugins): share_dir from the
+ * configuration, else $HALLE_SHARE_DIR, else the compiled-in default. */
+const char *hl_config_share_dir(const hl_config *cfg);
 /* Writes a commented default halle.conf to path (mode 0600, fails if it exists). */
 int hl_config_write_default(const char *path, const char *site_name, hl_err *err);
 

@@ -11,7 +11,7 @@
 
 #include "core/accounts.h"
 #include "core/clock.h"
-#include "core/http.h"
+#include "core/services.h"
 #include "core/jobs.h"
 #include "core/mail.h"
 #include "core/markdown.h"
@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/request.h"
 #include "core/router.h"
+#include "core/webauth.h"
 
 static void set_error(halle_host *h, const char *msg)
 {
@@ -51,7 +52,7 @@ static int api_route_flags(halle_host *h, unsigned methods, const char *pattern,
         core_flags |= HL_ROUTE_TOKEN_AUTH;
     if (flags & ~(unsigned)HALLE_ROUTE_TOKEN_AUTH)
         core_flags |= 0x80000000u; /* refused by the router, with a message */
-    int rc = hl_http_route_flags(h->worker, methods, pattern, name, core_flags, (hl_handler)fn, ud, &err);
+    int rc = hl_worker_route_flags(h->worker, methods, pattern, name, core_flags, (hl_handler)fn, ud, &err);
     set_error(h, err.msg);
     return rc;
 }
@@ -221,7 +222,7 @@ static int64_t api_mail(halle_host *h, const char *to, const char *subject, cons
     return id;
 }
 
-static const char *api_req_csrf(halle_request *r) { return hl_request_csrf(r); }
+static const char *api_req_csrf(halle_request *r) { return hl_webauth_csrf(r); }
 static int api_resp_redirect(halle_request *r, const char *location) { return hl_response_redirect(r, 303, location); }
 
 static int api_render(halle_request *r, const char *name, json_t *ctx)
@@ -728,15 +729,10 @@ void hl_host_unload_all(halle_host **hosts, size_t n)
     free(hosts);
 }
 
-int hl_host_run_command(const hl_config *cfg, int argc, char **argv)
+int hl_host_run_command(struct hl_worker *w, int argc, char **argv)
 {
     hl_err err;
     hl_err_clear(&err);
-    struct hl_worker *w = hl_worker_cli_new(cfg, &err);
-    if (!w) {
-        fprintf(stderr, "halle: %s\n", err.msg);
-        return 1;
-    }
     halle_host **hosts = NULL;
     size_t n = 0;
     int rc = 2;
@@ -764,6 +760,5 @@ int hl_host_run_command(const hl_config *cfg, int argc, char **argv)
         fprintf(stderr, "  %s %s\n", h->cmds[i].name, h->cmds[i].usage);
 out:
     hl_host_unload_all(hosts, n);
-    hl_worker_cli_free(w);
     return rc;
 }

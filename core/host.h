@@ -28,10 +28,11 @@ struct halle_host {
     size_t ncmds;
 };
 
-/* Runs `halle PLUGIN COMMAND ARGS...`: loads the enabled plugins as a worker would (without
- * serving), finds the command and runs it. Returns an exit status (2 for an unknown plugin or
- * command, with usage on stderr). */
-int hl_host_run_command(const hl_config *cfg, int argc, char **argv);
+/* Runs `halle PLUGIN COMMAND ARGS...` on a process's services (core/worker.h's
+ * hl_worker_cli_new): loads the enabled plugins as a worker would (without serving), finds
+ * the command and runs it. Returns an exit status (2 for an unknown plugin or command, with
+ * usage on stderr). */
+int hl_host_run_command(struct hl_worker *w, int argc, char **argv);
 
 /* Loads every enabled plugin into the worker; a plugin that fails is logged with its reason
  * and skipped. Returns the hosts (free with hl_host_unload_all). */

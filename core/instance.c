@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
-#include "core/http.h"
+#include "core/migrate.h"
 
 static int make_dir(const char *path, mode_t mode, hl_err *err)
 {
@@ -46,7 +46,7 @@ int hl_instance_init(const char *dir, const hl_instance_opts *opts, hl_err *err)
     hl_config *cfg = hl_config_load(conf, err);
     if (!cfg)
         return err ? err->code : HL_ERR;
-    rc = hl_http_migrate(cfg, NULL, NULL, err);
+    rc = hl_migrate_instance(cfg, NULL, NULL, err);
     if (rc != HL_OK) {
         /* Leave nothing half-made: a second init must be able to start again. */
         unlink(cfg->db_path);

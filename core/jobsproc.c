@@ -15,7 +15,7 @@
 #include "core/clock.h"
 #include "core/hooks.h"
 #include "core/host.h"
-#include "core/http.h"
+#include "core/worker.h"
 #include "core/log.h"
 #include "core/plugin.h"
 #include "core/mail.h"

@@ -14,7 +14,7 @@
 
 #include "core/clock.h"
 #include "core/host.h"
-#include "core/http.h"
+#include "core/services.h"
 #include "core/log.h"
 #include "core/lua.h"
 #include "core/request.h"
@@ -200,7 +200,7 @@ static const char *csrf_placeholder(void)
 static int req_csrf(lua_State *L)
 {
     hl_request *r = lua_touserdata(L, lua_upvalueindex(1));
-    hl_request_csrf(r);
+    hl_webauth_csrf(r);
     lua_pushstring(L, csrf_placeholder());
     return 1;
 }
@@ -214,7 +214,7 @@ static int write_body(hl_request *r, const char *s, size_t len)
         const char *hit = memmem(s, len, mark, mlen);
         if (!hit)
             break;
-        if (hl_response_write(r, s, (size_t)(hit - s)) != HL_OK || hl_response_puts(r, hl_request_csrf(r)) != HL_OK)
+        if (hl_response_write(r, s, (size_t)(hit - s)) != HL_OK || hl_response_puts(r, hl_webauth_csrf(r)) != HL_OK)
             return HL_ENOMEM;
         len -= (size_t)(hit - s) + mlen;
         s = hit + mlen;
@@ -473,7 +473,7 @@ static int l_route(lua_State *L)
     hl_err err;
     hl_err_clear(&err);
     /* The callback is owned by the host's list so that it is freed with the plugin. */
-    if (hl_http_route_flags(h->worker, methods, pattern, name, flags, route_handler, cb, &err) != HL_OK) {
+    if (hl_worker_route_flags(h->worker, methods, pattern, name, flags, route_handler, cb, &err) != HL_OK) {
         luaL_unref(L, LUA_REGISTRYINDEX, cb->ref);
         free(cb);
         return luaL_error(L, "%s", err.msg);

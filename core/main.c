@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "core/config.h"
-#include "core/http.h"
+#include "core/migrate.h"
+#include "core/serve.h"
+#include "core/worker.h"
 #include "core/clock.h"
 #include "core/instance.h"
 #include "core/jobsproc.h"
@@ -21,6 +23,21 @@
 
 #include <termios.h>
 #include <unistd.h>
+
+/* `halle PLUGIN COMMAND ...`: the plugins loaded on a worker's services, without serving. */
+static int run_plugin_command(const hl_config *cfg, int argc, char **argv)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    hl_worker *w = hl_worker_cli_new(cfg, &err);
+    if (!w) {
+        fprintf(stderr, "halle: %s\n", err.msg);
+        return 1;
+    }
+    int rc = hl_host_run_command(w, argc, argv);
+    hl_worker_cli_free(w);
+    return rc;
+}
 
 static const char *usage_main =
     "usage: halle [--version] [--help] COMMAND [ARGS]\n"
@@ -218,7 +235,7 @@ static int cmd_init(int argc, char **argv)
         hl_db_close(db);
         if (rc == HL_OK) {
             char *cargv[] = {"market", "seed-demo", NULL};
-            rc = hl_host_run_command(cfg, 2, cargv) == 0 ? HL_OK : HL_ERR;
+            rc = run_plugin_command(cfg, 2, cargv) == 0 ? HL_OK : HL_ERR;
             if (rc != HL_OK)
                 hl_err_set(&err, HL_ERR, "the demo data could not be created (see above)");
         }
@@ -280,7 +297,7 @@ static int cmd_serve(int argc, char **argv)
         hl_config_free(cfg);
         return fail(&err);
     }
-    int rc = hl_http_serve(cfg, hl_jobsproc_main, &err);
+    int rc = hl_serve(cfg, hl_jobsproc_main, &err);
     hl_log_close();
     hl_config_free(cfg);
     return rc == HL_OK ? 0 : fail(&err);
@@ -307,7 +324,7 @@ static int cmd_migrate(int argc, char **argv)
     if (!cfg)
         return fail(&err);
     int a = 0, b = 0;
-    int rc = hl_http_migrate(cfg, &a, &b, &err);
+    int rc = hl_migrate_instance(cfg, &a, &b, &err);
     if (rc == HL_OK)
         printf("halle: %d migration(s) applied to %s, %d to %s\n", a, cfg->db_path, b, cfg->archive_path);
     hl_config_free(cfg);
@@ -402,7 +419,7 @@ static int cmd_plugin(int argc, char **argv)
     hl_config *cfg = load_config(path, &err);
     if (!cfg)
         return fail(&err);
-    int rc = hl_http_migrate(cfg, NULL, NULL, &err);
+    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
     hl_db *db = rc ? NULL : hl_db_open(cfg->db_path, 0, &err);
     if (!db) {
         hl_config_free(cfg);
@@ -492,7 +509,7 @@ static int cmd_user(int argc, char **argv)
     hl_config *cfg = load_config(path, &err);
     if (!cfg)
         return fail(&err);
-    int rc = hl_http_migrate(cfg, NULL, NULL, &err);
+    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
     if (!rc && !strcmp(sub, "add")) {
         rc = create_user(cfg, email, name, roles, "HALLE_USER_PASSWORD", &err);
         if (!rc)
@@ -558,7 +575,7 @@ static int cmd_jobs(int argc, char **argv)
     hl_config *cfg = load_config(path, &err);
     if (!cfg)
         return fail(&err);
-    int rc = hl_http_migrate(cfg, NULL, NULL, &err);
+    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
     hl_jobsproc *p = rc ? NULL : hl_jobsproc_open(cfg, 1, &err);
     if (!p) {
         hl_config_free(cfg);
@@ -630,7 +647,7 @@ static int cmd_mail(int argc, char **argv)
     hl_config *cfg = load_config(path, &err);
     if (!cfg)
         return fail(&err);
-    int rc = hl_http_migrate(cfg, NULL, NULL, &err);
+    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
     hl_db *db = rc ? NULL : hl_db_open(cfg->db_path, 0, &err);
     if (!db) {
         hl_config_free(cfg);
@@ -727,7 +744,7 @@ int main(int argc, char **argv)
             if (!cfg)
                 return fail(&err);
             argv[1 + skip] = argv[1];
-            int rc = hl_host_run_command(cfg, argc - 1 - skip, argv + 1 + skip);
+            int rc = run_plugin_command(cfg, argc - 1 - skip, argv + 1 + skip);
             hl_config_free(cfg);
             return rc;
         }

@@ -9,9 +9,10 @@
 
 #include "core/accounts.h"
 #include "core/hooks.h"
-#include "core/http.h"
+#include "core/services.h"
 #include "core/log.h"
 #include "core/theme.h"
+#include "core/webauth.h"
 #include "core/i18n.h"
 
 #include <jansson.h>
@@ -38,7 +39,7 @@ static int builtin_begin(hl_request *req, const char *title)
         hl_response_printf(req, "<a href=\"/account\">%s</a> ", T(req, "Mon compte"));
         hl_response_puts(req, "<form method=\"post\" action=\"/logout\" class=\"inline\">"
                               "<input type=\"hidden\" name=\"_csrf\" value=\"");
-        hl_response_html(req, hl_request_csrf(req));
+        hl_response_html(req, hl_webauth_csrf(req));
         hl_response_printf(req, "\"><button type=\"submit\">%s</button></form>", T(req, "Se déconnecter"));
     } else {
         hl_response_printf(req, "<a href=\"/login\">%s</a> <a href=\"/signup\">%s</a>", T(req, "Se connecter"),
@@ -98,7 +99,7 @@ int hl_page_form_begin(hl_request *req, const char *action, const char *id)
         hl_response_puts(req, "\"");
     }
     hl_response_puts(req, ">\n<input type=\"hidden\" name=\"_csrf\" value=\"");
-    hl_response_html(req, hl_request_csrf(req));
+    hl_response_html(req, hl_webauth_csrf(req));
     return hl_response_puts(req, "\">\n");
 }
 
@@ -190,7 +191,7 @@ json_t *hl_page_context(hl_request *req)
     if (req->user) {
         json_object_set_new(ctx, "user", json_pack("{s:s, s:b}", "name", req->user->name, "operator",
                                                    (req->user->roles & HL_ROLE_OPERATOR) != 0));
-        json_object_set_new(ctx, "csrf", json_string(hl_request_csrf(req)));
+        json_object_set_new(ctx, "csrf", json_string(hl_webauth_csrf(req)));
     }
     if (cfg && cfg->base_url && req->path) {
         char *url = hl_arena_printf(req->arena, "%s%s", cfg->base_url, req->path);

@@ -20,7 +20,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "core/http.h"
+#include "core/services.h"
 #include "core/clock.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -64,7 +64,7 @@ int hl_plugin_dirs(const hl_config *cfg, char ***dirs, size_t *n, hl_err *err)
         spec = xstrdup(cfg->plugin_dirs);
     else
         spec = xprintf("%s/plugins:%s:%s/plugins", cfg->dir ? cfg->dir : ".", HALLE_PLUGIN_DIR,
-                       hl_http_share_dir(cfg));
+                       hl_config_share_dir(cfg));
     if (!spec)
         return hl_err_set(err, HL_ENOMEM, "out of memory");
     size_t cap = 1;
@@ -422,7 +422,7 @@ char *hl_plugin_migrations_dir(const hl_config *cfg, const hl_plugin_info *p)
     if (m && stat(m, &st) == 0 && S_ISDIR(st.st_mode))
         return m;
     free(m);
-    return xprintf("%s/plugins/%s/migrations", hl_http_share_dir(cfg), p->name);
+    return xprintf("%s/plugins/%s/migrations", hl_config_share_dir(cfg), p->name);
 }
 
 /* Core tables a Lua plugin may be granted read access to (when its manifest asks, shown by

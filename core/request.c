@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/page.h"
+#include "core/i18n.h"
 #include "core/router.h"
 #include "core/utf8.h"
 
@@ -184,6 +184,11 @@ int hl_response_json(hl_request *req, int status, void *json)
     return evbuffer_add(out, "\n", 1) == 0 ? HL_OK : HL_ENOMEM;
 }
 
+const char *hl_request_tr(hl_request *req, const char *msgid)
+{
+    return req && req->i18n ? hl_i18n_get(req->i18n, req->lang, msgid) : msgid;
+}
+
 int hl_response_error(hl_request *req, int status, const char *message)
 {
     struct evbuffer *out = P(req)->out;
@@ -191,7 +196,14 @@ int hl_response_error(hl_request *req, int status, const char *message)
     hl_response_status(req, status);
     hl_response_header(req, "Content-Type", "text/html; charset=utf-8");
     hl_response_header(req, "Cache-Control", "no-store");
-    return hl_page_error(req, status, message);
+    if (req->error_page)
+        return req->error_page(req, status, message);
+    /* Outside a worker (tests of a handler alone): a plain page. */
+    hl_response_header(req, "Content-Type", "text/plain; charset=utf-8");
+    hl_response_printf(req, "%d %s\n", status, hl_http_reason(status));
+    if (message)
+        hl_response_printf(req, "%s\n", message);
+    return HL_OK;
 }
 
 int hl_response_redirect(hl_request *req, int status, const char *location)

@@ -38,7 +38,10 @@ struct hl_request {
     const hl_config *cfg;
     hl_db *db;
     hl_db *archive;
-    struct hl_worker *worker;
+    struct hl_worker *worker;  /* the process's services (core/services.h) */
+    struct hl_i18n *i18n;      /* translations of the page's language (T()) */
+    /* Renders the page for an error status in the theme (core/page.c), set by the worker. */
+    int (*error_page)(hl_request *req, int status, const char *message);
     /* the visitor, when logged in (session cookie); NULL otherwise */
     const struct hl_user *user;
     const struct hl_session *session;
@@ -58,9 +61,7 @@ struct hl_request {
 const char *hl_request_tr(hl_request *req, const char *msgid);
 #define T(req, msgid) hl_request_tr((req), (msgid))
 
-/* Request side. */
-/* The value to put in a form's hidden _csrf field (sets the halle_csrf cookie for visitors). */
-const char *hl_request_csrf(hl_request *req);
+/* Request side. (The CSRF token for forms: hl_webauth_csrf, core/webauth.h.) */
 const char *hl_request_header(hl_request *req, const char *name);
 /* Query parameter, then form field, by name; NULL when absent. */
 const char *hl_request_param(hl_request *req, const char *name);

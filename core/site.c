@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/http.h"
+#include "core/services.h"
 #include "core/log.h"
 #include "core/page.h"
 
@@ -169,20 +169,20 @@ static int register_dev(struct hl_worker *w, hl_err *err)
 {
     /* A test aid (dev_mode only) that echoes what it parsed: it acts on nothing, so it takes
      * any method without a session or CSRF token. */
-    int rc = hl_http_route_flags(w, HL_METHOD_ANY, "/_dev/echo(?<rest>/.*)?", "dev.echo", HL_ROUTE_TOKEN_AUTH,
+    int rc = hl_worker_route_flags(w, HL_METHOD_ANY, "/_dev/echo(?<rest>/.*)?", "dev.echo", HL_ROUTE_TOKEN_AUTH,
                                  dev_echo, NULL, err);
-    if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/_dev/fail", "dev.fail", dev_fail, NULL, err);
-    if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/_dev/sleep", "dev.sleep", dev_sleep, NULL, err);
+    if (!rc) rc = hl_worker_route(w, HL_METHOD_GET, "/_dev/fail", "dev.fail", dev_fail, NULL, err);
+    if (!rc) rc = hl_worker_route(w, HL_METHOD_GET, "/_dev/sleep", "dev.sleep", dev_sleep, NULL, err);
     return rc;
 }
 
 int hl_site_register(struct hl_worker *w, const hl_config *cfg, hl_static *statics, hl_err *err)
 {
-    int rc = hl_http_route(w, HL_METHOD_GET, "/", "home", home, NULL, err);
-    if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/health", "health", health, NULL, err);
-    if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/api/status", "api.status", status_api, NULL, err);
-    if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/static/(?<path>[A-Za-z0-9_./-]+)", "static", static_file, statics, err);
-    if (!rc) rc = hl_http_route(w, HL_METHOD_GET, "/lang/(?<code>[a-z]{2}(?:_[A-Z]{2})?)", "lang", set_lang, NULL, err);
+    int rc = hl_worker_route(w, HL_METHOD_GET, "/", "home", home, NULL, err);
+    if (!rc) rc = hl_worker_route(w, HL_METHOD_GET, "/health", "health", health, NULL, err);
+    if (!rc) rc = hl_worker_route(w, HL_METHOD_GET, "/api/status", "api.status", status_api, NULL, err);
+    if (!rc) rc = hl_worker_route(w, HL_METHOD_GET, "/static/(?<path>[A-Za-z0-9_./-]+)", "static", static_file, statics, err);
+    if (!rc) rc = hl_worker_route(w, HL_METHOD_GET, "/lang/(?<code>[a-z]{2}(?:_[A-Z]{2})?)", "lang", set_lang, NULL, err);
     if (!rc && cfg->dev_mode)
         rc = register_dev(w, err);
     return rc;

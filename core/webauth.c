@@ -78,9 +78,9 @@ void hl_webauth_load(hl_request *req)
         req->csrf = c;
 }
 
-/* Defined here rather than in request.c because it may set a cookie: a visitor without a
- * token gets one only with a page that holds a form, so cached assets never carry a cookie. */
-const char *hl_request_csrf(hl_request *req)
+/* A visitor gets a token (and its cookie) only with a page that holds a form, so cached assets
+ * never carry a cookie. */
+const char *hl_webauth_csrf(hl_request *req)
 {
     if (req->csrf)
         return req->csrf;

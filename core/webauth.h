@@ -21,6 +21,10 @@ int hl_webauth_secret_header(const char *name);
 /* Does a Set-Cookie value set (or clear) one of the core's credential cookies? */
 int hl_webauth_sets_secret_cookie(const char *set_cookie);
 
+/* The value to put in a form's hidden _csrf field: the session's token, or for a visitor the
+ * halle_csrf cookie's (set with this response if there is none yet). */
+const char *hl_webauth_csrf(hl_request *req);
+
 /* Loads the visitor's session and user, if the cookie names a live one. */
 void hl_webauth_load(hl_request *req);
 /* For POST/PUT/PATCH/DELETE: the _csrf field (or X-CSRF-Token header) must equal the expected

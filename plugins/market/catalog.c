@@ -804,10 +804,10 @@ static int import_data(halle_host *h, int64_t catalog_id, int64_t producer_id, c
         report_error(imp, mk_api->tr(imp->req, "Les catégories n'ont pas pu être lues : réessayez."));
         return HALLE_ERROR;
     }
-    hl_err err = {0, ""};
+    mk_err err = {0, ""};
     int rc = mk_csv_parse(imp, data, len, cats.items, cats.n, progress, NULL, &err);
     categories_free(&cats);
-    if (rc != HL_OK)
+    if (rc != MK_OK)
         return HALLE_ERROR;
     job->imp = imp;
     job->catalog_id = catalog_id;

@@ -22,8 +22,8 @@ struct mk_csv_block {
     char data[];
 };
 
-static int fail(hl_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(hl_err *err, int code, const char *fmt, ...)
+static int fail(mk_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(mk_err *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -410,7 +410,7 @@ static int refs_add(mk_csv_import *imp, size_t idx)
             cap *= 2;
         uint32_t *t = calloc(cap, sizeof *t);
         if (!t)
-            return HL_ENOMEM;
+            return MK_ENOMEM;
         for (size_t i = 0; i < imp->refs_cap; i++)
             if (imp->refs[i])
                 for (size_t j = hash(imp->rows[imp->refs[i] - 1].ref) & (cap - 1);; j = (j + 1) & (cap - 1))
@@ -426,7 +426,7 @@ static int refs_add(mk_csv_import *imp, size_t idx)
     for (size_t j = hash(imp->rows[idx].ref) & mask;; j = (j + 1) & mask)
         if (!imp->refs[j]) {
             imp->refs[j] = (uint32_t)(idx + 1);
-            return HL_OK;
+            return MK_OK;
         }
 }
 
@@ -455,7 +455,7 @@ static unsigned cp1252_char(unsigned char c)
 
 /* Excel in French still saves "CSV" in Windows-1252: text that is not UTF-8 is read as that.
  * Returns a malloc'd UTF-8 copy, or NULL (err set). */
-static char *from_cp1252(mk_csv_import *imp, const char *s, size_t n, size_t *out_len, hl_err *err)
+static char *from_cp1252(mk_csv_import *imp, const char *s, size_t n, size_t *out_len, mk_err *err)
 {
     size_t need = 0;
     for (size_t i = 0; i < n; i++) {
@@ -464,7 +464,7 @@ static char *from_cp1252(mk_csv_import *imp, const char *s, size_t n, size_t *ou
             const char *msg =
                 tr(imp, "Encodage non reconnu (ni UTF-8 ni Windows-1252) : enregistrez le fichier en CSV UTF-8.");
             add_error(imp, msg);
-            fail(err, HL_EINVAL, "%s", msg);
+            fail(err, MK_EINVAL, "%s", msg);
             return NULL;
         }
         need += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
@@ -472,7 +472,7 @@ static char *from_cp1252(mk_csv_import *imp, const char *s, size_t n, size_t *ou
     char *out = malloc(need + 1);
     if (!out) {
         add_error(imp, tr(imp, "mémoire insuffisante"));
-        fail(err, HL_ENOMEM, "mémoire insuffisante");
+        fail(err, MK_ENOMEM, "mémoire insuffisante");
         return NULL;
     }
     size_t o = 0;
@@ -545,8 +545,8 @@ typedef struct parse_state {
     size_t done, total;
     mk_csv_progress progress;
     void *ud;
-    int stop;                /* HL_* code that ends the parse (header wrong, out of memory, ...) */
-    hl_err *err;
+    int stop;                /* MK_* code that ends the parse (header wrong, out of memory, ...) */
+    mk_err *err;
 } parse_state;
 
 static void on_field(void *field, size_t len, void *ud)
@@ -566,7 +566,7 @@ static void on_field(void *field, size_t len, void *ud)
             cap *= 2;
         char *b = realloc(ps->buf, cap);
         if (!b) {
-            ps->stop = fail(ps->err, HL_ENOMEM, "mémoire insuffisante");
+            ps->stop = fail(ps->err, MK_ENOMEM, "mémoire insuffisante");
             return;
         }
         ps->buf = b;
@@ -649,7 +649,7 @@ static void header_record(parse_state *ps)
     if (ps->nfields > MK_CSV_MAX_COLS) {
         snprintf(msg, sizeof msg, tr(imp, "ligne %d : trop de colonnes (%d au plus)"), ps->start, MK_CSV_MAX_COLS);
         add_error(imp, msg);
-        ps->stop = fail(ps->err, HL_EINVAL, "%s", msg);
+        ps->stop = fail(ps->err, MK_EINVAL, "%s", msg);
         return;
     }
     ps->ncols = ps->nfields;
@@ -687,7 +687,7 @@ static void header_record(parse_state *ps)
     for (int c = 0; c < MK_NCOLS; c++)
         imp->has_col[c] = ps->field_of[c] >= 0;
     if (bad)
-        ps->stop = fail(ps->err, HL_EINVAL, "en-tête invalide");
+        ps->stop = fail(ps->err, MK_EINVAL, "en-tête invalide");
 }
 
 static int64_t category_of(parse_state *ps, const char *v)
@@ -788,7 +788,7 @@ static void data_record(parse_state *ps)
         size_t cap = imp->cap ? imp->cap * 2 : 256;
         mk_csv_product *rows = realloc(imp->rows, cap * sizeof *rows);
         if (!rows) {
-            ps->stop = fail(ps->err, HL_ENOMEM, "mémoire insuffisante");
+            ps->stop = fail(ps->err, MK_ENOMEM, "mémoire insuffisante");
             return;
         }
         imp->rows = rows;
@@ -798,12 +798,12 @@ static void data_record(parse_state *ps)
     p.name = pool_strndup(imp, name, strlen(name));
     p.description = pool_strndup(imp, desc, strlen(desc));
     if (!p.ref || !p.name || !p.description) {
-        ps->stop = fail(ps->err, HL_ENOMEM, "mémoire insuffisante");
+        ps->stop = fail(ps->err, MK_ENOMEM, "mémoire insuffisante");
         return;
     }
     imp->rows[imp->nrows] = p;
-    if (*p.ref && refs_add(imp, imp->nrows) != HL_OK) {
-        ps->stop = fail(ps->err, HL_ENOMEM, "mémoire insuffisante");
+    if (*p.ref && refs_add(imp, imp->nrows) != MK_OK) {
+        ps->stop = fail(ps->err, MK_ENOMEM, "mémoire insuffisante");
         return;
     }
     imp->nrows++;
@@ -913,13 +913,13 @@ static int run(parse_state *ps, const char *text, size_t n)
         p += l;
     if (p == end) {
         add_error(imp, tr(imp, "Le fichier est vide."));
-        return fail(ps->err, HL_EINVAL, "Le fichier est vide.");
+        return fail(ps->err, MK_EINVAL, "Le fichier est vide.");
     }
     imp->delimiter = guess_delimiter(p, line_end(p, end));
 
     struct csv_parser cp;
     if (csv_init(&cp, 0) != 0)
-        return fail(ps->err, HL_ENOMEM, "mémoire insuffisante");
+        return fail(ps->err, MK_ENOMEM, "mémoire insuffisante");
     csv_setup(&cp, imp->delimiter);
     size_t records = 0;
     csv_parse(&cp, text, n, NULL, count_record, &records);
@@ -929,13 +929,13 @@ static int run(parse_state *ps, const char *text, size_t n)
         char msg[128];
         snprintf(msg, sizeof msg, tr(imp, "Le fichier a plus de %d lignes : découpez-le."), MK_CSV_MAX_ROWS);
         add_error(imp, msg);
-        return fail(ps->err, HL_ETOOBIG, "%s", msg);
+        return fail(ps->err, MK_ETOOBIG, "%s", msg);
     }
     ps->total = records ? records - 1 : 0;
 
     /* Strict: a stray quote would otherwise swallow the lines after it without a word. */
     if (csv_init(&cp, CSV_STRICT | CSV_STRICT_FINI) != 0)
-        return fail(ps->err, HL_ENOMEM, "mémoire insuffisante");
+        return fail(ps->err, MK_ENOMEM, "mémoire insuffisante");
     csv_setup(&cp, imp->delimiter);
     ps->between = 1;
     /* Fed line by line so that each record's first line is known for the report. */
@@ -954,12 +954,12 @@ static int run(parse_state *ps, const char *text, size_t n)
                                  "doit être entouré de guillemets, et ceux qu'il contient doublés)"),
                          ps->line);
                 add_error(imp, msg);
-                ps->stop = fail(ps->err, HL_EINVAL, "%s", msg);
+                ps->stop = fail(ps->err, MK_EINVAL, "%s", msg);
             } else {
                 char msg[256];
                 snprintf(msg, sizeof msg, tr(imp, "lecture du CSV : %s"), csv_strerror(csv_error(&cp)));
                 add_error(imp, msg);
-                ps->stop = fail(ps->err, HL_ENOMEM, "%s", msg);
+                ps->stop = fail(ps->err, MK_ENOMEM, "%s", msg);
             }
         }
     }
@@ -967,7 +967,7 @@ static int run(parse_state *ps, const char *text, size_t n)
         char msg[160];
         snprintf(msg, sizeof msg, tr(imp, "ligne %d : guillemet ouvert qui n'est jamais fermé"), ps->start);
         add_error(imp, msg);
-        ps->stop = fail(ps->err, HL_EINVAL, "%s", msg);
+        ps->stop = fail(ps->err, MK_EINVAL, "%s", msg);
     }
     csv_free(&cp);
     if (ps->stop)
@@ -975,25 +975,25 @@ static int run(parse_state *ps, const char *text, size_t n)
     if (ps->progress && ps->done % 1000)
         ps->progress(ps->ud, ps->done, ps->total);
     if (imp->nerrors)
-        return fail(ps->err, HL_EINVAL, "%zu ligne(s) invalide(s)", imp->nerrors);
+        return fail(ps->err, MK_EINVAL, "%zu ligne(s) invalide(s)", imp->nerrors);
     if (!imp->nrows) {
         add_error(imp, tr(imp, "Le fichier n'a aucune ligne de produit après l'en-tête."));
-        return fail(ps->err, HL_EINVAL, "aucun produit");
+        return fail(ps->err, MK_EINVAL, "aucun produit");
     }
-    return HL_OK;
+    return MK_OK;
 }
 
 int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_category *cats, size_t ncats,
-                 mk_csv_progress progress, void *ud, hl_err *err)
+                 mk_csv_progress progress, void *ud, mk_err *err)
 {
     if (!imp || (!data && len) || (!cats && ncats))
-        return fail(err, HL_EINVAL, "mk_csv_parse: NULL argument");
+        return fail(err, MK_EINVAL, "mk_csv_parse: NULL argument");
     if (len > SIZE_MAX / 4 || ncats > 100000)
-        return fail(err, HL_ETOOBIG, "fichier trop grand");
+        return fail(err, MK_ETOOBIG, "fichier trop grand");
     if (data && memchr(data, '\0', len)) {
         add_error(imp, tr(imp, "Ce n'est pas un fichier texte CSV (un classeur .xlsx ou .ods ?) : "
                                "enregistrez-le au format CSV depuis votre tableur."));
-        return fail(err, HL_EINVAL, "pas un fichier CSV");
+        return fail(err, MK_EINVAL, "pas un fichier CSV");
     }
     if (len >= 3 && !memcmp(data, "\xef\xbb\xbf", 3)) {
         data += 3;
@@ -1004,7 +1004,7 @@ int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_
     if (!utf8_valid(text, len)) {
         owned = from_cp1252(imp, text, len, &len, err);
         if (!owned)
-            return err ? err->code : HL_EINVAL;
+            return err ? err->code : MK_EINVAL;
         text = owned;
     }
     parse_state ps;
@@ -1015,12 +1015,12 @@ int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_
     ps.progress = progress;
     ps.ud = ud;
     ps.err = err;
-    int rc = HL_OK;
+    int rc = MK_OK;
     if (ncats && !(ps.cat_folded = malloc(ncats * sizeof *ps.cat_folded)))
-        rc = fail(err, HL_ENOMEM, "mémoire insuffisante");
-    for (size_t i = 0; rc == HL_OK && i < ncats; i++)
+        rc = fail(err, MK_ENOMEM, "mémoire insuffisante");
+    for (size_t i = 0; rc == MK_OK && i < ncats; i++)
         mk_fold(cats[i].name, ps.cat_folded[i], FOLD_MAX);
-    if (rc == HL_OK)
+    if (rc == MK_OK)
         rc = run(&ps, text, len);
     free(ps.cat_folded);
     free(ps.buf);

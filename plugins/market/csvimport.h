@@ -9,8 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/error.h"
 #include "include/halle/plugin.h"
+
+/* The import's error record: a code and a message for the producer (a plugin reaches the core
+ * only through <halle/plugin.h>, which has no error type of its own to share). */
+enum { MK_OK = 0, MK_EINVAL = -2, MK_ENOMEM = -3, MK_ETOOBIG = -4 };
+typedef struct mk_err {
+    int code;
+    char msg[512];
+} mk_err;
 
 /* Marks a French msgid kept in a table and translated where it is shown, with mk_api->tr
  * (xgettext --keyword=N_; tests/unit/test_i18n.c checks that po/en.po translates it). */
@@ -72,12 +79,12 @@ typedef void (*mk_csv_progress)(void *ud, size_t done, size_t total);
 
 /* Reads a whole file (UTF-8 with or without BOM, or Windows-1252 as older spreadsheets
  * write it; separator ';', ',' or TAB found on the header line) and checks every line against
- * the categories. Returns HL_OK when every line is valid (imp->rows ready to be written),
- * HL_EINVAL when some are not (imp->errors, "ligne N : ...", in the language of imp->req when
- * it is set), HL_ETOOBIG/HL_ENOMEM/HL_EINVAL with err set when the file cannot be read at all.
+ * the categories. Returns MK_OK when every line is valid (imp->rows ready to be written),
+ * MK_EINVAL when some are not (imp->errors, "ligne N : ...", in the language of imp->req when
+ * it is set), MK_ETOOBIG/MK_ENOMEM/MK_EINVAL with err set when the file cannot be read at all.
  * imp must be zeroed first; free it with mk_csv_free whatever the result. */
 int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_category *cats, size_t ncats,
-                 mk_csv_progress progress, void *ud, hl_err *err);
+                 mk_csv_progress progress, void *ud, mk_err *err);
 void mk_csv_free(mk_csv_import *imp);
 /* The line of the file with this reference, or NULL. */
 mk_csv_product *mk_csv_find_ref(mk_csv_import *imp, const char *ref);

@@ -30,7 +30,7 @@ static const mk_csv_category cats[] = {
 
 static int parse(mk_csv_import *imp, const char *text)
 {
-    hl_err err = {0, ""};
+    mk_err err = {0, ""};
     memset(imp, 0, sizeof *imp);
     return mk_csv_parse(imp, text, strlen(text), cats, NCATS, NULL, NULL, &err);
 }
@@ -53,7 +53,7 @@ static void test_french_spreadsheet(void **state)
                        "\"O6\";\"\xc5\x92ufs \"\"plein air\"\"\";;oeufs;pi\xc3\xa8" "ce;6;3,00 \xe2\x82\xac;5,5 %;non;\r\n"
                        ";;;;;;;;;\r\n"
                        "P;Pain;;Pain et boulangerie;;;4.5;5.5;x;\r\n";
-    assert_int_equal(parse(&imp, text), HL_OK);
+    assert_int_equal(parse(&imp, text), MK_OK);
     assert_int_equal(imp.delimiter, ';');
     assert_int_equal(imp.nerrors, 0);
     assert_int_equal(imp.nrows, 3);
@@ -93,7 +93,7 @@ static void test_english_comma_and_tab(void **state)
 {
     (void)state;
     mk_csv_import imp;
-    assert_int_equal(parse(&imp, "name,price,vat,organic,unit\nApples,\"2,50\",20,yes,KG\nPears,3,10,no,g\n"), HL_OK);
+    assert_int_equal(parse(&imp, "name,price,vat,organic,unit\nApples,\"2,50\",20,yes,KG\nPears,3,10,no,g\n"), MK_OK);
     assert_int_equal(imp.delimiter, ',');
     assert_int_equal(imp.nrows, 2);
     assert_int_equal(imp.rows[0].price_cents, 250);
@@ -102,7 +102,7 @@ static void test_english_comma_and_tab(void **state)
     assert_false(imp.has_col[MK_COL_STOCK]);
     mk_csv_free(&imp);
 
-    assert_int_equal(parse(&imp, "nom\tprix\ttva\n  Miel de fleurs \t8,90\t5,5\n"), HL_OK);
+    assert_int_equal(parse(&imp, "nom\tprix\ttva\n  Miel de fleurs \t8,90\t5,5\n"), MK_OK);
     assert_int_equal(imp.delimiter, '\t');
     assert_int_equal(imp.nrows, 1);
     assert_string_equal(imp.rows[0].name, "Miel de fleurs");
@@ -125,7 +125,7 @@ static void test_bad_lines_all_reported(void **state)
                        "H;2;20;;;;;\n"
                        "I;2;20;;;;;\n"
                        "J;2;20;;;;;;valeur\n";
-    assert_int_equal(parse(&imp, text), HL_EINVAL);
+    assert_int_equal(parse(&imp, text), MK_EINVAL);
     assert_int_equal(imp.nerrors, 5);
     assert_true(has_error(&imp, "ligne 4 : prix invalide « 12,5,0 »"));
     assert_true(has_error(&imp, "ligne 5 : taux de TVA invalide « 7 »"));
@@ -150,7 +150,7 @@ static void test_many_errors_capped(void **state)
     for (int i = 0; i < 250; i++)
         n += (size_t)snprintf(text + n, cap - n, "P%d;abc;20\n", i);
     mk_csv_import imp;
-    assert_int_equal(parse(&imp, text), HL_EINVAL);
+    assert_int_equal(parse(&imp, text), MK_EINVAL);
     assert_int_equal(imp.nerrors, 250);
     assert_int_equal(imp.nlisted, MK_CSV_MAX_ERRORS);
     assert_string_equal(imp.errors[0], "ligne 2 : prix invalide « abc »");
@@ -162,16 +162,16 @@ static void test_header_problems(void **state)
 {
     (void)state;
     mk_csv_import imp;
-    assert_int_equal(parse(&imp, "nom;prix;poids;nom\nA;1;2;A\n"), HL_EINVAL);
+    assert_int_equal(parse(&imp, "nom;prix;poids;nom\nA;1;2;A\n"), MK_EINVAL);
     assert_true(has_error(&imp, "ligne 1 : colonne inconnue « poids »"));
     assert_true(has_error(&imp, "colonne « nom » en double"));
     assert_true(has_error(&imp, "colonne « tva » manquante"));
     mk_csv_free(&imp);
     /* trailing separators on the header (untitled columns) are fine while they stay empty */
-    assert_int_equal(parse(&imp, "nom;prix;tva;;\nA;1;20;;\n"), HL_OK);
+    assert_int_equal(parse(&imp, "nom;prix;tva;;\nA;1;20;;\n"), MK_OK);
     assert_int_equal(imp.nrows, 1);
     mk_csv_free(&imp);
-    assert_int_equal(parse(&imp, "nom;prix;tva;;\nA;1;20;;oups\n"), HL_EINVAL);
+    assert_int_equal(parse(&imp, "nom;prix;tva;;\nA;1;20;;oups\n"), MK_EINVAL);
     assert_true(has_error(&imp, "ligne 2 : valeur dans la colonne 5, qui n'a pas de titre"));
     mk_csv_free(&imp);
 }
@@ -180,7 +180,7 @@ static void test_duplicate_refs(void **state)
 {
     (void)state;
     mk_csv_import imp;
-    assert_int_equal(parse(&imp, "ref;nom;prix;tva\nX1;A;1;20\nX2;B;1;20\nX1;C;1;20\n"), HL_EINVAL);
+    assert_int_equal(parse(&imp, "ref;nom;prix;tva\nX1;A;1;20\nX2;B;1;20\nX1;C;1;20\n"), MK_EINVAL);
     assert_int_equal(imp.nerrors, 1);
     assert_true(has_error(&imp, "ligne 4 : référence « X1 » déjà utilisée ligne 2"));
     mk_csv_free(&imp);
@@ -191,14 +191,14 @@ static void test_windows_1252(void **state)
     (void)state;
     mk_csv_import imp;
     /* "Pâté de campagne" and the euro sign as Excel writes them in Windows-1252 */
-    assert_int_equal(parse(&imp, "nom;prix;tva;cat\xe9gorie\nP\xe2t\xe9 de campagne;4,50 \x80;5,5;l\xe9gumes\n"), HL_OK);
+    assert_int_equal(parse(&imp, "nom;prix;tva;cat\xe9gorie\nP\xe2t\xe9 de campagne;4,50 \x80;5,5;l\xe9gumes\n"), MK_OK);
     assert_int_equal(imp.nrows, 1);
     assert_string_equal(imp.rows[0].name, "Pâté de campagne");
     assert_int_equal(imp.rows[0].price_cents, 450);
     assert_int_equal(imp.rows[0].category_id, 2);
     mk_csv_free(&imp);
     /* 0x81 is no character in Windows-1252 either */
-    assert_int_equal(parse(&imp, "nom;prix;tva\nA\x81;1;20\n"), HL_EINVAL);
+    assert_int_equal(parse(&imp, "nom;prix;tva\nA\x81;1;20\n"), MK_EINVAL);
     assert_true(has_error(&imp, "Encodage non reconnu"));
     mk_csv_free(&imp);
 }
@@ -207,26 +207,26 @@ static void test_hostile_files(void **state)
 {
     (void)state;
     mk_csv_import imp;
-    hl_err err = {0, ""};
+    mk_err err = {0, ""};
     memset(&imp, 0, sizeof imp);
     static const char zip[] = "PK\x03\x04\x14\0\0\0\x08\0nom;prix;tva";
-    assert_int_equal(mk_csv_parse(&imp, zip, sizeof zip - 1, cats, NCATS, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(mk_csv_parse(&imp, zip, sizeof zip - 1, cats, NCATS, NULL, NULL, &err), MK_EINVAL);
     assert_true(has_error(&imp, "classeur"));
     mk_csv_free(&imp);
 
-    assert_int_equal(parse(&imp, ""), HL_EINVAL);
+    assert_int_equal(parse(&imp, ""), MK_EINVAL);
     assert_true(has_error(&imp, "vide"));
     mk_csv_free(&imp);
-    assert_int_equal(parse(&imp, " \r\n\n  \n"), HL_EINVAL);
+    assert_int_equal(parse(&imp, " \r\n\n  \n"), MK_EINVAL);
     assert_true(has_error(&imp, "vide"));
     mk_csv_free(&imp);
-    assert_int_equal(parse(&imp, "nom;prix;tva\n"), HL_EINVAL);
+    assert_int_equal(parse(&imp, "nom;prix;tva\n"), MK_EINVAL);
     assert_true(has_error(&imp, "aucune ligne"));
     mk_csv_free(&imp);
-    assert_int_equal(parse(&imp, "nom;prix;tva\nA;1;20\n\"B;2;20\nC;3;20\n"), HL_EINVAL);
+    assert_int_equal(parse(&imp, "nom;prix;tva\nA;1;20\n\"B;2;20\nC;3;20\n"), MK_EINVAL);
     assert_true(has_error(&imp, "ligne 3 : guillemet ouvert qui n'est jamais fermé"));
     mk_csv_free(&imp);
-    assert_int_equal(parse(&imp, "nom;prix;tva\nA;1;20\nPot 12\" pouces;2;20\n"), HL_EINVAL);
+    assert_int_equal(parse(&imp, "nom;prix;tva\nA;1;20\nPot 12\" pouces;2;20\n"), MK_EINVAL);
     assert_true(has_error(&imp, "ligne 3 : guillemet mal placé"));
     mk_csv_free(&imp);
 
@@ -237,19 +237,19 @@ static void test_hostile_files(void **state)
     memcpy(text, "nom;prix;tva\n", 13);
     memset(text + 13, 'a', big);
     memcpy(text + 13 + big, ";1;20\n", 7);
-    assert_int_equal(parse(&imp, text), HL_EINVAL);
+    assert_int_equal(parse(&imp, text), MK_EINVAL);
     assert_true(has_error(&imp, "ligne 2 : nom trop long"));
     mk_csv_free(&imp);
     size_t n = 0;
     for (int i = 0; i < 100; i++)
         n += (size_t)snprintf(text + n, big - n, "nom;");
     snprintf(text + n, big - n, "\nA\n");
-    assert_int_equal(parse(&imp, text), HL_EINVAL);
+    assert_int_equal(parse(&imp, text), MK_EINVAL);
     assert_true(has_error(&imp, "trop de colonnes"));
     mk_csv_free(&imp);
 
     /* control characters are refused */
-    assert_int_equal(parse(&imp, "nom;prix;tva\nA\x01;1;20\n"), HL_EINVAL);
+    assert_int_equal(parse(&imp, "nom;prix;tva\nA\x01;1;20\n"), MK_EINVAL);
     assert_true(has_error(&imp, "caractères de contrôle"));
     mk_csv_free(&imp);
 
@@ -263,14 +263,14 @@ static void test_hostile_files(void **state)
         }
         memset(&imp, 0, sizeof imp);
         int rc = mk_csv_parse(&imp, text, len, cats, NCATS, NULL, NULL, &err);
-        assert_true(rc == HL_OK || (rc < 0 && imp.nerrors > 0));
+        assert_true(rc == MK_OK || (rc < 0 && imp.nerrors > 0));
         mk_csv_free(&imp);
     }
     free(text);
 
     memset(&imp, 0, sizeof imp);
-    assert_int_equal(mk_csv_parse(&imp, NULL, 5, cats, NCATS, NULL, NULL, &err), HL_EINVAL);
-    assert_int_equal(mk_csv_parse(NULL, "a", 1, cats, NCATS, NULL, NULL, NULL), HL_EINVAL);
+    assert_int_equal(mk_csv_parse(&imp, NULL, 5, cats, NCATS, NULL, NULL, &err), MK_EINVAL);
+    assert_int_equal(mk_csv_parse(NULL, "a", 1, cats, NCATS, NULL, NULL, NULL), MK_EINVAL);
 }
 
 typedef struct progress_log {
@@ -297,7 +297,7 @@ static void test_progress(void **state)
     mk_csv_import imp;
     memset(&imp, 0, sizeof imp);
     progress_log log = {0, 0, 0};
-    assert_int_equal(mk_csv_parse(&imp, text, n, cats, NCATS, on_progress, &log, NULL), HL_OK);
+    assert_int_equal(mk_csv_parse(&imp, text, n, cats, NCATS, on_progress, &log, NULL), MK_OK);
     assert_int_equal(imp.nrows, 2500);
     assert_int_equal(log.calls, 3); /* 1000, 2000, then the end */
     assert_int_equal(log.last_done, 2500);
@@ -484,7 +484,7 @@ static const char *fake_tr(halle_request *r, const char *msgid)
 
 static int parse_for(mk_csv_import *imp, halle_request *r, const char *text)
 {
-    hl_err err = {0, ""};
+    mk_err err = {0, ""};
     memset(imp, 0, sizeof *imp);
     imp->req = r;
     return mk_csv_parse(imp, text, strlen(text), cats, NCATS, NULL, NULL, &err);
@@ -501,28 +501,28 @@ static void test_report_language(void **state)
     halle_request *page = (halle_request *)&fake; /* opaque: only passed back to tr */
     mk_csv_import imp;
 
-    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\n;abc;5,5\n"), HL_EINVAL);
+    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\n;abc;5,5\n"), MK_EINVAL);
     assert_int_equal(imp.nlisted, 1);
     assert_string_equal(imp.errors[0], "line 2: name missing; invalid price “abc”");
     mk_csv_free(&imp);
-    assert_int_equal(parse_for(&imp, page, "nom;prix\nPain;2\n"), HL_EINVAL);
+    assert_int_equal(parse_for(&imp, page, "nom;prix\nPain;2\n"), MK_EINVAL);
     assert_true(has_error(&imp, "line 1: column “vat” missing"));
     mk_csv_free(&imp);
-    assert_int_equal(parse_for(&imp, page, "  \n"), HL_EINVAL);
+    assert_int_equal(parse_for(&imp, page, "  \n"), MK_EINVAL);
     assert_string_equal(imp.errors[0], "The file is empty.");
     mk_csv_free(&imp);
     /* an untranslated message stays French, its values filled in */
-    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\nPain;2;7\n"), HL_EINVAL);
+    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\nPain;2;7\n"), MK_EINVAL);
     assert_string_equal(imp.errors[0], "line 2: taux de TVA invalide « 7 » (0, 2,1, 5,5, 10 ou 20)");
     mk_csv_free(&imp);
 
     /* without a request (the command line), French whatever mk_api can do */
-    assert_int_equal(parse_for(&imp, NULL, "nom;prix;tva\n;abc;5,5\n"), HL_EINVAL);
+    assert_int_equal(parse_for(&imp, NULL, "nom;prix;tva\n;abc;5,5\n"), MK_EINVAL);
     assert_string_equal(imp.errors[0], "ligne 2 : nom manquant ; prix invalide « abc »");
     mk_csv_free(&imp);
     mk_api = saved;
     /* nor any API at all (as in the other tests) */
-    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\n;abc;5,5\n"), HL_EINVAL);
+    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\n;abc;5,5\n"), MK_EINVAL);
     assert_string_equal(imp.errors[0], "ligne 2 : nom manquant ; prix invalide « abc »");
     mk_csv_free(&imp);
 }
