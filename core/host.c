@@ -24,7 +24,8 @@
 
 static void set_error(halle_host *h, const char *msg)
 {
-    snprintf(h->last_error, sizeof h->last_error, "%s", msg ? msg : "");
+    /* Longer messages are cut: last_error is a short summary for the caller. */
+    snprintf(h->last_error, sizeof h->last_error, "%.*s", (int)sizeof h->last_error - 1, msg ? msg : "");
 }
 
 static void api_log(halle_host *h, int level, const char *fmt, ...)
