@@ -170,6 +170,15 @@ static void push_params(lua_State *L, const hl_params *p, int (*hide)(const char
  * headers that carry them or other secrets, and the _csrf field of forms. */
 static int hidden_field(const char *name) { return name && !strcmp(name, "_csrf"); }
 
+/* In hooks a plugin sees other code's requests: the core's login, sign-up and password forms
+ * and its one-time links (/verify?token=, /password/reset?token=) carry passwords and tokens
+ * that are credentials too. Its own routes' fields are its own business. */
+static int hidden_field_hook(const char *name)
+{
+    return name && (hidden_field(name) || strcasestr(name, "password") || strcasestr(name, "token") ||
+                    strcasestr(name, "secret"));
+}
+
 static int req_header(lua_State *L)
 {
     hl_request *r = lua_touserdata(L, lua_upvalueindex(1));
@@ -251,7 +260,7 @@ static void push_roles(lua_State *L, unsigned roles)
 }
 
 /* The request as a plain table; valid for the duration of the call only. */
-static void push_request(lua_State *L, hl_request *r)
+static void push_request(lua_State *L, hl_request *r, int in_hook)
 {
     lua_createtable(L, 0, 8);
     lua_pushstring(L, r->method_name);
@@ -260,9 +269,9 @@ static void push_request(lua_State *L, hl_request *r)
     lua_setfield(L, -2, "path");
     push_params(L, &r->params, NULL);
     lua_setfield(L, -2, "params");
-    push_params(L, &r->query, hidden_field);
+    push_params(L, &r->query, in_hook ? hidden_field_hook : hidden_field);
     lua_setfield(L, -2, "query");
-    push_params(L, &r->form, hidden_field);
+    push_params(L, &r->form, in_hook ? hidden_field_hook : hidden_field);
     lua_setfield(L, -2, "form");
     push_params(L, &r->cookies, hl_webauth_secret_cookie);
     lua_setfield(L, -2, "cookies");
@@ -353,7 +362,7 @@ static int route_handler(hl_request *r, void *ud)
     lua_State *L = hl_lua_state(h->lua);
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, cb->ref);
-    push_request(L, r);
+    push_request(L, r, 0);
     lua_pushlightuserdata(L, r);
     lua_setfield(L, LUA_REGISTRYINDEX, "halle.request");
     hl_err err;
@@ -381,7 +390,7 @@ static int hook_trampoline(void *ud, hl_hook_call *call)
     lua_rawgeti(L, LUA_REGISTRYINDEX, cb->ref);
     push_json(L, call->value, 0);
     if (call->ctx)
-        push_request(L, call->ctx);
+        push_request(L, call->ctx, 1);
     else
         lua_pushnil(L);
     hl_err err;

@@ -40,6 +40,8 @@ def test_credentials_hidden(t, inst, srv):
     st, h, body = b.request("POST", "/luaspy/form", form={"_csrf": "halle-csrf-" + "0" * 24, "x": "1"})
     t.eq(st, 403, "the placeholder itself is no token")
     b.request("GET", "/", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    b.request("GET", "/verify?token=OneTimeLinkTokenXYZ123")
+    b.request("GET", "/password/reset?token=ResetLinkTokenXYZ456")
 
     seen = json.loads(b.get("/luaspy/seen")[2])
     hooks = {row["hook"] for row in seen}
@@ -47,7 +49,9 @@ def test_credentials_hidden(t, inst, srv):
     everything = "\n".join(row["data"] for row in seen)
     for secret, what in ((session, "the session cookie"), (token, "the CSRF token"),
                          ("s3cr3t-bearer-token", "the bearer token"), ("s3cr3t-api-token", "the API token header"),
-                         ("dXNlcjpwYXNz", "Basic credentials")):
+                         ("dXNlcjpwYXNz", "Basic credentials"), (PASSWORD, "the password typed at login"),
+                         ("OneTimeLinkTokenXYZ123", "a verification link's token"),
+                         ("ResetLinkTokenXYZ456", "a password reset link's token")):
         t.ok(secret not in everything, "a Lua plugin never sees %s" % what, everything[:2000])
     t.ok("halle_session" not in everything and "halle_csrf" not in everything and "_csrf" not in everything,
          "the credential cookies and the form's _csrf field are not even listed", everything[:2000])
