@@ -103,7 +103,7 @@ static const char *usage_plugin =
     "  disable NAME              disable it (its data is kept)\n"
     "  set NAME KEY VALUE        change a setting (checked against the plugin's schema)\n"
     "\n"
-    "Running servers pick up changes on their next start or SIGHUP.\n"
+    "Running servers pick up changes by themselves within about 2 seconds (or at once on SIGHUP).\n"
     "\n"
     "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
 
@@ -429,7 +429,7 @@ static int cmd_plugin(int argc, char **argv)
     if (!strcmp(sub, "enable")) {
         rc = hl_plugin_enable(cfg, db, name, &err);
         if (!rc)
-            printf("halle: plugin %s enabled (restart or SIGHUP the server to load it)\n", name);
+            printf("halle: plugin %s enabled (running servers load it within about 2 seconds)\n", name);
     } else if (!strcmp(sub, "disable")) {
         rc = hl_plugin_disable(cfg, db, name, &err);
         if (!rc)
