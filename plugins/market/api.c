@@ -29,69 +29,6 @@
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-/* Well-formed UTF-8 without control characters, at most max bytes: what jansson accepts and
- * what a name or search may hold. */
-static int valid_text(const char *s, size_t max)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = 0;
-    while (p[n]) {
-        unsigned c = p[n];
-        int more;
-        unsigned lo = 0x80, hi = 0xbf;
-        if (c < 0x20 || c == 0x7f)
-            return 0;
-        if (c < 0x80)
-            more = 0;
-        else if (c >= 0xc2 && c <= 0xdf)
-            more = 1;
-        else if (c >= 0xe0 && c <= 0xef) {
-            more = 2;
-            if (c == 0xe0)
-                lo = 0xa0; /* overlong */
-            if (c == 0xed)
-                hi = 0x9f; /* surrogates */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            more = 3;
-            if (c == 0xf0)
-                lo = 0x90;
-            if (c == 0xf4)
-                hi = 0x8f;
-        } else
-            return 0;
-        n++;
-        for (int i = 0; i < more; i++, n++) {
-            if (p[n] < lo || p[n] > hi)
-                return 0;
-            lo = 0x80, hi = 0xbf;
-        }
-        if (n > max)
-            return 0;
-    }
-    return 1;
-}
-
-/* "%text%" for LIKE with '\' as the escape, so that '%' and '_' are searched literally.
- * out must hold 2 * strlen(q) + 3 bytes; "" when q is empty (no filter). */
-static void like_pattern(const char *q, char *out)
-{
-    size_t o = 0, n = strlen(q);
-    while (n && q[n - 1] == ' ')
-        n--;
-    if (!n) {
-        out[0] = '\0';
-        return;
-    }
-    out[o++] = '%';
-    for (size_t i = 0; i < n; i++) {
-        if (q[i] == '%' || q[i] == '_' || q[i] == '\\')
-            out[o++] = '\\';
-        out[o++] = q[i];
-    }
-    out[o++] = '%';
-    out[o] = '\0';
-}
-
 /* A decimal in 1..max with digits only; -1 otherwise. */
 static long parse_count(const char *s, long max)
 {
@@ -191,7 +128,7 @@ static const char *name_problem(const char *name)
 {
     if (!name || !*name)
         return N_("Indiquez un nom pour le jeton (le partenaire qui l'utilisera).");
-    if (!valid_text(name, NAME_MAX_BYTES))
+    if (!mk_text_ok(name, NAME_MAX_BYTES, 0))
         return N_("Le nom doit faire au plus 100 octets, sans caractère de contrôle.");
     return NULL;
 }
@@ -341,9 +278,9 @@ static int list_params(halle_request *r, listq *l)
     if (l->per_page < 0)
         return send_error(r, 400, "per_page must be a whole number from 1 to 200"), 0;
     const char *q = mk_query(r);
-    if (!valid_text(q, Q_MAX_BYTES))
+    if (!mk_text_ok(q, Q_MAX_BYTES, 0))
         return send_error(r, 400, "q must be UTF-8 text of at most 200 bytes"), 0;
-    like_pattern(q, l->like);
+    mk_api->like_pattern(q, l->like, sizeof l->like);
     return 1;
 }
 
@@ -799,10 +736,10 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
 {
     int page = mk_page(r);
     const char *q = mk_query(r);
-    if (!valid_text(q, Q_MAX_BYTES))
+    if (!mk_text_ok(q, Q_MAX_BYTES, 0))
         q = "";
     char like[2 * Q_MAX_BYTES + 3];
-    like_pattern(q, like);
+    mk_api->like_pattern(q, like, sizeof like);
     long long total = count_rows(mk_api->db_query(
         mk_host, "SELECT count(*) FROM market_api_tokens t WHERE (?1 = '' OR t.name LIKE ?1 ESCAPE '\\')", "s", like));
     json_t *tokens = rows_array(
@@ -821,7 +758,7 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
     json_t *ctx = json_pack("{s:s, s:b, s:o, s:o, s:s, s:s}", "title", mk_api->tr(r, "Jetons de l'API"), "has_tokens", any,
                             "tokens", tokens, "pagination",
                             mk_pagination(page, total, q), "base", TOKENS_PATH, "name",
-                            name && valid_text(name, NAME_MAX_BYTES) ? name : "");
+                            name && mk_text_ok(name, NAME_MAX_BYTES, 0) ? name : "");
     if (ctx && error)
         json_object_set_new(ctx, "error", json_string(error));
     if (!ctx)

@@ -3,6 +3,7 @@
  * the helpers the modules share. The core's permission check (api->can) decides who may do
  * what; for catalogs and producer orders its owner is the producer's *user* id. */
 #include "plugins/market/market.h"
+#include "plugins/market/csvimport.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -15,59 +16,68 @@ halle_host *mk_host;
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-/* Latin letters with diacritics that French names use, mapped to ASCII for slugs. */
-static const struct {
-    const char *utf8;
-    const char *ascii;
-} folds[] = {
-    {"à", "a"}, {"â", "a"}, {"ä", "a"}, {"á", "a"}, {"ç", "c"}, {"é", "e"}, {"è", "e"}, {"ê", "e"},
-    {"ë", "e"}, {"î", "i"}, {"ï", "i"}, {"í", "i"}, {"ô", "o"}, {"ö", "o"}, {"ó", "o"}, {"ù", "u"},
-    {"û", "u"}, {"ü", "u"}, {"ú", "u"}, {"ÿ", "y"}, {"ñ", "n"}, {"œ", "oe"}, {"æ", "ae"},
-    {"À", "a"}, {"Â", "a"}, {"Ç", "c"}, {"É", "e"}, {"È", "e"}, {"Ê", "e"}, {"Ë", "e"}, {"Î", "i"},
-    {"Ï", "i"}, {"Ô", "o"}, {"Ù", "u"}, {"Û", "u"}, {"Ü", "u"}, {"Œ", "oe"}, {"Æ", "ae"},
-};
-
+/* The SDK's folding, then everything but [a-z0-9] as one dash. */
 void mk_slugify(const char *in, char *out, size_t len)
 {
+    char folded[256];
     size_t o = 0;
     int dash = 0;
     if (!len)
         return;
     size_t max = len - 1 < 60 ? len - 1 : 60;
-    for (const char *p = in ? in : ""; *p && o < max;) {
-        const char *add = NULL;
-        size_t step = 1;
-        char one[2] = {0, 0};
-        if (isalnum((unsigned char)*p) && !((unsigned char)*p & 0x80)) {
-            one[0] = (char)tolower((unsigned char)*p);
-            add = one;
-        } else {
-            for (size_t i = 0; i < sizeof folds / sizeof folds[0]; i++) {
-                size_t l = strlen(folds[i].utf8);
-                if (!strncmp(p, folds[i].utf8, l)) {
-                    add = folds[i].ascii;
-                    step = l;
-                    break;
-                }
-            }
-            if (!add && ((unsigned char)*p & 0x80)) /* skip the rest of an unknown sequence */
-                while (((unsigned char)p[step] & 0xc0) == 0x80)
-                    step++;
-        }
-        if (add) {
+    mk_api->fold(in ? in : "", folded, sizeof folded);
+    for (const char *p = folded; *p && o < max; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')) {
             if (dash && o > 0 && o < max)
                 out[o++] = '-';
             dash = 0;
-            for (; *add && o < max; add++)
-                out[o++] = *add;
+            out[o++] = *p;
         } else {
             dash = 1;
         }
-        p += step;
     }
     out[o] = '\0';
     if (!o)
         snprintf(out, len, "x");
+}
+
+/* One copy of each text helper: the SDK's (include/halle/plugin.h, API version 9). */
+void mk_fold(const char *in, char *out, size_t len)
+{
+    mk_api->fold(in, out, len);
+}
+
+int mk_text_ok(const char *s, size_t max, int multiline)
+{
+    return mk_api->text_valid(s, max, multiline) >= 0;
+}
+
+int mk_like_pattern(const char *q, char *out, size_t len)
+{
+    if (!len || mk_api->like_pattern(q, out, len) != HALLE_OK)
+        return -1;
+    if (!out[0]) { /* no search text: match everything */
+        if (len < 3)
+            return -1;
+        snprintf(out, len, "%%%%");
+    }
+    return 0;
+}
+
+json_t *mk_date_json(halle_request *r, const char *iso)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    char day[96];
+    if (!iso || sscanf(iso, "%4d-%2d-%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday) != 3)
+        return json_string("");
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    tm.tm_hour = 12;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 || mk_api->format_date(mk_api->req_lang(r), (int64_t)t, day, sizeof day) != HALLE_OK)
+        return json_string("");
+    return json_string(day);
 }
 
 int mk_siret_valid(const char *in, char out[15])
