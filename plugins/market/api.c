@@ -148,6 +148,8 @@ static int token_create(const char *name, int64_t created_by, char tok[TOKEN_CHA
                        "ssIs", name, hex, created_by, now) < 0)
         return HALLE_ERROR;
     *id = mk_api->db_last_id(mk_host);
+    if (mk_fold_rows("market_api_tokens", *id) != HALLE_OK)
+        return HALLE_ERROR;
     return HALLE_OK;
 }
 
@@ -281,6 +283,8 @@ static int list_params(halle_request *r, listq *l)
     if (!mk_text_ok(q, Q_MAX_BYTES, 0))
         return send_error(r, 400, "q must be UTF-8 text of at most 200 bytes"), 0;
     mk_api->like_pattern(q, l->like, sizeof l->like);
+    if (l->like[0])
+        mk_search_ready();
     return 1;
 }
 
@@ -423,7 +427,7 @@ static json_t *ref_row(halle_stmt *st) { return object_of(st, ref_fields, NFIELD
 static const field pref_fields[] = {{"slug", 's'}, {"business_name", 's'}, {"town", 's'}};
 static json_t *pref_row(halle_stmt *st) { return object_of(st, pref_fields, NFIELDS(pref_fields)); }
 
-#define GROUP_WHERE " WHERE (?1 = '' OR g.name LIKE ?1 ESCAPE '\\' OR g.town LIKE ?1 ESCAPE '\\')"
+#define GROUP_WHERE " WHERE (?1 = '' OR g.name_folded LIKE ?1 ESCAPE '\\' OR g.town_folded LIKE ?1 ESCAPE '\\')"
 
 static int groups_list(halle_request *r, void *ud)
 {
@@ -486,7 +490,7 @@ static json_t *producer_row(halle_stmt *st) { return object_of(st, producer_fiel
 #define PRODUCER_WHERE                                                                                       \
     " WHERE (?1 = 0 OR EXISTS (SELECT 1 FROM market_group_producers gp WHERE gp.group_id = ?1"              \
     " AND gp.producer_id = pr.id AND gp.status = 'accepted'))"                                                \
-    " AND (?2 = '' OR pr.business_name LIKE ?2 ESCAPE '\\' OR pr.town LIKE ?2 ESCAPE '\\')"
+    " AND (?2 = '' OR pr.business_name_folded LIKE ?2 ESCAPE '\\' OR pr.town_folded LIKE ?2 ESCAPE '\\')"
 
 static int producers_list(halle_request *r, void *ud)
 {
@@ -669,7 +673,7 @@ static json_t *product_row(halle_stmt *st)
     " AND (?3 = 0 OR (EXISTS (SELECT 1 FROM market_catalog_groups cg WHERE cg.catalog_id = p.catalog_id"        \
     " AND cg.group_id = ?3) AND EXISTS (SELECT 1 FROM market_group_producers gp WHERE gp.group_id = ?3"         \
     " AND gp.producer_id = p.producer_id AND gp.status = 'accepted')))"                                         \
-    " AND (?4 = '' OR p.name LIKE ?4 ESCAPE '\\' OR p.description LIKE ?4 ESCAPE '\\')"
+    " AND (?4 = '' OR p.name_folded LIKE ?4 ESCAPE '\\' OR p.description_folded LIKE ?4 ESCAPE '\\')"
 
 static int products_list(halle_request *r, void *ud)
 {
@@ -740,14 +744,16 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
         q = "";
     char like[2 * Q_MAX_BYTES + 3];
     mk_api->like_pattern(q, like, sizeof like);
+    if (like[0])
+        mk_search_ready();
     long long total = count_rows(mk_api->db_query(
-        mk_host, "SELECT count(*) FROM market_api_tokens t WHERE (?1 = '' OR t.name LIKE ?1 ESCAPE '\\')", "s", like));
+        mk_host, "SELECT count(*) FROM market_api_tokens t WHERE (?1 = '' OR t.name_folded LIKE ?1 ESCAPE '\\')", "s", like));
     json_t *tokens = rows_array(
         mk_api->db_query(mk_host,
                          "SELECT t.id, t.name, t.created_at, t.last_used_at, t.revoked_at, "
                          "CASE WHEN t.created_by = 0 THEN ?4 ELSE coalesce(u.name, '?') END "
                          "FROM market_api_tokens t LEFT JOIN hl_users u ON u.id = t.created_by "
-                         "WHERE (?1 = '' OR t.name LIKE ?1 ESCAPE '\\') ORDER BY t.id DESC LIMIT ?2 OFFSET ?3",
+                         "WHERE (?1 = '' OR t.name_folded LIKE ?1 ESCAPE '\\') ORDER BY t.id DESC LIMIT ?2 OFFSET ?3",
                          "siis", like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE, mk_api->tr(r, "ligne de commande")),
         token_row);
     if (!tokens || total < 0) {

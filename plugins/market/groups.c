@@ -411,13 +411,13 @@ static int directory(halle_request *r, void *ud)
     mk_like_pattern(q, like, sizeof like);
     int page = mk_page(r);
     long long total = first_int(mk_api->db_query(
-        mk_host, "SELECT count(*) FROM market_groups WHERE (? = '' OR name LIKE ? ESCAPE '\\' OR town LIKE ? ESCAPE '\\')",
+        mk_host, "SELECT count(*) FROM market_groups WHERE (? = '' OR name_folded LIKE ? ESCAPE '\\' OR town_folded LIKE ? ESCAPE '\\')",
         "sss", q, like, like));
     static const char *const cols[] = {"slug", "name", "town", "kind", "join_policy", NULL};
     json_t *groups = rows_array(
         mk_api->db_query(mk_host,
                          "SELECT slug, name, town, kind, join_policy FROM market_groups "
-                         "WHERE (? = '' OR name LIKE ? ESCAPE '\\' OR town LIKE ? ESCAPE '\\') "
+                         "WHERE (? = '' OR name_folded LIKE ? ESCAPE '\\' OR town_folded LIKE ? ESCAPE '\\') "
                          "ORDER BY name, id LIMIT ? OFFSET ?",
                          "sssii", q, like, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
         cols);
@@ -515,6 +515,8 @@ static int create_tx(halle_host *h, void *ud)
                        c->f->postcode, c->f->town, c->uid, now) < 0)
         return HALLE_ERROR;
     c->gid = mk_api->db_last_id(h);
+    if (mk_fold_rows("market_groups", c->gid) != HALLE_OK)
+        return HALLE_ERROR;
     if (mk_api->db_run(h,
                        "INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
                        "VALUES (?, ?, 'coordinator', 'active', ?, ?)",
@@ -966,7 +968,7 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
     " JOIN market_catalogs c ON c.id = cg.catalog_id AND c.active = 1 AND c.producer_id = gp.producer_id"    \
     " JOIN market_products p ON p.catalog_id = c.id AND p.active = 1"                                        \
     " JOIN market_producers pr ON pr.id = p.producer_id"                                                      \
-    " WHERE cg.group_id = ? AND (? = '' OR p.name LIKE ? ESCAPE '\\')"
+    " WHERE cg.group_id = ? AND (? = '' OR p.name_folded LIKE ? ESCAPE '\\')"
 
 static json_t *products(halle_request *r, int64_t gid, const char *q, int page, long long *total)
 {
@@ -1326,7 +1328,7 @@ static int requests_get(halle_request *r, void *ud)
 /* A group's producers, searched by name or town. */
 #define PRODUCERS_WHERE                                                                                     \
     " FROM market_group_producers gp JOIN market_producers pr ON pr.id = gp.producer_id WHERE gp.group_id = ?" \
-    " AND (? = '' OR pr.business_name LIKE ? ESCAPE '\\' OR pr.town LIKE ? ESCAPE '\\')"
+    " AND (? = '' OR pr.business_name_folded LIKE ? ESCAPE '\\' OR pr.town_folded LIKE ? ESCAPE '\\')"
 
 static int producers_get(halle_request *r, void *ud)
 {
@@ -1404,7 +1406,8 @@ static int settings_post(halle_request *r, void *ud)
     if (mk_api->db_run(mk_host,
                        "UPDATE market_groups SET name = ?, description = ?, kind = ?, join_policy = ?, address = ?, "
                        "postcode = ?, town = ? WHERE id = ?",
-                       "sssssssI", f.name, f.description, f.kind, f.policy, f.address, f.postcode, f.town, gid) < 0)
+                       "sssssssI", f.name, f.description, f.kind, f.policy, f.address, f.postcode, f.town, gid) < 0 ||
+        mk_fold_rows("market_groups", gid) != HALLE_OK)
         return server_error(r);
     return redirect_to(r, slug, "/admin", "settings");
 }

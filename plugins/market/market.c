@@ -41,6 +41,18 @@ void mk_slugify(const char *in, char *out, size_t len)
         snprintf(out, len, "x");
 }
 
+/* The searched columns of each table; each has a COLUMN_folded twin (migration 004). */
+static const struct {
+    const char *table;
+    const char *cols[4];
+} searched[] = {
+    {"market_groups", {"name", "town", NULL}},
+    {"market_producers", {"business_name", "town", NULL}},
+    {"market_catalogs", {"name", NULL}},
+    {"market_products", {"name", "ref", "description", NULL}},
+    {"market_api_tokens", {"name", NULL}},
+};
+
 /* One copy of each text helper: the SDK's (include/halle/plugin.h, API version 9). */
 void mk_fold(const char *in, char *out, size_t len)
 {
@@ -52,16 +64,77 @@ int mk_text_ok(const char *s, size_t max, int multiline)
     return mk_api->text_valid(s, max, multiline) >= 0;
 }
 
+void mk_search_ready(void)
+{
+    if (!mk_host) /* not loaded (the unit tests of the helpers): no database */
+        return;
+    for (size_t t = 0; t < sizeof searched / sizeof searched[0]; t++)
+        if (mk_fold_rows(searched[t].table, 0) != HALLE_OK)
+            mk_api->log(mk_host, HALLE_LOG_WARN, "search keys of %s not filled: %s", searched[t].table,
+                        mk_api->last_error(mk_host));
+}
+
 int mk_like_pattern(const char *q, char *out, size_t len)
 {
     if (!len || mk_api->like_pattern(q, out, len) != HALLE_OK)
         return -1;
+    if (out[0])
+        mk_search_ready();
     if (!out[0]) { /* no search text: match everything */
         if (len < 3)
             return -1;
         snprintf(out, len, "%%%%");
     }
     return 0;
+}
+
+#define FOLD_BATCH 500
+#define FOLD_TEXT_MAX 8192 /* bytes of a column's text folded (descriptions are shorter) */
+
+int mk_fold_rows(const char *table, int64_t id)
+{
+    size_t t = 0;
+    while (t < sizeof searched / sizeof searched[0] && strcmp(searched[t].table, table))
+        t++;
+    if (t == sizeof searched / sizeof searched[0])
+        return HALLE_ERROR;
+    const char *const *cols = searched[t].cols;
+    char sql[300], *folded = malloc(FOLD_TEXT_MAX);
+    if (!folded)
+        return HALLE_ERROR;
+    int rc = HALLE_OK;
+    for (;;) { /* batches of rows not yet folded (id 0), or the one row */
+        int n = snprintf(sql, sizeof sql, "SELECT id");
+        for (size_t c = 0; cols[c]; c++)
+            n += snprintf(sql + n, sizeof sql - (size_t)n, ", %s", cols[c]);
+        snprintf(sql + n, sizeof sql - (size_t)n, id ? " FROM %s WHERE id = ?" : " FROM %s WHERE %s_folded IS NULL LIMIT %d",
+                 table, cols[0], FOLD_BATCH);
+        halle_stmt *st = id ? mk_api->db_query(mk_host, sql, "I", id) : mk_api->db_query(mk_host, sql, "");
+        json_t *rows = st ? mk_api->rows_json(st) : NULL;
+        mk_api->db_done(st);
+        if (!rows) {
+            rc = HALLE_ERROR;
+            break;
+        }
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row) {
+            int64_t rid = (int64_t)json_integer_value(json_object_get(row, "id"));
+            for (size_t c = 0; cols[c] && rc == HALLE_OK; c++) {
+                const char *v = json_string_value(json_object_get(row, cols[c]));
+                mk_api->fold(v ? v : "", folded, FOLD_TEXT_MAX);
+                snprintf(sql, sizeof sql, "UPDATE %s SET %s_folded = ? WHERE id = ?", table, cols[c]);
+                if (mk_api->db_run(mk_host, sql, "sI", folded, rid) < 0)
+                    rc = HALLE_ERROR;
+            }
+        }
+        size_t got = json_array_size(rows);
+        json_decref(rows);
+        if (id || rc != HALLE_OK || got < FOLD_BATCH)
+            break;
+    }
+    free(folded);
+    return rc;
 }
 
 json_t *mk_date_json(halle_request *r, const char *iso)
@@ -262,8 +335,8 @@ static int nav_entries(void *ud, halle_hook_call *c)
 
 static int init(halle_host *h, const halle_api *api)
 {
-    if (api->api_version < 7) {
-        api->log(h, HALLE_LOG_ERROR, "needs plugin API 7 (halle %d)", (int)api->api_version);
+    if (api->api_version < 9) {
+        api->log(h, HALLE_LOG_ERROR, "needs plugin API 9 (halle %d)", (int)api->api_version);
         return HALLE_ERROR;
     }
     mk_api = api;
@@ -276,12 +349,13 @@ static int init(halle_host *h, const halle_api *api)
         api->log(h, HALLE_LOG_ERROR, "cannot register: %s", api->last_error(h));
         return HALLE_ERROR;
     }
+    mk_search_ready(); /* rows written before the search keys existed (migration 004) */
     return HALLE_OK;
 }
 
 HALLE_PLUGIN_DESCRIPTOR = {
     HALLE_PLUGIN_HEADER,
-    8,
+    9,
     "market",
     "0.1.0",
     "Local groups, producers, catalogs and products: the marketplace",

@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 import sys
+import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -295,12 +296,53 @@ def producers(t, srv, inst, s):
          "FR import: the same report in French", text[text.find("<h1"):][:600])
 
 
+def dates_and_search(t, srv, inst, s):
+    """Dates through the SDK in the page's language; search through the folded columns."""
+    gid = q1(inst, "SELECT id FROM market_groups WHERE slug = ?", s["slug"])[0]
+    vid = q1(inst, "SELECT id FROM hl_users WHERE email = 'vera@example.org'")[0]
+    with db(inst) as c:
+        c.execute("INSERT INTO market_members (group_id, user_id, role, status, requested_at) "
+                  "VALUES (?, ?, 'member', 'pending', '2026-11-25T09:30:00Z')", (gid, vid))
+    alice_en = login(srv.port, "alice@example.org", lang="en")
+    st, h, page = alice_en.get("/groups/%s/admin" % s["slug"])
+    t.ok(st == 200 and "Wednesday, 25 November 2026" in page and "25/11/2026" not in page,
+         "EN group admin: a member's request date in English", re.findall(r"market-request\">.*", page)[:2])
+    alice_fr = login(srv.port, "alice@example.org")
+    st, h, page = alice_fr.get("/groups/%s/admin" % s["slug"])
+    t.ok(st == 200 and "mercredi 25 novembre 2026" in page and "25/11/2026" not in page,
+         "FR group admin: the same date in French", re.findall(r"market-request\">.*", page)[:2])
+
+    # written by the market: the search key is stored with the row
+    st, h, page = alice_fr.submit("/groups/new", "/groups/new", {
+        "name": "Les Amis de l'Épeautre", "description": "", "kind": "buying_group", "join_policy": "open",
+        "address": "", "postcode": "42000", "town": "Saint-Étienne"})
+    t.eq(st, 303, "a group with accents is created")
+    t.eq(q1(inst, "SELECT name_folded, town_folded FROM market_groups WHERE name = ?", "Les Amis de l'Épeautre"),
+         ("les amis de l'epeautre", "saint-etienne"), "its folded name and town are stored on write")
+    en = LangBrowser(srv.port, lang="en")
+    for q in ("epeautre", "EPEAUTRE", "Épeautre", "ÉPEAUTRE", "Saint-Étienne", "saint-etienne"):
+        st, h, page = en.get("/groups?q=" + urllib.parse.quote(q))
+        t.ok("Les Amis de l&#39;Épeautre" in page and "1 result(s)" in page,
+             "the directory finds the group with %r" % q, re.findall(r"\d+ result\(s\)", page))
+    # written behind the market's back (SQL): given its key before the next search
+    with db(inst) as c:
+        cid = c.execute("SELECT c.id FROM market_catalogs c JOIN market_catalog_groups cg ON cg.catalog_id = c.id "
+                        "WHERE cg.group_id = ?", (gid,)).fetchone()[0]
+        pid = c.execute("SELECT producer_id FROM market_catalogs WHERE id = ?", (cid,)).fetchone()[0]
+        c.execute("INSERT INTO market_products (catalog_id, producer_id, name, unit, quantity, price_cents, vat_rate_bp, "
+                  "organic, active, created_at, updated_at) VALUES (?, ?, 'Farine d''Épeautre', 'kg', 1, 450, 550, 1, 1, ?, ?)",
+                  (cid, pid, NOW, NOW))
+    st, h, page = en.get("/groups/%s?q=epeautre" % s["slug"])
+    t.ok("Farine d&#39;Épeautre" in page and "Heirloom tomatoes" not in page and "\u20ac4.50" in page,
+         "a product search without accents finds the accented product, priced in English", main_part(page)[:600])
+
+
 def main():
     t = Tap()
     inst = setup(t)
     s = {}
     with Server(inst, workers=2, tap=t) as srv:
-        for fn in (make_data, directory, group_page, producers):
+        for fn in (make_data, directory, group_page, producers, dates_and_search):
             if fn is not make_data and "slug" not in s:
                 break
             t.run(fn, srv, inst, s)
