@@ -188,39 +188,41 @@ int mk_lang_is_english(const char *lang)
     return lang && lang[0] == 'e' && lang[1] == 'n' && (!lang[2] || lang[2] == '-' || lang[2] == '_');
 }
 
-/* The French decimal comma becomes a point in English. */
-static void english_point(const char *lang, char *out)
-{
-    char *c = mk_lang_is_english(lang) ? strchr(out, ',') : NULL;
-    if (c)
-        *c = '.';
-}
-
+/* Display formats are the SDK's (api->format_price, format_number): the same rules as the
+ * core's pages, thousands separated, the symbol held to its amount by a no-break space. */
 void mk_price_text(const char *lang, long long cents, char *out, size_t len)
 {
-    char num[32];
     if (!len)
         return;
-    mk_price_format(cents, num, sizeof num);
-    english_point(lang, num);
-    snprintf(out, len, mk_lang_is_english(lang) ? "€%s" : "%s €", num);
+    if (cents < 0)
+        cents = 0;
+    if (mk_api->format_price(lang, (int64_t)cents, "EUR", out, len) != HALLE_OK)
+        out[0] = '\0';
+}
+
+/* Up to 3 decimals, as many as the value has: 2.5 -> "2,5", 3 -> "3". */
+static int decimals_of(double v)
+{
+    long long m = (long long)(v * 1000 + 0.5); /* v >= 0 */
+    return m % 1000 == 0 ? 0 : m % 100 == 0 ? 1 : m % 10 == 0 ? 2 : 3;
 }
 
 void mk_decimal_text(const char *lang, double v, char *out, size_t len)
 {
     if (!len)
         return;
-    mk_decimal_format(v, out, len);
-    english_point(lang, out);
+    if (!isfinite(v) || v < 0 || v > 1e9)
+        v = 0;
+    if (mk_api->format_number(lang, v, decimals_of(v), out, len) != HALLE_OK)
+        out[0] = '\0';
 }
 
 void mk_vat_text(const char *lang, int bp, char *out, size_t len)
 {
-    char num[16];
+    char num[32];
     if (!len)
         return;
-    mk_vat_format(bp, num, sizeof num);
-    english_point(lang, num);
+    mk_decimal_text(lang, bp < 0 ? 0 : bp / 100.0, num, sizeof num);
     snprintf(out, len, mk_lang_is_english(lang) ? "%s%%" : "%s %%", num);
 }
 

@@ -211,7 +211,7 @@ def group_page(t, srv, inst, s):
     fr = LangBrowser(srv.port)
     st, h, page = fr.get("/groups/" + slug)
     prices = re.findall(r'class="market-price">([^<]*)<', page)
-    t.ok(html_lang(page) == "fr" and "12,50 €" in prices and "3,20 €" in prices, "FR group page: \"12,50 €\"", prices)
+    t.ok(html_lang(page) == "fr" and "12,50\u00a0€" in prices and "3,20\u00a0€" in prices, "FR group page: \"12,50 €\"", prices)
     t.ok("2,5 kg" in page and "1 pièce" in page and "Lieux de distribution" in page and ">Rechercher</button>" in page,
          "FR group page: French quantities, units and sections")
     t.ok("€12.50" not in page and "Products" not in page, "FR group page: no English")
@@ -278,7 +278,7 @@ def producers(t, srv, inst, s):
          "EN catalog: price, VAT rate, quantity and state in English", cells)
     t.eq(french_left(page), [], "EN catalog page: no French word of the market left")
     st, h, page = LangBrowser(srv.port, lang="fr").get("/producers/willow-farm")
-    t.ok("12,50 € TTC" in page and "0,5 vrac" in page, "FR public page of the producer: \"12,50 € TTC\"")
+    t.ok("12,50\u00a0€ TTC" in page and "0,5 vrac" in page, "FR public page of the producer: \"12,50 € TTC\"")
     st, h, page = paul.get("/producers/willow-farm")
     t.ok("€12.50 incl. VAT" in page and "0.5 bulk" in page, "EN public page of the producer: \"€12.50 incl. VAT\"")
 
