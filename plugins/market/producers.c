@@ -325,7 +325,7 @@ static int dashboard(halle_request *r, int status, const char *error)
     mk_set_str(producer, "slug", mk_api->db_col_text(st, 1));
     mk_set_str(producer, "town", mk_api->db_col_text(st, 2));
     mk_set_str(producer, "charter_version", mk_api->db_col_text(st, 3));
-    mk_set_str(producer, "charter_accepted_at", mk_api->db_col_text(st, 4));
+    json_object_set_new(producer, "charter_accepted_at", mk_date_json(r, mk_api->db_col_text(st, 4)));
     char slug[80];
     snprintf(slug, sizeof slug, "%s", mk_api->db_col_text(st, 1) ? mk_api->db_col_text(st, 1) : "");
     mk_api->db_done(st);

@@ -246,6 +246,10 @@ def producers(t, srv, inst, s):
     st, h, page = paul.get("/producer?done=signup")
     t.ok(st == 200 and html_lang(page) == "en" and "Your producer account is open." in page,
          "EN dashboard: the notice in English", st)
+    t.ok(re.search(r"Producers&#39; charter accepted on (Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, [1-9]\d? "
+                   r"(January|February|March|April|May|June|July|August|September|October|November|December) "
+                   r"20\d\d \(version", page),
+         "EN dashboard: the charter's date in English", re.findall(r"charter accepted on[^(]*", page))
     t.ok("<h2 id=\"t-catalogs\">My catalogs</h2>" in page and "Search for a catalog" in page and "No catalogs yet." in page
          and "My photos" in page and "Producers&#39; charter accepted on" in page, "EN dashboard: sections in English")
     t.eq(french_left(page), [], "EN dashboard: no French word of the market left")
