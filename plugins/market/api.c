@@ -283,8 +283,7 @@ static int list_params(halle_request *r, listq *l)
     if (!mk_text_ok(q, Q_MAX_BYTES, 0))
         return send_error(r, 400, "q must be UTF-8 text of at most 200 bytes"), 0;
     mk_api->like_pattern(q, l->like, sizeof l->like);
-    if (l->like[0])
-        mk_search_ready();
+    mk_search_ready(); /* searched and sorted by the keys */
     return 1;
 }
 
@@ -438,7 +437,7 @@ static int groups_list(halle_request *r, void *ud)
     long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*) FROM market_groups g" GROUP_WHERE, "s", l.like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " GROUP_COLS " FROM market_groups g" GROUP_WHERE
-                                      " ORDER BY g.name, g.id LIMIT ?2 OFFSET ?3",
+                                      " ORDER BY g.name_folded, g.name, g.id LIMIT ?2 OFFSET ?3",
                                       "sii", l.like, (int)l.per_page, (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, group_row, &l, total));
 }
@@ -505,7 +504,7 @@ static int producers_list(halle_request *r, void *ud)
         mk_api->db_query(mk_host, "SELECT count(*) FROM market_producers pr" PRODUCER_WHERE, "Is", group, l.like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " PRODUCER_COLS " FROM market_producers pr" PRODUCER_WHERE
-                                      " ORDER BY pr.business_name, pr.id LIMIT ?3 OFFSET ?4",
+                                      " ORDER BY pr.business_name_folded, pr.business_name, pr.id LIMIT ?3 OFFSET ?4",
                                       "Isii", group, l.like, (int)l.per_page, (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, producer_row, &l, total));
 }
@@ -690,7 +689,7 @@ static int products_list(halle_request *r, void *ud)
                                                   producer, category, group, l.like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " PRODUCT_COLS PRODUCT_FROM PRODUCT_WHERE
-                                      " ORDER BY p.name, p.id LIMIT ?5 OFFSET ?6",
+                                      " ORDER BY p.name_folded, p.name, p.id LIMIT ?5 OFFSET ?6",
                                       "IIIsii", producer, category, group, l.like, (int)l.per_page,
                                       (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, product_row, &l, total));
@@ -744,8 +743,7 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
         q = "";
     char like[2 * Q_MAX_BYTES + 3];
     mk_api->like_pattern(q, like, sizeof like);
-    if (like[0])
-        mk_search_ready();
+    mk_search_ready();
     long long total = count_rows(mk_api->db_query(
         mk_host, "SELECT count(*) FROM market_api_tokens t WHERE (?1 = '' OR t.name_folded LIKE ?1 ESCAPE '\\')", "s", like));
     json_t *tokens = rows_array(

@@ -206,7 +206,7 @@ static int catalog_page(halle_request *r, const catalog *c, int status, const ch
     snprintf(sql, sizeof sql,
              "SELECT p.id, p.ref, p.name, p.unit, p.quantity, p.price_cents, p.vat_rate_bp, p.organic, p.active, p.stock, "
              "k.name FROM market_products p LEFT JOIN market_categories k ON k.id = p.category_id %s"
-             "ORDER BY p.name, p.id LIMIT ?3 OFFSET ?4", where);
+             "ORDER BY p.name_folded, p.name, p.id LIMIT ?3 OFFSET ?4", where);
     json_t *products = json_array();
     st = mk_api->db_query(mk_host, sql, "IsiI", c->id, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {

@@ -418,7 +418,7 @@ static int directory(halle_request *r, void *ud)
         mk_api->db_query(mk_host,
                          "SELECT slug, name, town, kind, join_policy FROM market_groups "
                          "WHERE (? = '' OR name_folded LIKE ? ESCAPE '\\' OR town_folded LIKE ? ESCAPE '\\') "
-                         "ORDER BY name, id LIMIT ? OFFSET ?",
+                         "ORDER BY name_folded, name, id LIMIT ? OFFSET ?",
                          "sssii", q, like, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
         cols);
     if (total < 0 || !groups) {
@@ -977,7 +977,7 @@ static json_t *products(halle_request *r, int64_t gid, const char *q, int page, 
     *total = first_int(mk_api->db_query(mk_host, "SELECT count(*)" OFFERED_FROM, "Iss", gid, q, like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT p.id, p.name, p.price_cents, p.unit, p.quantity, p.organic, "
-                                      "pr.business_name, pr.slug" OFFERED_FROM " ORDER BY p.name, p.id LIMIT ? OFFSET ?",
+                                      "pr.business_name, pr.slug" OFFERED_FROM " ORDER BY p.name_folded, p.name, p.id LIMIT ? OFFSET ?",
                                       "Issii", gid, q, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE);
     json_t *a = json_array();
     while (st && a && mk_api->db_step(st) == HALLE_DB_ROW) {
@@ -1345,7 +1345,7 @@ static int producers_get(halle_request *r, void *ud)
     long long total = first_int(mk_api->db_query(mk_host, "SELECT count(*)" PRODUCERS_WHERE, "Isss", gid, q, like, like));
     json_t *rows = rows_array(mk_api->db_query(mk_host,
                                                "SELECT pr.id, pr.slug, pr.business_name, pr.town, gp.status, gp.requested_at"
-                                               PRODUCERS_WHERE " ORDER BY gp.status <> 'pending', pr.business_name, pr.id "
+                                               PRODUCERS_WHERE " ORDER BY gp.status <> 'pending', pr.business_name_folded, pr.business_name, pr.id "
                                                "LIMIT ? OFFSET ?",
                                                "Isssii", gid, q, like, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
                               producer_cols);

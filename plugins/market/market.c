@@ -78,8 +78,7 @@ int mk_like_pattern(const char *q, char *out, size_t len)
 {
     if (!len || mk_api->like_pattern(q, out, len) != HALLE_OK)
         return -1;
-    if (out[0])
-        mk_search_ready();
+    mk_search_ready(); /* lists are searched and sorted by the keys */
     if (!out[0]) { /* no search text: match everything */
         if (len < 3)
             return -1;

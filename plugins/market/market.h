@@ -44,7 +44,8 @@ const char *mk_now(char *buf, size_t len);
  * every write of a searched column. HALLE_OK or HALLE_ERROR. */
 int mk_fold_rows(const char *table, int64_t id);
 /* Gives their keys to the rows of every searched table that have none (found through an
- * index: cheap when there are none). Searches call it (mk_like_pattern does). */
+ * index: cheap when there are none). Lists searched or sorted by the keys call it first
+ * (mk_like_pattern does). */
 void mk_search_ready(void);
 /* Renders a themed page or, on failure, an error page. Does not take the reference to ctx. */
 int mk_render(halle_request *r, const char *template_name, json_t *ctx);

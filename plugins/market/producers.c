@@ -348,7 +348,7 @@ static int dashboard(halle_request *r, int status, const char *error)
     st = mk_api->db_query(mk_host,
                           "SELECT c.id, c.name, c.active, (SELECT count(*) FROM market_products p WHERE p.catalog_id = c.id) "
                           "FROM market_catalogs c WHERE c.producer_id = ? AND c.name_folded LIKE ? ESCAPE '\\' "
-                          "ORDER BY c.name, c.id LIMIT ? OFFSET ?",
+                          "ORDER BY c.name_folded, c.name, c.id LIMIT ? OFFSET ?",
                           "IsiI", pid, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW)
         json_array_append_new(cats, json_pack("{s:I, s:s, s:b, s:I}", "id", (json_int_t)mk_api->db_col_int(st, 0), "name",
@@ -562,7 +562,7 @@ static int public_get(halle_request *r, void *ud)
     mk_api->db_done(st);
     snprintf(sql, sizeof sql,
              "SELECT p.id, p.name, p.description, p.unit, p.quantity, p.price_cents, p.organic, p.image IS NOT NULL "
-             "%s ORDER BY p.name, p.id LIMIT ? OFFSET ?", from);
+             "%s ORDER BY p.name_folded, p.name, p.id LIMIT ? OFFSET ?", from);
     json_t *products = json_array();
     st = mk_api->db_query(mk_host, sql, "IsiI", pid, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {

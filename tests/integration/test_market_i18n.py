@@ -328,6 +328,15 @@ def dates_and_search(t, srv, inst, s):
         st, h, page = en.get("/groups?q=" + urllib.parse.quote(q))
         t.ok("Les Amis de l&#39;Épeautre" in page and "1 result(s)" in page,
              "the directory finds the group with %r" % q, re.findall(r"\d+ result\(s\)", page))
+    # sorted by the folded name: "Écluse" among the E's, not after every ASCII name
+    st, h, page = alice_fr.submit("/groups/new", "/groups/new", {
+        "name": "Écluse", "description": "", "kind": "buying_group", "join_policy": "open",
+        "address": "", "postcode": "44000", "town": "Nantes"})
+    t.eq(st, 303, "a group named with an accented capital is created")
+    st, h, page = en.get("/groups?page=2")
+    names = re.findall(r'<a href="/groups/[a-z0-9-]+">([^<]+)</a>', page)
+    t.ok("Écluse" in names and "Green Basket" in names and names.index("Écluse") < names.index("Green Basket"),
+         "the directory sorts by the folded name", names)
     # written behind the market's back (SQL): given its key before the next search
     with db(inst) as c:
         cid = c.execute("SELECT c.id FROM market_catalogs c JOIN market_catalog_groups cg ON cg.catalog_id = c.id "
