@@ -192,20 +192,20 @@ static int catalog_page(halle_request *r, const catalog *c, int status, const ch
     if (mk_like_pattern(q, like, sizeof like))
         snprintf(like, sizeof like, "%%");
     /* the (catalog_id, name) index serves both the count and the page */
-    static const char *const where = "WHERE p.catalog_id = ? AND (p.name LIKE ?2 ESCAPE '\\' OR p.ref LIKE ?2 ESCAPE '\\') ";
+    static const char *const where = "WHERE p.catalog_id = ? AND (p.name LIKE ? ESCAPE '\\' OR p.ref LIKE ? ESCAPE '\\') ";
     char sql[700];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM market_products p %s", where);
     long long total = 0;
-    halle_stmt *st = mk_api->db_query(mk_host, sql, "Is", c->id, like);
+    halle_stmt *st = mk_api->db_query(mk_host, sql, "Iss", c->id, like, like);
     if (st && mk_api->db_step(st) == HALLE_DB_ROW)
         total = (long long)mk_api->db_col_int(st, 0);
     mk_api->db_done(st);
     snprintf(sql, sizeof sql,
              "SELECT p.id, p.ref, p.name, p.unit, p.quantity, p.price_cents, p.vat_rate_bp, p.organic, p.active, p.stock, "
              "k.name FROM market_products p LEFT JOIN market_categories k ON k.id = p.category_id %s"
-             "ORDER BY p.name, p.id LIMIT ?3 OFFSET ?4", where);
+             "ORDER BY p.name, p.id LIMIT ? OFFSET ?", where);
     json_t *products = json_array();
-    st = mk_api->db_query(mk_host, sql, "IsiI", c->id, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
+    st = mk_api->db_query(mk_host, sql, "IssiI", c->id, like, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {
         const char *lang = mk_api->req_lang(r);
         char price[40], vat[16], qty[32], stock[32] = "";

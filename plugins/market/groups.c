@@ -965,18 +965,16 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
     json_t *j = json_object();
     if (uid) {
         halle_stmt *st = mk_api->db_query(
-            mk_host, "SELECT role, status, requested_at, rowid FROM market_members WHERE group_id = ? AND user_id = ?",
+            mk_host, "SELECT role, status, requested_at FROM market_members WHERE group_id = ? AND user_id = ?",
             "II", gid, uid);
         char status[16] = "", requested[40] = "";
         int coordinator = 0;
-        int64_t rowid = 0;
         if (st && mk_api->db_step(st) == HALLE_DB_ROW) {
             const char *role = mk_api->db_col_text(st, 0), *s = mk_api->db_col_text(st, 1);
             const char *at = mk_api->db_col_text(st, 2);
             coordinator = role && !strcmp(role, "coordinator");
             snprintf(status, sizeof status, "%s", s ? s : "");
             snprintf(requested, sizeof requested, "%s", at ? at : "");
-            rowid = mk_api->db_col_int(st, 3);
         }
         mk_api->db_done(st);
         if (!strcmp(status, "active")) {
@@ -989,12 +987,13 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
             return j;
         }
         if (!strcmp(status, "waiting")) {
-            /* The waiting list's order: requested_at, then insertion order for the same second. */
+            /* The waiting list's order: requested_at, then the user id for the same second (no
+             * rowid: the SQL must also run on PostgreSQL). */
             long long ahead = first_int(mk_api->db_query(
                 mk_host,
                 "SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'waiting' "
-                "AND (requested_at < ? OR (requested_at = ? AND rowid < ?))",
-                "IssI", gid, requested, requested, rowid));
+                "AND (requested_at < ? OR (requested_at = ? AND user_id < ?))",
+                "IssI", gid, requested, requested, uid));
             json_object_set_new(j, "waiting", json_true());
             json_object_set_new(j, "position", json_integer(ahead < 0 ? 0 : ahead + 1));
             return j;
@@ -1236,14 +1235,14 @@ static int member_list(json_t *ctx, const char *key, int64_t gid, const char *st
                          : first_int(mk_api->db_query(
                                mk_host, "SELECT count(*) FROM market_members WHERE group_id = ? AND status = ?", "Is", gid, status));
     /* Only the users' public profile columns are read: never their credentials. */
-    static const char *const cols[] = {"#user_id", "name", "email", "?coordinator", "requested_at", "#rowid", NULL};
+    static const char *const cols[] = {"#user_id", "name", "email", "?coordinator", "requested_at", NULL};
     json_t *rows = rows_array(
         mk_api->db_query(mk_host,
                          "SELECT m.user_id, COALESCE(u.name, ''), COALESCE(u.email, ''), m.role = 'coordinator', "
-                         "m.requested_at, m.rowid FROM market_members m LEFT JOIN hl_users u ON u.id = m.user_id "
+                         "m.requested_at FROM market_members m LEFT JOIN hl_users u ON u.id = m.user_id "
                          "WHERE m.group_id = ? AND m.status = ? "
                          "AND (? = '' OR u.name LIKE ? ESCAPE '\\' OR u.email LIKE ? ESCAPE '\\') "
-                         "ORDER BY m.requested_at, m.rowid LIMIT ? OFFSET ?",
+                         "ORDER BY m.requested_at, m.user_id LIMIT ? OFFSET ?",
                          "Issssii", gid, status, q, like, like, limit, offset),
         cols);
     if (total < 0 || !rows) {
@@ -1262,8 +1261,8 @@ static int member_list(json_t *ctx, const char *key, int64_t gid, const char *st
                 pos = first_int(mk_api->db_query(
                           mk_host,
                           "SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'waiting' "
-                          "AND (requested_at < ? OR (requested_at = ? AND rowid < ?))",
-                          "IssI", gid, at, at, (int64_t)json_integer_value(json_object_get(m, "rowid")))) + 1;
+                          "AND (requested_at < ? OR (requested_at = ? AND user_id < ?))",
+                          "IssI", gid, at, at, (int64_t)json_integer_value(json_object_get(m, "user_id")))) + 1;
             }
             json_object_set_new(m, "position", json_integer(pos));
         }
@@ -1586,7 +1585,7 @@ static int admit_next(halle_request *r, void *ud)
     json_decref(g);
     long long uid = first_int(mk_api->db_query(mk_host,
                                                "SELECT user_id FROM market_members WHERE group_id = ? AND status = 'waiting' "
-                                               "ORDER BY requested_at, rowid LIMIT 1",
+                                               "ORDER BY requested_at, user_id LIMIT 1",
                                                "I", gid));
     if (uid < 0) /* no row, or an error: nobody can be admitted either way */
         return redirect_to(r, slug, back_tail(r), "nobody");

@@ -326,7 +326,8 @@ static int64_t add_user(seed *s, const char *email, const char *name)
 
 static int add_role(int64_t user, int role, int64_t group)
 {
-    return mk_api->db_run(mk_host, "INSERT OR IGNORE INTO hl_user_roles (user_id, role, group_id) VALUES (?, ?, ?)", "IiI",
+    return mk_api->db_run(mk_host, "INSERT INTO hl_user_roles (user_id, role, group_id) VALUES (?, ?, ?) "
+                          "ON CONFLICT (user_id, role, group_id) DO NOTHING", "IiI",
                           user, role, group) < 0
                ? HALLE_ERROR
                : HALLE_OK;
