@@ -699,14 +699,20 @@ hl_stmt *hl_db_query(hl_db *db, hl_err *err, const char *sql, const char *types,
 
 int hl_db_insert(hl_db *db, hl_err *err, int64_t *id, const char *sql, const char *types, ...)
 {
-    hl_stmt *st;
     va_list ap;
+    va_start(ap, types);
+    int rc = hl_db_insertva(db, err, id, sql, types, ap);
+    va_end(ap);
+    return rc;
+}
+
+int hl_db_insertva(hl_db *db, hl_err *err, int64_t *id, const char *sql, const char *types, va_list ap)
+{
+    hl_stmt *st;
     if (!id)
         return hl_err_set(err, HL_EINVAL, "insert: NULL id");
     *id = 0;
-    va_start(ap, types);
     int rc = query_va(db, err, sql, types, ap, &st);
-    va_end(ap);
     if (rc != HL_OK)
         return rc;
     rc = hl_db_step(st, err);

@@ -659,6 +659,78 @@ static int db_call(lua_State *L, int want_rows)
 static int l_db_query(lua_State *L) { return db_call(L, 1); }
 static int l_db_exec(lua_State *L) { return db_call(L, 0); }
 
+/* The Lua work of halle.db.idempotent runs inside the key's transaction: an error in it (the
+ * sandbox's stop included) must not jump over the C frames that hold the transaction open, so it
+ * is caught here, the transaction rolled back, and then raised again. */
+typedef struct lua_idem {
+    lua_State *L;
+    int fn;       /* stack index of the work function */
+    int raised;   /* its error object is on top of the stack */
+} lua_idem;
+
+static int lua_idem_work(halle_host *h, void *ud, int *status, char **body)
+{
+    lua_idem *c = ud;
+    lua_State *L = c->L;
+    lua_pushvalue(L, c->fn);
+    if (lua_pcall(L, 0, 2, 0) != LUA_OK) {
+        c->raised = 1;
+        snprintf(h->last_error, sizeof h->last_error, "%s", "the work raised an error");
+        return HALLE_ERROR;
+    }
+    int ok = 0;
+    lua_Integer st = lua_tointegerx(L, -2, &ok);
+    size_t n = 0;
+    const char *b = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (!ok || st <= 0 || st > 999 || (lua_type(L, -1) != LUA_TNIL && !b)) {
+        lua_pop(L, 2);
+        snprintf(h->last_error, sizeof h->last_error, "%s",
+                 "halle.db.idempotent: the work returns a status (1..999) and a string body or nil");
+        return HALLE_ERROR;
+    }
+    *status = (int)st;
+    *body = b ? strndup(b, n) : NULL;
+    lua_pop(L, 2);
+    return b && !*body ? HALLE_ERROR : HALLE_OK;
+}
+
+/* status, body, replayed = halle.db.idempotent(scope, key, fingerprint_or_nil, function) */
+static int l_db_idempotent(lua_State *L)
+{
+    halle_host *h = host_of(L);
+    const char *scope = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    const char *fp = luaL_optstring(L, 3, NULL);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    lua_settop(L, 4);
+    lua_idem c = {L, 4, 0};
+    int status = 0;
+    char *body = NULL;
+    int rc = hl_host_api()->db_idempotent(h, scope, key, fp, lua_idem_work, &c, &status, &body);
+    if (c.raised)
+        return lua_error(L);
+    if (rc < 0)
+        return luaL_error(L, "%s", h->last_error);
+    lua_pushinteger(L, status);
+    if (body)
+        lua_pushstring(L, body);
+    else
+        lua_pushnil(L);
+    free(body);
+    lua_pushboolean(L, rc == 1);
+    return 3;
+}
+
+/* n = halle.db.counter_next(scope), inside halle.db.idempotent's work (a transaction). */
+static int l_db_counter_next(lua_State *L)
+{
+    halle_host *h = host_of(L);
+    int64_t n = 0;
+    if (hl_host_api()->db_counter_next(h, luaL_checkstring(L, 1), &n) != HALLE_OK)
+        return luaL_error(L, "%s", h->last_error);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
 /* Declarations the privacy engine and cookie banner collect through their filters. */
 static int declare(lua_State *L, const char *list)
 {
@@ -958,6 +1030,10 @@ int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_
     lua_setfield(L, -2, "query");
     lua_pushcfunction(L, l_db_exec);
     lua_setfield(L, -2, "exec");
+    lua_pushcfunction(L, l_db_idempotent);
+    lua_setfield(L, -2, "idempotent");
+    lua_pushcfunction(L, l_db_counter_next);
+    lua_setfield(L, -2, "counter_next");
     lua_setfield(L, -2, "db");
     lua_newtable(L);
     lua_pushcfunction(L, l_privacy_declare);
