@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/file.h"
 #include "core/log.h"
 
@@ -812,9 +813,10 @@ int hl_db_rollback(hl_db *db)
 /* Durability of commits. In WAL mode synchronous=NORMAL writes a commit to the WAL without
  * fsync: a power cut (not a crash of the process) may lose the last transactions, never
  * corrupt the file. FULL fsyncs the WAL at every commit. Measured on the build machine
- * (tests/bench/bench_db.c, scripts/bench-db; docs/operators.md, storage) FULL costs several
- * times NORMAL per small transaction, so it is not the default: only what carries money (an
- * order, a payment, an invoice number) asks for it with hl_db_tx_durable. SQLite refuses to
+ * (tests/bench/bench_db.c, run by scripts/bench; docs/operators.md, storage): about 43 us per
+ * small transaction with NORMAL, 186-216 us with FULL, 4-5 times more, and far worse where an
+ * fsync takes milliseconds. So FULL is not the default: only what carries money (an order, a
+ * payment, an invoice number) asks for it with hl_db_tx_durable. SQLite refuses to
  * change synchronous inside a transaction, hence the rule that a durable transaction is
  * outermost or nested in another durable one. */
 static int set_sync(hl_db *db, int full, hl_err *err)
@@ -921,11 +923,8 @@ static int idem_tx(hl_db *db, void *ud, hl_err *err)
 {
     idem_ctx *c = ud;
     hl_db_result *res = c->res;
-    char now[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char now[HL_CLOCK_ISO_LEN];
+    hl_clock_iso(hl_clock_now(), now);
     int rc = hl_db_run(db, err,
                        "INSERT INTO hl_idempotency (scope, idem_key, fingerprint, status, created_at) "
                        "VALUES (?, ?, ?, 0, ?) ON CONFLICT (scope, idem_key) DO NOTHING",
@@ -992,6 +991,15 @@ int hl_db_idempotent(hl_db *db, const char *scope, const char *key, const char *
         memset(res, 0, sizeof *res);
     }
     return rc;
+}
+
+int hl_db_idempotency_purge(hl_db *db, int64_t max_age_seconds, hl_err *err)
+{
+    char before[HL_CLOCK_ISO_LEN];
+    if (max_age_seconds <= 0)
+        return hl_err_set(err, HL_EINVAL, "idempotency purge: the age must be positive");
+    hl_clock_iso(hl_clock_now() - max_age_seconds, before);
+    return hl_db_run(db, err, "DELETE FROM hl_idempotency WHERE created_at < ?", "s", before);
 }
 
 void hl_db_result_free(hl_db_result *res)

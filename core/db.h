@@ -25,7 +25,8 @@ enum { HL_DB_ROW = 1, HL_DB_DONE = 0 };
 enum { HL_DB_INTEGER = 1, HL_DB_FLOAT = 2, HL_DB_TEXT = 3, HL_DB_BLOB = 4, HL_DB_NULL = 5 };
 
 /* Opens (and with HL_DB_CREATE creates, 0600) a database file: WAL journal, busy timeout,
- * foreign keys on, synchronous=NORMAL. Returns NULL with a message naming the file. */
+ * foreign keys on, synchronous=NORMAL (FULL for hl_db_tx_durable). Returns NULL with a message
+ * naming the file. */
 hl_db *hl_db_open(const char *path, unsigned flags, hl_err *err);
 void hl_db_close(hl_db *db);
 const char *hl_db_path(const hl_db *db);
@@ -133,6 +134,11 @@ typedef int (*hl_db_idem_fn)(hl_db *db, void *ud, hl_db_result *res, hl_err *err
 int hl_db_idempotent(hl_db *db, const char *scope, const char *key, const char *fingerprint,
                      hl_db_idem_fn fn, void *ud, hl_db_result *res, hl_err *err);
 void hl_db_result_free(hl_db_result *res);
+/* Forgets keys older than max_age_seconds (by the business clock): their repeats would do the
+ * work again. The core purge job keeps them HL_DB_IDEM_KEEP_DAYS days, well past the retries of
+ * clients and payment providers (a few days). Returns the number removed or an error. */
+#define HL_DB_IDEM_KEEP_DAYS 30
+int hl_db_idempotency_purge(hl_db *db, int64_t max_age_seconds, hl_err *err);
 
 /* Gapless counter per scope (invoice numbers, e.g. scope "invoice:2026"): *n gets 1, 2, 3...
  * Must be called inside the transaction that uses the number (else HL_EINVAL): a rollback

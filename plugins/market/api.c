@@ -207,10 +207,11 @@ static int token_create(const char *name, int64_t created_by, char tok[TOKEN_CHA
     sodium_memzero(raw, sizeof raw);
     token_hash(tok, TOKEN_CHARS, hex);
     mk_now(now, sizeof now);
-    if (mk_api->db_run(mk_host, "INSERT INTO market_api_tokens (name, token_hash, created_by, created_at) VALUES (?, ?, ?, ?)",
-                       "ssIs", name, hex, created_by, now) < 0)
+    if (mk_api->db_insert(mk_host, id,
+                          "INSERT INTO market_api_tokens (name, token_hash, created_by, created_at) VALUES (?, ?, ?, ?) "
+                          "RETURNING id",
+                          "ssIs", name, hex, created_by, now) < 0)
         return HALLE_ERROR;
-    *id = mk_api->db_last_id(mk_host);
     return HALLE_OK;
 }
 

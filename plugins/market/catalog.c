@@ -137,11 +137,14 @@ static int catalog_create(halle_request *r, void *ud)
         return new_catalog_page(r, 422, mk_api->tr(r, "Description trop longue (2000 caractères au plus)."));
     char now[32];
     mk_now(now, sizeof now);
-    if (mk_api->db_run(mk_host, "INSERT INTO market_catalogs (producer_id, name, description, created_at) VALUES (?, ?, ?, ?)",
-                       "Isss", pid, name, desc, now) < 0)
+    int64_t id;
+    if (mk_api->db_insert(mk_host, &id,
+                          "INSERT INTO market_catalogs (producer_id, name, description, created_at) VALUES (?, ?, ?, ?) "
+                          "RETURNING id",
+                          "Isss", pid, name, desc, now) < 0)
         return mk_error(r, 500, NULL);
     char loc[64];
-    snprintf(loc, sizeof loc, "/producer/catalogs/%lld?done=created", (long long)mk_api->db_last_id(mk_host));
+    snprintf(loc, sizeof loc, "/producer/catalogs/%lld?done=created", (long long)id);
     return mk_api->resp_redirect(r, loc);
 }
 

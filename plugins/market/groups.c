@@ -565,13 +565,12 @@ static int create_tx(halle_host *h, void *ud)
     }
     if (unique_slug(c->f->name, c->slug, sizeof c->slug) != HALLE_OK)
         return HALLE_ERROR;
-    if (mk_api->db_run(h,
-                       "INSERT INTO market_groups (slug, name, description, kind, join_policy, address, postcode, town, "
-                       "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       "ssssssssIs", c->slug, c->f->name, c->f->description, c->f->kind, c->f->policy, c->f->address,
-                       c->f->postcode, c->f->town, c->uid, now) < 0)
+    if (mk_api->db_insert(h, &c->gid,
+                          "INSERT INTO market_groups (slug, name, description, kind, join_policy, address, postcode, town, "
+                          "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                          "ssssssssIs", c->slug, c->f->name, c->f->description, c->f->kind, c->f->policy, c->f->address,
+                          c->f->postcode, c->f->town, c->uid, now) < 0)
         return HALLE_ERROR;
-    c->gid = mk_api->db_last_id(h);
     if (mk_api->db_run(h,
                        "INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
                        "VALUES (?, ?, 'coordinator', 'active', ?, ?)",

@@ -271,7 +271,7 @@ static int init(halle_host *h, const halle_api *api)
 
 HALLE_PLUGIN_DESCRIPTOR = {
     HALLE_PLUGIN_HEADER,
-    8,
+    9, /* db_insert */
     "market",
     "0.1.0",
     "Local groups, producers, catalogs and products: the marketplace",

@@ -1851,6 +1851,18 @@ static void test_idempotent(void **state)
     memset(long_key, 'x', sizeof long_key - 1);
     long_key[sizeof long_key - 1] = '\0';
     assert_int_equal(hl_db_idempotent(f->db, "test", long_key, NULL, idem_fn, &w, &res, &err), HL_EINVAL);
+
+    /* keys are forgotten after their time (the business clock, HALLE_NOW in tests) */
+    setenv("HALLE_NOW", "2026-01-01T00:00:00Z", 1);
+    assert_int_equal(hl_db_idempotent(f->db, "test", "old", NULL, idem_fn, &w, &res, &err), HL_OK);
+    hl_db_result_free(&res);
+    setenv("HALLE_NOW", "2026-01-30T00:00:00Z", 1);
+    assert_int_equal(hl_db_idempotency_purge(f->db, 30 * 86400, &err), 0);
+    setenv("HALLE_NOW", "2026-02-01T00:00:00Z", 1);
+    assert_int_equal(hl_db_idempotency_purge(f->db, 30 * 86400, &err), 1);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM hl_idempotency WHERE idem_key = 'old'"), 0);
+    assert_int_equal(hl_db_idempotency_purge(f->db, 0, &err), HL_EINVAL);
+    unsetenv("HALLE_NOW");
 }
 
 #define RACERS 4
