@@ -420,6 +420,57 @@ static int create_tx(hl_db *db, void *ud, hl_err *err)
     return HL_OK;
 }
 
+int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl_err *err)
+{
+    char norm[EMAIL_MAX + 1], now[TS_LEN];
+    if (!db || !email || !name)
+        return hl_err_set(err, HL_EINVAL, "create: NULL argument");
+    if (hl_email_normalize(email, norm, sizeof norm, err) != HL_OK)
+        return err ? err->code : HL_EINVAL;
+    if (!hl_utf8_valid(name, strlen(name)) || !*name || strlen(name) > 120)
+        return hl_err_set(err, HL_EINVAL, "create: the name must be 1 to 120 bytes of UTF-8");
+    iso_time(hl_clock_now(), now);
+    /* "!" is no Argon2 string: no password ever matches it. */
+    int rc = hl_db_run(db, err,
+                       "INSERT INTO hl_users (email, name, password_hash, email_verified_at, terms_version, "
+                       "terms_accepted_at, age_certified_at, created_at) VALUES (?, ?, '!', ?, 'seed', ?, ?, ?) "
+                       "ON CONFLICT (email) DO NOTHING",
+                       "ssssss", norm, name, now, now, now, now);
+    if (rc < 0)
+        return rc;
+    hl_user u;
+    rc = hl_user_find_email(db, norm, &u, err);
+    return rc == HL_OK ? u.id : rc;
+}
+
+int hl_user_search(hl_db *db, const char *q, int64_t *ids, int max, hl_err *err)
+{
+    if (!db || !q || !ids || max <= 0)
+        return hl_err_set(err, HL_EINVAL, "user search: bad arguments");
+    char like[2 * 256 + 3];
+    size_t n = 0;
+    like[n++] = '%';
+    for (const char *p = q; *p && n < sizeof like - 3; p++) {
+        if (*p == '%' || *p == '_' || *p == '\\')
+            like[n++] = '\\';
+        like[n++] = *p;
+    }
+    like[n++] = '%';
+    like[n] = '\0';
+    hl_stmt *st = hl_db_query(db, err,
+                              "SELECT id FROM hl_users WHERE deleted_at IS NULL AND "
+                              "(lower(name) LIKE lower(?) ESCAPE '\\' OR lower(email) LIKE lower(?) ESCAPE '\\') "
+                              "ORDER BY id LIMIT ?",
+                              "ssi", like, like, max);
+    if (!st)
+        return db_code(err);
+    int k = 0, rc;
+    while ((rc = hl_db_step(st, err)) == HL_DB_ROW)
+        ids[k++] = hl_db_col_int64(st, 0);
+    hl_db_done(st);
+    return rc < 0 ? rc : k;
+}
+
 int64_t hl_user_create(hl_db *db, const hl_user_new *u, const hl_password_params *pp, hl_err *err)
 {
     char email[EMAIL_MAX + 1], hash[crypto_pwhash_STRBYTES];

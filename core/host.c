@@ -75,6 +75,47 @@ static int api_rate_allow(halle_host *h, const char *key, int window_seconds, in
     return rc;
 }
 
+static json_t *api_user_get(halle_host *h, int64_t id)
+{
+    hl_user u;
+    hl_err err;
+    hl_err_clear(&err);
+    if (hl_user_get(hl_worker_db(h->worker), id, &u, &err) != HL_OK || u.deleted) {
+        set_error(h, err.msg[0] ? err.msg : "no such user");
+        return NULL;
+    }
+    return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)u.id, "name", u.name, "email", u.email);
+}
+
+static json_t *api_user_search(halle_host *h, const char *q, int max)
+{
+    if (!q || max <= 0 || max > 1000) {
+        set_error(h, "user_search: q missing or max not in 1..1000");
+        return NULL;
+    }
+    int64_t *ids = malloc((size_t)max * sizeof *ids);
+    hl_err err;
+    hl_err_clear(&err);
+    int n = ids ? hl_user_search(hl_worker_db(h->worker), q, ids, max, &err) : HL_ENOMEM;
+    json_t *out = n >= 0 ? json_array() : NULL;
+    for (int i = 0; out && i < n; i++)
+        json_array_append_new(out, json_integer((json_int_t)ids[i]));
+    free(ids);
+    if (!out)
+        set_error(h, err.msg[0] ? err.msg : "out of memory");
+    return out;
+}
+
+static int64_t api_user_create(halle_host *h, const char *email, const char *name)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    int64_t id = hl_user_create_seeded(hl_worker_db(h->worker), email, name, &err);
+    if (id <= 0)
+        set_error(h, err.msg);
+    return id > 0 ? id : HALLE_ERROR;
+}
+
 static int api_route(halle_host *h, unsigned methods, const char *pattern, halle_handler fn, void *ud)
 {
     return api_route_flags(h, methods, pattern, 0, fn, ud);
@@ -648,6 +689,9 @@ static const halle_api api = {
     .db_col_bytes = api_db_col_bytes,
     .route_flags = api_route_flags,
     .rate_allow = api_rate_allow,
+    .user_get = api_user_get,
+    .user_search = api_user_search,
+    .user_create = api_user_create,
     .job = api_job,
     .job_at = api_job_at,
     .now = api_now,

@@ -852,6 +852,32 @@ static int l_job_at(lua_State *L)
     return 1;
 }
 
+/* halle.user_get(id) -> {id, name, email} or nil; halle.user_search(q, max) -> {ids} */
+static int l_user_get(lua_State *L)
+{
+    const halle_api *api = hl_host_api();
+    json_t *u = api->user_get(host_of(L), (int64_t)luaL_checkinteger(L, 1));
+    if (!u) {
+        lua_pushnil(L);
+        return 1;
+    }
+    push_json(L, u, 0);
+    json_decref(u);
+    return 1;
+}
+
+static int l_user_search(lua_State *L)
+{
+    const halle_api *api = hl_host_api();
+    halle_host *h = host_of(L);
+    json_t *ids = api->user_search(h, luaL_checkstring(L, 1), (int)luaL_optinteger(L, 2, 100));
+    if (!ids)
+        return luaL_error(L, "%s", api->last_error(h));
+    push_json(L, ids, 0);
+    json_decref(ids);
+    return 1;
+}
+
 /* halle.rate_allow(key, window_seconds, max) -> allowed, retry_after */
 static int l_rate_allow(lua_State *L)
 {
@@ -990,7 +1016,7 @@ static const luaL_Reg halle_fns[] = {
     {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting},
     {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {"markdown", l_markdown},
     {"enabled_for", l_enabled_for}, {"job", l_job}, {"job_at", l_job_at}, {"now", l_now},
-    {"rate_allow", l_rate_allow}, {NULL, NULL}};
+    {"rate_allow", l_rate_allow}, {"user_get", l_user_get}, {"user_search", l_user_search}, {NULL, NULL}};
 
 int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err)
 {

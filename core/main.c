@@ -103,7 +103,7 @@ static const char *usage_plugin =
     "  disable NAME              disable it (its data is kept)\n"
     "  set NAME KEY VALUE        change a setting (checked against the plugin's schema)\n"
     "\n"
-    "Running servers pick up changes on their next start or SIGHUP.\n"
+    "Running servers pick up changes by themselves within about 2 seconds (or at once on SIGHUP).\n"
     "\n"
     "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
 
@@ -264,6 +264,21 @@ static hl_config *load_config(const char *path, hl_err *err)
     return hl_config_load(path ? path : "halle.conf", err);
 }
 
+/* The instance of a command: its configuration (path may be NULL: the default), migrated, and
+ * its main database open. NULL with err set (and nothing left open) when one step fails. */
+static hl_db *open_instance(const char *path, hl_config **cfg, hl_err *err)
+{
+    *cfg = load_config(path, err);
+    if (!*cfg)
+        return NULL;
+    hl_db *db = hl_migrate_instance(*cfg, NULL, NULL, err) ? NULL : hl_db_open((*cfg)->db_path, 0, err);
+    if (!db) {
+        hl_config_free(*cfg);
+        *cfg = NULL;
+    }
+    return db;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -416,20 +431,16 @@ static int cmd_plugin(int argc, char **argv)
         return usage_error(usage_plugin, "wrong number of arguments for 'plugin %s'", sub);
     hl_err err;
     hl_err_clear(&err);
-    hl_config *cfg = load_config(path, &err);
-    if (!cfg)
+    hl_config *cfg = NULL;
+    hl_db *db = open_instance(path, &cfg, &err);
+    if (!db)
         return fail(&err);
-    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
-    hl_db *db = rc ? NULL : hl_db_open(cfg->db_path, 0, &err);
-    if (!db) {
-        hl_config_free(cfg);
-        return fail(&err);
-    }
+    int rc = HL_OK;
     const char *name = nargs ? argv[optind] : NULL;
     if (!strcmp(sub, "enable")) {
         rc = hl_plugin_enable(cfg, db, name, &err);
         if (!rc)
-            printf("halle: plugin %s enabled (restart or SIGHUP the server to load it)\n", name);
+            printf("halle: plugin %s enabled (running servers load it within about 2 seconds)\n", name);
     } else if (!strcmp(sub, "disable")) {
         rc = hl_plugin_disable(cfg, db, name, &err);
         if (!rc)
@@ -644,15 +655,11 @@ static int cmd_mail(int argc, char **argv)
         return usage_error(usage_mail, "unknown command or wrong arguments: 'mail %s'", sub);
     hl_err err;
     hl_err_clear(&err);
-    hl_config *cfg = load_config(path, &err);
-    if (!cfg)
+    hl_config *cfg = NULL;
+    hl_db *db = open_instance(path, &cfg, &err);
+    if (!db)
         return fail(&err);
-    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
-    hl_db *db = rc ? NULL : hl_db_open(cfg->db_path, 0, &err);
-    if (!db) {
-        hl_config_free(cfg);
-        return fail(&err);
-    }
+    int rc = HL_OK;
     if (!strcmp(sub, "retry")) {
         rc = hl_mail_retry(db, (int64_t)id, &err);
         if (!rc)

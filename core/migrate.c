@@ -2,11 +2,49 @@
  * archive databases, and the enabled plugins' own, applied in that order. */
 #include "core/migrate.h"
 
+#include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "core/db.h"
 #include "core/log.h"
 #include "core/plugin.h"
+
+/* The highest number among dir's migration files (NNN_name.sql), 0 when there are none. */
+static long newest_file(const char *dir)
+{
+    DIR *d = opendir(dir);
+    long best = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        char *end;
+        long n = strtol(de->d_name, &end, 10);
+        size_t len = strlen(de->d_name);
+        if (end != de->d_name && *end == '_' && len > 4 && !strcmp(de->d_name + len - 4, ".sql") && n > best)
+            best = n;
+    }
+    if (d)
+        closedir(d);
+    return best;
+}
+
+/* A database migrated by a newer halle than this one (after a downgrade, or a machine not yet
+ * upgraded among several) must not be served: this code does not know its tables. */
+static int check_not_newer(hl_db *db, const char *component, const char *dir, hl_err *err)
+{
+    int have = hl_db_schema_version(db, component, err);
+    if (have < 0)
+        return have;
+    long know = newest_file(dir);
+    if (have > know)
+        return hl_err_set(err, HL_EINVAL,
+                          "the database's %s schema is at version %d, but this halle knows only up to %ld: it was "
+                          "upgraded by a newer halle. Run that version (or restore the backup taken before the "
+                          "upgrade); halle will not serve tables it does not know.",
+                          component, have, know);
+    return HL_OK;
+}
 
 static int migrate_file(const char *path, unsigned flags, const char *component,
                         const char *dir, int *applied, hl_err *err)
@@ -14,7 +52,9 @@ static int migrate_file(const char *path, unsigned flags, const char *component,
     hl_db *db = hl_db_open(path, flags, err);
     if (!db)
         return err ? err->code : HL_ERR;
-    int rc = hl_db_migrate(db, component, dir, applied, err);
+    int rc = check_not_newer(db, component, dir, err);
+    if (rc == HL_OK)
+        rc = hl_db_migrate(db, component, dir, applied, err);
     hl_db_close(db);
     return rc;
 }
@@ -34,6 +74,13 @@ static int migrate_plugins(const hl_config *cfg, hl_err *err)
             continue;
         hl_err e;
         hl_err_clear(&e);
+        char *dir = hl_plugin_migrations_dir(cfg, p);
+        rc = dir ? check_not_newer(db, p->name, dir, &e) : HL_OK;
+        free(dir);
+        if (rc != HL_OK) {
+            hl_err_set(err, rc, "plugin %s: %s", p->name, e.msg);
+            break;
+        }
         if (hl_plugin_migrate(cfg, db, p, &e) != HL_OK)
             hl_log(HL_LOG_ERROR, "plugin %s: %s", p->name, e.msg); /* the plugin is refused later */
     }

@@ -562,7 +562,7 @@ int hl_plugin_enable(const hl_config *cfg, hl_db *db, const char *name, hl_err *
                    "INSERT INTO hl_plugins (name, enabled, version, changed_at) VALUES (?, 1, ?, ?) "
                    "ON CONFLICT (name) DO UPDATE SET enabled = 1, version = excluded.version, changed_at = excluded.changed_at",
                    "sss", name, p->version, now_iso(ts, sizeof ts));
-    rc = rc < 0 ? rc : HL_OK;
+    rc = rc < 0 ? rc : hl_plugin_config_changed(db, err);
 out:
     hl_plugin_list_free(&l);
     return rc;
@@ -603,7 +603,7 @@ int hl_plugin_disable(const hl_config *cfg, hl_db *db, const char *name, hl_err 
     char ts[32];
     rc = hl_db_run(db, err, "UPDATE hl_plugins SET enabled = 0, changed_at = ? WHERE name = ?", "ss",
                    now_iso(ts, sizeof ts), name);
-    rc = rc < 0 ? rc : HL_OK;
+    rc = rc < 0 ? rc : hl_plugin_config_changed(db, err);
 out:
     hl_plugin_list_free(&l);
     return rc;
@@ -683,7 +683,30 @@ int hl_plugin_set_setting(hl_db *db, const hl_plugin_info *p, const char *key, c
                        "ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
                        "sss", p->name, key, text);
     free(text);
+    return rc < 0 ? rc : hl_plugin_config_changed(db, err);
+}
+
+/* ---- the configuration's version ------------------------------------------------------------ */
+
+int hl_plugin_config_changed(hl_db *db, hl_err *err)
+{
+    char ts[32];
+    int rc = hl_db_run(db, err,
+                       "INSERT INTO hl_settings (name, value, updated_at) VALUES ('config_version', '1', ?) "
+                       "ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(hl_settings.value AS INTEGER) + 1 AS TEXT), "
+                       "updated_at = excluded.updated_at",
+                       "s", now_iso(ts, sizeof ts));
     return rc < 0 ? rc : HL_OK;
+}
+
+int64_t hl_plugin_config_version(hl_db *db)
+{
+    hl_stmt *st = hl_db_query(db, NULL, "SELECT value FROM hl_settings WHERE name = 'config_version'", NULL);
+    int64_t v = 0;
+    if (st && hl_db_step(st, NULL) == HL_DB_ROW && hl_db_col_text(st, 0))
+        v = strtoll(hl_db_col_text(st, 0), NULL, 10);
+    hl_db_done(st);
+    return v;
 }
 
 /* ---- group-level plugins ------------------------------------------------------------------ */

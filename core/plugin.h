@@ -63,6 +63,12 @@ void hl_plugin_policy_free(hl_db_policy *pol);
  * NULL when out of memory. */
 json_t *hl_plugin_permissions(const hl_plugin_list *all, const hl_plugin_info *p);
 
+/* Enabling, disabling a plugin or changing a setting bumps the configuration's version in the
+ * database (hl_settings.config_version); every master (one per machine) watches it and restarts
+ * its workers one by one when it changes, so the change reaches every machine. */
+int hl_plugin_config_changed(hl_db *db, hl_err *err);
+int64_t hl_plugin_config_version(hl_db *db);
+
 /* Suspensions (core/hooks.c suspends a plugin whose callbacks keep failing): recorded per
  * process slot (worker number, -1 for the jobs process) for the operator to see; cleared for a
  * slot when its process starts again. hl_plugin_suspensions returns {plugin: [{worker, reason,

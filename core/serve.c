@@ -25,7 +25,10 @@
 #include "core/http.h"
 #include "core/log.h"
 #include "core/migrate.h"
+#include "core/plugin.h"
 #include "core/worker.h"
+
+#define CONFIG_POLL_US 2000000 /* how often the master reads the configuration's version */
 
 static int64_t now_us(void)
 {
@@ -262,11 +265,29 @@ int hl_serve(hl_config *cfg, hl_jobs_main jobs_main, hl_err *err)
             hl_log(HL_LOG_INFO, "jobs process started as pid %d", (int)jobs.pid);
     }
 
+    /* Plugins enabled or settings changed on any machine bump the configuration's version in
+     * the database: every master restarts its workers when it sees a new one. */
+    hl_db *cdb = hl_db_open(cfg->db_path, 0, NULL);
+    int64_t config_version = cdb ? hl_plugin_config_version(cdb) : 0;
+    int64_t config_checked_us = now_us();
+
     int stopping = 0, alive = n + (jobs.pid > 0);
     int64_t kill_deadline = 0;
     while (alive > 0) {
         struct timespec tick = {0, 200000000};
         int sig = sigtimedwait(&set, NULL, &tick);
+        int config_changed = 0;
+        if (cdb && !stopping && now_us() - config_checked_us >= CONFIG_POLL_US) {
+            config_checked_us = now_us();
+            int64_t v = hl_plugin_config_version(cdb);
+            if (v != config_version) {
+                hl_log(HL_LOG_INFO, "the configuration changed in the database (plugins or settings): "
+                                    "restarting workers one by one");
+                config_changed = 1;
+            }
+        }
+        if (sig == SIGHUP || config_changed)
+            config_version = cdb ? hl_plugin_config_version(cdb) : 0;
         if (sig == SIGTERM || sig == SIGINT) {
             if (!stopping) {
                 hl_log(HL_LOG_INFO, "stopping: waiting for in-flight requests (up to %ds)", cfg->shutdown_timeout);
@@ -274,9 +295,10 @@ int hl_serve(hl_config *cfg, hl_jobs_main jobs_main, hl_err *err)
                 kill_deadline = now_us() + (int64_t)cfg->shutdown_timeout * 1000000;
                 signal_all(slots, n, jobs.pid, SIGTERM);
             }
-        } else if (sig == SIGHUP && !stopping) {
+        } else if ((sig == SIGHUP || config_changed) && !stopping) {
             /* Rolling restart: a new worker starts before the old one is told to stop. */
-            hl_log(HL_LOG_INFO, "SIGHUP: restarting workers one by one");
+            if (sig == SIGHUP)
+                hl_log(HL_LOG_INFO, "SIGHUP: restarting workers one by one");
             for (int i = 0; i < n; i++) {
                 pid_t old_pid = slots[i].pid;
                 int ready = -1;
@@ -385,6 +407,7 @@ int hl_serve(hl_config *cfg, hl_jobs_main jobs_main, hl_err *err)
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
     free(slots);
+    hl_db_close(cdb);
     munmap(beats, beats_len);
     sigprocmask(SIG_SETMASK, &old, NULL);
     hl_log(HL_LOG_INFO, "halle stopped");

@@ -209,6 +209,17 @@ typedef struct halle_api {
      * current window of window_seconds, 0 if over (then *retry_after, may be NULL, gets the
      * seconds until the window ends: send it as Retry-After with a 429), or an error. */
     int (*rate_allow)(halle_host *h, const char *key, int window_seconds, int max, int *retry_after);
+    /* Users, without touching the core's tables. A user's public fields {id, name, email}
+     * (new reference), or NULL when there is none (or it was deleted): show the address only on
+     * pages the core lets the viewer see (api->can). */
+    json_t *(*user_get)(halle_host *h, int64_t id);
+    /* Ids of users whose name or address contains q (case-insensitive), at most max (<= 1000):
+     * a JSON array of integers (new reference), NULL on error. */
+    json_t *(*user_search)(halle_host *h, const char *q, int max);
+    /* For seeding (demo data): a verified account with no usable password (its owner sets one
+     * with "forgot password"); returns its id, or the id of the account that already has this
+     * address, or an error. Not offered to Lua plugins. */
+    int64_t (*user_create)(halle_host *h, const char *email, const char *name);
 
     /* -- API version 9: the storage contract for money -- */
     /* Inserts with "... RETURNING id" and gives the new row's id (portable, unlike db_last_id). */

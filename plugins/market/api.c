@@ -817,13 +817,21 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
         mk_host, "SELECT count(*) FROM market_api_tokens t WHERE (? = '' OR t.name LIKE ? ESCAPE '\\')", "ss", like, like));
     json_t *tokens = rows_array(
         mk_api->db_query(mk_host,
-                         "SELECT t.id, t.name, t.created_at, t.last_used_at, t.revoked_at, "
-                         "CASE WHEN t.created_by = 0 THEN ? ELSE coalesce(u.name, '?') END "
-                         "FROM market_api_tokens t LEFT JOIN hl_users u ON u.id = t.created_by "
+                         "SELECT t.id, t.name, t.created_at, t.last_used_at, t.revoked_at, t.created_by "
+                         "FROM market_api_tokens t "
                          "WHERE (? = '' OR t.name LIKE ? ESCAPE '\\') ORDER BY t.id DESC LIMIT ? OFFSET ?",
-                         "sssii", mk_api->tr(r, "ligne de commande"), like, like, MK_PER_PAGE,
-                         (page - 1) * MK_PER_PAGE),
+                         "ssii", like, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
         token_row);
+    /* Who made each token: the core's user API, not its tables (0: the command line). */
+    size_t ti;
+    json_t *tk;
+    json_array_foreach(tokens, ti, tk) {
+        long long by = atoll(json_string_value(json_object_get(tk, "created_by")) ? json_string_value(json_object_get(tk, "created_by")) : "0");
+        json_t *u = by > 0 ? mk_api->user_get(mk_host, by) : NULL;
+        json_object_set_new(tk, "created_by", json_string(by == 0 ? mk_api->tr(r, "ligne de commande")
+                                                          : u ? json_string_value(json_object_get(u, "name")) : "?"));
+        json_decref(u);
+    }
     if (!tokens || total < 0) {
         json_decref(tokens);
         return mk_error(r, 500, NULL);

@@ -1223,27 +1223,50 @@ static int group_leave(halle_request *r, void *ud)
 static int member_list(json_t *ctx, const char *key, int64_t gid, const char *status, const char *q, int page,
                        int limit, const char *base)
 {
-    char like[2 * QUERY_MAX + 4];
-    like_pattern(q, like, sizeof like);
     int offset = (page - 1) * limit;
-    long long total = *q ? first_int(mk_api->db_query(
-                               mk_host,
-                               "SELECT count(*) FROM market_members m LEFT JOIN hl_users u ON u.id = m.user_id "
-                               "WHERE m.group_id = ? AND m.status = ? AND (u.name LIKE ? ESCAPE '\\' OR u.email LIKE ? ESCAPE '\\')",
-                               "Isss", gid, status, like, like))
-                         : first_int(mk_api->db_query(
-                               mk_host, "SELECT count(*) FROM market_members WHERE group_id = ? AND status = ?", "Is", gid, status));
-    /* Only the users' public profile columns are read: never their credentials. */
-    static const char *const cols[] = {"#user_id", "name", "email", "?coordinator", "requested_at", NULL};
+    /* People are found by name or address through the core's user API (it answers with ids):
+     * the market reads its own rows only, and the ids as one bound ",1,5,9," text. */
+    char ids[12000] = "";
+    if (*q) {
+        json_t *found = mk_api->user_search(mk_host, q, 500);
+        if (!found)
+            return HALLE_ERROR;
+        size_t n = 0, i;
+        json_t *v;
+        ids[n++] = ',';
+        json_array_foreach(found, i, v) {
+            int w = snprintf(ids + n, sizeof ids - n, "%lld,", (long long)json_integer_value(v));
+            if (w < 0 || (size_t)w >= sizeof ids - n)
+                break;
+            n += (size_t)w;
+        }
+        if (n == 1)
+            snprintf(ids, sizeof ids, ",none,"); /* nobody matches */
+        json_decref(found);
+    }
+    long long total = first_int(mk_api->db_query(
+        mk_host,
+        "SELECT count(*) FROM market_members m WHERE m.group_id = ? AND m.status = ? "
+        "AND (? = '' OR ? LIKE ('%,' || CAST(m.user_id AS TEXT) || ',%'))",
+        "Isss", gid, status, ids, ids));
+    static const char *const cols[] = {"#user_id", "?coordinator", "requested_at", NULL};
     json_t *rows = rows_array(
         mk_api->db_query(mk_host,
-                         "SELECT m.user_id, COALESCE(u.name, ''), COALESCE(u.email, ''), m.role = 'coordinator', "
-                         "m.requested_at FROM market_members m LEFT JOIN hl_users u ON u.id = m.user_id "
+                         "SELECT m.user_id, m.role = 'coordinator', m.requested_at FROM market_members m "
                          "WHERE m.group_id = ? AND m.status = ? "
-                         "AND (? = '' OR u.name LIKE ? ESCAPE '\\' OR u.email LIKE ? ESCAPE '\\') "
+                         "AND (? = '' OR ? LIKE ('%,' || CAST(m.user_id AS TEXT) || ',%')) "
                          "ORDER BY m.requested_at, m.user_id LIMIT ? OFFSET ?",
-                         "Issssii", gid, status, q, like, like, limit, offset),
+                         "Isssii", gid, status, ids, ids, limit, offset),
         cols);
+    /* Only the users' public profile (the core's user API): never their credentials. */
+    size_t ri;
+    json_t *row;
+    json_array_foreach(rows, ri, row) {
+        json_t *u = mk_api->user_get(mk_host, json_integer_value(json_object_get(row, "user_id")));
+        json_object_set_new(row, "name", json_string(u ? json_string_value(json_object_get(u, "name")) : ""));
+        json_object_set_new(row, "email", json_string(u ? json_string_value(json_object_get(u, "email")) : ""));
+        json_decref(u);
+    }
     if (total < 0 || !rows) {
         json_decref(rows);
         return HALLE_ERROR;

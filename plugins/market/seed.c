@@ -7,10 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-/* Demo accounts get this password hash: no password matches it, so nobody can log in with
- * them (the operator makes real accounts with `halle user add`). */
-#define NO_PASSWORD "!"
-#define DEMO_TERMS "2026-11"
+/* Demo accounts are made by the core's user_create: no password matches theirs, so nobody can
+ * log in with them (the operator makes real accounts with `halle user add`). */
 #define DAY 86400
 
 typedef struct demo_product {
@@ -313,13 +311,11 @@ typedef struct seed {
     char why[256]; /* a failure that is not the database's */
 } seed;
 
+/* People go through the core's user API: the market never writes the core's tables. */
 static int64_t add_user(seed *s, const char *email, const char *name)
 {
-    int64_t id;
-    if (mk_api->db_insert(mk_host, &id,
-                          "INSERT INTO hl_users (email, name, password_hash, email_verified_at, terms_version, "
-                          "terms_accepted_at, age_certified_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                          "ssssssss", email, name, NO_PASSWORD, s->stamp, DEMO_TERMS, s->stamp, s->stamp, s->stamp) < 0)
+    int64_t id = mk_api->user_create(mk_host, email, name);
+    if (id <= 0)
         return -1;
     s->users++;
     return id;
@@ -327,11 +323,7 @@ static int64_t add_user(seed *s, const char *email, const char *name)
 
 static int add_role(int64_t user, int role, int64_t group)
 {
-    return mk_api->db_run(mk_host, "INSERT INTO hl_user_roles (user_id, role, group_id) VALUES (?, ?, ?) "
-                          "ON CONFLICT (user_id, role, group_id) DO NOTHING", "IiI",
-                          user, role, group) < 0
-               ? HALLE_ERROR
-               : HALLE_OK;
+    return mk_api->user_add_role(mk_host, user, (unsigned)role, group) < 0 ? HALLE_ERROR : HALLE_OK;
 }
 
 static int add_member(seed *s, int64_t group, int64_t user, const char *role, const char *status, int days_ago)

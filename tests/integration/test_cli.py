@@ -161,6 +161,22 @@ def test_migrate(t):
              "%s/archive.db: hl_migrations holds archive versions %s" % (folder, archive))
 
 
+def test_newer_schema(t):
+    """A database upgraded by a newer halle (a migration this code does not have) is refused,
+    by migrate and by serve, with a message saying what to do."""
+    inst = Instance()
+    core = migration_versions("main")
+    with sqlite3.connect(inst.db) as c:  # what a newer halle would have left behind
+        c.execute("INSERT INTO hl_migrations (component, version, name, applied_at) VALUES ('core', ?, ?, 'x')",
+                  (core[-1] + 1, "%03d_future.sql" % (core[-1] + 1)))
+    c.close()
+    for args in (["migrate", "-c", inst.conf], serve_args(inst)):
+        r = run(args, timeout=30)
+        t.ok(r.returncode != 0 and "schema is at version %d" % (core[-1] + 1) in r.stderr
+             and "knows only up to %d" % core[-1] in r.stderr and "newer halle" in r.stderr,
+             "%s refuses a database newer than the code, saying so" % args[0], r.stdout + r.stderr)
+
+
 def serve_args(inst, *extra):
     return ["serve", "-c", inst.conf, "--listen", "127.0.0.1:0", "--workers", "1"] + list(extra)
 
@@ -247,7 +263,7 @@ def test_port_in_use(t):
 
 def main():
     t = Tap()
-    for fn in (test_version, test_help, test_usage_errors, test_init, test_migrate, test_bad_config,
+    for fn in (test_version, test_help, test_usage_errors, test_init, test_migrate, test_newer_schema, test_bad_config,
                test_bad_options, test_port_in_use):
         t.run(fn)
     t.done()

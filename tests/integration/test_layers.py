@@ -39,6 +39,10 @@ def main():
         r = check(tmp)
         t.ok(r.returncode == 1 and "plugins/market/api.c" in r.stdout and "core/db.h" in r.stdout,
              "a plugin including a core header fails, naming the file", r.stdout)
+        with open(os.path.join(tmp, "plugins", "market", "api.c"), "a") as f:
+            f.write('\nstatic const char *sneaky = "SELECT password_hash FROM hl_users";\n')
+        r = check(tmp)
+        t.ok(r.returncode == 1 and "names a core table" in r.stdout, "a plugin's SQL naming a core table fails", r.stdout)
     finally:
         shutil.rmtree(tmp)
     t.done()

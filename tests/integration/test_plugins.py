@@ -306,6 +306,17 @@ def test_admin_page(t, srv, inst):
     anon = Browser(srv.port)
     st, h, page = anon.request("POST", "/admin/plugins/luatest/enable", form={})
     t.eq(st, 403, "an anonymous POST is refused (no CSRF token)")
+    # From the command line (as on another machine sharing the database): no signal is sent,
+    # the master sees the configuration's version change and restarts its workers.
+    r = cli(srv.inst, "enable", "luatest")
+    t.eq(r.returncode, 0, "enable from the command line while the server runs")
+    st, h, b = wait_status(srv, "/luatest/twice", 200, timeout=15)
+    t.eq(st, 200, "the running server picks the change up by itself (no kill -HUP)")
+    t.ok("the configuration changed in the database" in srv.log_text(), "and says why it restarted its workers",
+         srv.log_text()[-1000:])
+    r = cli(srv.inst, "disable", "luatest")
+    st, h, b = wait_status(srv, "/luatest/twice", 404, timeout=15)
+    t.eq(st, 404, "a disable from the command line reaches it too")
 
 
 def main():
