@@ -258,6 +258,41 @@ static const char *tr_err(hl_request *req, const hl_err *err)
     return tr_text(req, err->msg, 0);
 }
 
+/* ---- themed pages ------------------------------------------------------------------- */
+
+/* The visitor's account pages are templates of the theme (themes/default/templates/account/),
+ * which a theme or a group's theme overrides like any other page. ctx (taken) joins the
+ * layout's context, with the title and the forms' CSRF token. */
+static int themed(hl_request *req, const char *tpl, const char *title, json_t *ctx)
+{
+    req->page_title = hl_arena_strdup(req->arena, title);
+    json_t *page = hl_page_context(req);
+    if (!page || !ctx) {
+        json_decref(page);
+        json_decref(ctx);
+        return HL_ENOMEM;
+    }
+    json_object_update(page, ctx);
+    json_decref(ctx);
+    json_object_set_new(page, "title", json_string(title));
+    json_object_set_new(page, "csrf", json_string(hl_webauth_csrf(req)));
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_page_render(req, tpl, page, &err);
+    json_decref(page);
+    if (rc != HL_OK)
+        hl_log(HL_LOG_ERROR, "theme: %s", err.msg);
+    return rc;
+}
+
+/* ctx's "error" when there is one. */
+static json_t *with_error(json_t *ctx, const char *error)
+{
+    if (ctx && error)
+        json_object_set_new(ctx, "error", json_string(error));
+    return ctx;
+}
+
 /* ---- sign-up ------------------------------------------------------------------------ */
 
 static const char *policy_help(hl_request *req)
@@ -267,20 +302,10 @@ static const char *policy_help(hl_request *req)
 
 static int signup_form(hl_request *req, const char *error)
 {
-    hl_page_begin(req, T(req, "Créer un compte"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Créer un compte"));
-    if (error)
-        hl_page_notice(req, "error", error);
-    hl_page_form_begin(req, "/signup", "signup");
-    hl_page_field(req, "email", "email", T(req, "Adresse e-mail"), val(req, "email"), "required autocomplete=\"email\"", NULL);
-    hl_page_field(req, "text", "name", T(req, "Nom"), val(req, "name"), "required autocomplete=\"name\" maxlength=\"120\"", NULL);
-    hl_page_field(req, "password", "password", T(req, "Mot de passe"), "", "required autocomplete=\"new-password\"", policy_help(req));
-    hl_page_field(req, "password", "password2", T(req, "Mot de passe (à nouveau)"), "", "required autocomplete=\"new-password\"", NULL);
-    hl_page_field(req, "checkbox", "terms", T(req, "J'accepte les conditions d'utilisation et la politique de confidentialité"),
-                  val(req, "terms"), "required", NULL);
-    hl_page_field(req, "checkbox", "age", T(req, "Je certifie avoir plus de 15 ans"), val(req, "age"), "required", NULL);
-    hl_page_form_end(req, T(req, "Créer mon compte"));
-    return hl_page_end(req);
+    return themed(req, "account/signup", T(req, "Créer un compte"),
+                  with_error(json_pack("{s:s, s:s, s:b, s:b}", "email", val(req, "email"), "name", val(req, "name"),
+                                       "terms", checked(req, "terms"), "age", checked(req, "age")),
+                             error));
 }
 
 static int signup_get(hl_request *req, void *ud)
@@ -291,14 +316,18 @@ static int signup_get(hl_request *req, void *ud)
     return signup_form(req, NULL);
 }
 
+/* A page that only tells something (account/message): kind "ok" or "error", with a link to
+ * the login page when login is set. */
+static int message_page(hl_request *req, const char *title, const char *text, const char *kind, int login)
+{
+    return themed(req, "account/message", title,
+                  json_pack("{s:s, s:s, s:s, s:b, s:b}", "heading", title, "message", text, "kind", kind, "error",
+                            !strcmp(kind, "error"), "login", login));
+}
+
 static int sent_page(hl_request *req, const char *title, const char *text)
 {
-    hl_page_begin(req, title);
-    hl_response_puts(req, "<h1>");
-    hl_response_html(req, title);
-    hl_response_puts(req, "</h1>\n");
-    hl_page_notice(req, "ok", text);
-    return hl_page_end(req);
+    return message_page(req, title, text, "ok", 0);
 }
 
 static int signup_post(hl_request *req, void *ud)
@@ -361,30 +390,18 @@ static int verify_get(hl_request *req, void *ud)
     if (!tok || hl_token_use(req->db, "verify", tok, &uid, NULL, 0, &err) != HL_OK ||
         hl_user_mark_verified(req->db, uid, &err) != HL_OK) {
         hl_response_status(req, 400);
-        return sent_page(req, T(req, "Lien invalide"), T(req, "Ce lien n'est pas valable ou a expiré. Créez votre compte à nouveau."));
+        return message_page(req, T(req, "Lien invalide"),
+                            T(req, "Ce lien n'est pas valable ou a expiré. Créez votre compte à nouveau."), "error", 0);
     }
-    hl_page_begin(req, T(req, "Adresse confirmée"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Adresse confirmée"));
-    hl_page_notice(req, "ok", T(req, "Votre compte est activé. Vous pouvez vous connecter."));
-    hl_response_printf(req, "<p><a href=\"/login\">%s</a></p>\n", T(req, "Se connecter"));
-    return hl_page_end(req);
+    return message_page(req, T(req, "Adresse confirmée"), T(req, "Votre compte est activé. Vous pouvez vous connecter."),
+                        "ok", 1);
 }
 
 /* ---- login / logout ----------------------------------------------------------------- */
 
 static int login_form(hl_request *req, const char *error)
 {
-    hl_page_begin(req, T(req, "Se connecter"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Se connecter"));
-    if (error)
-        hl_page_notice(req, "error", error);
-    hl_page_form_begin(req, "/login", "login");
-    hl_page_field(req, "email", "email", T(req, "Adresse e-mail"), val(req, "email"), "required autocomplete=\"username\"", NULL);
-    hl_page_field(req, "password", "password", T(req, "Mot de passe"), "", "required autocomplete=\"current-password\"", NULL);
-    hl_page_form_end(req, T(req, "Se connecter"));
-    hl_response_printf(req, "<p><a href=\"/password/forgot\">%s</a> · <a href=\"/signup\">%s</a></p>\n",
-                       T(req, "Mot de passe oublié ?"), T(req, "Créer un compte"));
-    return hl_page_end(req);
+    return themed(req, "account/login", T(req, "Se connecter"), with_error(json_pack("{s:s}", "email", val(req, "email")), error));
 }
 
 static int login_get(hl_request *req, void *ud)
@@ -427,13 +444,7 @@ static int logout_post(hl_request *req, void *ud)
 static int forgot_get(hl_request *req, void *ud)
 {
     (void)ud;
-    hl_page_begin(req, T(req, "Mot de passe oublié"));
-    hl_response_printf(req, "<h1>%s</h1>\n<p>%s</p>\n", T(req, "Mot de passe oublié"),
-                       T(req, "Indiquez votre adresse : vous recevrez un lien pour choisir un nouveau mot de passe."));
-    hl_page_form_begin(req, "/password/forgot", "forgot");
-    hl_page_field(req, "email", "email", T(req, "Adresse e-mail"), "", "required autocomplete=\"email\"", NULL);
-    hl_page_form_end(req, T(req, "Envoyer le lien"));
-    return hl_page_end(req);
+    return themed(req, "account/forgot", T(req, "Mot de passe oublié"), json_object());
 }
 
 static int forgot_post(hl_request *req, void *ud)
@@ -456,16 +467,7 @@ static int forgot_post(hl_request *req, void *ud)
 
 static int reset_form(hl_request *req, const char *token, const char *error)
 {
-    hl_page_begin(req, T(req, "Nouveau mot de passe"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Nouveau mot de passe"));
-    if (error)
-        hl_page_notice(req, "error", error);
-    hl_page_form_begin(req, "/password/reset", "reset");
-    hl_page_field(req, "hidden", "token", "", token, NULL, NULL);
-    hl_page_field(req, "password", "password", T(req, "Nouveau mot de passe"), "", "required autocomplete=\"new-password\"", policy_help(req));
-    hl_page_field(req, "password", "password2", T(req, "Nouveau mot de passe (à nouveau)"), "", "required autocomplete=\"new-password\"", NULL);
-    hl_page_form_end(req, T(req, "Enregistrer"));
-    return hl_page_end(req);
+    return themed(req, "account/reset", T(req, "Nouveau mot de passe"), with_error(json_pack("{s:s}", "token", token), error));
 }
 
 static int reset_get(hl_request *req, void *ud)
@@ -488,7 +490,8 @@ static int reset_post(hl_request *req, void *ud)
     int64_t uid;
     if (hl_token_use(req->db, "reset", tok, &uid, NULL, 0, &err) != HL_OK) {
         hl_response_status(req, 400);
-        return sent_page(req, T(req, "Lien invalide"), T(req, "Ce lien n'est pas valable ou a expiré. Demandez-en un nouveau."));
+        return message_page(req, T(req, "Lien invalide"), T(req, "Ce lien n'est pas valable ou a expiré. Demandez-en un nouveau."),
+                            "error", 0);
     }
     hl_password_params pp;
     hl_webauth_password_params(req->cfg, &pp);
@@ -498,11 +501,8 @@ static int reset_post(hl_request *req, void *ud)
      * lift the locks the owner could not lift themselves. */
     hl_session_destroy_all(req->db, uid, NULL, NULL);
     hl_user_unlock(req->db, uid, NULL);
-    hl_page_begin(req, T(req, "Mot de passe changé"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Mot de passe changé"));
-    hl_page_notice(req, "ok", T(req, "Votre nouveau mot de passe est enregistré ; vos autres sessions ont été fermées."));
-    hl_response_printf(req, "<p><a href=\"/login\">%s</a></p>\n", T(req, "Se connecter"));
-    return hl_page_end(req);
+    return message_page(req, T(req, "Mot de passe changé"),
+                        T(req, "Votre nouveau mot de passe est enregistré ; vos autres sessions ont été fermées."), "ok", 1);
 }
 
 /* "2026-11-25T01:24:45Z" as the page's language writes it: "mercredi 25 novembre 2026, 01:24
