@@ -295,11 +295,6 @@ static json_t *with_error(json_t *ctx, const char *error)
 
 /* ---- sign-up ------------------------------------------------------------------------ */
 
-static const char *policy_help(hl_request *req)
-{
-    return T(req, "Au moins 8 caractères, dont 3 types parmi : majuscules, minuscules, chiffres, caractères spéciaux.");
-}
-
 static int signup_form(hl_request *req, const char *error)
 {
     return themed(req, "account/signup", T(req, "Créer un compte"),
@@ -523,76 +518,20 @@ static const char *date_text(hl_request *req, const char *iso)
 static int account_page(hl_request *req, const char *ok, const char *error)
 {
     const hl_user *u = req->user;
-    hl_page_begin(req, T(req, "Mon compte"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Mon compte"));
-    if (ok)
-        hl_page_notice(req, "ok", ok);
-    if (error)
-        hl_page_notice(req, "error", error);
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-profile\"><h2 id=\"t-profile\">%s</h2>\n", T(req, "Profil"));
-    hl_page_form_begin(req, "/account/profile", "profile");
-    hl_page_field(req, "text", "name", T(req, "Nom"), u->name, "required maxlength=\"120\" autocomplete=\"name\"", NULL);
-    hl_page_field(req, "tel", "phone", T(req, "Téléphone (facultatif)"), u->phone, "maxlength=\"40\" autocomplete=\"tel\"", NULL);
-    hl_page_field(req, "textarea", "address", T(req, "Adresse postale (facultative)"), u->address, "maxlength=\"500\" rows=\"3\"", NULL);
-    hl_page_form_end(req, T(req, "Enregistrer le profil"));
-    hl_response_puts(req, "</section>\n");
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-email\"><h2 id=\"t-email\">%s</h2>\n<p>%s",
-                       T(req, "Adresse e-mail"), T(req, "Actuelle : "));
-    hl_response_html(req, u->email);
-    hl_response_puts(req, "</p>\n");
-    hl_page_form_begin(req, "/account/email", "email");
-    hl_page_field(req, "email", "email", T(req, "Nouvelle adresse"), "", "required autocomplete=\"email\"",
-                  T(req, "Un lien de confirmation sera envoyé à la nouvelle adresse."));
-    hl_page_form_end(req, T(req, "Changer d'adresse"));
-    hl_response_puts(req, "</section>\n");
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-password\"><h2 id=\"t-password\">%s</h2>\n",
-                       T(req, "Mot de passe"));
-    hl_page_form_begin(req, "/account/password", "password");
-    hl_page_field(req, "password", "current", T(req, "Mot de passe actuel"), "", "required autocomplete=\"current-password\"", NULL);
-    hl_page_field(req, "password", "password", T(req, "Nouveau mot de passe"), "", "required autocomplete=\"new-password\"", policy_help(req));
-    hl_page_field(req, "password", "password2", T(req, "Nouveau mot de passe (à nouveau)"), "", "required autocomplete=\"new-password\"", NULL);
-    hl_page_form_end(req, T(req, "Changer le mot de passe"));
-    hl_response_puts(req, "</section>\n");
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-sessions\"><h2 id=\"t-sessions\">%s</h2>\n<ul class=\"sessions\">\n",
-                       T(req, "Sessions actives"));
     hl_session list[20];
     int n = hl_session_list(req->db, u->id, list, 20, NULL);
-    for (int i = 0; i < n; i++) {
-        hl_response_puts(req, "<li>");
-        hl_response_html(req, list[i].user_agent[0] ? list[i].user_agent : T(req, "navigateur inconnu"));
-        hl_response_puts(req, " — ");
-        hl_response_html(req, list[i].ip);
-        hl_response_puts(req, T(req, ", depuis le "));
-        hl_response_html(req, date_text(req, list[i].created_at));
-        if (req->session && !strcmp(list[i].id_hash, req->session->id_hash))
-            hl_response_printf(req, " <strong>%s</strong>", T(req, "(cette session)"));
-        hl_response_puts(req, "</li>\n");
-    }
-    hl_response_puts(req, "</ul>\n");
-    hl_page_form_begin(req, "/account/sessions/end-others", "end-others");
-    hl_page_form_end(req, T(req, "Déconnecter mes autres sessions"));
-    hl_response_puts(req, "</section>\n");
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-consents\"><h2 id=\"t-consents\">%s</h2>\n<p>%s</p>\n</section>\n",
-                       T(req, "Consentements et notifications"),
-                       T(req, "Vous n'avez donné aucun consentement facultatif : ce site ne dépose aucun traceur non "
-                              "essentiel. Les lettres d'information et les préférences de notification apparaîtront ici "
-                              "quand ces fonctions seront activées."));
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-delete\"><h2 id=\"t-delete\">%s</h2>\n<p>%s</p>\n",
-                       T(req, "Supprimer mon compte"),
-                       T(req, "Vos données personnelles seront effacées ; ce que la loi oblige à garder (factures) "
-                              "est conservé sans lien avec votre nom. Cette action est définitive."));
-    hl_page_form_begin(req, "/account/delete", "delete");
-    hl_page_field(req, "password", "delete_password", T(req, "Mot de passe actuel"), "", "required autocomplete=\"current-password\"", NULL);
-    hl_page_field(req, "checkbox", "confirm", T(req, "Je veux supprimer définitivement mon compte"), "", "required", NULL);
-    hl_page_form_end(req, T(req, "Supprimer mon compte"));
-    hl_response_puts(req, "</section>\n");
-    return hl_page_end(req);
+    json_t *sessions = json_array();
+    for (int i = 0; sessions && i < n; i++)
+        json_array_append_new(sessions,
+                              json_pack("{s:s, s:s, s:s, s:b}", "agent",
+                                        list[i].user_agent[0] ? list[i].user_agent : T(req, "navigateur inconnu"), "ip",
+                                        list[i].ip, "since", date_text(req, list[i].created_at), "current",
+                                        req->session && !strcmp(list[i].id_hash, req->session->id_hash)));
+    json_t *ctx = json_pack("{s:{s:s, s:s, s:s, s:s}, s:o}", "me", "name", u->name, "phone", u->phone, "address",
+                            u->address, "email", u->email, "sessions", sessions ? sessions : json_array());
+    if (ctx && ok)
+        json_object_set_new(ctx, "ok", json_string(ok));
+    return themed(req, "account/account", T(req, "Mon compte"), with_error(ctx, error));
 }
 
 static int account_get(hl_request *req, void *ud)
