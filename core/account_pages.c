@@ -19,6 +19,7 @@
 #include "core/page.h"
 #include "core/plugin.h"
 #include "core/router.h"
+#include "core/text.h"
 #include "core/webauth.h"
 
 #define VERIFY_TTL (3 * 86400)
@@ -683,49 +684,34 @@ static int admin_get(hl_request *req, void *ud)
     long page = ps ? strtol(ps, NULL, 10) : 1;
     if (page < 1 || page > 100000)
         page = 1;
-    hl_page_begin(req, T(req, "Administration"));
-    hl_response_printf(req, "<h1>%s</h1>\n<p><a href=\"/admin/plugins\">%s</a></p>\n"
-                            "<h2>%s</h2>\n<form method=\"get\" action=\"/admin\" role=\"search\">"
-                            "<label for=\"q\">%s</label> <input id=\"q\" name=\"q\" value=\"",
-                       T(req, "Administration"), T(req, "Extensions"), T(req, "Utilisateurs"), T(req, "Rechercher"));
-    hl_response_html(req, q ? q : "");
-    hl_response_printf(req, "\"> <button type=\"submit\">%s</button></form>\n"
-                            "<table><thead><tr><th>%s</th><th>%s</th><th>%s</th><th></th></tr></thead><tbody>\n",
-                       T(req, "Chercher"), T(req, "E-mail"), T(req, "Nom"), T(req, "État"));
-    char *like = hl_arena_printf(req->arena, "%%%s%%", q ? q : "");
+    char like[2 * 256 + 3];
+    if (hl_text_like(q ? q : "", like, sizeof like) != HL_OK || !*like)
+        snprintf(like, sizeof like, "%%");
     hl_stmt *st = hl_db_query(req->db, NULL,
                               "SELECT id, email, name, locked_hard, locked_until, email_verified_at FROM hl_users "
-                              "WHERE deleted_at IS NULL AND (email LIKE ? OR name LIKE ?) ORDER BY id LIMIT 50 OFFSET ?",
-                              "ssi", like, like, (int)((page - 1) * 50));
+                              "WHERE deleted_at IS NULL AND search_folded LIKE ? ESCAPE '\\' "
+                              "ORDER BY id LIMIT 51 OFFSET ?",
+                              "si", like, (int)((page - 1) * 50));
+    json_t *users = json_array();
     int rows = 0;
     char now[32];
     hl_log_timestamp(now, sizeof now);
-    while (st && hl_db_step(st, NULL) == HL_DB_ROW) {
-        rows++;
-        int64_t id = hl_db_col_int64(st, 0);
+    while (st && users && hl_db_step(st, NULL) == HL_DB_ROW && ++rows <= 50) {
         const char *until = hl_db_col_text(st, 4);
         int hard = (int)hl_db_col_int64(st, 3), temp = until && strcmp(until, now) > 0;
-        hl_response_puts(req, "<tr><td>");
-        hl_response_html(req, hl_db_col_text(st, 1));
-        hl_response_puts(req, "</td><td>");
-        hl_response_html(req, hl_db_col_text(st, 2));
-        hl_response_printf(req, "</td><td>%s%s</td><td>",
-                           hard ? T(req, "bloqué (10 échecs)") : temp ? T(req, "bloqué temporairement") : T(req, "actif"),
-                           hl_db_col_text(st, 5) ? "" : T(req, ", non vérifié"));
-        if (hard || temp) {
-            hl_page_form_begin(req, hl_arena_printf(req->arena, "/admin/users/%lld/unlock", (long long)id), NULL);
-            hl_page_form_end(req, T(req, "Débloquer"));
-        }
-        hl_response_puts(req, "</td></tr>\n");
+        json_array_append_new(users, json_pack("{s:I, s:s, s:s, s:s, s:b, s:b}", "id", (json_int_t)hl_db_col_int64(st, 0),
+                                               "email", hl_db_col_text(st, 1), "name", hl_db_col_text(st, 2), "state",
+                                               hard ? T(req, "bloqué (10 échecs)") : temp ? T(req, "bloqué temporairement")
+                                                                                    : T(req, "actif"),
+                                               "unverified", hl_db_col_text(st, 5) == NULL, "locked", hard || temp));
     }
     hl_db_done(st);
-    hl_response_puts(req, "</tbody></table>\n<p>");
-    if (page > 1)
-        hl_response_printf(req, "<a href=\"/admin?page=%ld\">%s</a> ", page - 1, T(req, "Précédents"));
-    if (rows == 50)
-        hl_response_printf(req, "<a href=\"/admin?page=%ld\">%s</a>", page + 1, T(req, "Suivants"));
-    hl_response_puts(req, "</p>\n");
-    return hl_page_end(req);
+    json_t *ctx = json_pack("{s:s, s:o}", "q", q ? q : "", "users", users ? users : json_array());
+    if (ctx && page > 1)
+        json_object_set_new(ctx, "prev", json_integer(page - 1));
+    if (ctx && rows > 50) /* a 51st row: there is a next page */
+        json_object_set_new(ctx, "next", json_integer(page + 1));
+    return themed(req, "admin/users", T(req, "Administration"), ctx);
 }
 
 static int admin_unlock_post(hl_request *req, void *ud)

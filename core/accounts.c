@@ -3,6 +3,7 @@
  * here and bound as parameters, so the SQL stays portable to PostgreSQL. */
 #include "core/accounts.h"
 #include "core/clock.h"
+#include "core/text.h"
 #include "core/utf8.h"
 
 #include <sodium.h>
@@ -385,6 +386,40 @@ static int require_alive(hl_db *db, int64_t id, hl_err *err)
     return HL_OK;
 }
 
+/* The folded copy of a user's name and address that searches read (migration 011). */
+static int refold(hl_db *db, int64_t id, hl_err *err)
+{
+    hl_stmt *st = hl_db_query(db, err, "SELECT name, email FROM hl_users WHERE id = ?", "I", id);
+    if (!st)
+        return db_code(err);
+    int rc = hl_db_step(st, err);
+    char both[600], folded[600];
+    snprintf(both, sizeof both, "%s %s", rc == HL_DB_ROW && hl_db_col_text(st, 0) ? hl_db_col_text(st, 0) : "",
+             rc == HL_DB_ROW && hl_db_col_text(st, 1) ? hl_db_col_text(st, 1) : "");
+    hl_db_done(st);
+    if (rc < 0)
+        return rc;
+    hl_text_fold(both, folded, sizeof folded);
+    rc = hl_db_run(db, err, "UPDATE hl_users SET search_folded = ? WHERE id = ?", "sI", folded, id);
+    return rc < 0 ? rc : HL_OK;
+}
+
+int hl_accounts_refold_all(hl_db *db, hl_err *err)
+{
+    hl_stmt *st = hl_db_query(db, err, "SELECT id FROM hl_users WHERE search_folded = '' ORDER BY id", NULL);
+    if (!st)
+        return db_code(err);
+    int64_t ids[256];
+    int n = 0, rc;
+    while (n < 256 && (rc = hl_db_step(st, err)) == HL_DB_ROW)
+        ids[n++] = hl_db_col_int64(st, 0);
+    hl_db_done(st);
+    for (int i = 0; i < n; i++)
+        if ((rc = refold(db, ids[i], err)) != HL_OK)
+            return rc;
+    return n == 256 ? hl_accounts_refold_all(db, err) : HL_OK;
+}
+
 typedef struct create_ctx {
     const hl_user_new *u;
     const char *email;
@@ -417,7 +452,7 @@ static int create_tx(hl_db *db, void *ud, hl_err *err)
         if (rc < 0)
             return rc;
     }
-    return HL_OK;
+    return refold(db, c->id, err);
 }
 
 int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl_err *err)
@@ -440,6 +475,8 @@ int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl
         return rc;
     hl_user u;
     rc = hl_user_find_email(db, norm, &u, err);
+    if (rc == HL_OK)
+        rc = refold(db, u.id, err);
     return rc == HL_OK ? u.id : rc;
 }
 
@@ -448,20 +485,12 @@ int hl_user_search(hl_db *db, const char *q, int64_t *ids, int max, hl_err *err)
     if (!db || !q || !ids || max <= 0)
         return hl_err_set(err, HL_EINVAL, "user search: bad arguments");
     char like[2 * 256 + 3];
-    size_t n = 0;
-    like[n++] = '%';
-    for (const char *p = q; *p && n < sizeof like - 3; p++) {
-        if (*p == '%' || *p == '_' || *p == '\\')
-            like[n++] = '\\';
-        like[n++] = *p;
-    }
-    like[n++] = '%';
-    like[n] = '\0';
+    if (hl_text_like(q, like, sizeof like) != HL_OK || !*like)
+        snprintf(like, sizeof like, "%%");
     hl_stmt *st = hl_db_query(db, err,
-                              "SELECT id FROM hl_users WHERE deleted_at IS NULL AND "
-                              "(lower(name) LIKE lower(?) ESCAPE '\\' OR lower(email) LIKE lower(?) ESCAPE '\\') "
+                              "SELECT id FROM hl_users WHERE deleted_at IS NULL AND search_folded LIKE ? ESCAPE '\\' "
                               "ORDER BY id LIMIT ?",
-                              "ssi", like, like, max);
+                              "si", like, max);
     if (!st)
         return db_code(err);
     int k = 0, rc;
@@ -617,7 +646,7 @@ int hl_user_update_profile(hl_db *db, int64_t id, const char *name, const char *
         return rc;
     rc = hl_db_run(db, err, "UPDATE hl_users SET name = ?, phone = ?, address = ? WHERE id = ?",
                    "sssI", name, nonempty(phone), nonempty(address), id);
-    return rc < 0 ? rc : HL_OK;
+    return rc < 0 ? rc : refold(db, id, err);
 }
 
 int hl_user_set_password(hl_db *db, int64_t id, const char *pw, const hl_password_params *pp,
@@ -656,7 +685,7 @@ int hl_user_set_email(hl_db *db, int64_t id, const char *email, hl_err *err)
     rc = hl_db_run(db, err, "UPDATE hl_users SET email = ? WHERE id = ?", "sI", norm, id);
     if (rc == HL_EUNIQUE)
         return hl_err_set(err, HL_EUNIQUE, "Un compte existe déjà avec cette adresse e-mail.");
-    return rc < 0 ? rc : HL_OK;
+    return rc < 0 ? rc : refold(db, id, err);
 }
 
 int hl_user_mark_verified(hl_db *db, int64_t id, hl_err *err)
@@ -756,7 +785,7 @@ static int delete_tx(hl_db *db, void *ud, hl_err *err)
     /* "!" is no Argon2 string: nothing verifies against it. The terms and age records stay,
      * as proof of consent for the legal retention period. */
     rc = hl_db_run(db, err,
-                   "UPDATE hl_users SET email = ?, name = '', phone = NULL, address = NULL, "
+                   "UPDATE hl_users SET email = ?, name = '', phone = NULL, address = NULL, search_folded = '-', "
                    "password_hash = '!', failed_logins = 0, locked_until = NULL, locked_hard = 0, "
                    "deleted_at = COALESCE(deleted_at, ?) WHERE id = ?",
                    "ssI", email, now, id);

@@ -97,6 +97,8 @@ int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl
 /* Ids of live accounts whose name or address contains q (case-insensitive), at most max, into
  * ids; returns how many, or an error. */
 int hl_user_search(hl_db *db, const char *q, int64_t *ids, int max, hl_err *err);
+/* Fills the folded search copy of accounts that have none (made before migration 011). */
+int hl_accounts_refold_all(hl_db *db, hl_err *err);
 int hl_user_update_profile(hl_db *db, int64_t id, const char *name, const char *phone,
                            const char *address, hl_err *err);
 int hl_user_set_password(hl_db *db, int64_t id, const char *pw, const hl_password_params *pp, hl_err *err);

@@ -471,9 +471,11 @@ def many_members(t, srv, inst, s):
         before = c.execute("SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'active'",
                            (gid,)).fetchone()[0]
         first = c.execute("SELECT coalesce(max(id), 0) FROM hl_users").fetchone()[0] + 1
+        # Too many for the command line: rows as the core writes them, its search copy included.
         c.executemany("INSERT INTO hl_users (id, email, name, password_hash, terms_version, terms_accepted_at, "
-                      "age_certified_at, created_at) VALUES (?, ?, ?, 'x', '1', ?, ?, ?)",
-                      [(first + i, "m%05d@example.net" % i, "Membre %05d" % i, NOW, NOW, NOW) for i in range(10000)])
+                      "age_certified_at, created_at, search_folded) VALUES (?, ?, ?, 'x', '1', ?, ?, ?, ?)",
+                      [(first + i, "m%05d@example.net" % i, "Membre %05d" % i, NOW, NOW, NOW,
+                        "membre %05d m%05d@example.net" % (i, i)) for i in range(10000)])
         c.executemany("INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
                       "VALUES (?, ?, 'member', 'active', ?, ?)",
                       [(gid, first + i, "2026-02-01T00:00:%02dZ" % (i % 60), NOW) for i in range(10000)])

@@ -4,6 +4,7 @@
 import os
 import shutil
 import sys
+import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +45,8 @@ def main():
     inst.set(share_dir=share, theme="kiosque")
     r = run(["user", "-c", inst.conf, "add", "lise@example.org", "--name", "Lise"], env={"HALLE_USER_PASSWORD": PASSWORD})
     t.eq(r.returncode, 0, "user add")
+    run(["user", "-c", inst.conf, "add", "helene@example.org", "--name", "Hélène Dupré"], env={"HALLE_USER_PASSWORD": PASSWORD})
+    run(["user", "-c", inst.conf, "add", "op@example.org", "--name", "Opé", "--operator"], env={"HALLE_USER_PASSWORD": PASSWORD})
     srv = Server(inst, workers=1, tap=t).start()
     try:
         b = Browser(srv.port)
@@ -66,6 +69,15 @@ def main():
         t.ok("Create an account" in page and "At least 8 characters" in page, "and in English", page[-1500:])
         st, h, page = anon.get("/verify?token=nothing")
         t.ok(st == 400 and 'class="notice error"' in page and "Lien invalide" in page, "an invalid link says so", page[-800:])
+        op = Browser(srv.port)
+        op.submit("/login", "/login", {"email": "op@example.org", "password": PASSWORD})
+        for q, found in (("helene", True), ("HÉLÈNE", True), ("dupre", True), ("Hél", True), ("zzz", False), ("%", False)):
+            st, h, page = op.get("/admin?q=" + urllib.parse.quote(q))
+            t.ok(st == 200 and (("Hélène Dupré" in page) == found), "the operator's search for %r %s Hélène" %
+                 (q, "finds" if found else "does not find"), page[-1200:])
+        st, h, page = op.get("/admin")
+        t.ok("Hélène Dupré" in page and "lise@example.org" in page and 'action="/admin/users/' not in page,
+             "the operator's page (a template) lists everyone, no unlock button for unlocked people", page[-1500:])
     finally:
         srv.stop()
     t.done()
