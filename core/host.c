@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/accounts.h"
+#include "core/caps.h"
 #include "core/clock.h"
 #include "core/services.h"
 #include "core/jobs.h"
@@ -253,7 +254,32 @@ static void api_db_done(halle_stmt *st) { hl_db_done(st); }
 static int64_t api_req_user(halle_request *r) { return r->user ? r->user->id : 0; }
 static int api_can(halle_request *r, int action, int object, int64_t owner)
 {
-    return hl_auth_can(r->user, (hl_action)action, (hl_object)object, owner);
+    return r && hl_auth_can(r->user, (hl_action)action, object, owner);
+}
+static int api_can_name(halle_request *r, int action, const char *capability, int64_t object)
+{
+    return r && hl_auth_can_name(r->user, (hl_action)action, capability, object);
+}
+/* A plugin names only its own capabilities (PLUGIN.word), as its hooks and jobs. */
+int hl_host_capability(halle_host *h, const char *name, const halle_cap_rule *rules, size_t nrules,
+                       hl_caps_owns_fn owns, void *ud)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    size_t len = strlen(h->name);
+    if (!name || strncmp(name, h->name, len) != 0 || name[len] != '.') {
+        set_error(h, "a capability's name starts with the plugin's name and a dot");
+        return HALLE_ERROR;
+    }
+    int id = hl_caps_register(name, rules, nrules, owns, h, ud, &err);
+    if (id < 0)
+        set_error(h, err.msg);
+    return id < 0 ? HALLE_ERROR : id;
+}
+static int api_capability(halle_host *h, const char *name, const halle_cap_rule *rules, size_t nrules,
+                          int (*owns)(halle_host *h, int64_t user_id, int64_t object, void *ud), void *ud)
+{
+    return hl_host_capability(h, name, rules, nrules, owns, ud);
 }
 static int64_t api_mail(halle_host *h, const char *to, const char *subject, const char *body)
 {
@@ -604,6 +630,8 @@ static const halle_api api = {
     .job = api_job,
     .job_at = api_job_at,
     .now = api_now,
+    .capability = api_capability,
+    .can_name = api_can_name,
 };
 
 const halle_api *hl_host_api(void) { return &api; }
@@ -664,6 +692,7 @@ static void host_free(halle_host *h)
     } else {
         hl_luaplugin_unload(h);
     }
+    hl_caps_forget(h);
     /* The library stays mapped: hook callbacks and routes registered by it may still be in
      * the tables being freed, and the process is exiting anyway. */
     json_decref(h->settings);
