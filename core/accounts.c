@@ -421,6 +421,22 @@ static int create_tx(hl_db *db, void *ud, hl_err *err)
     return HL_OK;
 }
 
+/* Who hears of new accounts in this process (the host fires user.created). */
+static hl_accounts_created_fn created_fn;
+static void *created_ud;
+
+void hl_accounts_on_created(hl_accounts_created_fn fn, void *ud)
+{
+    created_fn = fn;
+    created_ud = ud;
+}
+
+static void notify_created(int64_t id, const char *email, unsigned roles)
+{
+    if (created_fn)
+        created_fn(created_ud, id, email, roles);
+}
+
 int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl_err *err)
 {
     char norm[EMAIL_MAX + 1], now[TS_LEN];
@@ -439,8 +455,11 @@ int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl
                        "ssssss", norm, name, now, now, now, now);
     if (rc < 0)
         return rc;
+    int inserted = rc > 0;
     hl_user u;
     rc = hl_user_find_email(db, norm, &u, err);
+    if (rc == HL_OK && inserted)
+        notify_created(u.id, norm, HL_ROLE_CLIENT);
     return rc == HL_OK ? u.id : rc;
 }
 
@@ -513,6 +532,8 @@ int64_t hl_user_create(hl_db *db, const hl_user_new *u, const hl_password_params
         return rc;
     create_ctx c = {u, email, hash, roles, 0};
     rc = hl_db_tx(db, create_tx, &c, err);
+    if (rc == HL_OK)
+        notify_created(c.id, email, roles);
     return rc != HL_OK ? rc : c.id;
 }
 

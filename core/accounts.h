@@ -93,6 +93,10 @@ int hl_email_normalize(const char *in, char *out, size_t outlen, hl_err *err);
  * must NOT be shown to the public as such — the sign-up page says a mail was sent either way).
  * Records terms version/time and age certification. Returns the id or a negative error. */
 int64_t hl_user_create(hl_db *db, const hl_user_new *u, const hl_password_params *pp, hl_err *err);
+/* Called after each account hl_user_create or hl_user_create_seeded creates in this process
+ * (one listener: the plugin host, which fires user.created); fn NULL stops it. */
+typedef void (*hl_accounts_created_fn)(void *ud, int64_t id, const char *email, unsigned roles);
+void hl_accounts_on_created(hl_accounts_created_fn fn, void *ud);
 int hl_user_get(hl_db *db, int64_t id, hl_user *out, hl_err *err);           /* HL_ENOTFOUND */
 int hl_user_find_email(hl_db *db, const char *email, hl_user *out, hl_err *err);
 /* For seeding (demo data, imports by trusted code): a verified account with no usable password

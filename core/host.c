@@ -642,14 +642,9 @@ static const struct {
     hl_hook_kind kind;
 } core_hooks[] = {
     {"request.before", HL_HOOK_FILTER},  {"response.before", HL_HOOK_FILTER},
-    {"ui.navigation", HL_HOOK_FILTER},
-    {"render.context", HL_HOOK_FILTER},  {"routes.registered", HL_HOOK_ACTION},
-    {"user.created", HL_HOOK_ACTION},    {"order.validate", HL_HOOK_FILTER},
-    {"order.placed", HL_HOOK_ACTION},    {"payment.providers", HL_HOOK_FILTER},
-    {"payment.status_changed", HL_HOOK_ACTION}, {"payment.refund.before", HL_HOOK_FILTER},
-    {"payment.refunded", HL_HOOK_ACTION}, {"privacy.register", HL_HOOK_FILTER},
-    {"privacy.export", HL_HOOK_FILTER},  {"privacy.erase", HL_HOOK_ACTION},
-    {"cookies.declare", HL_HOOK_FILTER}, {"consent.changed", HL_HOOK_ACTION},
+    {"ui.navigation", HL_HOOK_FILTER},   {"render.context", HL_HOOK_FILTER},
+    {"routes.registered", HL_HOOK_ACTION}, {"user.created", HL_HOOK_ACTION},
+    {"privacy.register", HL_HOOK_FILTER}, {"cookies.declare", HL_HOOK_FILTER},
     {"cron.minutely", HL_HOOK_ACTION},   {"cron.hourly", HL_HOOK_ACTION},
     {"cron.daily", HL_HOOK_ACTION},      {"mail.sent", HL_HOOK_ACTION},
 };
@@ -703,6 +698,22 @@ static void host_free(halle_host *h)
     free(h->cmds);
     free(h->name);
     free(h);
+}
+
+/* user.created, for every account made in a process that has plugins loaded (sign-up,
+ * seeding through api->user_create, plugin commands). No request: the account may be made
+ * outside one. */
+static void fire_user_created(void *ud, int64_t id, const char *email, unsigned roles)
+{
+    hl_hooks *hooks = hl_worker_hooks(ud);
+    int hid = hooks ? hl_hooks_id(hooks, "user.created") : -1;
+    if (hid < 0 || !hl_hooks_count(hooks, hid))
+        return;
+    json_t *data = json_pack("{s:I, s:s, s:i}", "id", (json_int_t)id, "email", email ? email : "", "roles",
+                             (int)(roles ? roles : HL_ROLE_CLIENT));
+    if (data)
+        hl_hooks_run_action(hooks, hid, data, NULL);
+    json_decref(data);
 }
 
 int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err *err)
@@ -793,11 +804,13 @@ int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err
     hl_plugin_list_free(&l);
     *hosts = out;
     *n = k;
+    hl_accounts_on_created(fire_user_created, w);
     return HL_OK;
 }
 
 void hl_host_unload_all(halle_host **hosts, size_t n)
 {
+    hl_accounts_on_created(NULL, NULL);
     for (size_t i = 0; i < n; i++)
         host_free(hosts[i]);
     free(hosts);

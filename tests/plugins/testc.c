@@ -63,6 +63,22 @@ static int cmd_hello(halle_host *h, int argc, char **argv)
     return 0;
 }
 
+/* API version 8: `halle testc mkuser EMAIL NAME` creates a seeded account (api->user_create). */
+static int cmd_mkuser(halle_host *h, int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: halle testc mkuser EMAIL NAME\n");
+        return 2;
+    }
+    int64_t id = api->user_create(h, argv[1], argv[2]);
+    if (id <= 0) {
+        fprintf(stderr, "halle testc: %s\n", api->last_error(h));
+        return 1;
+    }
+    printf("user %lld\n", (long long)id);
+    return 0;
+}
+
 /* A handler stuck for good (a plugin bug): the master must kill and replace its worker. */
 static int spin(halle_request *r, void *ud)
 {
@@ -156,6 +172,7 @@ static int init(halle_host *h, const halle_api *a)
         return HALLE_ERROR;
     if (a->api_version >= 8 &&
         (a->route(h, HALLE_GET, "/testc/spin", spin, NULL) != HALLE_OK ||
+         a->command(h, "mkuser", "EMAIL NAME", cmd_mkuser) != HALLE_OK ||
          a->route(h, HALLE_GET, "/testc/later/(?<text>[a-z0-9]+)", later, h) != HALLE_OK ||
          a->job(h, "slow", "every 3600", job_slow, NULL) != HALLE_OK ||
          a->job(h, "echo", "once", job_echo, NULL) != HALLE_OK))
