@@ -700,6 +700,46 @@ static void host_free(halle_host *h)
     free(h);
 }
 
+/* privacy.register and cookies.declare for what a plugin's manifest declares (a C plugin's
+ * manifest_json, a Lua plugin's plugin.json): ud is the manifest's list, with the plugin's name. */
+static int manifest_declarations(void *ud, hl_hook_call *call)
+{
+    json_t *list = ud;
+    if (!json_is_array(call->value)) {
+        json_decref(call->value);
+        call->value = json_array();
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(list, "items"), i, v) {
+        json_t *copy = json_deep_copy(v);
+        if (copy)
+            json_object_set(copy, "plugin", json_object_get(list, "plugin"));
+        if (copy)
+            json_array_append_new(call->value, copy);
+    }
+    return HL_HOOK_CONTINUE;
+}
+
+static void json_free_ud(void *ud) { json_decref(ud); }
+
+static int add_manifest_declarations(hl_hooks *hooks, const hl_plugin_info *p, hl_err *err)
+{
+    static const char *const keys[2][2] = {{"privacy", "privacy.register"}, {"cookies", "cookies.declare"}};
+    for (int i = 0; i < 2; i++) {
+        json_t *items = json_object_get(p->manifest, keys[i][0]);
+        if (!json_array_size(items))
+            continue;
+        json_t *ud = json_pack("{s:O, s:s}", "items", items, "plugin", p->name);
+        int rc = ud ? hl_hooks_add(hooks, keys[i][1], HL_HOOK_DEFAULT_PRIORITY, manifest_declarations, ud, json_free_ud,
+                                   p->name, err)
+                    : hl_err_set(err, HL_ENOMEM, "out of memory");
+        if (rc)
+            return rc;
+    }
+    return HL_OK;
+}
+
 /* user.created, for every account made in a process that has plugins loaded (sign-up,
  * seeding through api->user_create, plugin commands). No request: the account may be made
  * outside one. */
@@ -787,6 +827,8 @@ int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err
             hl_err e;
             hl_err_clear(&e);
             int lrc = p->kind == HL_PLUGIN_C ? load_c(h, p, &e) : hl_luaplugin_load(h, &l, p, &e);
+            if (lrc == HL_OK)
+                lrc = add_manifest_declarations(hl_worker_hooks(w), p, &e);
             if (lrc != HL_OK) {
                 hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, e.msg);
                 host_free(h);

@@ -266,6 +266,14 @@ typedef struct halle_plugin {
      * HALLE_OK, or an error (the plugin is then refused and the server starts without it). */
     int (*init)(halle_host *h, const halle_api *api);
     void (*fini)(halle_host *h);  /* may be NULL */
+    /* Since API 9 (an older plugin's smaller struct_size tells the core it is absent): the
+     * plugin's manifest as JSON text, what a Lua plugin's plugin.json says beyond the fields
+     * above: "settings" (the schema: operators set them with `halle plugin set` or the admin
+     * page, the plugin reads them with api->setting), "group_level" (true: local groups turn it
+     * on for their pages), "privacy" ([{purpose, legal_basis, data, recipients, retention}]) and
+     * "cookies" ([{name, purpose, duration_days}]). NULL for none. Checked as plugin.json is: a
+     * bad manifest refuses the plugin, naming the problem. */
+    const char *manifest_json;
 } halle_plugin;
 
 /* Fills the fixed fields of the descriptor: HALLE_PLUGIN_DESCRIPTOR(name, version, ...). */

@@ -284,4 +284,5 @@ HALLE_PLUGIN_DESCRIPTOR = {
     NULL,
     init,
     NULL,
+    NULL, /* manifest_json */
 };

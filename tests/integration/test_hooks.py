@@ -151,9 +151,37 @@ def test_every_declared_hook_is_fired(t):
         smtp.close()
 
 
+def test_c_manifest(t):
+    """A C plugin's manifest_json: settings that `halle plugin set` validates and api->setting
+    reads, and its privacy declarations in the register."""
+    inst = Instance()
+    inst.set(plugin_dirs="%s:%s" % (C_DIR, LUA_DIR))
+    r = run(["plugin", "-c", inst.conf, "enable", "testc"])
+    t.eq(r.returncode, 0, "enable testc")
+    r = run(["plugin", "-c", inst.conf, "info", "testc"])
+    t.ok(r.returncode == 0 and "greeting" in r.stdout and "Bonjour" in r.stdout,
+         "plugin info shows a C plugin's settings with their defaults", r.stdout + r.stderr)
+    r = run(["plugin", "-c", inst.conf, "set", "testc", "times", "9"])
+    t.ok(r.returncode != 0, "a C plugin's setting out of its range is refused", r.stdout + r.stderr)
+    r = run(["plugin", "-c", inst.conf, "set", "testc", "nosuch", "1"])
+    t.ok(r.returncode != 0, "an unknown setting of a C plugin is refused", r.stdout + r.stderr)
+    for k, v in (("greeting", "Salut"), ("times", "2")):
+        r = run(["plugin", "-c", inst.conf, "set", "testc", k, v])
+        t.eq(r.returncode, 0, "set testc %s" % k)
+    with Server(inst, workers=1) as srv:
+        st, _, body = srv.get("/testc/greet")
+        t.eq((st, body), (200, b"SalutSalut"), "the C plugin reads its settings (api->setting)")
+    r = run(["hooks", "-c", inst.conf, "register"])
+    reg = json.loads(r.stdout) if r.returncode == 0 else {}
+    t.ok(any(e.get("purpose") == "saluer" and e.get("plugin") == "testc" for e in reg.get("processing", []))
+         and any(c.get("name") == "testc_seen" for c in reg.get("cookies", [])),
+         "the C plugin's manifest declarations reach the privacy register", r.stdout + r.stderr)
+
+
 def main():
     t = Tap()
     t.run(test_every_declared_hook_is_fired)
+    t.run(test_c_manifest)
     t.done()
 
 
