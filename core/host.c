@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/accounts.h"
 #include "core/caps.h"
@@ -21,6 +22,8 @@
 #include "core/log.h"
 #include "core/request.h"
 #include "core/router.h"
+#include "core/text.h"
+#include "core/i18n.h"
 #include "core/webauth.h"
 
 static void set_error(halle_host *h, const char *msg)
@@ -367,6 +370,97 @@ static int api_db_tx(halle_host *h, int (*fn)(halle_host *, void *), void *ud)
 
 static int64_t api_db_last_id(halle_host *h) { return hl_db_last_insert_id(hl_worker_db(h->worker)); }
 
+static int api_db_tx_durable(halle_host *h, int (*fn)(halle_host *, void *), void *ud)
+{
+    tx_call c = {h, fn, ud};
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_db_tx_durable(hl_worker_db(h->worker), tx_trampoline, &c, &err);
+    if (rc)
+        set_error(h, err.msg);
+    return rc;
+}
+
+static int api_db_insert(halle_host *h, int64_t *id, const char *sql, const char *types, ...)
+{
+    va_list ap;
+    hl_err err;
+    hl_err_clear(&err);
+    va_start(ap, types);
+    int rc = hl_db_insertva(hl_worker_db(h->worker), &err, id, sql, types, ap);
+    va_end(ap);
+    set_error(h, err.msg);
+    return rc;
+}
+
+static int api_db_col_is_null(halle_stmt *st, int c) { return hl_db_col_is_null(st, c); }
+static const char *api_db_errmsg(halle_host *h) { return hl_db_errmsg(hl_worker_db(h->worker)); }
+
+/* A plugin's keys and counters live under its name, so one plugin cannot replay or advance
+ * another's. */
+static int own_scope(halle_host *h, const char *scope, char *out, size_t n)
+{
+    if (!scope || !*scope || (size_t)snprintf(out, n, "%s:%s", h->name, scope) >= n) {
+        set_error(h, "scope is empty or too long");
+        return HL_EINVAL;
+    }
+    return HL_OK;
+}
+
+typedef struct idem_call {
+    halle_host *h;
+    int (*fn)(halle_host *, void *, int *, char **);
+    void *ud;
+} idem_call;
+
+static int idem_trampoline(hl_db *db, void *ud, hl_db_result *res, hl_err *err)
+{
+    (void)db;
+    idem_call *c = ud;
+    int rc = c->fn(c->h, c->ud, &res->status, &res->body);
+    return rc == HALLE_OK ? HL_OK : hl_err_set(err, rc < 0 ? rc : HL_ERR, "%s", c->h->last_error);
+}
+
+static int api_db_idempotent(halle_host *h, const char *scope, const char *key, const char *fingerprint,
+                             int (*fn)(halle_host *, void *, int *, char **), void *ud, int *status,
+                             char **body)
+{
+    char sc[HL_DB_IDEM_KEY_MAX + 1];
+    if (!fn || !status || !body)
+        return HL_EINVAL;
+    *status = 0;
+    *body = NULL;
+    int rc = own_scope(h, scope, sc, sizeof sc);
+    if (rc != HL_OK)
+        return rc;
+    idem_call c = {h, fn, ud};
+    hl_db_result res;
+    hl_err err;
+    hl_err_clear(&err);
+    rc = hl_db_idempotent(hl_worker_db(h->worker), sc, key, fingerprint, idem_trampoline, &c, &res, &err);
+    if (rc != HL_OK) {
+        set_error(h, err.msg);
+        return rc;
+    }
+    *status = res.status;
+    *body = res.body;
+    return res.replayed;
+}
+
+static int api_db_counter_next(halle_host *h, const char *scope, int64_t *n)
+{
+    char sc[HL_DB_IDEM_KEY_MAX + 1];
+    int rc = own_scope(h, scope, sc, sizeof sc);
+    if (rc != HL_OK)
+        return rc;
+    hl_err err;
+    hl_err_clear(&err);
+    rc = hl_db_counter_next(hl_worker_db(h->worker), sc, n, &err);
+    if (rc)
+        set_error(h, err.msg);
+    return rc;
+}
+
 struct hl_host_cmd {
     char *name;
     char *usage;
@@ -463,6 +557,76 @@ static const char *api_tr(halle_request *r, const char *msgid) { return r ? hl_r
 static const char *api_req_lang(halle_request *r) { return r && r->lang ? r->lang : "fr"; }
 static const void *api_db_col_blob(halle_stmt *st, int c) { return hl_db_col_blob(st, c); }
 static size_t api_db_col_bytes(halle_stmt *st, int c) { return hl_db_col_bytes(st, c); }
+
+/* ---- formatting and text (API version 9) ------------------------------------------- */
+
+static int api_format_price(const char *lang, int64_t cents, const char *currency, char *buf, size_t len)
+{
+    return hl_i18n_format_price(lang, (long long)cents, currency ? currency : "EUR", buf, len);
+}
+
+static int api_format_number(const char *lang, double v, int decimals, char *buf, size_t len)
+{
+    return hl_i18n_format_number(lang, v, decimals, buf, len);
+}
+
+int hl_host_format_date(const char *lang, int64_t epoch, char *buf, size_t len)
+{
+    time_t t = (time_t)epoch;
+    struct tm tm;
+    if (buf && len)
+        buf[0] = '\0';
+    if (!gmtime_r(&t, &tm))
+        return HL_EINVAL;
+    return hl_i18n_format_date(lang, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, buf, len);
+}
+
+static long api_text_valid(const char *s, size_t max_bytes, int multiline)
+{
+    return hl_text_chars(s, max_bytes, multiline);
+}
+
+static size_t api_fold(const char *in, char *out, size_t len) { return hl_text_fold(in, out, len); }
+
+static int api_like_pattern(const char *q, char *out, size_t len)
+{
+    return hl_text_like(q, out, len) ? HL_ETOOBIG : HL_OK;
+}
+
+static json_t *api_paginate(long page, long limit, long long total, const char *base)
+{
+    return hl_text_paginate(page, limit, total, base);
+}
+
+static json_t *api_rows_json(halle_stmt *st)
+{
+    json_t *rows = json_array();
+    int rc = HL_OK;
+    while (rows && (rc = hl_db_step(st, NULL)) == HL_DB_ROW) {
+        json_t *o = json_object();
+        int nc = hl_db_col_count(st);
+        for (int c = 0; o && c < nc; c++) {
+            json_t *v;
+            switch (hl_db_col_type(st, c)) {
+            case HL_DB_INTEGER: v = json_integer((json_int_t)hl_db_col_int64(st, c)); break;
+            case HL_DB_FLOAT: v = json_real(hl_db_col_double(st, c)); break;
+            case HL_DB_TEXT: v = json_string(hl_db_col_text(st, c)); break;
+            case HL_DB_BLOB: continue;
+            default: v = json_null(); break;
+            }
+            json_object_set_new(o, hl_db_col_name(st, c), v ? v : json_null());
+        }
+        if (!o || json_array_append_new(rows, o)) {
+            json_decref(rows);
+            return NULL;
+        }
+    }
+    if (rows && rc < 0) {
+        json_decref(rows);
+        return NULL;
+    }
+    return rows;
+}
 
 /* ---- jobs (API version 8) ------------------------------------------------------------- */
 
@@ -630,6 +794,20 @@ static const halle_api api = {
     .job = api_job,
     .job_at = api_job_at,
     .now = api_now,
+    .format_price = api_format_price,
+    .format_number = api_format_number,
+    .format_date = hl_host_format_date,
+    .text_valid = api_text_valid,
+    .fold = api_fold,
+    .like_pattern = api_like_pattern,
+    .paginate = api_paginate,
+    .rows_json = api_rows_json,
+    .db_insert = api_db_insert,
+    .db_col_is_null = api_db_col_is_null,
+    .db_errmsg = api_db_errmsg,
+    .db_tx_durable = api_db_tx_durable,
+    .db_idempotent = api_db_idempotent,
+    .db_counter_next = api_db_counter_next,
     .capability = api_capability,
     .can_name = api_can_name,
 };
