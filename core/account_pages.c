@@ -21,6 +21,7 @@
 #include "core/router.h"
 #include "core/text.h"
 #include "core/webauth.h"
+#include "core/caps.h"
 
 #define VERIFY_TTL (3 * 86400)
 #define RESET_TTL 3600

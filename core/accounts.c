@@ -455,6 +455,22 @@ static int create_tx(hl_db *db, void *ud, hl_err *err)
     return refold(db, c->id, err);
 }
 
+/* Who hears of new accounts in this process (the host fires user.created). */
+static hl_accounts_created_fn created_fn;
+static void *created_ud;
+
+void hl_accounts_on_created(hl_accounts_created_fn fn, void *ud)
+{
+    created_fn = fn;
+    created_ud = ud;
+}
+
+static void notify_created(int64_t id, const char *email, unsigned roles)
+{
+    if (created_fn)
+        created_fn(created_ud, id, email, roles);
+}
+
 int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl_err *err)
 {
     char norm[EMAIL_MAX + 1], now[TS_LEN];
@@ -473,10 +489,13 @@ int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl
                        "ssssss", norm, name, now, now, now, now);
     if (rc < 0)
         return rc;
+    int inserted = rc > 0;
     hl_user u;
     rc = hl_user_find_email(db, norm, &u, err);
     if (rc == HL_OK)
         rc = refold(db, u.id, err);
+    if (rc == HL_OK && inserted)
+        notify_created(u.id, norm, HL_ROLE_CLIENT);
     return rc == HL_OK ? u.id : rc;
 }
 
@@ -541,6 +560,8 @@ int64_t hl_user_create(hl_db *db, const hl_user_new *u, const hl_password_params
         return rc;
     create_ctx c = {u, email, hash, roles, 0};
     rc = hl_db_tx(db, create_tx, &c, err);
+    if (rc == HL_OK)
+        notify_created(c.id, email, roles);
     return rc != HL_OK ? rc : c.id;
 }
 
@@ -588,21 +609,16 @@ int hl_user_get(hl_db *db, int64_t id, hl_user *out, hl_err *err)
         int64_t group = hl_db_col_int64(st, 1);
         if (!single_role(role))
             continue;
-        if (role == HL_ROLE_COORDINATOR) {
-            if (group <= 0 || out->ngroups >= HL_MAX_GROUPS)
+        if (group > 0) {
+            if (out->nscopes >= HL_MAX_SCOPES)
                 continue;
-            out->groups[out->ngroups++] = group;
+            out->scopes[out->nscopes].role = role;
+            out->scopes[out->nscopes++].group = group;
         }
         out->roles |= role;
     }
     hl_db_done(st);
-    if (rc < 0)
-        return rc;
-    /* Until the marketplace adds a producers table, a producer account is identified by the
-     * id of the user who runs it. */
-    if (out->roles & HL_ROLE_PRODUCER)
-        out->producer_id = out->id;
-    return HL_OK;
+    return rc < 0 ? rc : HL_OK;
 }
 
 /* Id for a normalised address: > 0, 0 if none, < 0 on error. */
@@ -722,7 +738,7 @@ int hl_user_add_role(hl_db *db, int64_t id, unsigned role, int64_t group_id, hl_
     if ((rc = role_args(role, group_id, 0, err)) != HL_OK || (rc = require_alive(db, id, err)) != HL_OK)
         return rc;
     if (role == HL_ROLE_COORDINATOR) {
-        /* hl_user holds HL_MAX_GROUPS groups: one more would silently lose its rights. */
+        /* hl_user holds HL_MAX_SCOPES groups: one more would silently lose its rights. */
         hl_stmt *st = hl_db_query(db, err, "SELECT count(*) FROM hl_user_roles WHERE user_id = ? "
                                            "AND role = ? AND group_id <> ?",
                                   "IiI", id, (int)role, group_id);
@@ -733,9 +749,9 @@ int hl_user_add_role(hl_db *db, int64_t id, unsigned role, int64_t group_id, hl_
         hl_db_done(st);
         if (rc < 0)
             return rc;
-        if (n >= HL_MAX_GROUPS)
+        if (n >= HL_MAX_SCOPES)
             return hl_err_set(err, HL_ETOOBIG, "add role: a user coordinates at most %d groups",
-                              HL_MAX_GROUPS);
+                              HL_MAX_SCOPES);
     }
     rc = hl_db_run(db, err,
                    "INSERT INTO hl_user_roles (user_id, role, group_id) VALUES (?, ?, ?) "
@@ -1431,66 +1447,6 @@ int hl_accounts_purge(hl_db *db, int idle_seconds, int absolute_seconds, hl_err 
     if (d < 0)
         return d;
     return a + b + c + d;
-}
-
-/* ---------------------------------------------------------------- authorisation */
-
-#define A_VIEW (1u << HL_ACT_VIEW)
-#define A_EDIT (1u << HL_ACT_EDIT)
-#define A_CREATE (1u << HL_ACT_CREATE)
-#define A_DELETE (1u << HL_ACT_DELETE)
-#define A_ALL (A_VIEW | A_EDIT | A_CREATE | A_DELETE)
-
-static int coordinates(const hl_user *u, int64_t group)
-{
-    if (!(u->roles & HL_ROLE_COORDINATOR) || group <= 0)
-        return 0;
-    for (size_t i = 0; i < u->ngroups && i < HL_MAX_GROUPS; i++)
-        if (u->groups[i] == group)
-            return 1;
-    return 0;
-}
-
-/* The set of actions user may take on object owned by owner. Operators run the platform
- * (group pages included) but do not act for producers, whose catalogs and orders are theirs
- * alone; coordinators act only on their own groups; nobody acts on someone else's account. */
-static unsigned allowed(const hl_user *u, hl_object object, int64_t owner)
-{
-    int op = (u->roles & HL_ROLE_OPERATOR) != 0;
-    int self = owner == u->id;
-    int own_producer = (u->roles & HL_ROLE_PRODUCER) && u->producer_id > 0 &&
-                       owner == u->producer_id;
-    int coord = coordinates(u, owner);
-
-    switch (object) {
-    case HL_OBJ_OPERATOR_PAGES:
-        return op ? A_ALL : 0;
-    case HL_OBJ_USER_ACCOUNT:
-        return self ? A_ALL : op ? A_VIEW : 0;
-    case HL_OBJ_USER_LOCKS:
-        return op ? A_EDIT : 0;
-    case HL_OBJ_GROUP_SETTINGS:
-    case HL_OBJ_GROUP_ORDERS:
-        return (op || coord) ? A_VIEW | A_EDIT : 0;
-    case HL_OBJ_GROUP_MEMBERS:
-        return coord ? A_ALL : op ? A_VIEW | A_EDIT : 0;
-    case HL_OBJ_PRODUCER_ACCOUNT:
-        return self ? A_ALL : 0;
-    case HL_OBJ_CATALOG:
-        return own_producer ? A_ALL : A_VIEW;   /* catalogs are public */
-    case HL_OBJ_PRODUCER_ORDERS:
-        return own_producer ? A_ALL : op ? A_VIEW : 0;
-    }
-    return 0;
-}
-
-int hl_auth_can(const hl_user *user, hl_action action, hl_object object, int64_t owner)
-{
-    if (!user || user->deleted || user->id <= 0)
-        return 0;
-    if (action < HL_ACT_VIEW || action > HL_ACT_DELETE)
-        return 0;
-    return (allowed(user, object, owner) & (1u << action)) != 0;
 }
 
 /* ---------------------------------------------------------------- init */

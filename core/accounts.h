@@ -1,7 +1,7 @@
 /* Accounts: users and roles, passwords (policy from the privacy seeds, Argon2id hashes through
  * libsodium), lockouts (3 failures lock for a while, 10 until an operator unlocks), single-use
  * tokens (email verification, password reset, email change), server-side sessions, per-IP rate
- * limits, anonymising deletion, and the one function that decides every permission. Secrets
+ * limits, anonymising deletion (permissions are decided by core/caps.h). Secrets
  * (session ids, tokens) are stored only as hashes: a copy of the database opens no session. */
 #ifndef HL_ACCOUNTS_H
 #define HL_ACCOUNTS_H
@@ -24,12 +24,18 @@ enum {
 enum {
     HL_ROLE_CLIENT = 1u << 0,
     HL_ROLE_PRODUCER = 1u << 1,
-    HL_ROLE_COORDINATOR = 1u << 2,  /* of the groups in hl_user.groups */
+    HL_ROLE_COORDINATOR = 1u << 2,  /* scoped to groups (hl_user.scopes) */
     HL_ROLE_OPERATOR = 1u << 3
 };
 
 #define HL_TOKEN_LEN 43    /* base64url of 32 random bytes, no padding */
-#define HL_MAX_GROUPS 64
+#define HL_MAX_SCOPES 64
+
+/* A role held in one group only (a coordinator of group 12). */
+typedef struct hl_user_scope {
+    unsigned role;
+    int64_t group;
+} hl_user_scope;
 
 typedef struct hl_password_params {
     unsigned long long opslimit;  /* 0 = libsodium's INTERACTIVE */
@@ -49,10 +55,9 @@ typedef struct hl_user {
     char name[128];
     char phone[64];
     char address[512];
-    unsigned roles;
-    int64_t groups[HL_MAX_GROUPS];  /* groups this user coordinates */
-    size_t ngroups;
-    int64_t producer_id;            /* the producer account this user runs, 0 if none */
+    unsigned roles;                 /* every role held, in any scope */
+    hl_user_scope scopes[HL_MAX_SCOPES];  /* roles held in a group */
+    size_t nscopes;
     int verified;
     int failed_logins;
     int locked;                     /* 0, 1 temporarily, 2 until unlocked */
@@ -88,6 +93,10 @@ int hl_email_normalize(const char *in, char *out, size_t outlen, hl_err *err);
  * must NOT be shown to the public as such — the sign-up page says a mail was sent either way).
  * Records terms version/time and age certification. Returns the id or a negative error. */
 int64_t hl_user_create(hl_db *db, const hl_user_new *u, const hl_password_params *pp, hl_err *err);
+/* Called after each account hl_user_create or hl_user_create_seeded creates in this process
+ * (one listener: the plugin host, which fires user.created); fn NULL stops it. */
+typedef void (*hl_accounts_created_fn)(void *ud, int64_t id, const char *email, unsigned roles);
+void hl_accounts_on_created(hl_accounts_created_fn fn, void *ud);
 int hl_user_get(hl_db *db, int64_t id, hl_user *out, hl_err *err);           /* HL_ENOTFOUND */
 int hl_user_find_email(hl_db *db, const char *email, hl_user *out, hl_err *err);
 /* For seeding (demo data, imports by trusted code): a verified account with no usable password
@@ -173,7 +182,7 @@ int hl_rate_allow_address(hl_db *db, const char *prefix, const char *email, int 
 #define HL_RATE_KEEP_SECONDS 86400
 int hl_accounts_purge(hl_db *db, int idle_seconds, int absolute_seconds, hl_err *err);
 
-/* ---- authorisation: the one place that decides ----------------------------------------- */
+/* ---- authorisation: actions and the core's own objects (core/caps.h decides) ----------- */
 
 typedef enum hl_action {
     HL_ACT_VIEW = 1,
@@ -182,23 +191,11 @@ typedef enum hl_action {
     HL_ACT_DELETE
 } hl_action;
 
+/* The core's objects; 3-8 were the market's (now its capabilities, core/caps.h). */
 typedef enum hl_object {
     HL_OBJ_OPERATOR_PAGES = 1,   /* owner unused */
-    HL_OBJ_USER_ACCOUNT,         /* owner = user id */
-    HL_OBJ_GROUP_SETTINGS,       /* owner = group id */
-    HL_OBJ_GROUP_MEMBERS,        /* owner = group id */
-    HL_OBJ_GROUP_ORDERS,         /* owner = group id */
-    HL_OBJ_PRODUCER_ACCOUNT,     /* owner = user id the producer account belongs to */
-    HL_OBJ_CATALOG,              /* owner = producer id (catalogs and products) */
-    HL_OBJ_PRODUCER_ORDERS,      /* owner = producer id */
-    HL_OBJ_USER_LOCKS            /* owner = user id: unlocking */
+    HL_OBJ_USER_ACCOUNT = 2,     /* owner = user id */
+    HL_OBJ_USER_LOCKS = 9        /* owner = user id: unlocking */
 } hl_object;
-
-/* May user (NULL = anonymous visitor) do action on the object owned by owner? The rules, from
- * the seeds: operators reach operator pages and unlock accounts; a coordinator manages only the
- * groups they coordinate (settings, members, orders) and can neither create a producer account
- * nor manage a catalog; a producer manages only their own catalog and orders; a producer
- * account is created only by its owner; everyone manages only their own user account. */
-int hl_auth_can(const hl_user *user, hl_action action, hl_object object, int64_t owner);
 
 #endif

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/accounts.h"
+#include "core/caps.h"
 #include "core/clock.h"
 #include "core/services.h"
 #include "core/jobs.h"
@@ -256,7 +257,32 @@ static void api_db_done(halle_stmt *st) { hl_db_done(st); }
 static int64_t api_req_user(halle_request *r) { return r->user ? r->user->id : 0; }
 static int api_can(halle_request *r, int action, int object, int64_t owner)
 {
-    return hl_auth_can(r->user, (hl_action)action, (hl_object)object, owner);
+    return r && hl_auth_can(r->user, (hl_action)action, object, owner);
+}
+static int api_can_name(halle_request *r, int action, const char *capability, int64_t object)
+{
+    return r && hl_auth_can_name(r->user, (hl_action)action, capability, object);
+}
+/* A plugin names only its own capabilities (PLUGIN.word), as its hooks and jobs. */
+int hl_host_capability(halle_host *h, const char *name, const halle_cap_rule *rules, size_t nrules,
+                       hl_caps_owns_fn owns, void *ud)
+{
+    hl_err err;
+    hl_err_clear(&err);
+    size_t len = strlen(h->name);
+    if (!name || strncmp(name, h->name, len) != 0 || name[len] != '.') {
+        set_error(h, "a capability's name starts with the plugin's name and a dot");
+        return HALLE_ERROR;
+    }
+    int id = hl_caps_register(name, rules, nrules, owns, h, ud, &err);
+    if (id < 0)
+        set_error(h, err.msg);
+    return id < 0 ? HALLE_ERROR : id;
+}
+static int api_capability(halle_host *h, const char *name, const halle_cap_rule *rules, size_t nrules,
+                          int (*owns)(halle_host *h, int64_t user_id, int64_t object, void *ud), void *ud)
+{
+    return hl_host_capability(h, name, rules, nrules, owns, ud);
 }
 static int64_t api_mail(halle_host *h, const char *to, const char *subject, const char *body)
 {
@@ -782,6 +808,8 @@ static const halle_api api = {
     .db_tx_durable = api_db_tx_durable,
     .db_idempotent = api_db_idempotent,
     .db_counter_next = api_db_counter_next,
+    .capability = api_capability,
+    .can_name = api_can_name,
 };
 
 const halle_api *hl_host_api(void) { return &api; }
@@ -792,14 +820,9 @@ static const struct {
     hl_hook_kind kind;
 } core_hooks[] = {
     {"request.before", HL_HOOK_FILTER},  {"response.before", HL_HOOK_FILTER},
-    {"ui.navigation", HL_HOOK_FILTER},
-    {"render.context", HL_HOOK_FILTER},  {"routes.registered", HL_HOOK_ACTION},
-    {"user.created", HL_HOOK_ACTION},    {"order.validate", HL_HOOK_FILTER},
-    {"order.placed", HL_HOOK_ACTION},    {"payment.providers", HL_HOOK_FILTER},
-    {"payment.status_changed", HL_HOOK_ACTION}, {"payment.refund.before", HL_HOOK_FILTER},
-    {"payment.refunded", HL_HOOK_ACTION}, {"privacy.register", HL_HOOK_FILTER},
-    {"privacy.export", HL_HOOK_FILTER},  {"privacy.erase", HL_HOOK_ACTION},
-    {"cookies.declare", HL_HOOK_FILTER}, {"consent.changed", HL_HOOK_ACTION},
+    {"ui.navigation", HL_HOOK_FILTER},   {"render.context", HL_HOOK_FILTER},
+    {"routes.registered", HL_HOOK_ACTION}, {"user.created", HL_HOOK_ACTION},
+    {"privacy.register", HL_HOOK_FILTER}, {"cookies.declare", HL_HOOK_FILTER},
     {"cron.minutely", HL_HOOK_ACTION},   {"cron.hourly", HL_HOOK_ACTION},
     {"cron.daily", HL_HOOK_ACTION},      {"mail.sent", HL_HOOK_ACTION},
 };
@@ -842,6 +865,7 @@ static void host_free(halle_host *h)
     } else {
         hl_luaplugin_unload(h);
     }
+    hl_caps_forget(h);
     /* The library stays mapped: hook callbacks and routes registered by it may still be in
      * the tables being freed, and the process is exiting anyway. */
     json_decref(h->settings);
@@ -852,6 +876,62 @@ static void host_free(halle_host *h)
     free(h->cmds);
     free(h->name);
     free(h);
+}
+
+/* privacy.register and cookies.declare for what a plugin's manifest declares (a C plugin's
+ * manifest_json, a Lua plugin's plugin.json): ud is the manifest's list, with the plugin's name. */
+static int manifest_declarations(void *ud, hl_hook_call *call)
+{
+    json_t *list = ud;
+    if (!json_is_array(call->value)) {
+        json_decref(call->value);
+        call->value = json_array();
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(list, "items"), i, v) {
+        json_t *copy = json_deep_copy(v);
+        if (copy)
+            json_object_set(copy, "plugin", json_object_get(list, "plugin"));
+        if (copy)
+            json_array_append_new(call->value, copy);
+    }
+    return HL_HOOK_CONTINUE;
+}
+
+static void json_free_ud(void *ud) { json_decref(ud); }
+
+static int add_manifest_declarations(hl_hooks *hooks, const hl_plugin_info *p, hl_err *err)
+{
+    static const char *const keys[2][2] = {{"privacy", "privacy.register"}, {"cookies", "cookies.declare"}};
+    for (int i = 0; i < 2; i++) {
+        json_t *items = json_object_get(p->manifest, keys[i][0]);
+        if (!json_array_size(items))
+            continue;
+        json_t *ud = json_pack("{s:O, s:s}", "items", items, "plugin", p->name);
+        int rc = ud ? hl_hooks_add(hooks, keys[i][1], HL_HOOK_DEFAULT_PRIORITY, manifest_declarations, ud, json_free_ud,
+                                   p->name, err)
+                    : hl_err_set(err, HL_ENOMEM, "out of memory");
+        if (rc)
+            return rc;
+    }
+    return HL_OK;
+}
+
+/* user.created, for every account made in a process that has plugins loaded (sign-up,
+ * seeding through api->user_create, plugin commands). No request: the account may be made
+ * outside one. */
+static void fire_user_created(void *ud, int64_t id, const char *email, unsigned roles)
+{
+    hl_hooks *hooks = hl_worker_hooks(ud);
+    int hid = hooks ? hl_hooks_id(hooks, "user.created") : -1;
+    if (hid < 0 || !hl_hooks_count(hooks, hid))
+        return;
+    json_t *data = json_pack("{s:I, s:s, s:i}", "id", (json_int_t)id, "email", email ? email : "", "roles",
+                             (int)(roles ? roles : HL_ROLE_CLIENT));
+    if (data)
+        hl_hooks_run_action(hooks, hid, data, NULL);
+    json_decref(data);
 }
 
 int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err *err)
@@ -925,6 +1005,8 @@ int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err
             hl_err e;
             hl_err_clear(&e);
             int lrc = p->kind == HL_PLUGIN_C ? load_c(h, p, &e) : hl_luaplugin_load(h, &l, p, &e);
+            if (lrc == HL_OK)
+                lrc = add_manifest_declarations(hl_worker_hooks(w), p, &e);
             if (lrc != HL_OK) {
                 hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, e.msg);
                 host_free(h);
@@ -942,11 +1024,13 @@ int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err
     hl_plugin_list_free(&l);
     *hosts = out;
     *n = k;
+    hl_accounts_on_created(fire_user_created, w);
     return HL_OK;
 }
 
 void hl_host_unload_all(halle_host **hosts, size_t n)
 {
+    hl_accounts_on_created(NULL, NULL);
     for (size_t i = 0; i < n; i++)
         host_free(hosts[i]);
     free(hosts);

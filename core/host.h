@@ -54,6 +54,11 @@ int hl_host_add_job(halle_host *h, const char *name, const char *schedule, hl_jo
  * HL_EINVAL for another plugin's or the core's (a plugin queues only its own jobs). */
 int hl_host_job_name(const halle_host *h, const char *name, char *out, size_t len);
 
+/* Registers a capability of the plugin (C and Lua alike): its name must be PLUGIN.word.
+ * Returns the id, or HALLE_ERROR with the plugin's last_error set. */
+int hl_host_capability(halle_host *h, const char *name, const halle_cap_rule *rules, size_t nrules,
+                       int (*owns)(halle_host *h, int64_t user_id, int64_t object, void *ud), void *ud);
+
 /* Loads a Lua plugin into the worker (core/luaplugin.c). */
 int hl_luaplugin_load(halle_host *host, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err);
 void hl_luaplugin_unload(halle_host *host);

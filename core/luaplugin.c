@@ -20,6 +20,7 @@
 #include "core/request.h"
 #include "core/router.h"
 #include "core/accounts.h"
+#include "core/caps.h"
 #include "core/mail.h"
 #include "core/markdown.h"
 #include "core/mustache.h"
@@ -783,21 +784,67 @@ static int declarations_filter(void *ud, hl_hook_call *call)
 }
 
 /* halle.can(req, action, object, owner): the core's permission check for the request's user.
- * Names instead of numbers: "view", "edit", "create", "delete"; objects as in hl_object. */
+ * action is "view", "edit", "create" or "delete"; object a capability's name
+ * ("market.catalog"), a core object's ("operator_pages", "user_account", "user_locks") or,
+ * deprecated, one of the market's old short names ("catalog": "market.catalog"). */
 static int l_can(lua_State *L)
 {
     static const char *const actions[] = {"view", "edit", "create", "delete", NULL};
-    static const char *const objects[] = {"operator_pages", "user_account", "group_settings", "group_members",
-                                          "group_orders", "producer_account", "catalog", "producer_orders",
-                                          "user_locks", NULL};
+    static const char *const old[] = {"group_settings", "group_members", "group_orders", "producer_account",
+                                      "catalog", "producer_orders", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
     int action = luaL_checkoption(L, 2, NULL, actions) + 1;
-    int object = luaL_checkoption(L, 3, NULL, objects) + 1;
+    const char *object = luaL_checkstring(L, 3);
     lua_Integer owner = luaL_optinteger(L, 4, 0);
+    char name[64];
+    for (int i = 0; old[i]; i++)
+        if (!strcmp(object, old[i]))
+            object = (snprintf(name, sizeof name, "market.%s", old[i]), name);
     lua_getfield(L, LUA_REGISTRYINDEX, "halle.request");
     hl_request *r = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    lua_pushboolean(L, r && hl_auth_can(r->user, (hl_action)action, (hl_object)object, (int64_t)owner));
+    lua_pushboolean(L, r && hl_auth_can_name(r->user, (hl_action)action, object, (int64_t)owner));
+    return 1;
+}
+
+/* halle.capability(name, rules): registers one of the plugin's objects, as api->capability
+ * does; rules is a list of {role = "producer" (or "client", "coordinator", "operator"; absent:
+ * any logged-in user), scope = "any" | "group" | "owner", actions = {"view", "edit", ...}}.
+ * Lua plugins have no ownership callback: for "owner", the object is the owning user's id.
+ * Returns the capability's id. */
+static int l_capability(lua_State *L)
+{
+    static const char *const roles[] = {"client", "producer", "coordinator", "operator", NULL};
+    static const char *const scopes[] = {"any", "group", "owner", NULL};
+    static const char *const actions[] = {"view", "edit", "create", "delete", NULL};
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    halle_cap_rule rules[HL_CAPS_MAX_RULES];
+    size_t n = (size_t)luaL_len(L, 2);
+    if (n > HL_CAPS_MAX_RULES)
+        return luaL_error(L, "capability %s: at most %d rules", name, HL_CAPS_MAX_RULES);
+    for (size_t i = 0; i < n; i++) {
+        lua_geti(L, 2, (lua_Integer)i + 1);
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_getfield(L, -1, "role");
+        rules[i].role = lua_isnil(L, -1) ? 0 : 1u << luaL_checkoption(L, -1, NULL, roles);
+        lua_getfield(L, -2, "scope");
+        rules[i].scope = (unsigned)luaL_checkoption(L, -1, "any", scopes);
+        lua_getfield(L, -3, "actions");
+        luaL_checktype(L, -1, LUA_TTABLE);
+        rules[i].actions = 0;
+        for (lua_Integer k = 1, m = luaL_len(L, -1); k <= m; k++) {
+            lua_geti(L, -1, k);
+            rules[i].actions |= HALLE_CAN(luaL_checkoption(L, -1, NULL, actions) + 1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 4);
+    }
+    halle_host *h = host_of(L);
+    int id = hl_host_capability(h, name, rules, n, NULL, NULL);
+    if (id < 0)
+        return luaL_error(L, "%s", h->last_error);
+    lua_pushinteger(L, id);
     return 1;
 }
 
@@ -1267,7 +1314,7 @@ static const struct {
     lua_CFunction fn;
 } lua_fns[] = {
     {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting},
-    {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {"markdown", l_markdown},
+    {"can", l_can}, {"capability", l_capability}, {"mail", l_mail}, {"render", l_render}, {"markdown", l_markdown},
     {"enabled_for", l_enabled_for}, {"job", l_job}, {"job_at", l_job_at}, {"now", l_now},
     {"rate_allow", l_rate_allow}, {"user_get", l_user_get}, {"user_search", l_user_search}, {"tr", l_tr}, {"req_lang", l_req_lang}, {"declare_hook", l_declare_hook},
     {"run_filter", l_run_filter}, {"run_action", l_run_action}, {"format_price", l_format_price},
@@ -1369,6 +1416,8 @@ static const hl_lua_twin lua_twins[] = {
     HL_TWIN("db_tx_durable", "halle.db.tx_durable"),
     HL_TWIN("db_idempotent", "halle.db.idempotent"),
     HL_TWIN("db_counter_next", "halle.db.counter_next"),
+    HL_TWIN("capability", "halle.capability"),
+    HL_TWIN("can_name", "halle.can"),
 };
 
 const hl_lua_twin *hl_luaplugin_twins(size_t *n)

@@ -11,6 +11,7 @@
 #include "core/migrate.h"
 #include "core/serve.h"
 #include "core/worker.h"
+#include "core/services.h"
 #include "core/clock.h"
 #include "core/instance.h"
 #include "core/jobsproc.h"
@@ -52,9 +53,20 @@ static const char *usage_main =
     "  user add|unlock [-c FILE] ...     manage accounts (first operator, unlocking)\n"
     "  jobs list|run|tick [-c FILE] ...  scheduled and queued jobs\n"
     "  mail list|retry [-c FILE] ...     the outgoing mail queue and its dead letters\n"
+    "  hooks list|register [-c FILE]     the hooks declared, or what plugins declare on them\n"
     "  help COMMAND                      describe a command\n"
     "\n"
     "Run 'halle COMMAND --help' for a command's options.\n";
+
+static const char *usage_hooks =
+    "usage: halle hooks [-c FILE] COMMAND\n"
+    "\n"
+    "Loads the enabled plugins as a worker would (without serving), then:\n"
+    "  list       every declared hook (the core's and the plugins'): NAME KIND CALLBACKS\n"
+    "  register   runs privacy.register and cookies.declare and prints what the plugins\n"
+    "             declare (JSON: the register of processing activities, and the cookies)\n"
+    "\n"
+    "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
 
 static const char *usage_init =
     "usage: halle init DIR [--demo] [--name NAME] [--operator EMAIL]\n"
@@ -686,11 +698,71 @@ static int cmd_mail(int argc, char **argv)
     return rc ? fail(&err) : 0;
 }
 
+static void print_hook(void *ud, const char *name, hl_hook_kind kind, size_t n)
+{
+    (void)ud;
+    printf("%-28s %-7s %zu\n", name, kind == HL_HOOK_FILTER ? "filter" : "action", n);
+}
+
+/* Runs filter hook on an empty array and returns the result (new reference), or NULL. */
+static json_t *collect(hl_hooks *hooks, const char *hook)
+{
+    json_t *v = json_array();
+    hl_hook_stop stop;
+    memset(&stop, 0, sizeof stop);
+    int id = hl_hooks_id(hooks, hook);
+    if (!v || id < 0 || hl_hooks_run_filter(hooks, id, &v, NULL, &stop) < 0) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+static int cmd_hooks(int argc, char **argv)
+{
+    const char *path = NULL;
+    int all = 0, status = 0;
+    int i = sub_command(argc, argv, usage_hooks, &path, &all, &status);
+    if (i < 0)
+        return status;
+    const char *sub = argv[i];
+    if (argc - i - 1 != 0 || (strcmp(sub, "list") && strcmp(sub, "register")))
+        return usage_error(usage_hooks, "unknown command or wrong arguments: 'hooks %s'", sub);
+    hl_err err;
+    hl_err_clear(&err);
+    hl_config *cfg = NULL;
+    hl_db *db = open_instance(path, &cfg, &err);
+    if (!db)
+        return fail(&err);
+    hl_db_close(db);
+    hl_worker *w = hl_worker_cli_new(cfg, &err);
+    halle_host **hosts = NULL;
+    size_t n = 0;
+    int rc = w ? hl_host_load_all(w, &hosts, &n, &err) : HL_ERR;
+    if (rc == HL_OK && !strcmp(sub, "list")) {
+        hl_hooks_each(hl_worker_hooks(w), print_hook, NULL);
+    } else if (rc == HL_OK) {
+        json_t *out = json_pack("{s:o?, s:o?}", "processing", collect(hl_worker_hooks(w), "privacy.register"),
+                                "cookies", collect(hl_worker_hooks(w), "cookies.declare"));
+        char *text = out ? json_dumps(out, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+        rc = text ? HL_OK : hl_err_set(&err, HL_ENOMEM, "out of memory");
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        json_decref(out);
+    }
+    hl_host_unload_all(hosts, n);
+    hl_worker_cli_free(w);
+    hl_config_free(cfg);
+    return rc ? fail(&err) : 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
     const char **usage;
 } commands[] = {
+    {"hooks", cmd_hooks, &usage_hooks},
     {"init", cmd_init, &usage_init},
     {"serve", cmd_serve, &usage_serve},
     {"migrate", cmd_migrate, &usage_migrate},

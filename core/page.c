@@ -240,9 +240,26 @@ int hl_page_render(hl_request *req, const char *name, json_t *ctx, hl_err *err)
         return hl_err_set(err, HL_ENOTFOUND, "no themes loaded");
     const char *chain[16];
     size_t n = hl_themes_chain(themes, req->group_theme, req->cfg ? req->cfg->theme : NULL, chain, 16);
+    /* render.context: plugins see (and may change) what every themed page is rendered with;
+     * the template's name rides along as "template". */
+    json_t *view = json_incref(ctx);
+    hl_hooks *hooks = hl_worker_hooks(req->worker);
+    int id = hooks ? hl_hooks_id(hooks, "render.context") : -1;
+    if (id >= 0 && hl_hooks_count(hooks, id) && json_is_object(view)) {
+        json_object_set_new(view, "template", json_string(name));
+        hl_hook_stop stop;
+        memset(&stop, 0, sizeof stop);
+        if (hl_hooks_run_filter(hooks, id, &view, req, &stop) < 0)
+            hl_log(HL_LOG_ERROR, "render.context: %s", stop.message);
+        if (!json_is_object(view)) {   /* a filter that returns something else is ignored */
+            json_decref(view);
+            view = json_incref(ctx);
+        }
+    }
     char *out = NULL;
     size_t len = 0;
-    int rc = hl_themes_render_lang(themes, chain, n, name, req->lang, ctx, &out, &len, err);
+    int rc = hl_themes_render_lang(themes, chain, n, name, req->lang, view, &out, &len, err);
+    json_decref(view);
     if (rc == HL_OK)
         rc = hl_response_write(req, out, len);
     free(out);

@@ -113,6 +113,8 @@ static void info_free(hl_plugin_info *p)
 }
 
 /* Reads the descriptor of a C plugin. The library is closed again: workers open it themselves. */
+static void read_c_manifest(const halle_plugin *d, const char *path, hl_plugin_info *p);
+
 static void read_c_plugin(const char *path, hl_plugin_info *p)
 {
     p->kind = HL_PLUGIN_C;
@@ -149,7 +151,6 @@ static void read_c_plugin(const char *path, hl_plugin_info *p)
         p->description = xstrdup(d->description);
         p->requires = xstrdup(d->requires);
     }
-    dlclose(so);
     if (!p->name) {
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
@@ -158,8 +159,16 @@ static void read_c_plugin(const char *path, hl_plugin_info *p)
         if (dot)
             *dot = '\0';
     }
-    p->manifest = json_pack("{s:s, s:s?, s:s?, s:s}", "name", p->name, "version", p->version, "description",
+    json_t *own = json_pack("{s:s, s:s?, s:s?, s:s}", "name", p->name, "version", p->version, "description",
                             p->description, "kind", "c");
+    /* The descriptor's fields win over the manifest's. */
+    p->manifest = json_object();
+    if (d && !p->error && p->manifest)
+        read_c_manifest(d, path, p);
+    dlclose(so);
+    if (p->manifest && own)
+        json_object_update(p->manifest, own);
+    json_decref(own);
 }
 
 static char *join_requires(json_t *req, char **error, const char *mpath)
@@ -208,6 +217,68 @@ static const char *check_settings(json_t *settings)
     return NULL;
 }
 
+/* Each item of a declaration list ("privacy", "cookies") is an object of text, numbers and
+ * booleans naming key (the purpose, the cookie's name). */
+static const char *check_declarations(json_t *list, const char *what, const char *key)
+{
+    static char msg[128];
+    if (!list)
+        return NULL;
+    size_t i;
+    json_t *v;
+    if (!json_is_array(list))
+        goto bad;
+    json_array_foreach(list, i, v) {
+        if (!json_is_object(v) || !json_is_string(json_object_get(v, key)))
+            goto bad;
+    }
+    return NULL;
+bad:
+    snprintf(msg, sizeof msg, "'%s' must be a list of objects, each with a '%s'", what, key);
+    return msg;
+}
+
+/* What plugin.json and a C plugin's manifest_json have in common, checked alike: NULL when
+ * fine, else the problem. */
+static const char *check_manifest(json_t *m)
+{
+    if (!json_is_object(m))
+        return "the manifest must be a JSON object";
+    json_t *gl = json_object_get(m, "group_level");
+    if (gl && !json_is_boolean(gl))
+        return "'group_level' must be true or false";
+    const char *bad = check_settings(json_object_get(m, "settings"));
+    if (!bad)
+        bad = check_declarations(json_object_get(m, "privacy"), "privacy", "purpose");
+    if (!bad)
+        bad = check_declarations(json_object_get(m, "cookies"), "cookies", "name");
+    return bad;
+}
+
+/* A C plugin's manifest_json (descriptors of API 9 and later), merged under the descriptor's
+ * own fields. Sets p->error when it is invalid. */
+static void read_c_manifest(const halle_plugin *d, const char *path, hl_plugin_info *p)
+{
+    if (d->struct_size < offsetof(halle_plugin, manifest_json) + sizeof d->manifest_json || !d->manifest_json)
+        return;
+    json_error_t je;
+    json_t *m = json_loadb(d->manifest_json, strnlen(d->manifest_json, (size_t)1 << 20), JSON_REJECT_DUPLICATES, &je);
+    const char *bad = m ? check_manifest(m) : NULL;
+    if (!m)
+        p->error = xprintf("%s: manifest_json:%d: invalid manifest: %s", path, je.line, je.text);
+    else if (bad)
+        p->error = xprintf("%s: manifest_json: %s", path, bad);
+    else if (json_object_get(m, "permissions") || json_object_get(m, "main"))
+        p->error = xprintf("%s: manifest_json: 'permissions' and 'main' are for Lua plugins", path);
+    if (p->error) {
+        json_decref(m);
+        return;
+    }
+    json_object_update(p->manifest, m);
+    json_decref(m);
+    p->group_level = json_is_true(json_object_get(p->manifest, "group_level"));
+}
+
 static void read_lua_plugin(const char *dir, hl_plugin_info *p)
 {
     p->kind = HL_PLUGIN_LUA;
@@ -248,7 +319,7 @@ static void read_lua_plugin(const char *dir, hl_plugin_info *p)
     p->description = xstrdup(json_string_value(json_object_get(m, "description")));
     p->group_level = json_is_true(json_object_get(m, "group_level"));
     p->requires = join_requires(json_object_get(m, "requires"), &p->error, mpath);
-    const char *bad_settings = check_settings(json_object_get(m, "settings"));
+    const char *bad_settings = check_manifest(m);
     json_t *perms = json_object_get(m, "permissions");
     json_t *read = perms ? json_object_get(perms, "read") : NULL;
     if (p->error) {

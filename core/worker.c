@@ -451,6 +451,12 @@ int hl_worker_run(const hl_config *cfg, int id, int ready_fd, hl_beat *beat, hl_
         goto out;
     hl_hooks_freeze(w.s.hooks);
     hl_jobs_freeze(w.s.jobs);
+    /* routes.registered: the core's and every plugin's routes are in place, before the first
+     * request (a plugin may check a route it depends on, or warm a cache). */
+    json_t *routes = json_pack("{s:i}", "worker", id);
+    if (routes)
+        hl_hooks_run_action(w.s.hooks, hl_hooks_id(w.s.hooks, "routes.registered"), routes, NULL);
+    json_decref(routes);
     w.hook_request_before = hl_hooks_id(w.s.hooks, "request.before");
     w.hook_response_before = hl_hooks_id(w.s.hooks, "response.before");
     w.connlog = hl_connlog_new(w.s.db, 512);

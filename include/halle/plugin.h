@@ -43,13 +43,37 @@ enum { HALLE_EINVAL = -2, HALLE_EBUSY = -7, HALLE_EUNIQUE = -8, HALLE_EFOREIGN =
 /* What a hook callback returns. */
 enum { HALLE_HOOK_CONTINUE = 0, HALLE_HOOK_STOP = 1 };
 enum { HALLE_HOOK_ACTION = 1, HALLE_HOOK_FILTER = 2 };
-/* Permissions (halle_api.can): actions and objects, as the core decides them. */
+/* Permissions (halle_api.can): actions, and the core's own objects. A plugin's objects are
+ * capabilities it registers (halle_api.capability) and passes to can() by id or name. */
 enum { HALLE_ACT_VIEW = 1, HALLE_ACT_EDIT, HALLE_ACT_CREATE, HALLE_ACT_DELETE };
+enum { HALLE_OBJ_OPERATOR_PAGES = 1, HALLE_OBJ_USER_ACCOUNT = 2, HALLE_OBJ_USER_LOCKS = 9 };
+/* Deprecated (ABI 1 only, removed with the next ABI): the market's objects, which the core no
+ * longer knows. can() answers them with the capability the market registers under the name in
+ * the comment, and refuses them when it is not loaded. Use the names. */
 enum {
-    HALLE_OBJ_OPERATOR_PAGES = 1, HALLE_OBJ_USER_ACCOUNT, HALLE_OBJ_GROUP_SETTINGS, HALLE_OBJ_GROUP_MEMBERS,
-    HALLE_OBJ_GROUP_ORDERS, HALLE_OBJ_PRODUCER_ACCOUNT, HALLE_OBJ_CATALOG, HALLE_OBJ_PRODUCER_ORDERS,
-    HALLE_OBJ_USER_LOCKS
+    HALLE_OBJ_GROUP_SETTINGS = 3,   /* "market.group_settings" */
+    HALLE_OBJ_GROUP_MEMBERS = 4,    /* "market.group_members" */
+    HALLE_OBJ_GROUP_ORDERS = 5,     /* "market.group_orders" */
+    HALLE_OBJ_PRODUCER_ACCOUNT = 6, /* "market.producer_account" */
+    HALLE_OBJ_CATALOG = 7,          /* "market.catalog" */
+    HALLE_OBJ_PRODUCER_ORDERS = 8   /* "market.producer_orders" */
 };
+/* Capabilities (halle_api.capability): ids given by the core start here. */
+#define HALLE_CAP_FIRST 1000
+/* Which users a rule grants actions to. HALLE_SCOPE_ANY: whoever holds the role (anywhere);
+ * HALLE_SCOPE_GROUP: whoever holds the role in the group whose id is the object passed to
+ * can(); HALLE_SCOPE_OWNER: whoever holds the role and owns the object (the capability's owns
+ * callback decides; without one, the object is a user id and its user owns it). */
+enum { HALLE_SCOPE_ANY = 0, HALLE_SCOPE_GROUP = 1, HALLE_SCOPE_OWNER = 2 };
+/* The actions of a rule: HALLE_CAN(HALLE_ACT_VIEW) | HALLE_CAN(HALLE_ACT_EDIT) ... */
+#define HALLE_CAN(action) (1u << (action))
+#define HALLE_CAN_ALL (HALLE_CAN(HALLE_ACT_VIEW) | HALLE_CAN(HALLE_ACT_EDIT) | HALLE_CAN(HALLE_ACT_CREATE) | \
+                       HALLE_CAN(HALLE_ACT_DELETE))
+typedef struct halle_cap_rule {
+    unsigned role;      /* one HALLE_ROLE_*, or 0 for any logged-in user */
+    unsigned scope;     /* HALLE_SCOPE_* */
+    unsigned actions;   /* HALLE_CAN(...) bits */
+} halle_cap_rule;
 /* Roles (halle_api.user_add_role). */
 enum { HALLE_ROLE_CLIENT = 1, HALLE_ROLE_PRODUCER = 2, HALLE_ROLE_COORDINATOR = 4, HALLE_ROLE_OPERATOR = 8 };
 /* Route flags (halle_api.route_flags). HALLE_ROUTE_TOKEN_AUTH: the route authenticates with a
@@ -117,8 +141,8 @@ typedef struct halle_api {
     /* -- API version 2 -- */
     /* The logged-in user's id, 0 for a visitor. */
     int64_t (*req_user)(halle_request *r);
-    /* The core's one permission check: may the request's user do action on object (owned by
-     * owner: a user, group or producer id)? 1 or 0. */
+    /* The core's one permission check: may the request's user do action on object (a core
+     * HALLE_OBJ_* or a capability id), owned by owner (a user, group or plugin object id)? 1 or 0. */
     int (*can)(halle_request *r, int action, int object, int64_t owner);
     /* Queues a plain-text mail (sent by the core's mail queue). Returns > 0 or an error. */
     int64_t (*mail)(halle_host *h, const char *to, const char *subject, const char *body);
@@ -267,6 +291,18 @@ typedef struct halle_api {
     /* Gapless counter (invoice numbers): the next number of the plugin's scope, inside the
      * caller's transaction (db_tx / db_tx_durable), given back if that transaction fails. */
     int (*db_counter_next)(halle_host *h, const char *scope, int64_t *n);
+
+    /* -- API version 9: capabilities -- */
+    /* Registers one of the plugin's objects as a capability named "PLUGIN.word" (call from
+     * init): rules say which roles may do what (a user gets the union of the rules that match;
+     * visitors get nothing); owns, may be NULL, answers whether user_id owns object for
+     * HALLE_SCOPE_OWNER rules (a producer owns its catalogs: only the plugin knows). Returns the
+     * capability's id (>= HALLE_CAP_FIRST), to pass to can() as its object, or an error. */
+    int (*capability)(halle_host *h, const char *name, const halle_cap_rule *rules, size_t nrules,
+                      int (*owns)(halle_host *h, int64_t user_id, int64_t object, void *ud), void *ud);
+    /* can() with the capability's name ("market.catalog") or a core object's ("operator_pages",
+     * "user_account", "user_locks"); unknown names are refused (0). */
+    int (*can_name)(halle_request *r, int action, const char *capability, int64_t object);
 } halle_api;
 
 typedef struct halle_plugin {
@@ -281,6 +317,14 @@ typedef struct halle_plugin {
      * HALLE_OK, or an error (the plugin is then refused and the server starts without it). */
     int (*init)(halle_host *h, const halle_api *api);
     void (*fini)(halle_host *h);  /* may be NULL */
+    /* Since API 9 (an older plugin's smaller struct_size tells the core it is absent): the
+     * plugin's manifest as JSON text, what a Lua plugin's plugin.json says beyond the fields
+     * above: "settings" (the schema: operators set them with `halle plugin set` or the admin
+     * page, the plugin reads them with api->setting), "group_level" (true: local groups turn it
+     * on for their pages), "privacy" ([{purpose, legal_basis, data, recipients, retention}]) and
+     * "cookies" ([{name, purpose, duration_days}]). NULL for none. Checked as plugin.json is: a
+     * bad manifest refuses the plugin, naming the problem. */
+    const char *manifest_json;
 } halle_plugin;
 
 /* Fills the fixed fields of the descriptor: HALLE_PLUGIN_DESCRIPTOR(name, version, ...). */

@@ -67,7 +67,7 @@ static int need_catalog(halle_request *r, int64_t id, catalog *c)
         return 0;
     if (!id || !catalog_read(mk_host, id, c))
         return mk_error(r, 404, mk_api->tr(r, "Ce catalogue n'existe pas.")), 0;
-    if (!mk_api->can(r, HALLE_ACT_EDIT, HALLE_OBJ_CATALOG, c->owner))
+    if (!mk_api->can_name(r, HALLE_ACT_EDIT, "market.catalog", c->owner))
         return forbidden(r), 0;
     return 1;
 }
@@ -111,7 +111,7 @@ static int64_t need_producer(halle_request *r)
     int64_t pid = mk_current_producer(r);
     if (!pid)
         return mk_api->resp_redirect(r, "/producer/signup"), 0;
-    if (!mk_api->can(r, HALLE_ACT_CREATE, HALLE_OBJ_CATALOG, mk_api->req_user(r)))
+    if (!mk_api->can_name(r, HALLE_ACT_CREATE, "market.catalog", mk_api->req_user(r)))
         return mk_error(r, 403, mk_api->tr(r, "Votre compte producteur ne permet pas de créer de catalogue.")), 0;
     return pid;
 }
@@ -545,7 +545,7 @@ static int64_t need_product(halle_request *r, catalog *c)
     mk_api->db_done(st);
     if (!cid || !catalog_read(mk_host, cid, c))
         return mk_error(r, 404, mk_api->tr(r, "Ce produit n'existe pas.")), 0;
-    if (!mk_api->can(r, HALLE_ACT_EDIT, HALLE_OBJ_CATALOG, c->owner))
+    if (!mk_api->can_name(r, HALLE_ACT_EDIT, "market.catalog", c->owner))
         return forbidden(r), 0;
     return pid;
 }
@@ -670,7 +670,7 @@ static int product_image(halle_request *r, void *ud)
     const char *type = mk_api->db_col_text(st, 0);
     int64_t len = mk_api->db_col_int(st, 1);
     const char *data = mk_api->db_col_text(st, 2);
-    int visible = mk_api->db_col_int(st, 3) || mk_api->can(r, HALLE_ACT_EDIT, HALLE_OBJ_CATALOG, mk_api->db_col_int(st, 4));
+    int visible = mk_api->db_col_int(st, 3) || mk_api->can_name(r, HALLE_ACT_EDIT, "market.catalog", mk_api->db_col_int(st, 4));
     int rc;
     if (!visible || !type || !data || len <= 0) {
         rc = mk_error(r, 404, mk_api->tr(r, "Ce produit n'a pas d'image."));

@@ -266,7 +266,7 @@ static int not_found(halle_request *r)
 
 /* The group of an admin route when the user may act on `object` for it; otherwise answers
  * (login, 404, 403) and returns NULL. */
-static json_t *admin_group(halle_request *r, int object, int64_t *gid)
+static json_t *admin_group(halle_request *r, const char *capability, int64_t *gid)
 {
     if (mk_need_login(r))
         return NULL;
@@ -275,7 +275,7 @@ static json_t *admin_group(halle_request *r, int object, int64_t *gid)
         not_found(r);
         return NULL;
     }
-    if (!mk_api->can(r, HALLE_ACT_EDIT, object, *gid)) {
+    if (!mk_api->can_name(r, HALLE_ACT_EDIT, capability, *gid)) {
         json_decref(g);
         mk_error(r, 403, mk_api->tr(r, "Cette page est réservée aux coordinateurs du groupe."));
         return NULL;
@@ -1318,7 +1318,7 @@ static int admin_get(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    json_t *g = admin_group(r, "market.group_settings", &gid);
     return g ? admin_page(r, g, gid, NULL, NULL, NULL, 0) : HALLE_OK;
 }
 
@@ -1327,7 +1327,7 @@ static int requests_get(halle_request *r, void *ud)
 {
     const char *status = ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_MEMBERS, &gid);
+    json_t *g = admin_group(r, "market.group_members", &gid);
     if (!g)
         return HALLE_OK;
     char q[QUERY_MAX + 1], base[200];
@@ -1355,7 +1355,7 @@ static int producers_get(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    json_t *g = admin_group(r, "market.group_settings", &gid);
     if (!g)
         return HALLE_OK;
     char q[QUERY_MAX + 1], like[2 * QUERY_MAX + 4], base[200];
@@ -1393,7 +1393,7 @@ static int plugin_toggle(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    json_t *g = admin_group(r, "market.group_settings", &gid);
     if (!g)
         return HALLE_OK;
     const char *name = mk_api->req_route_param(r, "name");
@@ -1414,7 +1414,7 @@ static int settings_post(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    json_t *g = admin_group(r, "market.group_settings", &gid);
     if (!g)
         return HALLE_OK;
     group_form f;
@@ -1437,7 +1437,7 @@ static int place_add(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    json_t *g = admin_group(r, "market.group_settings", &gid);
     if (!g)
         return HALLE_OK;
     char name[4 * GROUP_NAME_MAX + 1], address[4 * ADDRESS_MAX + 1], postcode[4 * POSTCODE_MAX + 1], town[4 * TOWN_MAX + 1];
@@ -1470,7 +1470,7 @@ static int place_delete(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    json_t *g = admin_group(r, "market.group_settings", &gid);
     if (!g)
         return HALLE_OK;
     char slug[128];
@@ -1501,7 +1501,7 @@ static int member_action(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_MEMBERS, &gid);
+    json_t *g = admin_group(r, "market.group_members", &gid);
     if (!g)
         return HALLE_OK;
     char slug[128], role[16], status[16], now[32];
@@ -1545,7 +1545,7 @@ static int admit_next(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_MEMBERS, &gid);
+    json_t *g = admin_group(r, "market.group_members", &gid);
     if (!g)
         return HALLE_OK;
     char slug[128], now[32];
@@ -1570,7 +1570,7 @@ static int producer_action(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    json_t *g = admin_group(r, "market.group_settings", &gid);
     if (!g)
         return HALLE_OK;
     char slug[128], now[32];
@@ -1633,7 +1633,7 @@ static int appearance_post(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t gid;
-    json_t *g = admin_group(r, HALLE_OBJ_GROUP_SETTINGS, &gid);
+    json_t *g = admin_group(r, "market.group_settings", &gid);
     if (!g)
         return HALLE_OK;
     look_form *f = malloc(sizeof *f);

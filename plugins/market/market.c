@@ -3,6 +3,7 @@
  * the helpers the modules share. The core's permission check (api->can) decides who may do
  * what; for catalogs and producer orders its owner is the producer's *user* id. */
 #include "plugins/market/market.h"
+#include "plugins/market/caps.h"
 #include "plugins/market/csvimport.h"
 
 #include <ctype.h>
@@ -297,7 +298,7 @@ int64_t mk_current_producer(halle_request *r)
 
 int mk_is_coordinator(halle_request *r, int64_t group_id)
 {
-    return mk_api->can(r, HALLE_ACT_EDIT, HALLE_OBJ_GROUP_SETTINGS, group_id);
+    return mk_api->can_name(r, HALLE_ACT_EDIT, "market.group_settings", group_id);
 }
 
 json_t *mk_pagination(int page, long long total, const char *q)
@@ -341,6 +342,11 @@ static int init(halle_host *h, const halle_api *api)
     mk_api = api;
     mk_host = h;
     int rc;
+    for (size_t i = 0; i < sizeof mk_caps / sizeof mk_caps[0]; i++)
+        if (api->capability(h, mk_caps[i].name, mk_caps[i].rules, mk_caps[i].nrules, NULL, NULL) < 0) {
+            api->log(h, HALLE_LOG_ERROR, "cannot register %s: %s", mk_caps[i].name, api->last_error(h));
+            return HALLE_ERROR;
+        }
     if ((rc = mk_groups_register(h, api)) != HALLE_OK || (rc = mk_producers_register(h, api)) != HALLE_OK ||
         (rc = mk_catalog_register(h, api)) != HALLE_OK || (rc = mk_api_register(h, api)) != HALLE_OK ||
         (rc = mk_seed_register(h, api)) != HALLE_OK ||
@@ -354,11 +360,12 @@ static int init(halle_host *h, const halle_api *api)
 
 HALLE_PLUGIN_DESCRIPTOR = {
     HALLE_PLUGIN_HEADER,
-    9, /* db_insert, user_get, formatting and folding */
+    9, /* capabilities, db_insert, user_get, formatting and folding */
     "market",
     "0.1.0",
     "Local groups, producers, catalogs and products: the marketplace",
     NULL,
     init,
     NULL,
+    NULL, /* manifest_json */
 };

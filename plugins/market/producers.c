@@ -219,7 +219,7 @@ static int64_t need_producer(halle_request *r)
     int64_t pid = mk_current_producer(r);
     if (!pid)
         mk_api->resp_redirect(r, "/producer/signup");
-    else if (!mk_api->can(r, HALLE_ACT_EDIT, HALLE_OBJ_PRODUCER_ACCOUNT, mk_api->req_user(r)))
+    else if (!mk_api->can_name(r, HALLE_ACT_EDIT, "market.producer_account", mk_api->req_user(r)))
         return forbidden(r), 0;
     return pid;
 }

@@ -284,6 +284,21 @@ def test_admin_page(t, srv, inst):
     t.ok(st == 200 and "Extension activée" in page, "enable from the admin page", page[:300])
     st, h, b = wait_status(srv, "/luatest/twice", 200)
     t.eq(st, 200, "the plugin is live after the automatic rolling restart")
+    # A plugin's capability is honoured by can(): its rules, for the operator and for a visitor.
+    st, h, b = op.get("/testc/me")
+    op_id = int(re.match(r"user=(\d+)", b).group(1))
+    st, h, b = op.get("/luatest/cap?owner=%d" % op_id)
+    c = json.loads(b) if st == 200 else {}
+    t.ok(c.get("id", 0) >= 1000 and c.get("view") is True and c.get("edit") is True and c.get("delete") is False,
+         "halle.capability: the owner may view and edit their own, not delete", b)
+    st, h, b = op.get("/luatest/cap?owner=%d" % (op_id + 1000))
+    c = json.loads(b) if st == 200 else {}
+    t.ok(c.get("view") is True and c.get("edit") is False and c.get("other") is False,
+         "an operator views someone else's (role rule) but may not edit it; unknown capabilities are refused", b)
+    t.eq(c.get("foreign"), False, "a plugin cannot register a capability in another plugin's name")
+    st, h, b = get(srv, "/luatest/cap?owner=0")
+    c = json.loads(b) if st == 200 else {}
+    t.ok(c.get("view") is False and c.get("edit") is False, "a visitor gets nothing", b)
     st, h, page = op.get("/admin/plugins")
     t.ok('name="s_greeting"' in page and 'name="s_times"' in page and 'name="s_shout"' in page,
          "a settings form is generated from the plugin's schema")

@@ -9,5 +9,5 @@ static int init(halle_host *h, const halle_api *a)
 }
 
 HALLE_PLUGIN_DESCRIPTOR = {
-    HALLE_PLUGIN_ABI + 1, sizeof(halle_plugin), 1, "badabi", "1.0.0", "built for another ABI", NULL, init, NULL,
+    HALLE_PLUGIN_ABI + 1, sizeof(halle_plugin), 1, "badabi", "1.0.0", "built for another ABI", NULL, init, NULL, NULL,
 };

@@ -21,6 +21,18 @@ static int ping(halle_request *r, void *ud)
     return api->resp_write(r, who ? who : "?", who ? strlen(who) : 1);
 }
 
+/* Its settings (manifest_json): greeting, repeated times. */
+static int greet(halle_request *r, void *ud)
+{
+    halle_host *h = ud;
+    const char *g = api->setting(h, "greeting"), *t = api->setting(h, "times");
+    int n = t ? atoi(t) : 1;
+    api->resp_header(r, "Content-Type", "text/plain; charset=utf-8");
+    for (int i = 0; i < n && i < 3; i++)
+        api->resp_write(r, g ? g : "?", g ? strlen(g) : 1);
+    return HALLE_OK;
+}
+
 /* API version 2: who is asking, and may they see the operator pages? */
 static int me(halle_request *r, void *ud)
 {
@@ -60,6 +72,22 @@ static int cmd_hello(halle_host *h, int argc, char **argv)
     long long n = st && api->db_step(st) == HALLE_DB_ROW ? (long long)api->db_col_int(st, 0) : -1;
     api->db_done(st);
     printf("hello %s from testc (%lld core migrations)\n", argv[1], n);
+    return 0;
+}
+
+/* API version 8: `halle testc mkuser EMAIL NAME` creates a seeded account (api->user_create). */
+static int cmd_mkuser(halle_host *h, int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: halle testc mkuser EMAIL NAME\n");
+        return 2;
+    }
+    int64_t id = api->user_create(h, argv[1], argv[2]);
+    if (id <= 0) {
+        fprintf(stderr, "halle testc: %s\n", api->last_error(h));
+        return 1;
+    }
+    printf("user %lld\n", (long long)id);
     return 0;
 }
 
@@ -143,7 +171,8 @@ static int trace(void *ud, halle_hook_call *c)
 static int init(halle_host *h, const halle_api *a)
 {
     api = a;
-    if (a->route(h, HALLE_GET, "/testc/ping/(?<who>[a-z]+)", ping, NULL) != HALLE_OK)
+    if (a->route(h, HALLE_GET, "/testc/ping/(?<who>[a-z]+)", ping, NULL) != HALLE_OK ||
+        a->route(h, HALLE_GET, "/testc/greet", greet, h) != HALLE_OK)
         return HALLE_ERROR;
     /* Functions of API version 2 exist only when the core provides them. */
     if (a->api_version >= 2 && a->route(h, HALLE_GET, "/testc/me", me, NULL) != HALLE_OK)
@@ -156,6 +185,7 @@ static int init(halle_host *h, const halle_api *a)
         return HALLE_ERROR;
     if (a->api_version >= 8 &&
         (a->route(h, HALLE_GET, "/testc/spin", spin, NULL) != HALLE_OK ||
+         a->command(h, "mkuser", "EMAIL NAME", cmd_mkuser) != HALLE_OK ||
          a->route(h, HALLE_GET, "/testc/later/(?<text>[a-z0-9]+)", later, h) != HALLE_OK ||
          a->job(h, "slow", "every 3600", job_slow, NULL) != HALLE_OK ||
          a->job(h, "echo", "once", job_echo, NULL) != HALLE_OK))
@@ -169,6 +199,15 @@ static int init(halle_host *h, const halle_api *a)
     return HALLE_OK;
 }
 
+/* A C plugin's manifest (API 9): settings the operator sets, what it declares for privacy. */
+static const char manifest[] =
+    "{\"settings\": {\"greeting\": {\"type\": \"string\", \"default\": \"Bonjour\", \"max_length\": 20},"
+    "               \"times\": {\"type\": \"integer\", \"default\": 1, \"min\": 1, \"max\": 3}},"
+    " \"privacy\": [{\"purpose\": \"saluer\", \"legal_basis\": \"intérêt légitime\", \"data\": \"aucune\","
+    "               \"recipients\": \"personne\", \"retention\": \"aucune\"}],"
+    " \"cookies\": [{\"name\": \"testc_seen\", \"purpose\": \"aucun\", \"duration_days\": 1}]}";
+
 HALLE_PLUGIN_DESCRIPTOR = {
     HALLE_PLUGIN_HEADER, 1, "testc", "1.0.0", "C test plugin (works with API 1, uses API 2 when present)", NULL, init, NULL,
+    manifest,
 };

@@ -19,6 +19,8 @@
 #include <sodium.h>
 
 #include "core/accounts.h"
+#include "core/caps.h"
+#include "plugins/market/caps.h"
 #include "core/db.h"
 
 #define MSG_AUTH "Adresse e-mail ou mot de passe incorrect."
@@ -375,8 +377,7 @@ static void test_user_create(void **state)
     assert_string_equal(u.phone, "+33 6 12 34 56 78");
     assert_string_equal(u.address, "1 rue des Lilas\n75000 Paris");
     assert_int_equal(u.roles, HL_ROLE_CLIENT);
-    assert_int_equal(u.ngroups, 0);
-    assert_int_equal(u.producer_id, 0);
+    assert_int_equal(u.nscopes, 0);
     assert_int_equal(u.verified, 0);
     assert_int_equal(u.locked, 0);
     assert_int_equal(u.deleted, 0);
@@ -449,7 +450,6 @@ static void test_user_create(void **state)
     assert_true(pid > 0);
     assert_int_equal(hl_user_get(f->db, pid, &u, &err), HL_OK);
     assert_int_equal(u.roles, HL_ROLE_PRODUCER);
-    assert_int_equal(u.producer_id, pid);
     assert_int_equal(u.verified, 1);
     assert_string_equal(u.phone, "");
     assert_string_equal(u.address, "");
@@ -500,9 +500,20 @@ static void test_user_profile_email_password(void **state)
     assert_int_equal(hl_user_set_password(f->db, 9999, "New-Secret9", &FAST, &err), HL_ENOTFOUND);
 }
 
+/* The market's capabilities, as its init registers them: the matrix below tests the core's
+ * can() with the market's own rule table. */
+static void register_market(void)
+{
+    hl_caps_forget(NULL);
+    for (size_t i = 0; i < sizeof mk_caps / sizeof mk_caps[0]; i++)
+        assert_true(hl_caps_register(mk_caps[i].name, mk_caps[i].rules, mk_caps[i].nrules, NULL, NULL, NULL, NULL) >=
+                    HALLE_CAP_FIRST);
+}
+
 static void test_user_roles(void **state)
 {
     fx *f = *state;
+    register_market();
     hl_err err = {0};
     hl_user u;
     int64_t id = make_user(f->db, "carol@example.fr", PW, 1);
@@ -513,24 +524,23 @@ static void test_user_roles(void **state)
     assert_int_equal(hl_user_add_role(f->db, id, HL_ROLE_COORDINATOR, 100, &err), HL_OK);
     assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);
     assert_int_equal(u.roles, HL_ROLE_CLIENT | HL_ROLE_PRODUCER | HL_ROLE_COORDINATOR);
-    assert_int_equal(u.ngroups, 2);
-    assert_int_equal(u.groups[0], 100);
-    assert_int_equal(u.groups[1], 200);
-    assert_int_equal(u.producer_id, id);
-    assert_true(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_GROUP_SETTINGS, 200));
-    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_GROUP_SETTINGS, 300));
-    assert_true(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_CATALOG, id));
+    assert_int_equal(u.nscopes, 2);
+    assert_int_equal(u.scopes[0].role, HL_ROLE_COORDINATOR);
+    assert_int_equal(u.scopes[0].group, 100);
+    assert_int_equal(u.scopes[1].group, 200);
+    assert_true(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_GROUP_SETTINGS, 200));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_GROUP_SETTINGS, 300));
+    assert_true(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_CATALOG, id));
     assert_false(hl_auth_can(&u, HL_ACT_VIEW, HL_OBJ_OPERATOR_PAGES, 0));
 
     assert_int_equal(hl_user_remove_role(f->db, id, HL_ROLE_COORDINATOR, 100, &err), HL_OK);
     assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);
-    assert_int_equal(u.ngroups, 1);
-    assert_int_equal(u.groups[0], 200);
+    assert_int_equal(u.nscopes, 1);
+    assert_int_equal(u.scopes[0].group, 200);
     assert_int_equal(hl_user_remove_role(f->db, id, HL_ROLE_COORDINATOR, 100, &err), HL_ENOTFOUND);
     assert_int_equal(hl_user_remove_role(f->db, id, HL_ROLE_PRODUCER, 0, &err), HL_OK);
     assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);
-    assert_int_equal(u.producer_id, 0);
-    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_CATALOG, id));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_CATALOG, id));
 
     /* Bad role arguments. */
     assert_int_equal(hl_user_add_role(f->db, id, 0, 0, &err), HL_EINVAL);
@@ -541,17 +551,17 @@ static void test_user_roles(void **state)
     assert_int_equal(hl_user_add_role(f->db, id, HL_ROLE_OPERATOR, 100, &err), HL_EINVAL);
     assert_int_equal(hl_user_add_role(f->db, 9999, HL_ROLE_OPERATOR, 0, &err), HL_ENOTFOUND);
 
-    /* At most HL_MAX_GROUPS groups: more would be silently dropped by hl_user_get. */
-    for (int g = 1000; g < 1000 + HL_MAX_GROUPS - 1; g++)
+    /* At most HL_MAX_SCOPES groups: more would be silently dropped by hl_user_get. */
+    for (int g = 1000; g < 1000 + HL_MAX_SCOPES - 1; g++)
         assert_int_equal(hl_user_add_role(f->db, id, HL_ROLE_COORDINATOR, g, &err), HL_OK);
     assert_int_equal(hl_user_add_role(f->db, id, HL_ROLE_COORDINATOR, 5000, &err), HL_ETOOBIG);
     assert_int_equal(hl_user_add_role(f->db, id, HL_ROLE_COORDINATOR, 200, &err), HL_OK); /* held */
     assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);
-    assert_int_equal(u.ngroups, HL_MAX_GROUPS);
+    assert_int_equal(u.nscopes, HL_MAX_SCOPES);
     /* group 0 removes the role for every group. */
     assert_int_equal(hl_user_remove_role(f->db, id, HL_ROLE_COORDINATOR, 0, &err), HL_OK);
     assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);
-    assert_int_equal(u.ngroups, 0);
+    assert_int_equal(u.nscopes, 0);
     assert_int_equal(u.roles, HL_ROLE_CLIENT);
 }
 
@@ -835,7 +845,6 @@ static void test_user_delete(void **state)
     assert_string_equal(u.phone, "");
     assert_string_equal(u.address, "");
     assert_int_equal(u.roles, 0);
-    assert_int_equal(u.producer_id, 0);
     q_text(f->db, "SELECT phone FROM hl_users WHERE id = ?", id, buf, sizeof buf);
     assert_string_equal(buf, "(null)");
     q_text(f->db, "SELECT address FROM hl_users WHERE id = ?", id, buf, sizeof buf);
@@ -1160,22 +1169,22 @@ static const hl_user *actor(int a, hl_user *u)
     switch (a) {
     case ANON: return NULL;
     case CLIENT: u->id = 10; u->roles = HL_ROLE_CLIENT; break;
-    case P1: u->id = 20; u->roles = HL_ROLE_CLIENT | HL_ROLE_PRODUCER; u->producer_id = 20; break;
-    case P2: u->id = 21; u->roles = HL_ROLE_PRODUCER; u->producer_id = 21; break;
+    case P1: u->id = 20; u->roles = HL_ROLE_CLIENT | HL_ROLE_PRODUCER; break;
+    case P2: u->id = 21; u->roles = HL_ROLE_PRODUCER; break;
     case CA:
         u->id = 30; u->roles = HL_ROLE_CLIENT | HL_ROLE_COORDINATOR;
-        u->groups[0] = 100; u->ngroups = 1;
+        u->scopes[0] = (hl_user_scope){HL_ROLE_COORDINATOR, 100}; u->nscopes = 1;
         break;
     case CB:
         u->id = 31; u->roles = HL_ROLE_COORDINATOR;
-        u->groups[0] = 200; u->ngroups = 1;
+        u->scopes[0] = (hl_user_scope){HL_ROLE_COORDINATOR, 200}; u->nscopes = 1;
         break;
     case OPER: u->id = 40; u->roles = HL_ROLE_OPERATOR; break;
     case DELETED:
         /* Every role, to show that deletion outweighs all of them. */
         u->id = 50; u->roles = HL_ROLE_CLIENT | HL_ROLE_PRODUCER | HL_ROLE_COORDINATOR |
                                HL_ROLE_OPERATOR;
-        u->producer_id = 50; u->groups[0] = 100; u->ngroups = 1; u->deleted = 1;
+        u->scopes[0] = (hl_user_scope){HL_ROLE_COORDINATOR, 100}; u->nscopes = 1; u->deleted = 1;
         break;
     }
     return u;
@@ -1186,24 +1195,24 @@ static const hl_user *actor(int a, hl_user *u)
  *   groups: own = the group the actor coordinates (100 if none), other = a group it does not;
  *   producer-owned objects: own = the actor's producer id, or its user id if it is not a
  *   producer (owner == user id must not make a client a producer), other = another producer. */
-static int64_t owner_for(int a, hl_object o, int own)
+static int64_t owner_for(int a, int o, int own)
 {
     static const int64_t uid[NACTORS] = {10, 10, 20, 21, 30, 31, 40, 50};
     switch (o) {
     case HL_OBJ_OPERATOR_PAGES:
         return 0;
     case HL_OBJ_USER_ACCOUNT:
-    case HL_OBJ_PRODUCER_ACCOUNT:
+    case HALLE_OBJ_PRODUCER_ACCOUNT:
     case HL_OBJ_USER_LOCKS:
         return own ? uid[a] : 999;
-    case HL_OBJ_GROUP_SETTINGS:
-    case HL_OBJ_GROUP_MEMBERS:
-    case HL_OBJ_GROUP_ORDERS:
+    case HALLE_OBJ_GROUP_SETTINGS:
+    case HALLE_OBJ_GROUP_MEMBERS:
+    case HALLE_OBJ_GROUP_ORDERS:
         if (a == CB)
             return own ? 200 : 100;
         return own ? 100 : 200;
-    case HL_OBJ_CATALOG:
-    case HL_OBJ_PRODUCER_ORDERS:
+    case HALLE_OBJ_CATALOG:
+    case HALLE_OBJ_PRODUCER_ORDERS:
         if (a == P2)
             return own ? 21 : 20;
         return own ? uid[a] : (a == P1 ? 21 : 20);
@@ -1215,93 +1224,94 @@ static int64_t owner_for(int a, hl_object o, int own)
  * on its own object and on someone else's, as V(iew) E(dit) C(reate) D(elete) or '-'. */
 static const struct {
     int actor;
-    hl_object object;
+    int object;
     const char *own, *other;
 } expected[] = {
     {ANON, HL_OBJ_OPERATOR_PAGES, "----", "----"},
     {ANON, HL_OBJ_USER_ACCOUNT, "----", "----"},
-    {ANON, HL_OBJ_GROUP_SETTINGS, "----", "----"},
-    {ANON, HL_OBJ_GROUP_MEMBERS, "----", "----"},
-    {ANON, HL_OBJ_GROUP_ORDERS, "----", "----"},
-    {ANON, HL_OBJ_PRODUCER_ACCOUNT, "----", "----"},
-    {ANON, HL_OBJ_CATALOG, "----", "----"},
-    {ANON, HL_OBJ_PRODUCER_ORDERS, "----", "----"},
+    {ANON, HALLE_OBJ_GROUP_SETTINGS, "----", "----"},
+    {ANON, HALLE_OBJ_GROUP_MEMBERS, "----", "----"},
+    {ANON, HALLE_OBJ_GROUP_ORDERS, "----", "----"},
+    {ANON, HALLE_OBJ_PRODUCER_ACCOUNT, "----", "----"},
+    {ANON, HALLE_OBJ_CATALOG, "----", "----"},
+    {ANON, HALLE_OBJ_PRODUCER_ORDERS, "----", "----"},
     {ANON, HL_OBJ_USER_LOCKS, "----", "----"},
 
     {CLIENT, HL_OBJ_OPERATOR_PAGES, "----", "----"},
     {CLIENT, HL_OBJ_USER_ACCOUNT, "VECD", "----"},
-    {CLIENT, HL_OBJ_GROUP_SETTINGS, "----", "----"},
-    {CLIENT, HL_OBJ_GROUP_MEMBERS, "----", "----"},
-    {CLIENT, HL_OBJ_GROUP_ORDERS, "----", "----"},
-    {CLIENT, HL_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
-    {CLIENT, HL_OBJ_CATALOG, "V---", "V---"},
-    {CLIENT, HL_OBJ_PRODUCER_ORDERS, "----", "----"},
+    {CLIENT, HALLE_OBJ_GROUP_SETTINGS, "----", "----"},
+    {CLIENT, HALLE_OBJ_GROUP_MEMBERS, "----", "----"},
+    {CLIENT, HALLE_OBJ_GROUP_ORDERS, "----", "----"},
+    {CLIENT, HALLE_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
+    {CLIENT, HALLE_OBJ_CATALOG, "V---", "V---"},
+    {CLIENT, HALLE_OBJ_PRODUCER_ORDERS, "----", "----"},
     {CLIENT, HL_OBJ_USER_LOCKS, "----", "----"},
 
     {P1, HL_OBJ_OPERATOR_PAGES, "----", "----"},
     {P1, HL_OBJ_USER_ACCOUNT, "VECD", "----"},
-    {P1, HL_OBJ_GROUP_SETTINGS, "----", "----"},
-    {P1, HL_OBJ_GROUP_MEMBERS, "----", "----"},
-    {P1, HL_OBJ_GROUP_ORDERS, "----", "----"},
-    {P1, HL_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
-    {P1, HL_OBJ_CATALOG, "VECD", "V---"},
-    {P1, HL_OBJ_PRODUCER_ORDERS, "VECD", "----"},
+    {P1, HALLE_OBJ_GROUP_SETTINGS, "----", "----"},
+    {P1, HALLE_OBJ_GROUP_MEMBERS, "----", "----"},
+    {P1, HALLE_OBJ_GROUP_ORDERS, "----", "----"},
+    {P1, HALLE_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
+    {P1, HALLE_OBJ_CATALOG, "VECD", "V---"},
+    {P1, HALLE_OBJ_PRODUCER_ORDERS, "VECD", "----"},
     {P1, HL_OBJ_USER_LOCKS, "----", "----"},
 
     {P2, HL_OBJ_OPERATOR_PAGES, "----", "----"},
     {P2, HL_OBJ_USER_ACCOUNT, "VECD", "----"},
-    {P2, HL_OBJ_GROUP_SETTINGS, "----", "----"},
-    {P2, HL_OBJ_GROUP_MEMBERS, "----", "----"},
-    {P2, HL_OBJ_GROUP_ORDERS, "----", "----"},
-    {P2, HL_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
-    {P2, HL_OBJ_CATALOG, "VECD", "V---"},
-    {P2, HL_OBJ_PRODUCER_ORDERS, "VECD", "----"},
+    {P2, HALLE_OBJ_GROUP_SETTINGS, "----", "----"},
+    {P2, HALLE_OBJ_GROUP_MEMBERS, "----", "----"},
+    {P2, HALLE_OBJ_GROUP_ORDERS, "----", "----"},
+    {P2, HALLE_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
+    {P2, HALLE_OBJ_CATALOG, "VECD", "V---"},
+    {P2, HALLE_OBJ_PRODUCER_ORDERS, "VECD", "----"},
     {P2, HL_OBJ_USER_LOCKS, "----", "----"},
 
     {CA, HL_OBJ_OPERATOR_PAGES, "----", "----"},
     {CA, HL_OBJ_USER_ACCOUNT, "VECD", "----"},
-    {CA, HL_OBJ_GROUP_SETTINGS, "VE--", "----"},
-    {CA, HL_OBJ_GROUP_MEMBERS, "VECD", "----"},
-    {CA, HL_OBJ_GROUP_ORDERS, "VE--", "----"},
-    {CA, HL_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
-    {CA, HL_OBJ_CATALOG, "V---", "V---"},
-    {CA, HL_OBJ_PRODUCER_ORDERS, "----", "----"},
+    {CA, HALLE_OBJ_GROUP_SETTINGS, "VE--", "----"},
+    {CA, HALLE_OBJ_GROUP_MEMBERS, "VECD", "----"},
+    {CA, HALLE_OBJ_GROUP_ORDERS, "VE--", "----"},
+    {CA, HALLE_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
+    {CA, HALLE_OBJ_CATALOG, "V---", "V---"},
+    {CA, HALLE_OBJ_PRODUCER_ORDERS, "----", "----"},
     {CA, HL_OBJ_USER_LOCKS, "----", "----"},
 
     {CB, HL_OBJ_OPERATOR_PAGES, "----", "----"},
     {CB, HL_OBJ_USER_ACCOUNT, "VECD", "----"},
-    {CB, HL_OBJ_GROUP_SETTINGS, "VE--", "----"},
-    {CB, HL_OBJ_GROUP_MEMBERS, "VECD", "----"},
-    {CB, HL_OBJ_GROUP_ORDERS, "VE--", "----"},
-    {CB, HL_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
-    {CB, HL_OBJ_CATALOG, "V---", "V---"},
-    {CB, HL_OBJ_PRODUCER_ORDERS, "----", "----"},
+    {CB, HALLE_OBJ_GROUP_SETTINGS, "VE--", "----"},
+    {CB, HALLE_OBJ_GROUP_MEMBERS, "VECD", "----"},
+    {CB, HALLE_OBJ_GROUP_ORDERS, "VE--", "----"},
+    {CB, HALLE_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
+    {CB, HALLE_OBJ_CATALOG, "V---", "V---"},
+    {CB, HALLE_OBJ_PRODUCER_ORDERS, "----", "----"},
     {CB, HL_OBJ_USER_LOCKS, "----", "----"},
 
     {OPER, HL_OBJ_OPERATOR_PAGES, "VECD", "VECD"},
     {OPER, HL_OBJ_USER_ACCOUNT, "VECD", "V---"},
-    {OPER, HL_OBJ_GROUP_SETTINGS, "VE--", "VE--"},
-    {OPER, HL_OBJ_GROUP_MEMBERS, "VE--", "VE--"},
-    {OPER, HL_OBJ_GROUP_ORDERS, "VE--", "VE--"},
-    {OPER, HL_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
-    {OPER, HL_OBJ_CATALOG, "V---", "V---"},
-    {OPER, HL_OBJ_PRODUCER_ORDERS, "V---", "V---"},
+    {OPER, HALLE_OBJ_GROUP_SETTINGS, "VE--", "VE--"},
+    {OPER, HALLE_OBJ_GROUP_MEMBERS, "VE--", "VE--"},
+    {OPER, HALLE_OBJ_GROUP_ORDERS, "VE--", "VE--"},
+    {OPER, HALLE_OBJ_PRODUCER_ACCOUNT, "VECD", "----"},
+    {OPER, HALLE_OBJ_CATALOG, "V---", "V---"},
+    {OPER, HALLE_OBJ_PRODUCER_ORDERS, "V---", "V---"},
     {OPER, HL_OBJ_USER_LOCKS, "-E--", "-E--"},
 
     {DELETED, HL_OBJ_OPERATOR_PAGES, "----", "----"},
     {DELETED, HL_OBJ_USER_ACCOUNT, "----", "----"},
-    {DELETED, HL_OBJ_GROUP_SETTINGS, "----", "----"},
-    {DELETED, HL_OBJ_GROUP_MEMBERS, "----", "----"},
-    {DELETED, HL_OBJ_GROUP_ORDERS, "----", "----"},
-    {DELETED, HL_OBJ_PRODUCER_ACCOUNT, "----", "----"},
-    {DELETED, HL_OBJ_CATALOG, "----", "----"},
-    {DELETED, HL_OBJ_PRODUCER_ORDERS, "----", "----"},
+    {DELETED, HALLE_OBJ_GROUP_SETTINGS, "----", "----"},
+    {DELETED, HALLE_OBJ_GROUP_MEMBERS, "----", "----"},
+    {DELETED, HALLE_OBJ_GROUP_ORDERS, "----", "----"},
+    {DELETED, HALLE_OBJ_PRODUCER_ACCOUNT, "----", "----"},
+    {DELETED, HALLE_OBJ_CATALOG, "----", "----"},
+    {DELETED, HALLE_OBJ_PRODUCER_ORDERS, "----", "----"},
     {DELETED, HL_OBJ_USER_LOCKS, "----", "----"},
 };
 
 static void test_auth_matrix(void **state)
 {
     (void)state;
+    register_market();
     static const hl_action actions[4] = {HL_ACT_VIEW, HL_ACT_EDIT, HL_ACT_CREATE, HL_ACT_DELETE};
     static const char letters[4] = {'V', 'E', 'C', 'D'};
     int seen[NACTORS][HL_OBJ_USER_LOCKS + 1] = {{0}};
@@ -1310,7 +1320,7 @@ static void test_auth_matrix(void **state)
 
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
         int a = expected[i].actor;
-        hl_object o = expected[i].object;
+        int o = expected[i].object;
         seen[a][o]++;
         for (int own = 1; own >= 0; own--) {
             const char *want = own ? expected[i].own : expected[i].other;
@@ -1341,6 +1351,7 @@ static void test_auth_matrix(void **state)
 static void test_auth_edges(void **state)
 {
     (void)state;
+    register_market();
     hl_user u;
 
     /* Out-of-range actions and objects are refused, even to operators. */
@@ -1351,9 +1362,9 @@ static void test_auth_edges(void **state)
     assert_false(hl_auth_can(&u, (hl_action)-1, HL_OBJ_OPERATOR_PAGES, 0));
     assert_false(hl_auth_can(&u, (hl_action)31, HL_OBJ_OPERATOR_PAGES, 0));
     assert_false(hl_auth_can(&u, (hl_action)1000, HL_OBJ_OPERATOR_PAGES, 0));
-    assert_false(hl_auth_can(&u, HL_ACT_VIEW, (hl_object)0, 0));
-    assert_false(hl_auth_can(&u, HL_ACT_VIEW, (hl_object)10, 0));
-    assert_false(hl_auth_can(&u, HL_ACT_VIEW, (hl_object)-3, 0));
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, (int)0, 0));
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, (int)10, 0));
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, (int)-3, 0));
 
     /* A user record without an id (never loaded) is nobody. */
     u.id = 0;
@@ -1362,41 +1373,114 @@ static void test_auth_edges(void **state)
 
     /* Groups without the coordinator role, or the role without the group, give nothing. */
     actor(CLIENT, &u);
-    u.groups[0] = 100;
-    u.ngroups = 1;
-    assert_false(hl_auth_can(&u, HL_ACT_VIEW, HL_OBJ_GROUP_SETTINGS, 100));
+    u.scopes[0] = (hl_user_scope){HL_ROLE_COORDINATOR, 100};
+    u.nscopes = 1;
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, HALLE_OBJ_GROUP_SETTINGS, 100));
     actor(CA, &u);
-    u.ngroups = 0;
-    assert_false(hl_auth_can(&u, HL_ACT_VIEW, HL_OBJ_GROUP_SETTINGS, 100));
+    u.nscopes = 0;
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, HALLE_OBJ_GROUP_SETTINGS, 100));
     /* A coordinator of several groups. */
     actor(CA, &u);
-    u.groups[1] = 300;
-    u.ngroups = 2;
-    assert_true(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_GROUP_ORDERS, 300));
-    assert_true(hl_auth_can(&u, HL_ACT_DELETE, HL_OBJ_GROUP_MEMBERS, 100));
-    assert_false(hl_auth_can(&u, HL_ACT_CREATE, HL_OBJ_GROUP_SETTINGS, 300));
-    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_GROUP_ORDERS, 0));
-    /* ngroups past the array is not trusted. */
-    u.ngroups = 100000;
-    assert_true(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_GROUP_ORDERS, 300));
-    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_GROUP_ORDERS, 555));
+    u.scopes[1] = (hl_user_scope){HL_ROLE_COORDINATOR, 300};
+    u.nscopes = 2;
+    assert_true(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_GROUP_ORDERS, 300));
+    assert_true(hl_auth_can(&u, HL_ACT_DELETE, HALLE_OBJ_GROUP_MEMBERS, 100));
+    assert_false(hl_auth_can(&u, HL_ACT_CREATE, HALLE_OBJ_GROUP_SETTINGS, 300));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_GROUP_ORDERS, 0));
+    /* nscopes past the array is not trusted. */
+    u.nscopes = 100000;
+    assert_true(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_GROUP_ORDERS, 300));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_GROUP_ORDERS, 555));
 
-    /* A producer role with no producer account, or a producer id that does not match. */
+    /* A producer owns only what carries its own id; a client with that id is no producer. */
     actor(P1, &u);
-    u.producer_id = 0;
-    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_CATALOG, 0));
-    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_CATALOG, 20));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_CATALOG, 0));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_CATALOG, 21));
     actor(CLIENT, &u);
-    u.producer_id = 10; /* no producer role */
-    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_CATALOG, 10));
-    assert_false(hl_auth_can(&u, HL_ACT_VIEW, HL_OBJ_PRODUCER_ORDERS, 10));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_CATALOG, 10));
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, HALLE_OBJ_PRODUCER_ORDERS, 10));
 
     /* An operator may unlock any account, but not view or delete the lock itself. */
     actor(OPER, &u);
     assert_true(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_USER_LOCKS, 12345));
     assert_false(hl_auth_can(&u, HL_ACT_DELETE, HL_OBJ_USER_ACCOUNT, 12345));
-    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HL_OBJ_CATALOG, 20));
-    assert_false(hl_auth_can(&u, HL_ACT_CREATE, HL_OBJ_PRODUCER_ACCOUNT, 20));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, HALLE_OBJ_CATALOG, 20));
+    assert_false(hl_auth_can(&u, HL_ACT_CREATE, HALLE_OBJ_PRODUCER_ACCOUNT, 20));
+}
+
+/* Who owns object 7? User 20 only: ownership the plugin knows, told through the callback. */
+static int owns_seven(halle_host *h, int64_t user_id, int64_t object, void *ud)
+{
+    (void)h;
+    ++*(int *)ud;
+    return object == 7 && user_id == 20;
+}
+
+/* A plugin's capability is honoured by can(): its rules, its ownership callback, its name;
+ * what nobody registered is refused. */
+static void test_capabilities(void **state)
+{
+    (void)state;
+    hl_err err = {0};
+    hl_user u;
+    int calls = 0;
+    hl_caps_forget(NULL);
+    /* The market is not loaded: its old object numbers and names answer no. */
+    actor(OPER, &u);
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, HALLE_OBJ_GROUP_SETTINGS, 100));
+    assert_false(hl_auth_can_name(&u, HL_ACT_VIEW, "market.group_settings", 100));
+    assert_true(hl_auth_can_name(&u, HL_ACT_VIEW, "operator_pages", 0));
+
+    const halle_cap_rule rules[] = {
+        {HL_ROLE_PRODUCER, HALLE_SCOPE_OWNER, HALLE_CAN_ALL},
+        {HL_ROLE_COORDINATOR, HALLE_SCOPE_GROUP, HALLE_CAN(HL_ACT_VIEW)},
+        {HL_ROLE_OPERATOR, HALLE_SCOPE_ANY, HALLE_CAN(HL_ACT_DELETE)},
+    };
+    int id = hl_caps_register("shop.box", rules, 3, owns_seven, NULL, &calls, &err);
+    assert_true(id >= HALLE_CAP_FIRST);
+    assert_int_equal(hl_caps_find("shop.box"), id);
+
+    actor(P1, &u);   /* user 20: owns box 7 by the callback's word, not box 20 */
+    assert_true(hl_auth_can(&u, HL_ACT_EDIT, id, 7));
+    assert_true(hl_auth_can_name(&u, HL_ACT_CREATE, "shop.box", 7));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, id, 20));
+    assert_true(calls > 0);
+    actor(P2, &u);
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, id, 7));
+    actor(CA, &u);   /* coordinator of group 100 */
+    assert_true(hl_auth_can(&u, HL_ACT_VIEW, id, 100));
+    assert_false(hl_auth_can(&u, HL_ACT_EDIT, id, 100));
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, id, 200));
+    actor(OPER, &u);
+    assert_true(hl_auth_can(&u, HL_ACT_DELETE, id, 1));
+    assert_false(hl_auth_can(&u, HL_ACT_VIEW, id, 1));
+    assert_false(hl_auth_can(actor(ANON, &u), HL_ACT_VIEW, id, 7));
+    assert_false(hl_auth_can_name(actor(OPER, &u), HL_ACT_DELETE, "shop.other", 1));
+    assert_false(hl_auth_can_name(&u, HL_ACT_DELETE, NULL, 1));
+
+    /* Registering again replaces the rules; other hosts cannot take the name. */
+    const halle_cap_rule view_all = {0, HALLE_SCOPE_ANY, HALLE_CAN(HL_ACT_VIEW)};
+    assert_int_equal(hl_caps_register("shop.box", &view_all, 1, NULL, NULL, NULL, &err), id);
+    assert_true(hl_auth_can(actor(CLIENT, &u), HL_ACT_VIEW, id, 0));
+    assert_false(hl_auth_can(actor(OPER, &u), HL_ACT_DELETE, id, 1));
+    assert_int_equal(hl_caps_register("shop.box", &view_all, 1, NULL, (halle_host *)&calls, NULL, &err), HL_EINVAL);
+
+    /* Bad names and rules are refused with a message. */
+    const halle_cap_rule bad_role = {3, HALLE_SCOPE_ANY, HALLE_CAN(HL_ACT_VIEW)};
+    const halle_cap_rule bad_scope = {0, 7, HALLE_CAN(HL_ACT_VIEW)};
+    const halle_cap_rule bad_action = {0, HALLE_SCOPE_ANY, 1u << 9};
+    assert_int_equal(hl_caps_register("nodot", &view_all, 1, NULL, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(hl_caps_register("Shop.Box", &view_all, 1, NULL, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(hl_caps_register(".box", &view_all, 1, NULL, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(hl_caps_register(NULL, &view_all, 1, NULL, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(hl_caps_register("shop.a", &bad_role, 1, NULL, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(hl_caps_register("shop.a", &bad_scope, 1, NULL, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(hl_caps_register("shop.a", &bad_action, 1, NULL, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(hl_caps_register("shop.a", NULL, 2, NULL, NULL, NULL, &err), HL_EINVAL);
+    assert_int_equal(hl_caps_find("shop.a"), 0);
+    hl_caps_forget(NULL);
+    assert_int_equal(hl_caps_find("shop.box"), 0);
+    assert_false(hl_auth_can(actor(CLIENT, &u), HL_ACT_VIEW, id, 0));
 }
 
 int main(void)
@@ -1421,6 +1505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test(test_auth_matrix),
         cmocka_unit_test(test_auth_edges),
+        cmocka_unit_test(test_capabilities),
     };
     if (sodium_init() < 0)
         return 1;

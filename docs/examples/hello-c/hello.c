@@ -59,4 +59,5 @@ HALLE_PLUGIN_DESCRIPTOR = {
     NULL,                  /* requires */
     init,
     NULL,                  /* fini */
+    NULL,                  /* manifest_json: settings, group_level, privacy (API 9) */
 };

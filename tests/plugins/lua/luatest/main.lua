@@ -99,6 +99,19 @@ halle.route("GET", "/luatest/whoami", function(req)
                     operator = halle.can(req, "view", "operator_pages"),
                     own_account = req.user and halle.can(req, "edit", "user_account", req.user.id) or false } }
 end)
+-- A capability of the plugin's own: any user edits the notes they own, operators view all.
+local note_id = halle.capability("luatest.note", {
+  { scope = "owner", actions = { "view", "edit" } },
+  { role = "operator", scope = "any", actions = { "view" } },
+})
+halle.route("GET", "/luatest/cap", function(req)
+  local owner = tonumber(req.query.owner) or 0
+  return { json = { id = note_id, view = halle.can(req, "view", "luatest.note", owner),
+                    edit = halle.can(req, "edit", "luatest.note", owner),
+                    delete = halle.can(req, "delete", "luatest.note", owner),
+                    other = halle.can(req, "view", "luatest.nothing", owner),
+                    foreign = pcall(halle.capability, "market.mine", {}) } }
+end)
 halle.route("GET", "/luatest/mail", function(req)
   return { json = { id = halle.mail("news@example.org", "Lettre de test", "Bonjour") } }
 end)
