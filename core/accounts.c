@@ -426,13 +426,13 @@ int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl
     char norm[EMAIL_MAX + 1], now[TS_LEN];
     if (!db || !email || !name)
         return hl_err_set(err, HL_EINVAL, "create: NULL argument");
-    if (hl_email_normalize(email, norm, sizeof norm, err) != HL_OK)
-        return err ? err->code : HL_EINVAL;
-    if (!hl_utf8_valid(name, strlen(name)) || !*name || strlen(name) > 120)
-        return hl_err_set(err, HL_EINVAL, "create: the name must be 1 to 120 bytes of UTF-8");
+    int rc;
+    if ((rc = hl_email_normalize(email, norm, sizeof norm, err)) != HL_OK ||
+        (rc = check_text(name, NAME_MAX_BYTES, 0, 1, "nom", err)) != HL_OK)
+        return rc;
     iso_time(hl_clock_now(), now);
     /* "!" is no Argon2 string: no password ever matches it. */
-    int rc = hl_db_run(db, err,
+    rc = hl_db_run(db, err,
                        "INSERT INTO hl_users (email, name, password_hash, email_verified_at, terms_version, "
                        "terms_accepted_at, age_certified_at, created_at) VALUES (?, ?, '!', ?, 'seed', ?, ?, ?) "
                        "ON CONFLICT (email) DO NOTHING",
@@ -444,7 +444,7 @@ int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl
     return rc == HL_OK ? u.id : rc;
 }
 
-int hl_user_search(hl_db *db, const char *q, int64_t *ids, int max, hl_err *err)
+int hl_user_search(hl_db *db, const char *q, int by_email, int64_t *ids, int max, hl_err *err)
 {
     if (!db || !q || !ids || max <= 0)
         return hl_err_set(err, HL_EINVAL, "user search: bad arguments");
@@ -460,9 +460,9 @@ int hl_user_search(hl_db *db, const char *q, int64_t *ids, int max, hl_err *err)
     like[n] = '\0';
     hl_stmt *st = hl_db_query(db, err,
                               "SELECT id FROM hl_users WHERE deleted_at IS NULL AND "
-                              "(lower(name) LIKE lower(?) ESCAPE '\\' OR lower(email) LIKE lower(?) ESCAPE '\\') "
+                              "(lower(name) LIKE lower(?) ESCAPE '\\' OR (? = 1 AND lower(email) LIKE lower(?) ESCAPE '\\')) "
                               "ORDER BY id LIMIT ?",
-                              "ssi", like, like, max);
+                              "sisi", like, by_email ? 1 : 0, like, max);
     if (!st)
         return db_code(err);
     int k = 0, rc;

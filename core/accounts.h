@@ -94,9 +94,9 @@ int hl_user_find_email(hl_db *db, const char *email, hl_user *out, hl_err *err);
  * (its owner sets one through "forgot password"); returns its id, or the id of the account
  * that already has this address. */
 int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl_err *err);
-/* Ids of live accounts whose name or address contains q (case-insensitive), at most max, into
- * ids; returns how many, or an error. */
-int hl_user_search(hl_db *db, const char *q, int64_t *ids, int max, hl_err *err);
+/* Ids of live accounts whose name (or, with by_email, address) contains q (case-insensitive),
+ * at most max, into ids; returns how many, or an error. */
+int hl_user_search(hl_db *db, const char *q, int by_email, int64_t *ids, int max, hl_err *err);
 int hl_user_update_profile(hl_db *db, int64_t id, const char *name, const char *phone,
                            const char *address, hl_err *err);
 int hl_user_set_password(hl_db *db, int64_t id, const char *pw, const hl_password_params *pp, hl_err *err);

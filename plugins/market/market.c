@@ -252,8 +252,8 @@ static int nav_entries(void *ud, halle_hook_call *c)
 
 static int init(halle_host *h, const halle_api *api)
 {
-    if (api->api_version < 7) {
-        api->log(h, HALLE_LOG_ERROR, "needs plugin API 7 (halle %d)", (int)api->api_version);
+    if (api->api_version < 9) {
+        api->log(h, HALLE_LOG_ERROR, "needs plugin API 9 (halle %d)", (int)api->api_version);
         return HALLE_ERROR;
     }
     mk_api = api;
@@ -271,7 +271,7 @@ static int init(halle_host *h, const halle_api *api)
 
 HALLE_PLUGIN_DESCRIPTOR = {
     HALLE_PLUGIN_HEADER,
-    8,
+    9,
     "market",
     "0.1.0",
     "Local groups, producers, catalogs and products: the marketplace",
