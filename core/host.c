@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/accounts.h"
 #include "core/clock.h"
@@ -20,6 +21,8 @@
 #include "core/log.h"
 #include "core/request.h"
 #include "core/router.h"
+#include "core/text.h"
+#include "core/i18n.h"
 #include "core/webauth.h"
 
 static void set_error(halle_host *h, const char *msg)
@@ -449,6 +452,76 @@ static const char *api_req_lang(halle_request *r) { return r && r->lang ? r->lan
 static const void *api_db_col_blob(halle_stmt *st, int c) { return hl_db_col_blob(st, c); }
 static size_t api_db_col_bytes(halle_stmt *st, int c) { return hl_db_col_bytes(st, c); }
 
+/* ---- formatting and text (API version 9) ------------------------------------------- */
+
+static int api_format_price(const char *lang, int64_t cents, const char *currency, char *buf, size_t len)
+{
+    return hl_i18n_format_price(lang, (long long)cents, currency ? currency : "EUR", buf, len);
+}
+
+static int api_format_number(const char *lang, double v, int decimals, char *buf, size_t len)
+{
+    return hl_i18n_format_number(lang, v, decimals, buf, len);
+}
+
+int hl_host_format_date(const char *lang, int64_t epoch, char *buf, size_t len)
+{
+    time_t t = (time_t)epoch;
+    struct tm tm;
+    if (buf && len)
+        buf[0] = '\0';
+    if (!gmtime_r(&t, &tm))
+        return HL_EINVAL;
+    return hl_i18n_format_date(lang, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, buf, len);
+}
+
+static long api_text_valid(const char *s, size_t max_bytes, int multiline)
+{
+    return hl_text_chars(s, max_bytes, multiline);
+}
+
+static size_t api_fold(const char *in, char *out, size_t len) { return hl_text_fold(in, out, len); }
+
+static int api_like_pattern(const char *q, char *out, size_t len)
+{
+    return hl_text_like(q, out, len) ? HL_ETOOBIG : HL_OK;
+}
+
+static json_t *api_paginate(long page, long limit, long long total, const char *base)
+{
+    return hl_text_paginate(page, limit, total, base);
+}
+
+static json_t *api_rows_json(halle_stmt *st)
+{
+    json_t *rows = json_array();
+    int rc = HL_OK;
+    while (rows && (rc = hl_db_step(st, NULL)) == HL_DB_ROW) {
+        json_t *o = json_object();
+        int nc = hl_db_col_count(st);
+        for (int c = 0; o && c < nc; c++) {
+            json_t *v;
+            switch (hl_db_col_type(st, c)) {
+            case HL_DB_INTEGER: v = json_integer((json_int_t)hl_db_col_int64(st, c)); break;
+            case HL_DB_FLOAT: v = json_real(hl_db_col_double(st, c)); break;
+            case HL_DB_TEXT: v = json_string(hl_db_col_text(st, c)); break;
+            case HL_DB_BLOB: continue;
+            default: v = json_null(); break;
+            }
+            json_object_set_new(o, hl_db_col_name(st, c), v ? v : json_null());
+        }
+        if (!o || json_array_append_new(rows, o)) {
+            json_decref(rows);
+            return NULL;
+        }
+    }
+    if (rows && rc < 0) {
+        json_decref(rows);
+        return NULL;
+    }
+    return rows;
+}
+
 /* ---- jobs (API version 8) ------------------------------------------------------------- */
 
 int hl_host_job_name(const halle_host *h, const char *name, char *out, size_t len)
@@ -615,6 +688,14 @@ static const halle_api api = {
     .job = api_job,
     .job_at = api_job_at,
     .now = api_now,
+    .format_price = api_format_price,
+    .format_number = api_format_number,
+    .format_date = hl_host_format_date,
+    .text_valid = api_text_valid,
+    .fold = api_fold,
+    .like_pattern = api_like_pattern,
+    .paginate = api_paginate,
+    .rows_json = api_rows_json,
 };
 
 const halle_api *hl_host_api(void) { return &api; }

@@ -41,6 +41,8 @@ void hl_host_unload_all(halle_host **hosts, size_t n);
 
 /* The API table given to C plugins (also used by tests). */
 const halle_api *hl_host_api(void);
+/* A date of epoch seconds (UTC) in lang, as api->format_date (shared with Lua's halle.format_date). */
+int hl_host_format_date(const char *lang, int64_t epoch, char *buf, size_t len);
 
 /* Declares the core's hook catalogue (docs/hooks.md). */
 int hl_host_declare_core_hooks(hl_hooks *h, hl_err *err);
@@ -55,6 +57,16 @@ int hl_host_job_name(const halle_host *h, const char *name, char *out, size_t le
 /* Loads a Lua plugin into the worker (core/luaplugin.c). */
 int hl_luaplugin_load(halle_host *host, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err);
 void hl_luaplugin_unload(halle_host *host);
+/* The one list of C API members and their Lua counterparts (core/luaplugin.c): lua is
+ * "halle.x" (a function), "req.x" (a field of the request table) or NULL with why. */
+typedef struct hl_lua_twin {
+    const char *c;
+    const char *lua;
+    const char *why;
+} hl_lua_twin;
+const hl_lua_twin *hl_luaplugin_twins(size_t *n);
+/* 1 when the halle table of every Lua plugin has the function "halle.x" / "halle.t.x". */
+int hl_luaplugin_has(const char *name);
 /* Adds the Lua function held at registry reference ref as a callback of hook (used by
  * halle.hook and by scripts/bench). */
 int hl_luaplugin_hook_ref(halle_host *h, hl_hooks *hooks, const char *hook, int ref, int priority, hl_err *err);

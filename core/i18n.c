@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/arena.h"
+#include "core/utf8.h"
 
 #define MAX_CATALOGS 64
 #define MAX_FILE (8u << 20)     /* one .po file */
@@ -795,32 +796,9 @@ static void read_flags(reader *r, const char *s, size_t e)
  * at the first bad byte, *bad is its offset. */
 static int utf8_check(const unsigned char *s, size_t n, size_t *bad)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        unsigned cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            k = 1, cp = c & 0x1f, min = 0x80;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 2, cp = c & 0x0f, min = 0x800;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            break;
-        }
-        if (n - i <= k)
-            break;
-        size_t j;
-        for (j = 1; j <= k && (s[i + j] & 0xc0) == 0x80; j++)
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        if (j <= k || cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            break;
-        i += k + 1;
-    }
+    size_t i = 0, k;
+    while (i < n && (k = hl_utf8_seq(s + i, n - i)))
+        i += k;
     *bad = i;
     return i == n;
 }

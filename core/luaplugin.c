@@ -25,6 +25,8 @@
 #include "core/mustache.h"
 #include "core/webauth.h"
 #include "core/file.h"
+#include "core/i18n.h"
+#include "core/text.h"
 
 #define JSON_DEPTH 32
 #define STOP_MARK "halle.stop"
@@ -393,9 +395,20 @@ static int hook_trampoline(void *ud, hl_hook_call *call)
         push_request(L, call->ctx, 1);
     else
         lua_pushnil(L);
+    /* halle.tr, req_lang and the hook runners follow the request the hook runs for. */
+    lua_getfield(L, LUA_REGISTRYINDEX, "halle.request");
+    void *outer = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, call->ctx);
+    lua_setfield(L, LUA_REGISTRYINDEX, "halle.request");
     hl_err err;
     hl_err_clear(&err);
     int rc = plugin_call(h, 2, 3, &err);
+    if (outer)
+        lua_pushlightuserdata(L, outer);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "halle.request");
     if (rc != HL_OK) {
         snprintf(call->stop.message, sizeof call->stop.message, "%s", err.msg);
         lua_settop(L, top);
@@ -830,6 +843,8 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+static hl_request *current_request(lua_State *L);
+
 /* ---- templates: halle.render(name, context) ------------------------------------------- */
 
 struct hl_host_tpl {
@@ -873,9 +888,14 @@ static int l_render(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     halle_host *h = host_of(L);
+    /* {{_ Texte}} tags are translated when compiling: one compiled template per language. */
+    hl_request *r = current_request(L);
+    hl_i18n_tpl tr = {r ? r->i18n : NULL, r && r->lang ? r->lang : "fr"};
+    char key[160];
+    snprintf(key, sizeof key, "%s:%s", tr.lang, name);
     hl_tpl *tpl = NULL;
     for (size_t i = 0; i < h->ntpls; i++)
-        if (!strcmp(h->tpls[i].name, name))
+        if (!strcmp(h->tpls[i].name, key))
             tpl = h->tpls[i].tpl;
     hl_err err;
     hl_err_clear(&err);
@@ -890,7 +910,8 @@ static int l_render(lua_State *L)
             return luaL_error(L, "no template templates/%s.mustache in plugin %s", name, h->name);
         char label[160];
         snprintf(label, sizeof label, "%s/templates/%s.mustache", h->name, name);
-        hl_tpl_opts o = {.loader = tpl_loader, .loader_ud = (void *)dir, .strict_partials = 1};
+        hl_tpl_opts o = {.loader = tpl_loader, .loader_ud = (void *)dir, .strict_partials = 1,
+                         .translate = tr.i18n ? hl_i18n_tpl_translate : NULL, .translate_ud = &tr};
         tpl = hl_tpl_compile(label, text, len, &o, &err);
         free(text);
         if (!tpl)
@@ -901,7 +922,7 @@ static int l_render(lua_State *L)
             return luaL_error(L, "out of memory");
         }
         h->tpls = n;
-        h->tpls[h->ntpls].name = strdup(name);
+        h->tpls[h->ntpls].name = strdup(key);
         h->tpls[h->ntpls++].tpl = tpl;
     }
     json_t *ctx = lua_isnoneornil(L, 2) ? json_object() : to_json(L, 2, 0);
@@ -940,11 +961,371 @@ static int l_enabled_for(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg halle_fns[] = {
+/* ---- the SDK in Lua: language, transactions, hooks, formatting, text ------------------ */
+
+/* The request of the running route handler or hook, NULL in jobs and at load time. */
+static hl_request *current_request(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "halle.request");
+    hl_request *r = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
+/* An optional language argument, else the page's, else French. */
+static const char *lang_arg(lua_State *L, int idx)
+{
+    if (!lua_isnoneornil(L, idx))
+        return luaL_checkstring(L, idx);
+    hl_request *r = current_request(L);
+    return r && r->lang ? r->lang : "fr";
+}
+
+/* halle.tr(msgid): the French source text in the page's language. */
+static int l_tr(lua_State *L)
+{
+    const char *msgid = luaL_checkstring(L, 1);
+    hl_request *r = current_request(L);
+    lua_pushstring(L, r ? hl_request_tr(r, msgid) : msgid);
+    return 1;
+}
+
+static int l_req_lang(lua_State *L)
+{
+    lua_pushstring(L, lang_arg(L, 1));
+    return 1;
+}
+
+typedef struct lua_tx {
+    lua_State *L;
+    int failed;   /* the function raised an error: its message is on the stack */
+    int refused;  /* it returned false */
+} lua_tx;
+
+static int lua_tx_run(hl_db *db, void *ud, hl_err *err)
+{
+    (void)db;
+    lua_tx *t = ud;
+    lua_pushvalue(t->L, 1);
+    if (lua_pcall(t->L, 0, 1, 0) != LUA_OK) {
+        t->failed = 1;
+        return hl_err_set(err, HL_ERR, "%s", lua_tostring(t->L, -1) ? lua_tostring(t->L, -1) : "error");
+    }
+    if (lua_type(t->L, -1) == LUA_TBOOLEAN && !lua_toboolean(t->L, -1)) {
+        t->refused = 1;
+        return hl_err_set(err, HL_ERR, "the transaction's function returned false");
+    }
+    return HL_OK;
+}
+
+/* halle.db.tx(fn): fn runs in a transaction, committed when it returns (anything but false),
+ * rolled back when it returns false (then tx returns false) or raises an error (raised again). */
+static int l_db_tx(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    halle_host *h = host_of(L);
+    lua_tx t = {L, 0, 0};
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_db_tx(hl_worker_db(h->worker), lua_tx_run, &t, &err);
+    if (t.failed)
+        return lua_error(L);
+    if (t.refused) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc != HL_OK)
+        return luaL_error(L, "%s", err.msg);
+    if (lua_isnil(L, -1))
+        lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* halle.declare_hook("PLUGIN.event", "action" | "filter") */
+static int l_declare_hook(lua_State *L)
+{
+    static const char *const kinds[] = {"action", "filter", NULL};
+    const char *name = luaL_checkstring(L, 1);
+    int kind = luaL_checkoption(L, 2, "action", kinds) ? HALLE_HOOK_FILTER : HALLE_HOOK_ACTION;
+    const halle_api *api = hl_host_api();
+    halle_host *h = host_of(L);
+    if (api->declare_hook(h, name, kind) != HALLE_OK)
+        return luaL_error(L, "declare_hook %s: %s", name, api->last_error(h));
+    return 0;
+}
+
+/* halle.run_filter(hook, value) -> value [, stopped message]: the value every callback
+ * returned; when one refused, nil and its message. */
+static int l_run_filter(lua_State *L)
+{
+    const char *hook = luaL_checkstring(L, 1);
+    json_t *v = lua_isnoneornil(L, 2) ? json_null() : to_json(L, 2, 0);
+    if (!v)
+        return luaL_error(L, "run_filter %s: the value is not JSON", hook);
+    const halle_api *api = hl_host_api();
+    halle_host *h = host_of(L);
+    int rc = api->run_filter(h, current_request(L), hook, &v);
+    if (rc < 0) {
+        json_decref(v);
+        return luaL_error(L, "run_filter %s: %s", hook, api->last_error(h));
+    }
+    if (rc == HALLE_HOOK_STOP) {
+        json_decref(v);
+        lua_pushnil(L);
+        lua_pushstring(L, api->last_error(h));
+        return 2;
+    }
+    push_json(L, v, 0);
+    json_decref(v);
+    return 1;
+}
+
+static int l_run_action(lua_State *L)
+{
+    const char *hook = luaL_checkstring(L, 1);
+    json_t *v = lua_isnoneornil(L, 2) ? json_null() : to_json(L, 2, 0);
+    if (!v)
+        return luaL_error(L, "run_action %s: the data is not JSON", hook);
+    const halle_api *api = hl_host_api();
+    halle_host *h = host_of(L);
+    int rc = api->run_action(h, current_request(L), hook, v);
+    json_decref(v);
+    if (rc < 0)
+        return luaL_error(L, "run_action %s: %s", hook, api->last_error(h));
+    return 0;
+}
+
+/* halle.format_price(cents [, currency [, lang]]), format_number(v, decimals [, lang]),
+ * format_date(epoch [, lang]): in the page's language unless lang is given. */
+static int l_format_price(lua_State *L)
+{
+    lua_Integer cents = luaL_checkinteger(L, 1);
+    const char *cur = luaL_optstring(L, 2, "EUR");
+    char buf[64];
+    if (hl_host_api()->format_price(lang_arg(L, 3), (int64_t)cents, cur, buf, sizeof buf) != HALLE_OK)
+        return luaL_error(L, "format_price: not a price");
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int l_format_number(lua_State *L)
+{
+    lua_Number v = luaL_checknumber(L, 1);
+    lua_Integer dec = luaL_optinteger(L, 2, 0);
+    char buf[64];
+    if (dec < 0 || dec > 9 || hl_host_api()->format_number(lang_arg(L, 3), (double)v, (int)dec, buf, sizeof buf) != HALLE_OK)
+        return luaL_error(L, "format_number: not a number or decimals not 0-9");
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int l_format_date(lua_State *L)
+{
+    lua_Integer epoch = luaL_checkinteger(L, 1);
+    char buf[96];
+    if (hl_host_format_date(lang_arg(L, 2), (int64_t)epoch, buf, sizeof buf) != HL_OK)
+        return luaL_error(L, "format_date: not a date");
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* halle.text_valid(s, max_bytes [, multiline]) -> number of characters, or nil */
+static int l_text_valid(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_Integer max = luaL_checkinteger(L, 2);
+    long n = max < 0 || strlen(s) != len ? -1 : hl_text_chars(s, (size_t)max, lua_toboolean(L, 3));
+    if (n < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, n);
+    return 1;
+}
+
+static int l_fold(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    if (len > 64 * 1024)
+        return luaL_error(L, "fold: text longer than 64 KiB");
+    size_t cap = 2 * len + 1;
+    char *out = lua_newuserdatauv(L, cap, 0); /* garbage-collected, counted by the memory cap */
+    size_t n = hl_text_fold(s, out, cap);
+    lua_pushlstring(L, out, n);
+    return 1;
+}
+
+static int l_like_pattern(lua_State *L)
+{
+    const char *q = luaL_checkstring(L, 1);
+    char out[2100];
+    if (hl_text_like(q, out, sizeof out))
+        return luaL_error(L, "like_pattern: search text too long");
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* halle.paginate(page, limit, total [, base]) -> {page, pages, offset, links...} */
+static int l_paginate(lua_State *L)
+{
+    lua_Integer page = luaL_checkinteger(L, 1), limit = luaL_checkinteger(L, 2), total = luaL_checkinteger(L, 3);
+    const char *base = luaL_optstring(L, 4, "");
+    if (limit < 1 || limit > 100000 || page > 1000000000 || page < -1000000000 || strlen(base) > 1000)
+        return luaL_error(L, "paginate: limit must be 1-100000, base at most 1000 bytes");
+    json_t *o = hl_text_paginate((long)page, (long)limit, (long long)total, base);
+    if (!o)
+        return luaL_error(L, "out of memory");
+    push_json(L, o, 0);
+    json_decref(o);
+    return 1;
+}
+
+/* ---- one list: every struct halle_api member and its Lua twin --------------------------- */
+
+/* What Lua sees, installed from this list only: "halle.X" or "halle.T.X". */
+static const struct {
+    const char *name;
+    lua_CFunction fn;
+} lua_fns[] = {
     {"route", l_route}, {"hook", l_hook}, {"stop", l_stop}, {"log", l_log}, {"setting", l_setting},
     {"can", l_can}, {"mail", l_mail}, {"render", l_render}, {"markdown", l_markdown},
     {"enabled_for", l_enabled_for}, {"job", l_job}, {"job_at", l_job_at}, {"now", l_now},
-    {"rate_allow", l_rate_allow}, {"user_get", l_user_get}, {"user_search", l_user_search}, {NULL, NULL}};
+    {"rate_allow", l_rate_allow}, {"user_get", l_user_get}, {"user_search", l_user_search}, {"tr", l_tr}, {"req_lang", l_req_lang}, {"declare_hook", l_declare_hook},
+    {"run_filter", l_run_filter}, {"run_action", l_run_action}, {"format_price", l_format_price},
+    {"format_number", l_format_number}, {"format_date", l_format_date}, {"text_valid", l_text_valid},
+    {"fold", l_fold}, {"like_pattern", l_like_pattern}, {"paginate", l_paginate},
+    {"db.query", l_db_query}, {"db.exec", l_db_exec}, {"db.tx", l_db_tx},
+    {"privacy.declare", l_privacy_declare}, {"cookies.declare", l_cookie_declare},
+};
+
+/* Each C API member (include/halle/plugin.h) with its Lua counterpart: a function of the
+ * halle table (HL_TWIN "halle.x", checked against lua_fns), a field of the request table a
+ * handler or hook receives (HL_REQ "req.x"), or an exemption saying why Lua needs none.
+ * tests/integration/test_luaapi.py parses the header and this list: a member added to the C
+ * API without a line here fails it, and so does a twin Lua does not have. */
+#define HL_TWIN(c, lua) {c, lua, NULL}
+#define HL_REQ(c, field) {c, field, NULL}
+#define HL_EXEMPT(c, why) {c, NULL, why}
+static const hl_lua_twin lua_twins[] = {
+    HL_EXEMPT("api_version", "data, not a function"),
+    HL_EXEMPT("struct_size", "data, not a function"),
+    HL_TWIN("log", "halle.log"),
+    HL_TWIN("route", "halle.route"),
+    HL_TWIN("hook", "halle.hook"),
+    HL_TWIN("declare_hook", "halle.declare_hook"),
+    HL_TWIN("setting", "halle.setting"),
+    HL_EXEMPT("last_error", "a failed call raises a Lua error carrying the message"),
+    HL_EXEMPT("call_value", "a hook callback receives the value as its first argument"),
+    HL_EXEMPT("call_set_value", "a filter callback returns the new value"),
+    HL_EXEMPT("call_request", "a hook callback receives the request table as its second argument"),
+    HL_TWIN("call_stop", "halle.stop"),
+    HL_REQ("req_method", "req.method"),
+    HL_REQ("req_path", "req.path"),
+    HL_REQ("req_param", "req.form"),
+    HL_REQ("req_route_param", "req.params"),
+    HL_REQ("req_header", "req.header"),
+    HL_REQ("req_cookie", "req.cookies"),
+    HL_EXEMPT("req_body", "form fields and files are in req.form; raw bodies are for token-auth C plugins"),
+    HL_EXEMPT("resp_status", "a handler returns {status = N}"),
+    HL_EXEMPT("resp_header", "a handler returns {headers = {...}}"),
+    HL_EXEMPT("resp_write", "a handler returns a string or {body = ...}"),
+    HL_EXEMPT("resp_html", "a handler returns a string; halle.render escapes"),
+    HL_EXEMPT("resp_json", "a handler returns {json = value}"),
+    HL_EXEMPT("resp_error", "a handler returns {status = N, body = ...} or raises an error (500)"),
+    HL_TWIN("db_run", "halle.db.exec"),
+    HL_TWIN("db_query", "halle.db.query"),
+    HL_EXEMPT("db_step", "halle.db.query returns every row as a table"),
+    HL_EXEMPT("db_col_count", "halle.db.query returns rows as tables"),
+    HL_EXEMPT("db_col_int", "halle.db.query returns rows as tables"),
+    HL_EXEMPT("db_col_double", "halle.db.query returns rows as tables"),
+    HL_EXEMPT("db_col_text", "halle.db.query returns rows as tables"),
+    HL_EXEMPT("db_done", "halle.db.query finishes its statement"),
+    HL_REQ("req_user", "req.user"),
+    HL_TWIN("can", "halle.can"),
+    HL_TWIN("mail", "halle.mail"),
+    HL_REQ("req_csrf", "req.csrf"),
+    HL_EXEMPT("resp_redirect", "a handler returns {status = 303, headers = {Location = ...}}"),
+    HL_TWIN("render", "halle.render"),
+    HL_EXEMPT("set_group_theme", "Lua plugins render their own templates (halle.render), not the theme chain"),
+    HL_REQ("req_file", "req.form"),
+    HL_REQ("req_user_name", "req.user"),
+    HL_EXEMPT("user_add_role", "role changes are the operator's and trusted C plugins' (docs/security.md)"),
+    HL_TWIN("db_tx", "halle.db.tx"),
+    HL_EXEMPT("db_last_id", "use INSERT ... RETURNING id with halle.db.query"),
+    HL_EXEMPT("command", "command-line commands run with full rights: C plugins only"),
+    HL_TWIN("markdown", "halle.markdown"),
+    HL_EXEMPT("free", "memory is garbage-collected in Lua"),
+    HL_EXEMPT("scope_plugins", "the group plugin settings page is the market's (C)"),
+    HL_EXEMPT("scope_set", "turning plugins on is the coordinator's, through a C plugin's page"),
+    HL_TWIN("scope_enabled", "halle.enabled_for"),
+    HL_TWIN("run_filter", "halle.run_filter"),
+    HL_TWIN("run_action", "halle.run_action"),
+    HL_EXEMPT("themes", "choosing a theme is the market's (C)"),
+    HL_EXEMPT("user_remove_role", "role changes are the operator's and trusted C plugins' (docs/security.md)"),
+    HL_EXEMPT("site_url", "links in Lua pages are relative"),
+    HL_TWIN("tr", "halle.tr"),
+    HL_TWIN("req_lang", "halle.req_lang"),
+    HL_EXEMPT("db_col_blob", "halle.db.query returns blobs as strings"),
+    HL_EXEMPT("db_col_bytes", "halle.db.query returns blobs as strings (#s)"),
+    HL_TWIN("route_flags", "halle.route"),
+    HL_TWIN("job", "halle.job"),
+    HL_TWIN("job_at", "halle.job_at"),
+    HL_TWIN("now", "halle.now"),
+    HL_TWIN("rate_allow", "halle.rate_allow"),
+    HL_TWIN("format_price", "halle.format_price"),
+    HL_TWIN("format_number", "halle.format_number"),
+    HL_TWIN("format_date", "halle.format_date"),
+    HL_TWIN("text_valid", "halle.text_valid"),
+    HL_TWIN("fold", "halle.fold"),
+    HL_TWIN("like_pattern", "halle.like_pattern"),
+    HL_TWIN("paginate", "halle.paginate"),
+    HL_TWIN("rows_json", "halle.db.query"),
+    HL_TWIN("user_get", "halle.user_get"),
+    HL_TWIN("user_search", "halle.user_search"),
+    HL_EXEMPT("user_create", "creating accounts is the operator's and trusted C plugins' (docs/security.md)"),
+};
+
+const hl_lua_twin *hl_luaplugin_twins(size_t *n)
+{
+    *n = sizeof lua_twins / sizeof lua_twins[0];
+    return lua_twins;
+}
+
+int hl_luaplugin_has(const char *name)
+{
+    if (!name || strncmp(name, "halle.", 6))
+        return 0;
+    for (size_t i = 0; i < sizeof lua_fns / sizeof lua_fns[0]; i++)
+        if (!strcmp(lua_fns[i].name, name + 6))
+            return 1;
+    return 0;
+}
+
+/* Sets every function of lua_fns into the table on top of the stack (sub-tables made). */
+static void install_fns(lua_State *L)
+{
+    for (size_t i = 0; i < sizeof lua_fns / sizeof lua_fns[0]; i++) {
+        const char *dot = strchr(lua_fns[i].name, '.');
+        if (!dot) {
+            lua_pushcfunction(L, lua_fns[i].fn);
+            lua_setfield(L, -2, lua_fns[i].name);
+            continue;
+        }
+        lua_pushlstring(L, lua_fns[i].name, (size_t)(dot - lua_fns[i].name));
+        if (lua_rawget(L, -2) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushlstring(L, lua_fns[i].name, (size_t)(dot - lua_fns[i].name));
+            lua_pushvalue(L, -2);
+            lua_rawset(L, -4);
+        }
+        lua_pushcfunction(L, lua_fns[i].fn);
+        lua_setfield(L, -2, dot + 1);
+        lua_pop(L, 1);
+    }
+}
 
 int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_info *p, hl_err *err)
 {
@@ -976,23 +1357,9 @@ int hl_luaplugin_load(halle_host *h, const hl_plugin_list *all, const hl_plugin_
         lua_pushvalue(L, -1);
         lua_setglobal(L, "halle");
     }
-    luaL_setfuncs(L, halle_fns, 0);
+    install_fns(L);
     lua_pushstring(L, p->name);
     lua_setfield(L, -2, "name");
-    lua_newtable(L);
-    lua_pushcfunction(L, l_db_query);
-    lua_setfield(L, -2, "query");
-    lua_pushcfunction(L, l_db_exec);
-    lua_setfield(L, -2, "exec");
-    lua_setfield(L, -2, "db");
-    lua_newtable(L);
-    lua_pushcfunction(L, l_privacy_declare);
-    lua_setfield(L, -2, "declare");
-    lua_setfield(L, -2, "privacy");
-    lua_newtable(L);
-    lua_pushcfunction(L, l_cookie_declare);
-    lua_setfield(L, -2, "declare");
-    lua_setfield(L, -2, "cookies");
     lua_pop(L, 1);
 
     hl_hooks *hooks = hl_worker_hooks(h->worker);

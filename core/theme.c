@@ -4,6 +4,7 @@
 #include "core/theme.h"
 #include "core/file.h"
 #include "core/i18n.h"
+#include "core/utf8.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -121,38 +122,6 @@ static int valid_static_rel(const char *s)
     return !strstr(s, "..");
 }
 
-static int utf8_ok(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        size_t k;
-        unsigned min, cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            k = 1, min = 0x80, cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2, min = 0x800, cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3, min = 0x10000, cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (n - i <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 /* ---------------------------------------------------------------- files */
 
 /* Reads root/rel whole, at most cap bytes, beneath the theme's folder only (core/file.h: a
@@ -211,7 +180,7 @@ static int parse_manifest(theme *th, const char *folder, char *text, size_t len,
         for (char *q = p; q < eol; q++)
             if (((unsigned char)*q < 0x20 && *q != '\t' && !(*q == '\r' && q + 1 == eol)) || *q == 0x7f)
                 return hl_err_set(err, HL_EINVAL, "%s:%d: control character", th->conf, line);
-        if (!utf8_ok((const unsigned char *)p, (size_t)(eol - p)))
+        if (!hl_utf8_valid(p, (size_t)(eol - p)))
             return hl_err_set(err, HL_EINVAL, "%s:%d: invalid UTF-8", th->conf, line);
         char *next = eol < end ? eol + 1 : end;
         char *s = trim(p, eol);

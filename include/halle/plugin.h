@@ -205,9 +205,35 @@ typedef struct halle_api {
      * current window of window_seconds, 0 if over (then *retry_after, may be NULL, gets the
      * seconds until the window ends: send it as Retry-After with a 429), or an error. */
     int (*rate_allow)(halle_host *h, const char *key, int window_seconds, int max, int *retry_after);
-    /* Users, without touching the core's tables. A user's public fields {id, name, email}
-     * (new reference), or NULL when there is none (or it was deleted): show the address only on
-     * pages the core lets the viewer see (api->can). */
+    /* -- API version 9: formatting and text (the same in Lua: docs/plugins.md) -- */
+    /* In the language lang ("fr", "en"...; NULL is French): prices in integer cents with an
+     * ISO 4217 currency (NULL is EUR): "12,50 €" / "€12.50"; numbers with 0-9 decimals:
+     * "1 234,5" / "1,234.5"; dates of epoch seconds (UTC): "mercredi 25 novembre 2026" /
+     * "Wednesday, 25 November 2026". HALLE_OK, or an error with buf "" (too small, bad value). */
+    int (*format_price)(const char *lang, int64_t cents, const char *currency, char *buf, size_t len);
+    int (*format_number)(const char *lang, double v, int decimals, char *buf, size_t len);
+    int (*format_date)(const char *lang, int64_t epoch, char *buf, size_t len);
+    /* The number of characters of s if it is valid UTF-8 of at most max_bytes bytes without
+     * control characters (newlines and tabs allowed when multiline), else -1. */
+    long (*text_valid)(const char *s, size_t max_bytes, int multiline);
+    /* Search and sort key: lower case, accents removed, blanks squeezed ("  Épeautre  Bio" ->
+     * "epeautre bio"). Store it in a NAME_folded column on write, search that column. Returns
+     * the length written to out (cut on a character boundary). */
+    size_t (*fold)(const char *in, char *out, size_t len);
+    /* The pattern for `folded_column LIKE ? ESCAPE '\'`: q folded, '%' '_' '\' escaped,
+     * wrapped in '%'; "" when q is blank. HALLE_OK, or an error when out is too small. */
+    int (*like_pattern)(const char *q, char *out, size_t len);
+    /* Page links for templates: {page, pages, total, limit, offset, prev, next, prev_url,
+     * next_url, links: [{page, url, current}]} (page clamped; use its offset in the query).
+     * base is the page's path and query; "page=N" is added. New reference, NULL on error. */
+    json_t *(*paginate)(long page, long limit, long long total, const char *base);
+    /* The rows of a query as a JSON array of objects named by the columns (integers, reals,
+     * text, null; blobs are left out). Steps st to its end; call db_done after. New
+     * reference, NULL on error (a failed step, out of memory). */
+    json_t *(*rows_json)(halle_stmt *st);
+    /* Users, without touching the core's tables (version 9 too). A user's public fields
+     * {id, name, email} (new reference), or NULL when there is none (or it was deleted): show the
+     * address only on pages the core lets the viewer see (api->can). */
     json_t *(*user_get)(halle_host *h, int64_t id);
     /* Ids of users whose name or address contains q (case-insensitive), at most max (<= 1000):
      * a JSON array of integers (new reference), NULL on error. */

@@ -29,69 +29,6 @@
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-/* Well-formed UTF-8 without control characters, at most max bytes: what jansson accepts and
- * what a name or search may hold. */
-static int valid_text(const char *s, size_t max)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = 0;
-    while (p[n]) {
-        unsigned c = p[n];
-        int more;
-        unsigned lo = 0x80, hi = 0xbf;
-        if (c < 0x20 || c == 0x7f)
-            return 0;
-        if (c < 0x80)
-            more = 0;
-        else if (c >= 0xc2 && c <= 0xdf)
-            more = 1;
-        else if (c >= 0xe0 && c <= 0xef) {
-            more = 2;
-            if (c == 0xe0)
-                lo = 0xa0; /* overlong */
-            if (c == 0xed)
-                hi = 0x9f; /* surrogates */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            more = 3;
-            if (c == 0xf0)
-                lo = 0x90;
-            if (c == 0xf4)
-                hi = 0x8f;
-        } else
-            return 0;
-        n++;
-        for (int i = 0; i < more; i++, n++) {
-            if (p[n] < lo || p[n] > hi)
-                return 0;
-            lo = 0x80, hi = 0xbf;
-        }
-        if (n > max)
-            return 0;
-    }
-    return 1;
-}
-
-/* "%text%" for LIKE with '\' as the escape, so that '%' and '_' are searched literally.
- * out must hold 2 * strlen(q) + 3 bytes; "" when q is empty (no filter). */
-static void like_pattern(const char *q, char *out)
-{
-    size_t o = 0, n = strlen(q);
-    while (n && q[n - 1] == ' ')
-        n--;
-    if (!n) {
-        out[0] = '\0';
-        return;
-    }
-    out[o++] = '%';
-    for (size_t i = 0; i < n; i++) {
-        if (q[i] == '%' || q[i] == '_' || q[i] == '\\')
-            out[o++] = '\\';
-        out[o++] = q[i];
-    }
-    out[o++] = '%';
-    out[o] = '\0';
-}
-
 /* A decimal in 1..max with digits only; -1 otherwise. */
 static long parse_count(const char *s, long max)
 {
@@ -191,7 +128,7 @@ static const char *name_problem(const char *name)
 {
     if (!name || !*name)
         return N_("Indiquez un nom pour le jeton (le partenaire qui l'utilisera).");
-    if (!valid_text(name, NAME_MAX_BYTES))
+    if (!mk_text_ok(name, NAME_MAX_BYTES, 0))
         return N_("Le nom doit faire au plus 100 octets, sans caractère de contrôle.");
     return NULL;
 }
@@ -211,6 +148,8 @@ static int token_create(const char *name, int64_t created_by, char tok[TOKEN_CHA
                        "ssIs", name, hex, created_by, now) < 0)
         return HALLE_ERROR;
     *id = mk_api->db_last_id(mk_host);
+    if (mk_fold_rows("market_api_tokens", *id) != HALLE_OK)
+        return HALLE_ERROR;
     return HALLE_OK;
 }
 
@@ -341,9 +280,10 @@ static int list_params(halle_request *r, listq *l)
     if (l->per_page < 0)
         return send_error(r, 400, "per_page must be a whole number from 1 to 200"), 0;
     const char *q = mk_query(r);
-    if (!valid_text(q, Q_MAX_BYTES))
+    if (!mk_text_ok(q, Q_MAX_BYTES, 0))
         return send_error(r, 400, "q must be UTF-8 text of at most 200 bytes"), 0;
-    like_pattern(q, l->like);
+    mk_api->like_pattern(q, l->like, sizeof l->like);
+    mk_search_ready(); /* searched and sorted by the keys */
     return 1;
 }
 
@@ -486,7 +426,7 @@ static json_t *ref_row(halle_stmt *st) { return object_of(st, ref_fields, NFIELD
 static const field pref_fields[] = {{"slug", 's'}, {"business_name", 's'}, {"town", 's'}};
 static json_t *pref_row(halle_stmt *st) { return object_of(st, pref_fields, NFIELDS(pref_fields)); }
 
-#define GROUP_WHERE " WHERE (?1 = '' OR g.name LIKE ?1 ESCAPE '\\' OR g.town LIKE ?1 ESCAPE '\\')"
+#define GROUP_WHERE " WHERE (?1 = '' OR g.name_folded LIKE ?1 ESCAPE '\\' OR g.town_folded LIKE ?1 ESCAPE '\\')"
 
 static int groups_list(halle_request *r, void *ud)
 {
@@ -497,7 +437,7 @@ static int groups_list(halle_request *r, void *ud)
     long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*) FROM market_groups g" GROUP_WHERE, "s", l.like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " GROUP_COLS " FROM market_groups g" GROUP_WHERE
-                                      " ORDER BY g.name, g.id LIMIT ?2 OFFSET ?3",
+                                      " ORDER BY g.name_folded, g.name, g.id LIMIT ?2 OFFSET ?3",
                                       "sii", l.like, (int)l.per_page, (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, group_row, &l, total));
 }
@@ -549,7 +489,7 @@ static json_t *producer_row(halle_stmt *st) { return object_of(st, producer_fiel
 #define PRODUCER_WHERE                                                                                       \
     " WHERE (?1 = 0 OR EXISTS (SELECT 1 FROM market_group_producers gp WHERE gp.group_id = ?1"              \
     " AND gp.producer_id = pr.id AND gp.status = 'accepted'))"                                                \
-    " AND (?2 = '' OR pr.business_name LIKE ?2 ESCAPE '\\' OR pr.town LIKE ?2 ESCAPE '\\')"
+    " AND (?2 = '' OR pr.business_name_folded LIKE ?2 ESCAPE '\\' OR pr.town_folded LIKE ?2 ESCAPE '\\')"
 
 static int producers_list(halle_request *r, void *ud)
 {
@@ -564,7 +504,7 @@ static int producers_list(halle_request *r, void *ud)
         mk_api->db_query(mk_host, "SELECT count(*) FROM market_producers pr" PRODUCER_WHERE, "Is", group, l.like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " PRODUCER_COLS " FROM market_producers pr" PRODUCER_WHERE
-                                      " ORDER BY pr.business_name, pr.id LIMIT ?3 OFFSET ?4",
+                                      " ORDER BY pr.business_name_folded, pr.business_name, pr.id LIMIT ?3 OFFSET ?4",
                                       "Isii", group, l.like, (int)l.per_page, (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, producer_row, &l, total));
 }
@@ -732,7 +672,7 @@ static json_t *product_row(halle_stmt *st)
     " AND (?3 = 0 OR (EXISTS (SELECT 1 FROM market_catalog_groups cg WHERE cg.catalog_id = p.catalog_id"        \
     " AND cg.group_id = ?3) AND EXISTS (SELECT 1 FROM market_group_producers gp WHERE gp.group_id = ?3"         \
     " AND gp.producer_id = p.producer_id AND gp.status = 'accepted')))"                                         \
-    " AND (?4 = '' OR p.name LIKE ?4 ESCAPE '\\' OR p.description LIKE ?4 ESCAPE '\\')"
+    " AND (?4 = '' OR p.name_folded LIKE ?4 ESCAPE '\\' OR p.description_folded LIKE ?4 ESCAPE '\\')"
 
 static int products_list(halle_request *r, void *ud)
 {
@@ -749,7 +689,7 @@ static int products_list(halle_request *r, void *ud)
                                                   producer, category, group, l.like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " PRODUCT_COLS PRODUCT_FROM PRODUCT_WHERE
-                                      " ORDER BY p.name, p.id LIMIT ?5 OFFSET ?6",
+                                      " ORDER BY p.name_folded, p.name, p.id LIMIT ?5 OFFSET ?6",
                                       "IIIsii", producer, category, group, l.like, (int)l.per_page,
                                       (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, product_row, &l, total));
@@ -799,17 +739,18 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
 {
     int page = mk_page(r);
     const char *q = mk_query(r);
-    if (!valid_text(q, Q_MAX_BYTES))
+    if (!mk_text_ok(q, Q_MAX_BYTES, 0))
         q = "";
     char like[2 * Q_MAX_BYTES + 3];
-    like_pattern(q, like);
+    mk_api->like_pattern(q, like, sizeof like);
+    mk_search_ready();
     long long total = count_rows(mk_api->db_query(
-        mk_host, "SELECT count(*) FROM market_api_tokens t WHERE (?1 = '' OR t.name LIKE ?1 ESCAPE '\\')", "s", like));
+        mk_host, "SELECT count(*) FROM market_api_tokens t WHERE (?1 = '' OR t.name_folded LIKE ?1 ESCAPE '\\')", "s", like));
     json_t *tokens = rows_array(
         mk_api->db_query(mk_host,
                          "SELECT t.id, t.name, t.created_at, t.last_used_at, t.revoked_at, t.created_by "
                          "FROM market_api_tokens t "
-                         "WHERE (?1 = '' OR t.name LIKE ?1 ESCAPE '\\') ORDER BY t.id DESC LIMIT ?2 OFFSET ?3",
+                         "WHERE (?1 = '' OR t.name_folded LIKE ?1 ESCAPE '\\') ORDER BY t.id DESC LIMIT ?2 OFFSET ?3",
                          "sii", like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
         token_row);
     /* Who made each token: the core's user API, not its tables (0: the command line). */
@@ -830,7 +771,7 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
     json_t *ctx = json_pack("{s:s, s:b, s:o, s:o, s:s, s:s}", "title", mk_api->tr(r, "Jetons de l'API"), "has_tokens", any,
                             "tokens", tokens, "pagination",
                             mk_pagination(page, total, q), "base", TOKENS_PATH, "name",
-                            name && valid_text(name, NAME_MAX_BYTES) ? name : "");
+                            name && mk_text_ok(name, NAME_MAX_BYTES, 0) ? name : "");
     if (ctx && error)
         json_object_set_new(ctx, "error", json_string(error));
     if (!ctx)

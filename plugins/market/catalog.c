@@ -140,8 +140,11 @@ static int catalog_create(halle_request *r, void *ud)
     if (mk_api->db_run(mk_host, "INSERT INTO market_catalogs (producer_id, name, description, created_at) VALUES (?, ?, ?, ?)",
                        "Isss", pid, name, desc, now) < 0)
         return mk_error(r, 500, NULL);
+    int64_t id = mk_api->db_last_id(mk_host);
+    if (mk_fold_rows("market_catalogs", id) != HALLE_OK)
+        return mk_error(r, 500, NULL);
     char loc[64];
-    snprintf(loc, sizeof loc, "/producer/catalogs/%lld?done=created", (long long)mk_api->db_last_id(mk_host));
+    snprintf(loc, sizeof loc, "/producer/catalogs/%lld?done=created", (long long)id);
     return mk_api->resp_redirect(r, loc);
 }
 
@@ -192,7 +195,7 @@ static int catalog_page(halle_request *r, const catalog *c, int status, const ch
     if (mk_like_pattern(q, like, sizeof like))
         snprintf(like, sizeof like, "%%");
     /* the (catalog_id, name) index serves both the count and the page */
-    static const char *const where = "WHERE p.catalog_id = ? AND (p.name LIKE ?2 ESCAPE '\\' OR p.ref LIKE ?2 ESCAPE '\\') ";
+    static const char *const where = "WHERE p.catalog_id = ? AND (p.name_folded LIKE ?2 ESCAPE '\\' OR p.ref_folded LIKE ?2 ESCAPE '\\') ";
     char sql[700];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM market_products p %s", where);
     long long total = 0;
@@ -203,7 +206,7 @@ static int catalog_page(halle_request *r, const catalog *c, int status, const ch
     snprintf(sql, sizeof sql,
              "SELECT p.id, p.ref, p.name, p.unit, p.quantity, p.price_cents, p.vat_rate_bp, p.organic, p.active, p.stock, "
              "k.name FROM market_products p LEFT JOIN market_categories k ON k.id = p.category_id %s"
-             "ORDER BY p.name, p.id LIMIT ?3 OFFSET ?4", where);
+             "ORDER BY p.name_folded, p.name, p.id LIMIT ?3 OFFSET ?4", where);
     json_t *products = json_array();
     st = mk_api->db_query(mk_host, sql, "IsiI", c->id, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {
@@ -263,7 +266,8 @@ static int catalog_post(halle_request *r, void *ud)
     if (mk_get_field(r, "description", desc, sizeof desc, 1))
         return catalog_page(r, &c, 422, mk_api->tr(r, "Description trop longue (2000 caractères au plus)."));
     if (mk_api->db_run(mk_host, "UPDATE market_catalogs SET name = ?, description = ?, active = ? WHERE id = ?", "ssiI", name,
-                       desc, *mk_param(r, "active") ? 1 : 0, c.id) < 0)
+                       desc, *mk_param(r, "active") ? 1 : 0, c.id) < 0 ||
+        mk_fold_rows("market_catalogs", c.id) != HALLE_OK)
         return mk_error(r, 500, NULL);
     char loc[64];
     snprintf(loc, sizeof loc, "/producer/catalogs/%lld?done=saved", (long long)c.id);
@@ -519,7 +523,8 @@ static int product_new_post(halle_request *r, void *ud)
                        "IIssssdIiiIidibisiss", c.id, c.producer_id, f.ref, f.name, f.description, f.unit, f.quantity,
                        (int64_t)f.price, f.vat, f.organic, f.category, f.has_stock, f.stock, f.image != NULL,
                        f.image ? f.image : "", f.image_len, f.image != NULL, f.image_type ? f.image_type : "", f.active,
-                       now, now) < 0)
+                       now, now) < 0 ||
+        mk_fold_rows("market_products", mk_api->db_last_id(mk_host)) != HALLE_OK)
         return mk_error(r, 500, NULL);
     char loc[64];
     snprintf(loc, sizeof loc, "/producer/catalogs/%lld?done=product", (long long)c.id);
@@ -621,7 +626,8 @@ static int product_post(halle_request *r, void *ud)
                        "ssssdIiiIidiiibiissI", f.ref, f.name, f.description, f.unit, f.quantity, (int64_t)f.price, f.vat,
                        f.organic, f.category, f.has_stock, f.stock, f.active, set_image, f.image != NULL,
                        f.image ? f.image : "", f.image_len, set_image, f.image != NULL, f.image_type ? f.image_type : "",
-                       now, pid) < 0)
+                       now, pid) < 0 ||
+        mk_fold_rows("market_products", pid) != HALLE_OK)
         return mk_error(r, 500, NULL);
     char loc[64];
     snprintf(loc, sizeof loc, "/producer/catalogs/%lld?done=product", (long long)c.id);
@@ -779,10 +785,12 @@ static int import_tx(halle_host *h, void *ud)
         }
         if (rc < 0)
             return HALLE_ERROR;
+        if (p->existing_id && mk_fold_rows("market_products", p->existing_id) != HALLE_OK)
+            return HALLE_ERROR;
         if (j->verbose && ((i + 1) % 1000 == 0 || i + 1 == imp->nrows))
             fprintf(stderr, "import: %zu/%zu lignes importées\n", i + 1, imp->nrows);
     }
-    return HALLE_OK;
+    return mk_fold_rows("market_products", 0); /* the new rows */
 }
 
 /* A problem that is not a line's, added to the report. */

@@ -46,71 +46,20 @@ static const char *tr(const mk_csv_import *imp, const char *msgid)
 
 /* ---- text helpers ------------------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when malformed. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+/* The SDK's validator (api->text_valid) reads a string: data is a buffer of len bytes without
+ * NUL (checked before), so a terminated copy is checked. Control characters other than
+ * newlines and tabs make it "not UTF-8" too: such a file is no spreadsheet's CSV. */
+static int text_is_utf8(const char *s, size_t n)
 {
-    if (s[0] < 0x80)
-        return 1;
-    size_t len;
-    unsigned cp;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        len = 2, cp = s[0] & 0x1f;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        len = 3, cp = s[0] & 0x0f;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        len = 4, cp = s[0] & 0x07;
-    else
+    char *c = malloc(n + 1);
+    if (!c)
         return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
+    memcpy(c, s, n);
+    c[n] = '\0';
+    int ok = mk_api->text_valid(c, n, 1) >= 0;
+    free(c);
+    return ok;
 }
-
-static int utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq(p + i, n - i);
-        if (!l)
-            return 0;
-        i += l;
-    }
-    return 1;
-}
-
-int mk_text_ok(const char *s, size_t max, int multiline)
-{
-    if (!s)
-        return 0;
-    size_t n = strnlen(s, max + 1);
-    if (n > max || !utf8_valid(s, n))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && !(multiline && (c == '\n' || c == '\r' || c == '\t'))) || c == 0x7f)
-            return 0;
-    }
-    return 1;
-}
-
-/* Letters French text uses, without their accents. */
-static const struct {
-    const char *utf8;
-    const char *ascii;
-} folds[] = {
-    {"à", "a"}, {"â", "a"}, {"ä", "a"}, {"á", "a"}, {"ç", "c"}, {"é", "e"}, {"è", "e"}, {"ê", "e"}, {"ë", "e"},
-    {"î", "i"}, {"ï", "i"}, {"í", "i"}, {"ô", "o"}, {"ö", "o"}, {"ó", "o"}, {"ù", "u"}, {"û", "u"}, {"ü", "u"},
-    {"ú", "u"}, {"ÿ", "y"}, {"ñ", "n"}, {"œ", "oe"}, {"æ", "ae"}, {"À", "a"}, {"Â", "a"}, {"Ä", "a"}, {"Ç", "c"},
-    {"É", "e"}, {"È", "e"}, {"Ê", "e"}, {"Ë", "e"}, {"Î", "i"}, {"Ï", "i"}, {"Ô", "o"}, {"Ö", "o"}, {"Ù", "u"},
-    {"Û", "u"}, {"Ü", "u"}, {"Œ", "oe"}, {"Æ", "ae"}, {"Ÿ", "y"}, {"Ñ", "n"},
-};
 
 /* Blanks: ASCII ones, no-break space (C2 A0) and narrow no-break space (E2 80 AF), which
  * spreadsheets put in numbers; returns their length or 0. */
@@ -123,53 +72,6 @@ static size_t blank_len(const char *p)
     if ((unsigned char)p[0] == 0xe2 && (unsigned char)p[1] == 0x80 && (unsigned char)p[2] == 0xaf)
         return 3;
     return 0;
-}
-
-void mk_fold(const char *in, char *out, size_t len)
-{
-    size_t o = 0;
-    int space = 0;
-    if (!len)
-        return;
-    for (const char *p = in ? in : ""; *p;) {
-        size_t b = blank_len(p);
-        if (b) {
-            space = 1;
-            p += b;
-            continue;
-        }
-        char one[2] = {0, 0};
-        const char *add = NULL;
-        size_t step = 1;
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x80) {
-            one[0] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-            add = one;
-        } else {
-            for (size_t i = 0; i < sizeof folds / sizeof folds[0]; i++) {
-                size_t l = strlen(folds[i].utf8);
-                if (!strncmp(p, folds[i].utf8, l)) {
-                    add = folds[i].ascii;
-                    step = l;
-                    break;
-                }
-            }
-            if (!add) { /* other letters stay as they are */
-                one[0] = *p;
-                add = one;
-            }
-        }
-        size_t al = strlen(add);
-        if (o + (space && o) + al >= len)
-            break;
-        if (space && o)
-            out[o++] = ' ';
-        space = 0;
-        memcpy(out + o, add, al);
-        o += al;
-        p += step;
-    }
-    out[o] = '\0';
 }
 
 /* ---- field parsers ------------------------------------------------------------------------- */
@@ -286,39 +188,41 @@ int mk_lang_is_english(const char *lang)
     return lang && lang[0] == 'e' && lang[1] == 'n' && (!lang[2] || lang[2] == '-' || lang[2] == '_');
 }
 
-/* The French decimal comma becomes a point in English. */
-static void english_point(const char *lang, char *out)
-{
-    char *c = mk_lang_is_english(lang) ? strchr(out, ',') : NULL;
-    if (c)
-        *c = '.';
-}
-
+/* Display formats are the SDK's (api->format_price, format_number): the same rules as the
+ * core's pages, thousands separated, the symbol held to its amount by a no-break space. */
 void mk_price_text(const char *lang, long long cents, char *out, size_t len)
 {
-    char num[32];
     if (!len)
         return;
-    mk_price_format(cents, num, sizeof num);
-    english_point(lang, num);
-    snprintf(out, len, mk_lang_is_english(lang) ? "€%s" : "%s €", num);
+    if (cents < 0)
+        cents = 0;
+    if (mk_api->format_price(lang, (int64_t)cents, "EUR", out, len) != HALLE_OK)
+        out[0] = '\0';
+}
+
+/* Up to 3 decimals, as many as the value has: 2.5 -> "2,5", 3 -> "3". */
+static int decimals_of(double v)
+{
+    long long m = (long long)(v * 1000 + 0.5); /* v >= 0 */
+    return m % 1000 == 0 ? 0 : m % 100 == 0 ? 1 : m % 10 == 0 ? 2 : 3;
 }
 
 void mk_decimal_text(const char *lang, double v, char *out, size_t len)
 {
     if (!len)
         return;
-    mk_decimal_format(v, out, len);
-    english_point(lang, out);
+    if (!isfinite(v) || v < 0 || v > 1e9)
+        v = 0;
+    if (mk_api->format_number(lang, v, decimals_of(v), out, len) != HALLE_OK)
+        out[0] = '\0';
 }
 
 void mk_vat_text(const char *lang, int bp, char *out, size_t len)
 {
-    char num[16];
+    char num[32];
     if (!len)
         return;
-    mk_vat_format(bp, num, sizeof num);
-    english_point(lang, num);
+    mk_decimal_text(lang, bp < 0 ? 0 : bp / 100.0, num, sizeof num);
     snprintf(out, len, mk_lang_is_english(lang) ? "%s%%" : "%s %%", num);
 }
 
@@ -1001,7 +905,7 @@ int mk_csv_parse(mk_csv_import *imp, const char *data, size_t len, const mk_csv_
     }
     char *owned = NULL;
     const char *text = data ? data : "";
-    if (!utf8_valid(text, len)) {
+    if (!text_is_utf8(text, len)) {
         owned = from_cp1252(imp, text, len, &len, err);
         if (!owned)
             return err ? err->code : MK_EINVAL;
@@ -1044,25 +948,6 @@ const char *mk_image_type(const void *data, size_t len)
     return NULL;
 }
 
-int mk_like_pattern(const char *q, char *out, size_t len)
-{
-    size_t o = 0;
-    if (!len)
-        return -1;
-    out[o++] = '%';
-    for (const char *p = q ? q : ""; *p; p++) {
-        if (o + 3 >= len)
-            return -1;
-        if (*p == '%' || *p == '_' || *p == '\\')
-            out[o++] = '\\';
-        out[o++] = *p;
-    }
-    if (o + 2 > len)
-        return -1;
-    out[o++] = '%';
-    out[o] = '\0';
-    return 0;
-}
 
 int64_t mk_id(const char *s)
 {

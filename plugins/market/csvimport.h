@@ -114,7 +114,8 @@ void mk_vat_text(const char *lang, int bp, char *out, size_t len);
 int mk_vat_allowed(int bp);
 /* oui/non/yes/no/1/0/x/vrai/faux/true/false/"" -> 1 or 0; -1 otherwise. */
 int mk_bool_parse(const char *s);
-/* Lower case, accents removed, blanks trimmed and squeezed: "  Catégorie " -> "categorie". */
+/* The SDK's folding (api->fold): lower case, accents removed, blanks trimmed and squeezed:
+ * "  Catégorie " -> "categorie". */
 void mk_fold(const char *in, char *out, size_t len);
 /* 1 when s is valid UTF-8 of at most max bytes, without control characters (but newlines
  * and tabs when multiline). */
@@ -126,11 +127,14 @@ int mk_text_ok(const char *s, size_t max, int multiline);
 /* "image/png", "image/jpeg" or "image/webp" from the file's first bytes (never from what the
  * browser claims), NULL for anything else. */
 const char *mk_image_type(const void *data, size_t len);
-/* A LIKE pattern matching q anywhere ('%', '_' and '\' escaped: use ESCAPE '\'); 0, or -1
- * when q does not fit in out. */
+/* The SDK's LIKE pattern (api->like_pattern: q folded, '%', '_' and '\' escaped: use ESCAPE
+ * '\' over a *_folded column), "%%" for an empty q; 0, or -1 when q does not fit in out. */
 int mk_like_pattern(const char *q, char *out, size_t len);
 /* A route's numeric id, or 0 when it is not one (too long, zero). */
 int64_t mk_id(const char *s);
+/* A stored date ("2026-11-25..." ISO text) in the page's language through the SDK:
+ * "mercredi 25 novembre 2026" / "Wednesday, 25 November 2026"; "" when it is not one. */
+json_t *mk_date_json(halle_request *r, const char *iso);
 
 
 /* Helpers shared by the market's page modules (producers.c, catalog.c). */

@@ -102,39 +102,8 @@ static json_t *options(halle_request *r, const choice *c, const char *current)
 
 /* The number of characters in s when it is valid UTF-8 without control characters (newlines
  * and tabs allowed when multiline), else -1: what is stored must be safe to show anywhere. */
-static long text_chars(const char *s, int multiline)
-{
-    long n = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p, cp;
-        int len;
-        if (c < 0x80) {
-            if ((c < 0x20 && !(multiline && (c == '\n' || c == '\r' || c == '\t'))) || c == 0x7f)
-                return -1;
-            len = 1, cp = c;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2, cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3, cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4, cp = c & 0x07;
-        } else {
-            return -1;
-        }
-        for (int i = 1; i < len; i++) { /* a NUL fails the test before anything past it is read */
-            if ((p[i] & 0xc0) != 0x80)
-                return -1;
-            cp = cp << 6 | (p[i] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return -1;
-        p += len;
-        n++;
-    }
-    return n;
-}
+#define TEXT_MAX (1u << 20)
+#define text_chars(s, multiline) mk_api->text_valid((s), TEXT_MAX, (multiline))
 
 /* Copies s without its leading and trailing blanks into out; -1 when it does not fit. */
 static int trimmed(const char *s, char *out, size_t size)
@@ -175,23 +144,6 @@ static const char *search_text(halle_request *r, char *out, size_t size)
     return out;
 }
 
-/* "%" q "%" with \, % and _ escaped, for LIKE ? ESCAPE '\': the user's text matches literally. */
-static const char *like_pattern(const char *q, char *out, size_t size)
-{
-    size_t o = 0;
-    if (size < 3)
-        return "";
-    out[o++] = '%';
-    for (const char *p = q; *p && o + 3 < size; p++) {
-        if (*p == '\\' || *p == '%' || *p == '_')
-            out[o++] = '\\';
-        out[o++] = *p;
-    }
-    out[o++] = '%';
-    out[o] = '\0';
-    return out;
-}
-
 /* 0.5, "kg" -> "0,5 kg" in French, "0.5 kg" in English; "pièce" and "vrac" translated. */
 static void format_quantity(halle_request *r, double qty, const char *unit, char *out, size_t size)
 {
@@ -203,15 +155,6 @@ static void format_quantity(halle_request *r, double qty, const char *unit, char
 }
 
 /* "2026-03-07T10:00:00Z" -> "07/03/2026"; anything else as it is. */
-static json_t *french_date(const char *iso)
-{
-    char out[16];
-    if (!iso || strlen(iso) < 10 || iso[4] != '-' || iso[7] != '-')
-        return json_string(iso && text_chars(iso, 0) >= 0 ? iso : "");
-    snprintf(out, sizeof out, "%.2s/%.2s/%.4s", iso + 8, iso + 5, iso);
-    return json_string(text_chars(out, 0) >= 0 ? out : "");
-}
-
 static int64_t parse_id(const char *s)
 {
     if (!s || !*s || strlen(s) > 18)
@@ -465,17 +408,17 @@ static int directory(halle_request *r, void *ud)
     (void)ud;
     char q[QUERY_MAX + 1], like[2 * QUERY_MAX + 4];
     search_text(r, q, sizeof q);
-    like_pattern(q, like, sizeof like);
+    mk_like_pattern(q, like, sizeof like);
     int page = mk_page(r);
     long long total = first_int(mk_api->db_query(
-        mk_host, "SELECT count(*) FROM market_groups WHERE (? = '' OR name LIKE ? ESCAPE '\\' OR town LIKE ? ESCAPE '\\')",
+        mk_host, "SELECT count(*) FROM market_groups WHERE (? = '' OR name_folded LIKE ? ESCAPE '\\' OR town_folded LIKE ? ESCAPE '\\')",
         "sss", q, like, like));
     static const char *const cols[] = {"slug", "name", "town", "kind", "join_policy", NULL};
     json_t *groups = rows_array(
         mk_api->db_query(mk_host,
                          "SELECT slug, name, town, kind, join_policy FROM market_groups "
-                         "WHERE (? = '' OR name LIKE ? ESCAPE '\\' OR town LIKE ? ESCAPE '\\') "
-                         "ORDER BY name, id LIMIT ? OFFSET ?",
+                         "WHERE (? = '' OR name_folded LIKE ? ESCAPE '\\' OR town_folded LIKE ? ESCAPE '\\') "
+                         "ORDER BY name_folded, name, id LIMIT ? OFFSET ?",
                          "sssii", q, like, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
         cols);
     if (total < 0 || !groups) {
@@ -572,6 +515,8 @@ static int create_tx(halle_host *h, void *ud)
                        c->f->postcode, c->f->town, c->uid, now) < 0)
         return HALLE_ERROR;
     c->gid = mk_api->db_last_id(h);
+    if (mk_fold_rows("market_groups", c->gid) != HALLE_OK)
+        return HALLE_ERROR;
     if (mk_api->db_run(h,
                        "INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
                        "VALUES (?, ?, 'coordinator', 'active', ?, ?)",
@@ -1023,16 +968,16 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
     " JOIN market_catalogs c ON c.id = cg.catalog_id AND c.active = 1 AND c.producer_id = gp.producer_id"    \
     " JOIN market_products p ON p.catalog_id = c.id AND p.active = 1"                                        \
     " JOIN market_producers pr ON pr.id = p.producer_id"                                                      \
-    " WHERE cg.group_id = ? AND (? = '' OR p.name LIKE ? ESCAPE '\\')"
+    " WHERE cg.group_id = ? AND (? = '' OR p.name_folded LIKE ? ESCAPE '\\')"
 
 static json_t *products(halle_request *r, int64_t gid, const char *q, int page, long long *total)
 {
     char like[2 * QUERY_MAX + 4];
-    like_pattern(q, like, sizeof like);
+    mk_like_pattern(q, like, sizeof like);
     *total = first_int(mk_api->db_query(mk_host, "SELECT count(*)" OFFERED_FROM, "Iss", gid, q, like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT p.id, p.name, p.price_cents, p.unit, p.quantity, p.organic, "
-                                      "pr.business_name, pr.slug" OFFERED_FROM " ORDER BY p.name, p.id LIMIT ? OFFSET ?",
+                                      "pr.business_name, pr.slug" OFFERED_FROM " ORDER BY p.name_folded, p.name, p.id LIMIT ? OFFSET ?",
                                       "Issii", gid, q, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE);
     json_t *a = json_array();
     while (st && a && mk_api->db_step(st) == HALLE_DB_ROW) {
@@ -1222,8 +1167,8 @@ static int group_leave(halle_request *r, void *ud)
 
 /* Members of the group with a status, in order of request (the waiting list's order), searched
  * by name or e-mail: sets ctx.KEY = {rows, total, more} and, for a full page, its pagination. */
-static int member_list(json_t *ctx, const char *key, int64_t gid, const char *status, const char *q, int page,
-                       int limit, const char *base)
+static int member_list(halle_request *r, json_t *ctx, const char *key, int64_t gid, const char *status,
+                       const char *q, int page, int limit, const char *base)
 {
     int offset = (page - 1) * limit;
     /* People are found by name or address through the core's user API (it answers with ids):
@@ -1276,7 +1221,7 @@ static int member_list(json_t *ctx, const char *key, int64_t gid, const char *st
     size_t i;
     json_t *m;
     json_array_foreach(rows, i, m)
-        json_object_set_new(m, "date", french_date(str_of(m, "requested_at")));
+        json_object_set_new(m, "date", mk_date_json(r, str_of(m, "requested_at")));
     if (!strcmp(status, "waiting")) {
         json_array_foreach(rows, i, m) {
             long long pos = (long long)offset + (long long)i + 1;
@@ -1337,9 +1282,9 @@ static int admin_page(halle_request *r, json_t *g, int64_t gid, json_t *form, js
     }
     json_t *ctx = json_pack("{s:o, s:o, s:s, s:o, s:o}", "group", g, "form", form, "q", q, "places", places(gid),
                             "appearance", look ? look : json_object());
-    if (!ctx || member_list(ctx, "members", gid, "active", q, page, MK_PER_PAGE, base) != HALLE_OK ||
-        member_list(ctx, "pending", gid, "pending", "", 1, SHORT_LIST, NULL) != HALLE_OK ||
-        member_list(ctx, "waiting", gid, "waiting", "", 1, SHORT_LIST, NULL) != HALLE_OK) {
+    if (!ctx || member_list(r, ctx, "members", gid, "active", q, page, MK_PER_PAGE, base) != HALLE_OK ||
+        member_list(r, ctx, "pending", gid, "pending", "", 1, SHORT_LIST, NULL) != HALLE_OK ||
+        member_list(r, ctx, "waiting", gid, "waiting", "", 1, SHORT_LIST, NULL) != HALLE_OK) {
         json_decref(ctx);
         return server_error(r);
     }
@@ -1393,7 +1338,7 @@ static int requests_get(halle_request *r, void *ud)
     int waiting = !strcmp(status, "waiting");
     json_t *ctx = json_pack("{s:o, s:s, s:b, s:s, s:s}", "group", g, "q", q, "is_waiting", waiting, "back", status,
                             "list_title", waiting ? mk_api->tr(r, "Liste d'attente") : mk_api->tr(r, "Demandes d'adhésion"));
-    if (!ctx || member_list(ctx, "list", gid, waiting ? "waiting" : "pending", q, mk_page(r), MK_PER_PAGE, base) != HALLE_OK) {
+    if (!ctx || member_list(r, ctx, "list", gid, waiting ? "waiting" : "pending", q, mk_page(r), MK_PER_PAGE, base) != HALLE_OK) {
         json_decref(ctx);
         return server_error(r);
     }
@@ -1406,7 +1351,7 @@ static int requests_get(halle_request *r, void *ud)
 /* A group's producers, searched by name or town. */
 #define PRODUCERS_WHERE                                                                                     \
     " FROM market_group_producers gp JOIN market_producers pr ON pr.id = gp.producer_id WHERE gp.group_id = ?" \
-    " AND (? = '' OR pr.business_name LIKE ? ESCAPE '\\' OR pr.town LIKE ? ESCAPE '\\')"
+    " AND (? = '' OR pr.business_name_folded LIKE ? ESCAPE '\\' OR pr.town_folded LIKE ? ESCAPE '\\')"
 
 static int producers_get(halle_request *r, void *ud)
 {
@@ -1417,13 +1362,13 @@ static int producers_get(halle_request *r, void *ud)
         return HALLE_OK;
     char q[QUERY_MAX + 1], like[2 * QUERY_MAX + 4], base[200];
     search_text(r, q, sizeof q);
-    like_pattern(q, like, sizeof like);
+    mk_like_pattern(q, like, sizeof like);
     int page = mk_page(r);
     snprintf(base, sizeof base, "/groups/%s/admin/producers", str_of(g, "slug"));
     long long total = first_int(mk_api->db_query(mk_host, "SELECT count(*)" PRODUCERS_WHERE, "Isss", gid, q, like, like));
     json_t *rows = rows_array(mk_api->db_query(mk_host,
                                                "SELECT pr.id, pr.slug, pr.business_name, pr.town, gp.status, gp.requested_at"
-                                               PRODUCERS_WHERE " ORDER BY gp.status <> 'pending', pr.business_name, pr.id "
+                                               PRODUCERS_WHERE " ORDER BY gp.status <> 'pending', pr.business_name_folded, pr.business_name, pr.id "
                                                "LIMIT ? OFFSET ?",
                                                "Isssii", gid, q, like, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
                               producer_cols);
@@ -1484,7 +1429,8 @@ static int settings_post(halle_request *r, void *ud)
     if (mk_api->db_run(mk_host,
                        "UPDATE market_groups SET name = ?, description = ?, kind = ?, join_policy = ?, address = ?, "
                        "postcode = ?, town = ? WHERE id = ?",
-                       "sssssssI", f.name, f.description, f.kind, f.policy, f.address, f.postcode, f.town, gid) < 0)
+                       "sssssssI", f.name, f.description, f.kind, f.policy, f.address, f.postcode, f.town, gid) < 0 ||
+        mk_fold_rows("market_groups", gid) != HALLE_OK)
         return server_error(r);
     return redirect_to(r, slug, "/admin", "settings");
 }

@@ -39,6 +39,14 @@ const char *mk_query(halle_request *r);
 /* Business time: the core's clock (HALLE_NOW in tests), as epoch seconds and as ISO text. */
 int64_t mk_time(void);
 const char *mk_now(char *buf, size_t len);
+/* Fills the search keys (COLUMN_folded, through api->fold) of the row id of table, or with id
+ * 0 of every row that has none (rows just inserted, rows older than the keys). Call it after
+ * every write of a searched column. HALLE_OK or HALLE_ERROR. */
+int mk_fold_rows(const char *table, int64_t id);
+/* Gives their keys to the rows of every searched table that have none (found through an
+ * index: cheap when there are none). Lists searched or sorted by the keys call it first
+ * (mk_like_pattern does). */
+void mk_search_ready(void);
 /* Renders a themed page or, on failure, an error page. Does not take the reference to ctx. */
 int mk_render(halle_request *r, const char *template_name, json_t *ctx);
 /* Answers with the themed error page. */

@@ -175,7 +175,8 @@ static int signup_tx(halle_host *h, void *ud)
                        "town, description, charter_version, charter_accepted_at, created_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        "Isssssssssss", j->user_id, j->slug, f->business_name, f->siret, f->vat_number, f->address,
-                       f->postcode, f->town, f->description, MK_CHARTER_VERSION, j->now, j->now) < 0)
+                       f->postcode, f->town, f->description, MK_CHARTER_VERSION, j->now, j->now) < 0 ||
+        mk_fold_rows("market_producers", mk_api->db_last_id(h)) != HALLE_OK)
         return HALLE_ERROR;
     return mk_api->user_add_role(h, j->user_id, HALLE_ROLE_PRODUCER, 0) < 0 ? HALLE_ERROR : HALLE_OK;
 }
@@ -257,7 +258,8 @@ static int profile_post(halle_request *r, void *ud)
                        "UPDATE market_producers SET business_name = ?, siret = ?, vat_number = ?, address = ?, "
                        "postcode = ?, town = ?, description = ? WHERE id = ?",
                        "sssssssI", f.business_name, f.siret, f.vat_number, f.address, f.postcode, f.town, f.description,
-                       pid) < 0)
+                       pid) < 0 ||
+        mk_fold_rows("market_producers", pid) != HALLE_OK)
         return mk_error(r, 500, NULL);
     return mk_api->resp_redirect(r, "/producer?done=profile");
 }
@@ -323,7 +325,7 @@ static int dashboard(halle_request *r, int status, const char *error)
     mk_set_str(producer, "slug", mk_api->db_col_text(st, 1));
     mk_set_str(producer, "town", mk_api->db_col_text(st, 2));
     mk_set_str(producer, "charter_version", mk_api->db_col_text(st, 3));
-    mk_set_str(producer, "charter_accepted_at", mk_api->db_col_text(st, 4));
+    json_object_set_new(producer, "charter_accepted_at", mk_date_json(r, mk_api->db_col_text(st, 4)));
     char slug[80];
     snprintf(slug, sizeof slug, "%s", mk_api->db_col_text(st, 1) ? mk_api->db_col_text(st, 1) : "");
     mk_api->db_done(st);
@@ -337,7 +339,7 @@ static int dashboard(halle_request *r, int status, const char *error)
     if (mk_like_pattern(q, like, sizeof like))
         snprintf(like, sizeof like, "%%");
     long long total = 0;
-    st = mk_api->db_query(mk_host, "SELECT count(*) FROM market_catalogs WHERE producer_id = ? AND name LIKE ? ESCAPE '\\'",
+    st = mk_api->db_query(mk_host, "SELECT count(*) FROM market_catalogs WHERE producer_id = ? AND name_folded LIKE ? ESCAPE '\\'",
                           "Is", pid, like);
     if (st && mk_api->db_step(st) == HALLE_DB_ROW)
         total = (long long)mk_api->db_col_int(st, 0);
@@ -345,8 +347,8 @@ static int dashboard(halle_request *r, int status, const char *error)
     json_t *cats = json_array();
     st = mk_api->db_query(mk_host,
                           "SELECT c.id, c.name, c.active, (SELECT count(*) FROM market_products p WHERE p.catalog_id = c.id) "
-                          "FROM market_catalogs c WHERE c.producer_id = ? AND c.name LIKE ? ESCAPE '\\' "
-                          "ORDER BY c.name, c.id LIMIT ? OFFSET ?",
+                          "FROM market_catalogs c WHERE c.producer_id = ? AND c.name_folded LIKE ? ESCAPE '\\' "
+                          "ORDER BY c.name_folded, c.name, c.id LIMIT ? OFFSET ?",
                           "IsiI", pid, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW)
         json_array_append_new(cats, json_pack("{s:I, s:s, s:b, s:I}", "id", (json_int_t)mk_api->db_col_int(st, 0), "name",
@@ -550,7 +552,7 @@ static int public_get(halle_request *r, void *ud)
     if (mk_like_pattern(q, like, sizeof like))
         snprintf(like, sizeof like, "%%");
     static const char *const from = "FROM market_products p JOIN market_catalogs c ON c.id = p.catalog_id "
-                                    "WHERE p.producer_id = ? AND p.active = 1 AND c.active = 1 AND p.name LIKE ? ESCAPE '\\' ";
+                                    "WHERE p.producer_id = ? AND p.active = 1 AND c.active = 1 AND p.name_folded LIKE ? ESCAPE '\\' ";
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT count(*) %s", from);
     long long total = 0;
@@ -560,7 +562,7 @@ static int public_get(halle_request *r, void *ud)
     mk_api->db_done(st);
     snprintf(sql, sizeof sql,
              "SELECT p.id, p.name, p.description, p.unit, p.quantity, p.price_cents, p.organic, p.image IS NOT NULL "
-             "%s ORDER BY p.name, p.id LIMIT ? OFFSET ?", from);
+             "%s ORDER BY p.name_folded, p.name, p.id LIMIT ? OFFSET ?", from);
     json_t *products = json_array();
     st = mk_api->db_query(mk_host, sql, "IsiI", pid, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {

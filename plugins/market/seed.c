@@ -463,6 +463,10 @@ static int seed_tx(halle_host *h, void *ud)
     for (size_t i = 0; i < N(producers); i++)
         if (seed_producer(s, &producers[i]) != HALLE_OK)
             return HALLE_ERROR;
+    static const char *const tables[] = {"market_groups", "market_producers", "market_catalogs", "market_products"};
+    for (size_t i = 0; i < N(tables); i++)
+        if (mk_fold_rows(tables[i], 0) != HALLE_OK)
+            return HALLE_ERROR;
     return HALLE_OK;
 }
 

@@ -345,8 +345,8 @@ def shop(t, srv, inst, s):
     t.ok(st == 200 and '<a href="/producers/ferme-du-chene">Ferme du Chêne</a>' in page,
          "the public page links to the accepted producer")
     t.ok("Chèvrerie des Prés" not in page and "Verger Refusé" not in page, "pending and declined producers are not listed")
-    t.ok("Tomates anciennes" in page and "12,50 €" in page, "an offered product shows with its French price")
-    t.ok("2,5 kg" in page and "3,20 €" in page, "quantities use a decimal comma")
+    t.ok("Tomates anciennes" in page and "12,50\u00a0€" in page, "an offered product shows with its French price")
+    t.ok("2,5 kg" in page and "3,20\u00a0€" in page, "quantities use a decimal comma")
     t.ok('market-organic' in page, "the organic flag shows")
     for name, why in (("Courgettes retirées", "an inactive product"), ("Poireaux", "a product of an inactive catalog"),
                       ("Radis ailleurs", "a product offered to another group"), ("Crottin frais", "a pending producer's product"),

@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 import sys
+import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -210,7 +211,7 @@ def group_page(t, srv, inst, s):
     fr = LangBrowser(srv.port)
     st, h, page = fr.get("/groups/" + slug)
     prices = re.findall(r'class="market-price">([^<]*)<', page)
-    t.ok(html_lang(page) == "fr" and "12,50 €" in prices and "3,20 €" in prices, "FR group page: \"12,50 €\"", prices)
+    t.ok(html_lang(page) == "fr" and "12,50\u00a0€" in prices and "3,20\u00a0€" in prices, "FR group page: \"12,50 €\"", prices)
     t.ok("2,5 kg" in page and "1 pièce" in page and "Lieux de distribution" in page and ">Rechercher</button>" in page,
          "FR group page: French quantities, units and sections")
     t.ok("€12.50" not in page and "Products" not in page, "FR group page: no English")
@@ -245,6 +246,10 @@ def producers(t, srv, inst, s):
     st, h, page = paul.get("/producer?done=signup")
     t.ok(st == 200 and html_lang(page) == "en" and "Your producer account is open." in page,
          "EN dashboard: the notice in English", st)
+    t.ok(re.search(r"Producers&#39; charter accepted on (Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, [1-9]\d? "
+                   r"(January|February|March|April|May|June|July|August|September|October|November|December) "
+                   r"20\d\d \(version", page),
+         "EN dashboard: the charter's date in English", re.findall(r"charter accepted on[^(]*", page))
     t.ok("<h2 id=\"t-catalogs\">My catalogs</h2>" in page and "Search for a catalog" in page and "No catalogs yet." in page
          and "My photos" in page and "Producers&#39; charter accepted on" in page, "EN dashboard: sections in English")
     t.eq(french_left(page), [], "EN dashboard: no French word of the market left")
@@ -277,7 +282,7 @@ def producers(t, srv, inst, s):
          "EN catalog: price, VAT rate, quantity and state in English", cells)
     t.eq(french_left(page), [], "EN catalog page: no French word of the market left")
     st, h, page = LangBrowser(srv.port, lang="fr").get("/producers/willow-farm")
-    t.ok("12,50 € TTC" in page and "0,5 vrac" in page, "FR public page of the producer: \"12,50 € TTC\"")
+    t.ok("12,50\u00a0€ TTC" in page and "0,5 vrac" in page, "FR public page of the producer: \"12,50 € TTC\"")
     st, h, page = paul.get("/producers/willow-farm")
     t.ok("€12.50 incl. VAT" in page and "0.5 bulk" in page, "EN public page of the producer: \"€12.50 incl. VAT\"")
 
@@ -295,12 +300,62 @@ def producers(t, srv, inst, s):
          "FR import: the same report in French", text[text.find("<h1"):][:600])
 
 
+def dates_and_search(t, srv, inst, s):
+    """Dates through the SDK in the page's language; search through the folded columns."""
+    gid = q1(inst, "SELECT id FROM market_groups WHERE slug = ?", s["slug"])[0]
+    vid = q1(inst, "SELECT id FROM hl_users WHERE email = 'vera@example.org'")[0]
+    with db(inst) as c:
+        c.execute("INSERT INTO market_members (group_id, user_id, role, status, requested_at) "
+                  "VALUES (?, ?, 'member', 'pending', '2026-11-25T09:30:00Z')", (gid, vid))
+    alice_en = login(srv.port, "alice@example.org", lang="en")
+    st, h, page = alice_en.get("/groups/%s/admin" % s["slug"])
+    t.ok(st == 200 and "Wednesday, 25 November 2026" in page and "25/11/2026" not in page,
+         "EN group admin: a member's request date in English", re.findall(r"market-request\">.*", page)[:2])
+    alice_fr = login(srv.port, "alice@example.org")
+    st, h, page = alice_fr.get("/groups/%s/admin" % s["slug"])
+    t.ok(st == 200 and "mercredi 25 novembre 2026" in page and "25/11/2026" not in page,
+         "FR group admin: the same date in French", re.findall(r"market-request\">.*", page)[:2])
+
+    # written by the market: the search key is stored with the row
+    st, h, page = alice_fr.submit("/groups/new", "/groups/new", {
+        "name": "Les Amis de l'Épeautre", "description": "", "kind": "buying_group", "join_policy": "open",
+        "address": "", "postcode": "42000", "town": "Saint-Étienne"})
+    t.eq(st, 303, "a group with accents is created")
+    t.eq(q1(inst, "SELECT name_folded, town_folded FROM market_groups WHERE name = ?", "Les Amis de l'Épeautre"),
+         ("les amis de l'epeautre", "saint-etienne"), "its folded name and town are stored on write")
+    en = LangBrowser(srv.port, lang="en")
+    for q in ("epeautre", "EPEAUTRE", "Épeautre", "ÉPEAUTRE", "Saint-Étienne", "saint-etienne"):
+        st, h, page = en.get("/groups?q=" + urllib.parse.quote(q))
+        t.ok("Les Amis de l&#39;Épeautre" in page and "1 result(s)" in page,
+             "the directory finds the group with %r" % q, re.findall(r"\d+ result\(s\)", page))
+    # sorted by the folded name: "Écluse" among the E's, not after every ASCII name
+    st, h, page = alice_fr.submit("/groups/new", "/groups/new", {
+        "name": "Écluse", "description": "", "kind": "buying_group", "join_policy": "open",
+        "address": "", "postcode": "44000", "town": "Nantes"})
+    t.eq(st, 303, "a group named with an accented capital is created")
+    st, h, page = en.get("/groups?page=2")
+    names = re.findall(r'<a href="/groups/[a-z0-9-]+">([^<]+)</a>', page)
+    t.ok("Écluse" in names and "Green Basket" in names and names.index("Écluse") < names.index("Green Basket"),
+         "the directory sorts by the folded name", names)
+    # written behind the market's back (SQL): given its key before the next search
+    with db(inst) as c:
+        cid = c.execute("SELECT c.id FROM market_catalogs c JOIN market_catalog_groups cg ON cg.catalog_id = c.id "
+                        "WHERE cg.group_id = ?", (gid,)).fetchone()[0]
+        pid = c.execute("SELECT producer_id FROM market_catalogs WHERE id = ?", (cid,)).fetchone()[0]
+        c.execute("INSERT INTO market_products (catalog_id, producer_id, name, unit, quantity, price_cents, vat_rate_bp, "
+                  "organic, active, created_at, updated_at) VALUES (?, ?, 'Farine d''Épeautre', 'kg', 1, 450, 550, 1, 1, ?, ?)",
+                  (cid, pid, NOW, NOW))
+    st, h, page = en.get("/groups/%s?q=epeautre" % s["slug"])
+    t.ok("Farine d&#39;Épeautre" in page and "Heirloom tomatoes" not in page and "\u20ac4.50" in page,
+         "a product search without accents finds the accented product, priced in English", main_part(page)[:600])
+
+
 def main():
     t = Tap()
     inst = setup(t)
     s = {}
     with Server(inst, workers=2, tap=t) as srv:
-        for fn in (make_data, directory, group_page, producers):
+        for fn in (make_data, directory, group_page, producers, dates_and_search):
             if fn is not make_data and "slug" not in s:
                 break
             t.run(fn, srv, inst, s)

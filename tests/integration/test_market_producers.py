@@ -298,7 +298,7 @@ def test_catalog_and_products(t, srv, inst, ctx):
     post_files(b, "/producer/products/%d" % prod, "/producer/products/%d" % prod, f, [])
     st, h, body = srv.get("/producers/la-ferme-des-saules")
     page = body.decode()
-    t.ok('<ul class="products">' in page and "<strong>Carottes</strong>" in page and "3,20 € TTC" in page
+    t.ok('<ul class="products">' in page and "<strong>Carottes</strong>" in page and "3,20\u00a0€ TTC" in page
          and '<img src="/products/%d/image"' % prod in page, "an active product is on the public page, with its image", page[:2000])
 
 

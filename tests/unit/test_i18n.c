@@ -3,7 +3,8 @@
  * negotiation, prices, numbers and dates byte for byte, the {{_ }} template tag, and the real
  * po/ catalogs: they load, every English msgid still appears in the C sources or the themes'
  * templates, and every T() msgid of the core pages, mk_api->tr() or N_() msgid of the market
- * plugin (the C files of plugins/market) and {{_ }} tag of the themes is translated.
+ * plugin (the C files of plugins/market) and {{_ }} tag of the themes and of the bundled Lua
+ * plugins' templates is translated.
  * Build alone: gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fsanitize=address,undefined -I.
  *   core/arena.c core/error.c core/i18n.c core/mustache.c tests/unit/test_i18n.c
  *   $(pkg-config --cflags --libs cmocka jansson) -lm -o /tmp/t && HALLE_SRCDIR=$PWD /tmp/t */
@@ -1436,6 +1437,12 @@ static void catalog_matches_sources(void **state)
     assert_true(tpl_files >= 6);
     assert_true(in_list(&d.tpl, "Aller au contenu"));
     assert_true(in_list(&d.tpl, "Propulsé par halle · vente directe sans commission"));
+    /* the bundled Lua plugins' own templates (halle.render translates their {{_ }} tags too) */
+    int plugin_tpls = 0;
+    snprintf(dir, sizeof dir, "%s/plugins", srcdir());
+    theme_msgids(dir, 4, &d.tpl, &plugin_tpls);
+    assert_true(plugin_tpls >= 1);
+    assert_true(in_list(&d.tpl, "Partager la page de"));
 
     snprintf(dir, sizeof dir, "%s/po", srcdir());
     hl_i18n *t = NULL;

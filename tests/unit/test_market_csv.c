@@ -15,6 +15,7 @@
 
 #include "plugins/market/csvimport.h"
 #include "plugins/market/market.h"
+#include "core/host.h"
 
 /* market.c calls every module's register function: the other modules are not under test. */
 int mk_groups_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
@@ -429,21 +430,22 @@ static void test_lang_formats(void **state)
     assert_true(mk_lang_is_english("en") && mk_lang_is_english("en-GB") && mk_lang_is_english("en_US"));
     assert_false(mk_lang_is_english("fr") || mk_lang_is_english(NULL) || mk_lang_is_english("") ||
                  mk_lang_is_english("eng") || mk_lang_is_english("e"));
+    /* the SDK's formats (api->format_price): a no-break space holds the symbol */
     mk_price_text("fr", 1250, buf, sizeof buf);
-    assert_string_equal(buf, "12,50 €");
+    assert_string_equal(buf, "12,50\u00a0€");
     mk_price_text("en", 1250, buf, sizeof buf);
     assert_string_equal(buf, "€12.50");
     mk_price_text("en-GB", 7, buf, sizeof buf);
     assert_string_equal(buf, "€0.07");
     mk_price_text(NULL, 320, buf, sizeof buf);
-    assert_string_equal(buf, "3,20 €");
+    assert_string_equal(buf, "3,20\u00a0€");
     mk_price_text("de", -500, buf, sizeof buf); /* no negative price: shown as zero, in French */
-    assert_string_equal(buf, "0,00 €");
-    mk_price_text("en", 9223372036854775807LL, buf, sizeof buf);
-    assert_string_equal(buf, "€92233720368547758.07");
+    assert_string_equal(buf, "0,00\u00a0€");
+    mk_price_text("en", 123456, buf, sizeof buf);
+    assert_string_equal(buf, "€1,234.56");
     char small[6];
-    mk_price_text("en", 123456, small, sizeof small); /* cut, never overflowed */
-    assert_int_equal(strlen(small), 5);
+    mk_price_text("en", 123456, small, sizeof small); /* too small: empty, never overflowed */
+    assert_string_equal(small, "");
     mk_price_text("en", 1, buf, 0);
     mk_decimal_text("en", 2.5, buf, sizeof buf);
     assert_string_equal(buf, "2.5");
@@ -453,6 +455,8 @@ static void test_lang_formats(void **state)
     assert_string_equal(buf, "3");
     mk_decimal_text("en", NAN, buf, sizeof buf);
     assert_string_equal(buf, "0");
+    mk_decimal_text("fr", 0.125, buf, sizeof buf);
+    assert_string_equal(buf, "0,125");
     mk_vat_text("en", 550, buf, sizeof buf);
     assert_string_equal(buf, "5.5%");
     mk_vat_text("fr", 550, buf, sizeof buf);
@@ -494,7 +498,7 @@ static void test_report_language(void **state)
 {
     (void)state;
     static halle_api fake;
-    fake.api_version = HALLE_API_VERSION;
+    fake = *hl_host_api(); /* the core's SDK (folding, validation), with tr in "English" */
     fake.tr = fake_tr;
     const halle_api *saved = mk_api;
     mk_api = &fake;
@@ -521,14 +525,15 @@ static void test_report_language(void **state)
     assert_string_equal(imp.errors[0], "ligne 2 : nom manquant ; prix invalide « abc »");
     mk_csv_free(&imp);
     mk_api = saved;
-    /* nor any API at all (as in the other tests) */
-    assert_int_equal(parse_for(&imp, page, "nom;prix;tva\n;abc;5,5\n"), MK_EINVAL);
+    /* nor with the core's own tr and no request */
+    assert_int_equal(parse_for(&imp, NULL, "nom;prix;tva\n;abc;5,5\n"), MK_EINVAL);
     assert_string_equal(imp.errors[0], "ligne 2 : nom manquant ; prix invalide « abc »");
     mk_csv_free(&imp);
 }
 
 int main(void)
 {
+    mk_api = hl_host_api(); /* the market's text helpers are the SDK's */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_french_spreadsheet), cmocka_unit_test(test_english_comma_and_tab),
         cmocka_unit_test(test_bad_lines_all_reported), cmocka_unit_test(test_many_errors_capped),
