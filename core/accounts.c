@@ -350,6 +350,17 @@ static int single_role(unsigned role)
            role == HL_ROLE_OPERATOR;
 }
 
+const char *hl_role_name(unsigned role)
+{
+    switch (role) {
+    case HL_ROLE_CLIENT: return "client";
+    case HL_ROLE_PRODUCER: return "producer";
+    case HL_ROLE_COORDINATOR: return "coordinator";
+    case HL_ROLE_OPERATOR: return "operator";
+    default: return NULL;
+    }
+}
+
 #define ALL_ROLES (HL_ROLE_CLIENT | HL_ROLE_PRODUCER | HL_ROLE_COORDINATOR | HL_ROLE_OPERATOR)
 
 /* 1 if the user exists and is not deleted, 0 if absent or deleted (-> *deleted), < 0 error. */

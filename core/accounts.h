@@ -28,6 +28,10 @@ enum {
     HL_ROLE_OPERATOR = 1u << 3
 };
 
+/* The name of one role bit ("client", "producer", "coordinator", "operator"), NULL for
+ * anything else: what plugins see (Lua's req.user.roles, the API's user_get). */
+const char *hl_role_name(unsigned role);
+
 #define HL_TOKEN_LEN 43    /* base64url of 32 random bytes, no padding */
 #define HL_MAX_GROUPS 64
 

@@ -95,9 +95,19 @@ static json_t *api_user_get(halle_host *h, int64_t id)
         set_error(h, err.msg[0] ? err.msg : "no such user");
         return NULL;
     }
-    json_t *out = json_pack("{s:I, s:s}", "id", (json_int_t)u.id, "name", u.name);
+    json_t *roles = json_array(), *groups = json_array();
+    for (unsigned bit = 1; bit && roles; bit <<= 1)
+        if ((u.roles & bit) && hl_role_name(bit))
+            json_array_append_new(roles, json_string(hl_role_name(bit)));
+    for (size_t i = 0; i < u.ngroups && groups; i++)
+        json_array_append_new(groups, json_integer((json_int_t)u.groups[i]));
+    /* "coordinates" is the one record of who runs a group: plugins keep no copy of it. */
+    json_t *out = json_pack("{s:I, s:s, s:o, s:o}", "id", (json_int_t)u.id, "name", u.name, "roles", roles,
+                            "coordinates", groups);
     if (out && sees_email(h))
         json_object_set_new(out, "email", json_string(u.email));
+    if (!out)
+        set_error(h, "out of memory");
     return out;
 }
 

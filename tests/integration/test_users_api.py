@@ -44,7 +44,8 @@ def get_json(t, srv, path):
     st, h, body = srv.get(path)
     t.eq(st, 200, "GET %s answers" % path)
     try:
-        return json.loads(body)
+        # An empty Lua table reaches JSON as {}: read it as the empty list it stands for.
+        return json.loads(body, object_hook=lambda o: o or [])
     except ValueError:
         return {"body": body[:300]}
 
@@ -63,6 +64,8 @@ def main():
         t.eq(r.returncode, 0, "user add %s" % email)
     with sqlite3.connect(inst.db) as c:
         ids = dict(c.execute("SELECT email, id FROM hl_users"))
+        c.executemany("INSERT INTO hl_user_roles (user_id, role, group_id) VALUES (?, 4, ?)",
+                      [(ids["paul@ferme.example"], 9), (ids["paul@ferme.example"], 7)])
         c.execute("UPDATE hl_users SET deleted_at = '2026-01-01T00:00:00Z' WHERE email = 'gone@example.org'")
     for name in ("nosy", "reader"):
         r = run(["plugin", "-c", inst.conf, "enable", name])
@@ -75,11 +78,15 @@ def main():
     srv = Server(inst, workers=1, tap=t).start()
     try:
         j = get_json(t, srv, "/nosy/user/%d" % lise)
-        t.eq(j.get("user"), {"id": lise, "name": "Lise Martin"},
-             "a plugin that does not read hl_users gets a user's id and name, no address")
+        t.eq(j.get("user"), {"id": lise, "name": "Lise Martin", "roles": ["client"], "coordinates": []},
+             "a plugin that does not read hl_users gets a user's id, name and roles, no address")
         j = get_json(t, srv, "/reader/user/%d" % lise)
-        t.eq(j.get("user"), {"id": lise, "name": "Lise Martin", "email": "lise@example.org"},
+        t.eq(j.get("user"), {"id": lise, "name": "Lise Martin", "email": "lise@example.org", "roles": ["client"],
+                             "coordinates": []},
              "a plugin whose manifest reads hl_users gets the address too")
+        j = get_json(t, srv, "/nosy/user/%d" % paul)
+        t.eq((j.get("user", {}).get("roles"), j.get("user", {}).get("coordinates")), (["client", "coordinator"], [7, 9]),
+             "the roles, and the groups a coordinator runs, from the core's hl_user_roles")
         t.eq(get_json(t, srv, "/reader/user/%d" % gone).get("user"), "none", "a deleted account is nobody")
         t.eq(get_json(t, srv, "/reader/user/999999").get("user"), "none", "an unknown id is nobody")
 
