@@ -258,29 +258,49 @@ static const char *tr_err(hl_request *req, const hl_err *err)
     return tr_text(req, err->msg, 0);
 }
 
-/* ---- sign-up ------------------------------------------------------------------------ */
+/* ---- themed pages ------------------------------------------------------------------- */
 
-static const char *policy_help(hl_request *req)
+/* The visitor's account pages are templates of the theme (themes/default/templates/account/),
+ * which a theme or a group's theme overrides like any other page. ctx (taken) joins the
+ * layout's context, with the title and the forms' CSRF token. */
+static int themed(hl_request *req, const char *tpl, const char *title, json_t *ctx)
 {
-    return T(req, "Au moins 8 caractères, dont 3 types parmi : majuscules, minuscules, chiffres, caractères spéciaux.");
+    req->page_title = hl_arena_strdup(req->arena, title);
+    json_t *page = hl_page_context(req);
+    if (!page || !ctx) {
+        json_decref(page);
+        json_decref(ctx);
+        return HL_ENOMEM;
+    }
+    json_object_update(page, ctx);
+    json_decref(ctx);
+    json_object_set_new(page, "title", json_string(title));
+    json_object_set_new(page, "csrf", json_string(hl_webauth_csrf(req)));
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_page_render(req, tpl, page, &err);
+    json_decref(page);
+    if (rc != HL_OK)
+        hl_log(HL_LOG_ERROR, "theme: %s", err.msg);
+    return rc;
 }
+
+/* ctx's "error" when there is one. */
+static json_t *with_error(json_t *ctx, const char *error)
+{
+    if (ctx && error)
+        json_object_set_new(ctx, "error", json_string(error));
+    return ctx;
+}
+
+/* ---- sign-up ------------------------------------------------------------------------ */
 
 static int signup_form(hl_request *req, const char *error)
 {
-    hl_page_begin(req, T(req, "Créer un compte"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Créer un compte"));
-    if (error)
-        hl_page_notice(req, "error", error);
-    hl_page_form_begin(req, "/signup", "signup");
-    hl_page_field(req, "email", "email", T(req, "Adresse e-mail"), val(req, "email"), "required autocomplete=\"email\"", NULL);
-    hl_page_field(req, "text", "name", T(req, "Nom"), val(req, "name"), "required autocomplete=\"name\" maxlength=\"120\"", NULL);
-    hl_page_field(req, "password", "password", T(req, "Mot de passe"), "", "required autocomplete=\"new-password\"", policy_help(req));
-    hl_page_field(req, "password", "password2", T(req, "Mot de passe (à nouveau)"), "", "required autocomplete=\"new-password\"", NULL);
-    hl_page_field(req, "checkbox", "terms", T(req, "J'accepte les conditions d'utilisation et la politique de confidentialité"),
-                  val(req, "terms"), "required", NULL);
-    hl_page_field(req, "checkbox", "age", T(req, "Je certifie avoir plus de 15 ans"), val(req, "age"), "required", NULL);
-    hl_page_form_end(req, T(req, "Créer mon compte"));
-    return hl_page_end(req);
+    return themed(req, "account/signup", T(req, "Créer un compte"),
+                  with_error(json_pack("{s:s, s:s, s:b, s:b}", "email", val(req, "email"), "name", val(req, "name"),
+                                       "terms", checked(req, "terms"), "age", checked(req, "age")),
+                             error));
 }
 
 static int signup_get(hl_request *req, void *ud)
@@ -291,14 +311,18 @@ static int signup_get(hl_request *req, void *ud)
     return signup_form(req, NULL);
 }
 
+/* A page that only tells something (account/message): kind "ok" or "error", with a link to
+ * the login page when login is set. */
+static int message_page(hl_request *req, const char *title, const char *text, const char *kind, int login)
+{
+    return themed(req, "account/message", title,
+                  json_pack("{s:s, s:s, s:s, s:b, s:b}", "heading", title, "message", text, "kind", kind, "error",
+                            !strcmp(kind, "error"), "login", login));
+}
+
 static int sent_page(hl_request *req, const char *title, const char *text)
 {
-    hl_page_begin(req, title);
-    hl_response_puts(req, "<h1>");
-    hl_response_html(req, title);
-    hl_response_puts(req, "</h1>\n");
-    hl_page_notice(req, "ok", text);
-    return hl_page_end(req);
+    return message_page(req, title, text, "ok", 0);
 }
 
 static int signup_post(hl_request *req, void *ud)
@@ -361,30 +385,18 @@ static int verify_get(hl_request *req, void *ud)
     if (!tok || hl_token_use(req->db, "verify", tok, &uid, NULL, 0, &err) != HL_OK ||
         hl_user_mark_verified(req->db, uid, &err) != HL_OK) {
         hl_response_status(req, 400);
-        return sent_page(req, T(req, "Lien invalide"), T(req, "Ce lien n'est pas valable ou a expiré. Créez votre compte à nouveau."));
+        return message_page(req, T(req, "Lien invalide"),
+                            T(req, "Ce lien n'est pas valable ou a expiré. Créez votre compte à nouveau."), "error", 0);
     }
-    hl_page_begin(req, T(req, "Adresse confirmée"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Adresse confirmée"));
-    hl_page_notice(req, "ok", T(req, "Votre compte est activé. Vous pouvez vous connecter."));
-    hl_response_printf(req, "<p><a href=\"/login\">%s</a></p>\n", T(req, "Se connecter"));
-    return hl_page_end(req);
+    return message_page(req, T(req, "Adresse confirmée"), T(req, "Votre compte est activé. Vous pouvez vous connecter."),
+                        "ok", 1);
 }
 
 /* ---- login / logout ----------------------------------------------------------------- */
 
 static int login_form(hl_request *req, const char *error)
 {
-    hl_page_begin(req, T(req, "Se connecter"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Se connecter"));
-    if (error)
-        hl_page_notice(req, "error", error);
-    hl_page_form_begin(req, "/login", "login");
-    hl_page_field(req, "email", "email", T(req, "Adresse e-mail"), val(req, "email"), "required autocomplete=\"username\"", NULL);
-    hl_page_field(req, "password", "password", T(req, "Mot de passe"), "", "required autocomplete=\"current-password\"", NULL);
-    hl_page_form_end(req, T(req, "Se connecter"));
-    hl_response_printf(req, "<p><a href=\"/password/forgot\">%s</a> · <a href=\"/signup\">%s</a></p>\n",
-                       T(req, "Mot de passe oublié ?"), T(req, "Créer un compte"));
-    return hl_page_end(req);
+    return themed(req, "account/login", T(req, "Se connecter"), with_error(json_pack("{s:s}", "email", val(req, "email")), error));
 }
 
 static int login_get(hl_request *req, void *ud)
@@ -427,13 +439,7 @@ static int logout_post(hl_request *req, void *ud)
 static int forgot_get(hl_request *req, void *ud)
 {
     (void)ud;
-    hl_page_begin(req, T(req, "Mot de passe oublié"));
-    hl_response_printf(req, "<h1>%s</h1>\n<p>%s</p>\n", T(req, "Mot de passe oublié"),
-                       T(req, "Indiquez votre adresse : vous recevrez un lien pour choisir un nouveau mot de passe."));
-    hl_page_form_begin(req, "/password/forgot", "forgot");
-    hl_page_field(req, "email", "email", T(req, "Adresse e-mail"), "", "required autocomplete=\"email\"", NULL);
-    hl_page_form_end(req, T(req, "Envoyer le lien"));
-    return hl_page_end(req);
+    return themed(req, "account/forgot", T(req, "Mot de passe oublié"), json_object());
 }
 
 static int forgot_post(hl_request *req, void *ud)
@@ -456,16 +462,7 @@ static int forgot_post(hl_request *req, void *ud)
 
 static int reset_form(hl_request *req, const char *token, const char *error)
 {
-    hl_page_begin(req, T(req, "Nouveau mot de passe"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Nouveau mot de passe"));
-    if (error)
-        hl_page_notice(req, "error", error);
-    hl_page_form_begin(req, "/password/reset", "reset");
-    hl_page_field(req, "hidden", "token", "", token, NULL, NULL);
-    hl_page_field(req, "password", "password", T(req, "Nouveau mot de passe"), "", "required autocomplete=\"new-password\"", policy_help(req));
-    hl_page_field(req, "password", "password2", T(req, "Nouveau mot de passe (à nouveau)"), "", "required autocomplete=\"new-password\"", NULL);
-    hl_page_form_end(req, T(req, "Enregistrer"));
-    return hl_page_end(req);
+    return themed(req, "account/reset", T(req, "Nouveau mot de passe"), with_error(json_pack("{s:s}", "token", token), error));
 }
 
 static int reset_get(hl_request *req, void *ud)
@@ -488,7 +485,8 @@ static int reset_post(hl_request *req, void *ud)
     int64_t uid;
     if (hl_token_use(req->db, "reset", tok, &uid, NULL, 0, &err) != HL_OK) {
         hl_response_status(req, 400);
-        return sent_page(req, T(req, "Lien invalide"), T(req, "Ce lien n'est pas valable ou a expiré. Demandez-en un nouveau."));
+        return message_page(req, T(req, "Lien invalide"), T(req, "Ce lien n'est pas valable ou a expiré. Demandez-en un nouveau."),
+                            "error", 0);
     }
     hl_password_params pp;
     hl_webauth_password_params(req->cfg, &pp);
@@ -498,11 +496,8 @@ static int reset_post(hl_request *req, void *ud)
      * lift the locks the owner could not lift themselves. */
     hl_session_destroy_all(req->db, uid, NULL, NULL);
     hl_user_unlock(req->db, uid, NULL);
-    hl_page_begin(req, T(req, "Mot de passe changé"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Mot de passe changé"));
-    hl_page_notice(req, "ok", T(req, "Votre nouveau mot de passe est enregistré ; vos autres sessions ont été fermées."));
-    hl_response_printf(req, "<p><a href=\"/login\">%s</a></p>\n", T(req, "Se connecter"));
-    return hl_page_end(req);
+    return message_page(req, T(req, "Mot de passe changé"),
+                        T(req, "Votre nouveau mot de passe est enregistré ; vos autres sessions ont été fermées."), "ok", 1);
 }
 
 /* "2026-11-25T01:24:45Z" as the page's language writes it: "mercredi 25 novembre 2026, 01:24
@@ -523,76 +518,20 @@ static const char *date_text(hl_request *req, const char *iso)
 static int account_page(hl_request *req, const char *ok, const char *error)
 {
     const hl_user *u = req->user;
-    hl_page_begin(req, T(req, "Mon compte"));
-    hl_response_printf(req, "<h1>%s</h1>\n", T(req, "Mon compte"));
-    if (ok)
-        hl_page_notice(req, "ok", ok);
-    if (error)
-        hl_page_notice(req, "error", error);
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-profile\"><h2 id=\"t-profile\">%s</h2>\n", T(req, "Profil"));
-    hl_page_form_begin(req, "/account/profile", "profile");
-    hl_page_field(req, "text", "name", T(req, "Nom"), u->name, "required maxlength=\"120\" autocomplete=\"name\"", NULL);
-    hl_page_field(req, "tel", "phone", T(req, "Téléphone (facultatif)"), u->phone, "maxlength=\"40\" autocomplete=\"tel\"", NULL);
-    hl_page_field(req, "textarea", "address", T(req, "Adresse postale (facultative)"), u->address, "maxlength=\"500\" rows=\"3\"", NULL);
-    hl_page_form_end(req, T(req, "Enregistrer le profil"));
-    hl_response_puts(req, "</section>\n");
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-email\"><h2 id=\"t-email\">%s</h2>\n<p>%s",
-                       T(req, "Adresse e-mail"), T(req, "Actuelle : "));
-    hl_response_html(req, u->email);
-    hl_response_puts(req, "</p>\n");
-    hl_page_form_begin(req, "/account/email", "email");
-    hl_page_field(req, "email", "email", T(req, "Nouvelle adresse"), "", "required autocomplete=\"email\"",
-                  T(req, "Un lien de confirmation sera envoyé à la nouvelle adresse."));
-    hl_page_form_end(req, T(req, "Changer d'adresse"));
-    hl_response_puts(req, "</section>\n");
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-password\"><h2 id=\"t-password\">%s</h2>\n",
-                       T(req, "Mot de passe"));
-    hl_page_form_begin(req, "/account/password", "password");
-    hl_page_field(req, "password", "current", T(req, "Mot de passe actuel"), "", "required autocomplete=\"current-password\"", NULL);
-    hl_page_field(req, "password", "password", T(req, "Nouveau mot de passe"), "", "required autocomplete=\"new-password\"", policy_help(req));
-    hl_page_field(req, "password", "password2", T(req, "Nouveau mot de passe (à nouveau)"), "", "required autocomplete=\"new-password\"", NULL);
-    hl_page_form_end(req, T(req, "Changer le mot de passe"));
-    hl_response_puts(req, "</section>\n");
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-sessions\"><h2 id=\"t-sessions\">%s</h2>\n<ul class=\"sessions\">\n",
-                       T(req, "Sessions actives"));
     hl_session list[20];
     int n = hl_session_list(req->db, u->id, list, 20, NULL);
-    for (int i = 0; i < n; i++) {
-        hl_response_puts(req, "<li>");
-        hl_response_html(req, list[i].user_agent[0] ? list[i].user_agent : T(req, "navigateur inconnu"));
-        hl_response_puts(req, " — ");
-        hl_response_html(req, list[i].ip);
-        hl_response_puts(req, T(req, ", depuis le "));
-        hl_response_html(req, date_text(req, list[i].created_at));
-        if (req->session && !strcmp(list[i].id_hash, req->session->id_hash))
-            hl_response_printf(req, " <strong>%s</strong>", T(req, "(cette session)"));
-        hl_response_puts(req, "</li>\n");
-    }
-    hl_response_puts(req, "</ul>\n");
-    hl_page_form_begin(req, "/account/sessions/end-others", "end-others");
-    hl_page_form_end(req, T(req, "Déconnecter mes autres sessions"));
-    hl_response_puts(req, "</section>\n");
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-consents\"><h2 id=\"t-consents\">%s</h2>\n<p>%s</p>\n</section>\n",
-                       T(req, "Consentements et notifications"),
-                       T(req, "Vous n'avez donné aucun consentement facultatif : ce site ne dépose aucun traceur non "
-                              "essentiel. Les lettres d'information et les préférences de notification apparaîtront ici "
-                              "quand ces fonctions seront activées."));
-
-    hl_response_printf(req, "<section aria-labelledby=\"t-delete\"><h2 id=\"t-delete\">%s</h2>\n<p>%s</p>\n",
-                       T(req, "Supprimer mon compte"),
-                       T(req, "Vos données personnelles seront effacées ; ce que la loi oblige à garder (factures) "
-                              "est conservé sans lien avec votre nom. Cette action est définitive."));
-    hl_page_form_begin(req, "/account/delete", "delete");
-    hl_page_field(req, "password", "delete_password", T(req, "Mot de passe actuel"), "", "required autocomplete=\"current-password\"", NULL);
-    hl_page_field(req, "checkbox", "confirm", T(req, "Je veux supprimer définitivement mon compte"), "", "required", NULL);
-    hl_page_form_end(req, T(req, "Supprimer mon compte"));
-    hl_response_puts(req, "</section>\n");
-    return hl_page_end(req);
+    json_t *sessions = json_array();
+    for (int i = 0; sessions && i < n; i++)
+        json_array_append_new(sessions,
+                              json_pack("{s:s, s:s, s:s, s:b}", "agent",
+                                        list[i].user_agent[0] ? list[i].user_agent : T(req, "navigateur inconnu"), "ip",
+                                        list[i].ip, "since", date_text(req, list[i].created_at), "current",
+                                        req->session && !strcmp(list[i].id_hash, req->session->id_hash)));
+    json_t *ctx = json_pack("{s:{s:s, s:s, s:s, s:s}, s:o}", "me", "name", u->name, "phone", u->phone, "address",
+                            u->address, "email", u->email, "sessions", sessions ? sessions : json_array());
+    if (ctx && ok)
+        json_object_set_new(ctx, "ok", json_string(ok));
+    return themed(req, "account/account", T(req, "Mon compte"), with_error(ctx, error));
 }
 
 static int account_get(hl_request *req, void *ud)

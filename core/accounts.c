@@ -409,18 +409,17 @@ static int create_tx(hl_db *db, void *ud, hl_err *err)
     create_ctx *c = ud;
     char now[TS_LEN];
     iso_time(hl_clock_now(), now);
-    int rc = hl_db_run(db, err,
-                       "INSERT INTO hl_users (email, name, phone, address, password_hash, "
-                       "email_verified_at, terms_version, terms_accepted_at, age_certified_at, "
-                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       "ssssssssss", c->email, c->u->name, nonempty(c->u->phone),
-                       nonempty(c->u->address), c->hash, c->u->verified ? now : NULL,
-                       c->u->terms_version, now, now, now);
+    int rc = hl_db_insert(db, err, &c->id,
+                          "INSERT INTO hl_users (email, name, phone, address, password_hash, "
+                          "email_verified_at, terms_version, terms_accepted_at, age_certified_at, "
+                          "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                          "ssssssssss", c->email, c->u->name, nonempty(c->u->phone),
+                          nonempty(c->u->address), c->hash, c->u->verified ? now : NULL,
+                          c->u->terms_version, now, now, now);
     if (rc < 0)
-        return rc == HL_EINVAL ? hl_err_set(err, HL_EINVAL,
-                                            "Un compte existe déjà avec cette adresse e-mail.")
-                               : rc;
-    c->id = hl_db_last_insert_id(db);
+        return rc == HL_EUNIQUE ? hl_err_set(err, HL_EUNIQUE,
+                                             "Un compte existe déjà avec cette adresse e-mail.")
+                                : rc;
     for (unsigned bit = 1; bit <= HL_ROLE_OPERATOR; bit <<= 1) {
         if (!(c->roles & bit))
             continue;
@@ -518,7 +517,7 @@ int64_t hl_user_create(hl_db *db, const hl_user_new *u, const hl_password_params
     if (rc < 0)
         return rc;
     if (rc == HL_DB_ROW)
-        return hl_err_set(err, HL_EINVAL, "Un compte existe déjà avec cette adresse e-mail.");
+        return hl_err_set(err, HL_EUNIQUE, "Un compte existe déjà avec cette adresse e-mail.");
 
     if ((rc = hl_password_hash(u->password, pp, hash, sizeof hash, err)) != HL_OK)
         return rc;
@@ -664,10 +663,10 @@ int hl_user_set_email(hl_db *db, int64_t id, const char *email, hl_err *err)
     if (other == id)
         return HL_OK;
     if (other)
-        return hl_err_set(err, HL_EINVAL, "Un compte existe déjà avec cette adresse e-mail.");
+        return hl_err_set(err, HL_EUNIQUE, "Un compte existe déjà avec cette adresse e-mail.");
     rc = hl_db_run(db, err, "UPDATE hl_users SET email = ? WHERE id = ?", "sI", norm, id);
-    if (rc == HL_EINVAL)
-        return hl_err_set(err, HL_EINVAL, "Un compte existe déjà avec cette adresse e-mail.");
+    if (rc == HL_EUNIQUE)
+        return hl_err_set(err, HL_EUNIQUE, "Un compte existe déjà avec cette adresse e-mail.");
     return rc < 0 ? rc : HL_OK;
 }
 

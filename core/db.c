@@ -19,11 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/file.h"
 #include "core/log.h"
 
 #define CACHE_MAX 128            /* cached statements per connection */
 #define BUSY_MS 5000
+#define TX_BUSY_TRIES 5          /* attempts of an outermost hl_db_tx when the database is busy */
+#define TX_BACKOFF_MS 20         /* first pause between them, doubled each time, with jitter */
 #define TX_MAX_DEPTH 1000        /* deeper nesting is a runaway recursion, not a design */
 #define MIG_MAX_BYTES (1024 * 1024)
 #define MIG_MAX_FILES 10000
@@ -72,6 +75,8 @@ struct hl_db {
     int auth_on;          /* the authorizer is installed (once: installing expires statements) */
     int denied;           /* the policy refused something since the last stmt_begin */
     char denial[256];
+    int durable;          /* the open transaction commits with synchronous=FULL */
+    char errmsg[512];     /* message of the last failed statement (hl_db_errmsg) */
     int budget_on;        /* hl_db_set_budget's bounds are in force */
     int saved_length, saved_sql; /* the limits they replaced */
 };
@@ -83,8 +88,17 @@ static const char MIG_TABLE_SQL[] =
 
 /* ---------------------------------------------------------------- helpers */
 
+/* rc is an extended result code (sqlite3_extended_errcode) or a primary one: constraint
+ * violations are told apart so that callers can answer "already exists" or "refers to nothing"
+ * instead of "bad input". */
 static int map_rc(int rc)
 {
+    switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY: return HL_EUNIQUE;
+    case SQLITE_CONSTRAINT_FOREIGNKEY: return HL_EFOREIGN;
+    default: break;
+    }
     switch (rc & 0xff) {
     case SQLITE_OK: return HL_OK;
     case SQLITE_BUSY:
@@ -140,12 +154,21 @@ static int auth_error(hl_db *db, int rc, hl_err *err)
     return 0;
 }
 
+/* The code of a failed call and its message, kept on the connection too (hl_db_errmsg) for
+ * callers that passed no hl_err (the plugin API's step). */
 static int sql_error(hl_db *db, int rc, hl_err *err)
 {
+    hl_err local;
+    if (!err)
+        err = &local;
     int code = auth_error(db, rc, err);
-    if (code)
-        return code;
-    return hl_err_set(err, map_rc(rc), "%s", sqlite3_errmsg(db->h));
+    if (!code) {
+        int ext = sqlite3_extended_errcode(db->h);
+        code = hl_err_set(err, map_rc((ext & 0xff) == (rc & 0xff) ? ext : rc), "%s",
+                          sqlite3_errmsg(db->h));
+    }
+    snprintf(db->errmsg, sizeof db->errmsg, "%s", err->msg);
+    return code;
 }
 
 /* ---------------------------------------------------------------- open / close */
@@ -559,13 +582,18 @@ int hl_db_step(hl_stmt *st, hl_err *err)
         return HL_DB_ROW;
     if (rc == SQLITE_DONE)
         return HL_DB_DONE;
-    if (auth_error(st->db, rc, err))
-        return HL_EINVAL;
-    int code = map_rc(rc);
-    if (code != HL_EBUSY && code != HL_EINVAL)
+    hl_err local;
+    int code = sql_error(st->db, rc, &local);
+    if (code != HL_EBUSY && code != HL_EINVAL && code != HL_EUNIQUE && code != HL_EFOREIGN)
         code = HL_ERR;
-    return hl_err_set(err, code, "%s", sqlite3_errmsg(st->db->h));
+    local.code = code;
+    if (err)
+        *err = local;
+    return code;
 }
+
+const char *hl_db_errmsg(hl_db *db) { return db ? db->errmsg : ""; }
+
 
 /* ---------------------------------------------------------------- columns */
 
@@ -622,6 +650,11 @@ size_t hl_db_col_bytes(hl_stmt *st, int col)
     return col_ok(st, col) ? (size_t)sqlite3_column_bytes(st->st, col) : 0;
 }
 
+int hl_db_col_is_null(hl_stmt *st, int col)
+{
+    return !col_ok(st, col) || sqlite3_column_type(st->st, col) == SQLITE_NULL;
+}
+
 /* ---------------------------------------------------------------- one-shot helpers */
 
 static int query_va(hl_db *db, hl_err *err, const char *sql, const char *types, va_list ap,
@@ -663,6 +696,44 @@ hl_stmt *hl_db_query(hl_db *db, hl_err *err, const char *sql, const char *types,
     query_va(db, err, sql, types, ap, &st);
     va_end(ap);
     return st;
+}
+
+int hl_db_insert(hl_db *db, hl_err *err, int64_t *id, const char *sql, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int rc = hl_db_insertva(db, err, id, sql, types, ap);
+    va_end(ap);
+    return rc;
+}
+
+int hl_db_insertva(hl_db *db, hl_err *err, int64_t *id, const char *sql, const char *types, va_list ap)
+{
+    hl_stmt *st;
+    if (!id)
+        return hl_err_set(err, HL_EINVAL, "insert: NULL id");
+    *id = 0;
+    int rc = query_va(db, err, sql, types, ap, &st);
+    if (rc != HL_OK)
+        return rc;
+    rc = hl_db_step(st, err);
+    if (rc == HL_DB_ROW) {
+        if (hl_db_col_type(st, 0) != HL_DB_INTEGER)
+            rc = hl_err_set(err, HL_EINVAL, "insert: RETURNING gave no integer id");
+        else
+            *id = hl_db_col_int64(st, 0);
+        /* the rest of the rows (a multi-row insert) are still inserted; the first id is kept */
+        while (rc == HL_DB_ROW)
+            rc = hl_db_step(st, err);
+        if (rc == HL_DB_DONE)
+            rc = HL_OK;
+    } else if (rc == HL_DB_DONE) {
+        rc = hl_err_set(err, HL_EINVAL, "insert: no row returned (SQL without RETURNING?)");
+    }
+    hl_db_done(st);
+    if (rc != HL_OK)
+        *id = 0;
+    return rc;
 }
 
 int64_t hl_db_last_insert_id(hl_db *db)
@@ -739,19 +810,226 @@ int hl_db_rollback(hl_db *db)
     return internal_exec(db, sql, NULL);
 }
 
-int hl_db_tx(hl_db *db, int (*fn)(hl_db *db, void *ud, hl_err *err), void *ud, hl_err *err)
+/* Durability of commits. In WAL mode synchronous=NORMAL writes a commit to the WAL without
+ * fsync: a power cut (not a crash of the process) may lose the last transactions, never
+ * corrupt the file. FULL fsyncs the WAL at every commit. Measured on the build machine
+ * (tests/bench/bench_db.c, run by scripts/bench; docs/operators.md, storage): about 43 us per
+ * small transaction with NORMAL, 186-216 us with FULL, 4-5 times more, and far worse where an
+ * fsync takes milliseconds. So FULL is not the default: only what carries money (an order, a
+ * payment, an invoice number) asks for it with hl_db_tx_durable. SQLite refuses to
+ * change synchronous inside a transaction, hence the rule that a durable transaction is
+ * outermost or nested in another durable one. */
+static int set_sync(hl_db *db, int full, hl_err *err)
+{
+    return internal_exec(db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err);
+}
+
+static void backoff(int attempt)
+{
+    /* 20, 40, 80, 160 ms plus up to half again at random, so that processes that collided
+     * do not collide again in step */
+    long ms = (long)TX_BACKOFF_MS << attempt;
+    ms += rand() % (ms / 2 + 1);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int tx_run(hl_db *db, int durable, int (*fn)(hl_db *db, void *ud, hl_err *err), void *ud,
+                  hl_err *err)
 {
     if (!db || !fn)
         return hl_err_set(err, HL_EINVAL, "tx: NULL argument");
-    int rc = hl_db_begin(db, err);
+    if (db->depth > 0) {
+        /* a savepoint: a busy database cannot happen inside (BEGIN IMMEDIATE holds the write
+         * lock), and the outer transaction decides about commits and retries */
+        if (durable && !db->durable)
+            return hl_err_set(err, HL_EINVAL,
+                              "tx: a durable transaction cannot be nested in an ordinary one");
+        int rc = hl_db_begin(db, err);
+        if (rc != HL_OK)
+            return rc;
+        rc = fn(db, ud, err);
+        if (rc == HL_OK)
+            rc = hl_db_commit(db, err);
+        if (rc != HL_OK)
+            hl_db_rollback(db);
+        return rc;
+    }
+    int rc = HL_OK;
+    if (durable && (rc = set_sync(db, 1, err)) != HL_OK)
+        return rc;
+    db->durable = durable;
+    for (int attempt = 0; attempt < TX_BUSY_TRIES; attempt++) {
+        if (attempt > 0)
+            backoff(attempt - 1);
+        rc = hl_db_begin(db, err);
+        if (rc == HL_OK) {
+            rc = fn(db, ud, err);
+            if (rc == HL_OK)
+                rc = hl_db_commit(db, err);
+            if (rc != HL_OK)
+                hl_db_rollback(db);
+        }
+        if (rc != HL_EBUSY)
+            break;
+    }
+    if (rc == HL_EBUSY)
+        hl_err_set(err, HL_EBUSY, "database is busy (%d attempts): %s", TX_BUSY_TRIES,
+                   db->errmsg);
+    db->durable = 0;
+    if (durable) {
+        int r2 = set_sync(db, 0, rc == HL_OK ? err : NULL);
+        if (rc == HL_OK)
+            rc = r2;
+    }
+    return rc;
+}
+
+int hl_db_tx(hl_db *db, int (*fn)(hl_db *db, void *ud, hl_err *err), void *ud, hl_err *err)
+{
+    return tx_run(db, 0, fn, ud, err);
+}
+
+int hl_db_tx_durable(hl_db *db, int (*fn)(hl_db *db, void *ud, hl_err *err), void *ud,
+                     hl_err *err)
+{
+    return tx_run(db, 1, fn, ud, err);
+}
+
+int hl_db_in_tx(const hl_db *db) { return db && db->depth > 0; }
+
+void hl_db_set_busy_timeout(hl_db *db, int ms)
+{
+    if (db)
+        sqlite3_busy_timeout(db->h, ms > 0 ? ms : 0);
+}
+
+/* ---------------------------------------------------------------- money: keys and counters */
+
+/* Idempotency keys (table hl_idempotency, migration 010). The key row is claimed by an
+ * INSERT ... ON CONFLICT DO NOTHING in the transaction that does the work: a second request
+ * with the key waits for the first one's transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+ * conflicting uncommitted row) and then finds the stored result. A failed first attempt rolls
+ * the claim back with the work, so the key can be tried again. */
+typedef struct idem_ctx {
+    const char *scope, *key, *fingerprint;
+    hl_db_idem_fn fn;
+    void *ud;
+    hl_db_result *res;
+} idem_ctx;
+
+static int idem_tx(hl_db *db, void *ud, hl_err *err)
+{
+    idem_ctx *c = ud;
+    hl_db_result *res = c->res;
+    char now[HL_CLOCK_ISO_LEN];
+    hl_clock_iso(hl_clock_now(), now);
+    int rc = hl_db_run(db, err,
+                       "INSERT INTO hl_idempotency (scope, idem_key, fingerprint, status, created_at) "
+                       "VALUES (?, ?, ?, 0, ?) ON CONFLICT (scope, idem_key) DO NOTHING",
+                       "ssss", c->scope, c->key, c->fingerprint ? c->fingerprint : "", now);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) { /* the key was used: give its stored result */
+        hl_stmt *st = hl_db_query(db, err,
+                                  "SELECT fingerprint, status, body FROM hl_idempotency "
+                                  "WHERE scope = ? AND idem_key = ?",
+                                  "ss", c->scope, c->key);
+        if (!st)
+            return err && err->code ? err->code : HL_ERR;
+        rc = hl_db_step(st, err);
+        if (rc == HL_DB_ROW) {
+            const char *fp = hl_db_col_text(st, 0);
+            if (strcmp(fp ? fp : "", c->fingerprint ? c->fingerprint : "") != 0) {
+                rc = hl_err_set(err, HL_ECONFLICT,
+                                "idempotency key %s was used for a different request", c->key);
+            } else {
+                res->status = (int)hl_db_col_int64(st, 1);
+                const char *body = hl_db_col_text(st, 2);
+                res->replayed = 1;
+                rc = HL_OK;
+                if (body && !(res->body = strdup(body)))
+                    rc = hl_err_set(err, HL_ENOMEM, "idempotency: out of memory");
+            }
+        } else if (rc == HL_DB_DONE) {
+            rc = hl_err_set(err, HL_ERR, "idempotency key %s vanished", c->key);
+        }
+        hl_db_done(st);
+        return rc;
+    }
+    res->status = 0;
+    res->body = NULL;
+    rc = c->fn(db, c->ud, res, err);
     if (rc != HL_OK)
         return rc;
-    rc = fn(db, ud, err);
-    if (rc == HL_OK)
-        rc = hl_db_commit(db, err);
-    if (rc != HL_OK)
-        hl_db_rollback(db);
+    if (res->status <= 0)
+        return hl_err_set(err, HL_EINVAL, "idempotency: the work gave no status");
+    rc = hl_db_run(db, err,
+                   "UPDATE hl_idempotency SET status = ?, body = ? WHERE scope = ? AND idem_key = ?",
+                   "isss", res->status, res->body, c->scope, c->key);
+    return rc < 0 ? rc : HL_OK;
+}
+
+int hl_db_idempotent(hl_db *db, const char *scope, const char *key, const char *fingerprint,
+                     hl_db_idem_fn fn, void *ud, hl_db_result *res, hl_err *err)
+{
+    if (!db || !scope || !key || !fn || !res)
+        return hl_err_set(err, HL_EINVAL, "idempotency: NULL argument");
+    memset(res, 0, sizeof *res);
+    size_t kn = strlen(key), sn = strlen(scope);
+    if (kn == 0 || kn > HL_DB_IDEM_KEY_MAX || sn == 0 || sn > HL_DB_IDEM_KEY_MAX)
+        return hl_err_set(err, HL_EINVAL, "idempotency: key and scope take 1 to %d bytes",
+                          HL_DB_IDEM_KEY_MAX);
+    for (size_t i = 0; i < kn; i++)
+        if ((unsigned char)key[i] < 0x21 || (unsigned char)key[i] > 0x7e)
+            return hl_err_set(err, HL_EINVAL, "idempotency: the key is printable ASCII only");
+    idem_ctx c = {scope, key, fingerprint, fn, ud, res};
+    int rc = hl_db_tx(db, idem_tx, &c, err);
+    if (rc != HL_OK) {
+        free(res->body);
+        memset(res, 0, sizeof *res);
+    }
     return rc;
+}
+
+int hl_db_idempotency_purge(hl_db *db, int64_t max_age_seconds, hl_err *err)
+{
+    char before[HL_CLOCK_ISO_LEN];
+    if (max_age_seconds <= 0)
+        return hl_err_set(err, HL_EINVAL, "idempotency purge: the age must be positive");
+    hl_clock_iso(hl_clock_now() - max_age_seconds, before);
+    return hl_db_run(db, err, "DELETE FROM hl_idempotency WHERE created_at < ?", "s", before);
+}
+
+void hl_db_result_free(hl_db_result *res)
+{
+    if (res) {
+        free(res->body);
+        res->body = NULL;
+    }
+}
+
+/* The row is created at 0 and incremented in one statement, which takes the row's write lock
+ * until the caller's transaction ends (SQLite: the database's; PostgreSQL: the row's): the
+ * next process waits, so numbers are handed out one after another, and a rollback gives its
+ * number back. */
+int hl_db_counter_next(hl_db *db, const char *scope, int64_t *n, hl_err *err)
+{
+    if (!db || !scope || !n)
+        return hl_err_set(err, HL_EINVAL, "counter: NULL argument");
+    *n = 0;
+    if (db->depth == 0)
+        return hl_err_set(err, HL_EINVAL,
+                          "counter %s: take a number inside the transaction that uses it", scope);
+    size_t sn = strlen(scope);
+    if (sn == 0 || sn > HL_DB_IDEM_KEY_MAX)
+        return hl_err_set(err, HL_EINVAL, "counter: the scope takes 1 to %d bytes", HL_DB_IDEM_KEY_MAX);
+    return hl_db_insert(db, err, n,
+                        "INSERT INTO hl_counters (scope, value) VALUES (?, 1) "
+                        "ON CONFLICT (scope) DO UPDATE SET value = hl_counters.value + 1 "
+                        "RETURNING value",
+                        "s", scope);
 }
 
 /* ---------------------------------------------------------------- migrations */

@@ -13,7 +13,11 @@ enum {
     HL_ETOOBIG = -4,  /* input over a configured limit */
     HL_ENOTFOUND = -5,
     HL_EIO = -6,
-    HL_EBUSY = -7
+    HL_EBUSY = -7,    /* the database stayed locked (after the busy timeout and retries) */
+    HL_EUNIQUE = -8,  /* a UNIQUE or PRIMARY KEY constraint: the row exists already */
+    HL_EFOREIGN = -9, /* a FOREIGN KEY constraint: the row refers to one that does not exist */
+    HL_ECONFLICT = -10 /* the request conflicts with what is stored (e.g. an idempotency key
+                        * reused for a different request) */
 };
 
 typedef struct hl_err {

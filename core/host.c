@@ -365,6 +365,97 @@ static int api_db_tx(halle_host *h, int (*fn)(halle_host *, void *), void *ud)
 
 static int64_t api_db_last_id(halle_host *h) { return hl_db_last_insert_id(hl_worker_db(h->worker)); }
 
+static int api_db_tx_durable(halle_host *h, int (*fn)(halle_host *, void *), void *ud)
+{
+    tx_call c = {h, fn, ud};
+    hl_err err;
+    hl_err_clear(&err);
+    int rc = hl_db_tx_durable(hl_worker_db(h->worker), tx_trampoline, &c, &err);
+    if (rc)
+        set_error(h, err.msg);
+    return rc;
+}
+
+static int api_db_insert(halle_host *h, int64_t *id, const char *sql, const char *types, ...)
+{
+    va_list ap;
+    hl_err err;
+    hl_err_clear(&err);
+    va_start(ap, types);
+    int rc = hl_db_insertva(hl_worker_db(h->worker), &err, id, sql, types, ap);
+    va_end(ap);
+    set_error(h, err.msg);
+    return rc;
+}
+
+static int api_db_col_is_null(halle_stmt *st, int c) { return hl_db_col_is_null(st, c); }
+static const char *api_db_errmsg(halle_host *h) { return hl_db_errmsg(hl_worker_db(h->worker)); }
+
+/* A plugin's keys and counters live under its name, so one plugin cannot replay or advance
+ * another's. */
+static int own_scope(halle_host *h, const char *scope, char *out, size_t n)
+{
+    if (!scope || !*scope || (size_t)snprintf(out, n, "%s:%s", h->name, scope) >= n) {
+        set_error(h, "scope is empty or too long");
+        return HL_EINVAL;
+    }
+    return HL_OK;
+}
+
+typedef struct idem_call {
+    halle_host *h;
+    int (*fn)(halle_host *, void *, int *, char **);
+    void *ud;
+} idem_call;
+
+static int idem_trampoline(hl_db *db, void *ud, hl_db_result *res, hl_err *err)
+{
+    (void)db;
+    idem_call *c = ud;
+    int rc = c->fn(c->h, c->ud, &res->status, &res->body);
+    return rc == HALLE_OK ? HL_OK : hl_err_set(err, rc < 0 ? rc : HL_ERR, "%s", c->h->last_error);
+}
+
+static int api_db_idempotent(halle_host *h, const char *scope, const char *key, const char *fingerprint,
+                             int (*fn)(halle_host *, void *, int *, char **), void *ud, int *status,
+                             char **body)
+{
+    char sc[HL_DB_IDEM_KEY_MAX + 1];
+    if (!fn || !status || !body)
+        return HL_EINVAL;
+    *status = 0;
+    *body = NULL;
+    int rc = own_scope(h, scope, sc, sizeof sc);
+    if (rc != HL_OK)
+        return rc;
+    idem_call c = {h, fn, ud};
+    hl_db_result res;
+    hl_err err;
+    hl_err_clear(&err);
+    rc = hl_db_idempotent(hl_worker_db(h->worker), sc, key, fingerprint, idem_trampoline, &c, &res, &err);
+    if (rc != HL_OK) {
+        set_error(h, err.msg);
+        return rc;
+    }
+    *status = res.status;
+    *body = res.body;
+    return res.replayed;
+}
+
+static int api_db_counter_next(halle_host *h, const char *scope, int64_t *n)
+{
+    char sc[HL_DB_IDEM_KEY_MAX + 1];
+    int rc = own_scope(h, scope, sc, sizeof sc);
+    if (rc != HL_OK)
+        return rc;
+    hl_err err;
+    hl_err_clear(&err);
+    rc = hl_db_counter_next(hl_worker_db(h->worker), sc, n, &err);
+    if (rc)
+        set_error(h, err.msg);
+    return rc;
+}
+
 struct hl_host_cmd {
     char *name;
     char *usage;
@@ -706,6 +797,12 @@ static const halle_api api = {
     .like_pattern = api_like_pattern,
     .paginate = api_paginate,
     .rows_json = api_rows_json,
+    .db_insert = api_db_insert,
+    .db_col_is_null = api_db_col_is_null,
+    .db_errmsg = api_db_errmsg,
+    .db_tx_durable = api_db_tx_durable,
+    .db_idempotent = api_db_idempotent,
+    .db_counter_next = api_db_counter_next,
 };
 
 const halle_api *hl_host_api(void) { return &api; }

@@ -182,11 +182,11 @@ int64_t hl_jobs_enqueue(hl_db *db, const char *jobname, int64_t run_at, const ch
     char at[HL_CLOCK_ISO_LEN], created[HL_CLOCK_ISO_LEN];
     hl_clock_iso(run_at > 0 ? run_at : now, at);
     hl_clock_iso(now, created);
-    int rc = hl_db_run(db, err, "INSERT INTO hl_job_queue (job, payload, run_at, created_at) VALUES (?, ?, ?, ?)",
-                       "ssss", jobname, payload, at, created);
-    if (rc < 0)
-        return rc;
-    return hl_db_last_insert_id(db);
+    int64_t id;
+    int rc = hl_db_insert(db, err, &id,
+                          "INSERT INTO hl_job_queue (job, payload, run_at, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+                          "ssss", jobname, payload, at, created);
+    return rc < 0 ? rc : id;
 }
 
 static void new_owner(hl_jobs *j, char *out, size_t len)

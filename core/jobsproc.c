@@ -81,6 +81,11 @@ static int run_purge(void *ud, const char *payload, hl_err *err)
     int n = hl_accounts_purge(hl_worker_db(p->w), p->cfg->session_idle, p->cfg->session_lifetime, err);
     if (n > 0)
         hl_log(HL_LOG_INFO, "purge: %d expired session, token or rate-limit row(s) removed", n);
+    if (n < 0)
+        return n;
+    n = hl_db_idempotency_purge(hl_worker_db(p->w), (int64_t)HL_DB_IDEM_KEEP_DAYS * 86400, err);
+    if (n > 0)
+        hl_log(HL_LOG_INFO, "purge: %d idempotency key(s) older than %d days removed", n, HL_DB_IDEM_KEEP_DAYS);
     return n < 0 ? n : HL_OK;
 }
 

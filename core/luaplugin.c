@@ -669,6 +669,78 @@ static int db_call(lua_State *L, int want_rows)
 static int l_db_query(lua_State *L) { return db_call(L, 1); }
 static int l_db_exec(lua_State *L) { return db_call(L, 0); }
 
+/* The Lua work of halle.db.idempotent runs inside the key's transaction: an error in it (the
+ * sandbox's stop included) must not jump over the C frames that hold the transaction open, so it
+ * is caught here, the transaction rolled back, and then raised again. */
+typedef struct lua_idem {
+    lua_State *L;
+    int fn;       /* stack index of the work function */
+    int raised;   /* its error object is on top of the stack */
+} lua_idem;
+
+static int lua_idem_work(halle_host *h, void *ud, int *status, char **body)
+{
+    lua_idem *c = ud;
+    lua_State *L = c->L;
+    lua_pushvalue(L, c->fn);
+    if (lua_pcall(L, 0, 2, 0) != LUA_OK) {
+        c->raised = 1;
+        snprintf(h->last_error, sizeof h->last_error, "%s", "the work raised an error");
+        return HALLE_ERROR;
+    }
+    int ok = 0;
+    lua_Integer st = lua_tointegerx(L, -2, &ok);
+    size_t n = 0;
+    const char *b = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (!ok || st <= 0 || st > 999 || (lua_type(L, -1) != LUA_TNIL && !b)) {
+        lua_pop(L, 2);
+        snprintf(h->last_error, sizeof h->last_error, "%s",
+                 "halle.db.idempotent: the work returns a status (1..999) and a string body or nil");
+        return HALLE_ERROR;
+    }
+    *status = (int)st;
+    *body = b ? strndup(b, n) : NULL;
+    lua_pop(L, 2);
+    return b && !*body ? HALLE_ERROR : HALLE_OK;
+}
+
+/* status, body, replayed = halle.db.idempotent(scope, key, fingerprint_or_nil, function) */
+static int l_db_idempotent(lua_State *L)
+{
+    halle_host *h = host_of(L);
+    const char *scope = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    const char *fp = luaL_optstring(L, 3, NULL);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    lua_settop(L, 4);
+    lua_idem c = {L, 4, 0};
+    int status = 0;
+    char *body = NULL;
+    int rc = hl_host_api()->db_idempotent(h, scope, key, fp, lua_idem_work, &c, &status, &body);
+    if (c.raised)
+        return lua_error(L);
+    if (rc < 0)
+        return luaL_error(L, "%s", h->last_error);
+    lua_pushinteger(L, status);
+    if (body)
+        lua_pushstring(L, body);
+    else
+        lua_pushnil(L);
+    free(body);
+    lua_pushboolean(L, rc == 1);
+    return 3;
+}
+
+/* n = halle.db.counter_next(scope), inside halle.db.idempotent's work (a transaction). */
+static int l_db_counter_next(lua_State *L)
+{
+    halle_host *h = host_of(L);
+    int64_t n = 0;
+    if (hl_host_api()->db_counter_next(h, luaL_checkstring(L, 1), &n) != HALLE_OK)
+        return luaL_error(L, "%s", h->last_error);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
 /* Declarations the privacy engine and cookie banner collect through their filters. */
 static int declare(lua_State *L, const char *list)
 {
@@ -1017,7 +1089,7 @@ static int lua_tx_run(hl_db *db, void *ud, hl_err *err)
 
 /* halle.db.tx(fn): fn runs in a transaction, committed when it returns (anything but false),
  * rolled back when it returns false (then tx returns false) or raises an error (raised again). */
-static int l_db_tx(lua_State *L)
+static int db_tx(lua_State *L, int durable)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_settop(L, 1);
@@ -1025,7 +1097,8 @@ static int l_db_tx(lua_State *L)
     lua_tx t = {L, 0, 0};
     hl_err err;
     hl_err_clear(&err);
-    int rc = hl_db_tx(hl_worker_db(h->worker), lua_tx_run, &t, &err);
+    int rc = durable ? hl_db_tx_durable(hl_worker_db(h->worker), lua_tx_run, &t, &err)
+                     : hl_db_tx(hl_worker_db(h->worker), lua_tx_run, &t, &err);
     if (t.failed)
         return lua_error(L);
     if (t.refused) {
@@ -1038,6 +1111,10 @@ static int l_db_tx(lua_State *L)
         lua_pushboolean(L, 1);
     return 1;
 }
+
+static int l_db_tx(lua_State *L) { return db_tx(L, 0); }
+/* halle.db.tx_durable(fn): the same, committed with synchronous=FULL (money: core/db.h). */
+static int l_db_tx_durable(lua_State *L) { return db_tx(L, 1); }
 
 /* halle.declare_hook("PLUGIN.event", "action" | "filter") */
 static int l_declare_hook(lua_State *L)
@@ -1193,7 +1270,8 @@ static const struct {
     {"run_filter", l_run_filter}, {"run_action", l_run_action}, {"format_price", l_format_price},
     {"format_number", l_format_number}, {"format_date", l_format_date}, {"text_valid", l_text_valid},
     {"fold", l_fold}, {"like_pattern", l_like_pattern}, {"paginate", l_paginate},
-    {"db.query", l_db_query}, {"db.exec", l_db_exec}, {"db.tx", l_db_tx},
+    {"db.query", l_db_query}, {"db.exec", l_db_exec}, {"db.tx", l_db_tx}, {"db.tx_durable", l_db_tx_durable},
+    {"db.idempotent", l_db_idempotent}, {"db.counter_next", l_db_counter_next},
     {"privacy.declare", l_privacy_declare}, {"cookies.declare", l_cookie_declare},
 };
 
@@ -1282,6 +1360,12 @@ static const hl_lua_twin lua_twins[] = {
     HL_TWIN("user_get", "halle.user_get"),
     HL_TWIN("user_search", "halle.user_search"),
     HL_EXEMPT("user_create", "creating accounts is the operator's and trusted C plugins' (docs/security.md)"),
+    HL_EXEMPT("db_insert", "use INSERT ... RETURNING id with halle.db.query"),
+    HL_EXEMPT("db_col_is_null", "halle.db.query gives NULL as nil"),
+    HL_EXEMPT("db_errmsg", "a failed statement raises a Lua error carrying the message"),
+    HL_TWIN("db_tx_durable", "halle.db.tx_durable"),
+    HL_TWIN("db_idempotent", "halle.db.idempotent"),
+    HL_TWIN("db_counter_next", "halle.db.counter_next"),
 };
 
 const hl_lua_twin *hl_luaplugin_twins(size_t *n)

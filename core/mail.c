@@ -145,13 +145,12 @@ int64_t hl_mail_queue(hl_db *db, const char *to, const char *subject, const char
 
     char now[TS_LEN];
     stamp(now, 0);
-    int rc = hl_db_run(db, err,
-                       "INSERT INTO hl_mail_queue (recipient, subject, body, created_at, "
-                       "next_attempt_at) VALUES (?, ?, ?, ?, ?)",
-                       "tttss", to, tn, subject, sn, body, bn, now, now);
-    if (rc < 0)
-        return rc;
-    return hl_db_last_insert_id(db);
+    int64_t id;
+    int rc = hl_db_insert(db, err, &id,
+                          "INSERT INTO hl_mail_queue (recipient, subject, body, created_at, "
+                          "next_attempt_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                          "tttss", to, tn, subject, sn, body, bn, now, now);
+    return rc < 0 ? rc : id;
 }
 
 /* ---------------------------------------------------------------- message building */

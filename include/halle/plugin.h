@@ -36,6 +36,10 @@ enum {
 
 /* Return codes: 0 is success; negative values are errors. */
 enum { HALLE_OK = 0, HALLE_ERROR = -1 };
+/* Errors of the storage functions besides HALLE_ERROR (API version 9): bad input or another
+ * constraint (NOT NULL, CHECK), the database stayed locked, a UNIQUE/PRIMARY KEY violation (the
+ * row exists), a FOREIGN KEY violation, and an idempotency key reused for another request. */
+enum { HALLE_EINVAL = -2, HALLE_EBUSY = -7, HALLE_EUNIQUE = -8, HALLE_EFOREIGN = -9, HALLE_ECONFLICT = -10 };
 /* What a hook callback returns. */
 enum { HALLE_HOOK_CONTINUE = 0, HALLE_HOOK_STOP = 1 };
 enum { HALLE_HOOK_ACTION = 1, HALLE_HOOK_FILTER = 2 };
@@ -245,6 +249,27 @@ typedef struct halle_api {
      * with "forgot password"); returns its id, or the id of the account that already has this
      * address, or an error. Not offered to Lua plugins. */
     int64_t (*user_create)(halle_host *h, const char *email, const char *name);
+
+    /* -- API version 9: the storage contract for money -- */
+    /* Inserts with "... RETURNING id" and gives the new row's id (portable, unlike db_last_id). */
+    int (*db_insert)(halle_host *h, int64_t *id, const char *sql, const char *types, ...);
+    int (*db_col_is_null)(halle_stmt *st, int col);
+    /* The message of the last failed statement (db_step gives only the code). */
+    const char *(*db_errmsg)(halle_host *h);
+    /* db_tx whose commit is on disk when it returns (synchronous=FULL): for what carries money.
+     * Outermost, or inside another durable transaction. */
+    int (*db_tx_durable)(halle_host *h, int (*fn)(halle_host *h, void *ud), void *ud);
+    /* Idempotency key: fn does the work once for (scope, key) and sets *status (> 0) and *body
+     * (malloc'd text or NULL, e.g. JSON); a repeat of the key gets them back without calling
+     * fn. Scopes are the plugin's own (stored as PLUGIN:scope). Returns 0 (done now), 1
+     * (replayed) or an error (HALLE_ECONFLICT: the key was used with another fingerprint).
+     * Release *body with api->free. */
+    int (*db_idempotent)(halle_host *h, const char *scope, const char *key, const char *fingerprint,
+                         int (*fn)(halle_host *h, void *ud, int *status, char **body), void *ud,
+                         int *status, char **body);
+    /* Gapless counter (invoice numbers): the next number of the plugin's scope, inside the
+     * caller's transaction (db_tx / db_tx_durable), given back if that transaction fails. */
+    int (*db_counter_next)(halle_host *h, const char *scope, int64_t *n);
 } halle_api;
 
 typedef struct halle_plugin {

@@ -144,10 +144,11 @@ static int token_create(const char *name, int64_t created_by, char tok[TOKEN_CHA
     sodium_memzero(raw, sizeof raw);
     token_hash(tok, TOKEN_CHARS, hex);
     mk_now(now, sizeof now);
-    if (mk_api->db_run(mk_host, "INSERT INTO market_api_tokens (name, token_hash, created_by, created_at) VALUES (?, ?, ?, ?)",
-                       "ssIs", name, hex, created_by, now) < 0)
+    if (mk_api->db_insert(mk_host, id,
+                          "INSERT INTO market_api_tokens (name, token_hash, created_by, created_at) VALUES (?, ?, ?, ?) "
+                          "RETURNING id",
+                          "ssIs", name, hex, created_by, now) < 0)
         return HALLE_ERROR;
-    *id = mk_api->db_last_id(mk_host);
     if (mk_fold_rows("market_api_tokens", *id) != HALLE_OK)
         return HALLE_ERROR;
     return HALLE_OK;
@@ -426,7 +427,8 @@ static json_t *ref_row(halle_stmt *st) { return object_of(st, ref_fields, NFIELD
 static const field pref_fields[] = {{"slug", 's'}, {"business_name", 's'}, {"town", 's'}};
 static json_t *pref_row(halle_stmt *st) { return object_of(st, pref_fields, NFIELDS(pref_fields)); }
 
-#define GROUP_WHERE " WHERE (?1 = '' OR g.name_folded LIKE ?1 ESCAPE '\\' OR g.town_folded LIKE ?1 ESCAPE '\\')"
+/* ? only (no ?N: PostgreSQL numbers its own $N), so a repeated value is bound again */
+#define GROUP_WHERE " WHERE (? = '' OR g.name_folded LIKE ? ESCAPE '\\' OR g.town_folded LIKE ? ESCAPE '\\')"
 
 static int groups_list(halle_request *r, void *ud)
 {
@@ -434,11 +436,12 @@ static int groups_list(halle_request *r, void *ud)
     listq l;
     if (!authorized(r) || !list_params(r, &l))
         return HALLE_OK;
-    long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*) FROM market_groups g" GROUP_WHERE, "s", l.like));
+    long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*) FROM market_groups g" GROUP_WHERE, "sss", l.like,
+                                                  l.like, l.like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " GROUP_COLS " FROM market_groups g" GROUP_WHERE
-                                      " ORDER BY g.name_folded, g.name, g.id LIMIT ?2 OFFSET ?3",
-                                      "sii", l.like, (int)l.per_page, (int)((l.page - 1) * l.per_page));
+                                      " ORDER BY g.name_folded, g.name, g.id LIMIT ? OFFSET ?",
+                                      "sssii", l.like, l.like, l.like, (int)l.per_page, (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, group_row, &l, total));
 }
 
@@ -487,9 +490,9 @@ static const field producer_fields[] = {{"id", 'i'},          {"slug", 's'},    
 static json_t *producer_row(halle_stmt *st) { return object_of(st, producer_fields, NFIELDS(producer_fields)); }
 
 #define PRODUCER_WHERE                                                                                       \
-    " WHERE (?1 = 0 OR EXISTS (SELECT 1 FROM market_group_producers gp WHERE gp.group_id = ?1"              \
+    " WHERE (? = 0 OR EXISTS (SELECT 1 FROM market_group_producers gp WHERE gp.group_id = ?"                \
     " AND gp.producer_id = pr.id AND gp.status = 'accepted'))"                                                \
-    " AND (?2 = '' OR pr.business_name_folded LIKE ?2 ESCAPE '\\' OR pr.town_folded LIKE ?2 ESCAPE '\\')"
+    " AND (? = '' OR pr.business_name_folded LIKE ? ESCAPE '\\' OR pr.town_folded LIKE ? ESCAPE '\\')"
 
 static int producers_list(halle_request *r, void *ud)
 {
@@ -501,11 +504,13 @@ static int producers_list(halle_request *r, void *ud)
     if (group < 0)
         return HALLE_OK;
     long long total = count_rows(
-        mk_api->db_query(mk_host, "SELECT count(*) FROM market_producers pr" PRODUCER_WHERE, "Is", group, l.like));
+        mk_api->db_query(mk_host, "SELECT count(*) FROM market_producers pr" PRODUCER_WHERE, "IIsss", group, group,
+                         l.like, l.like, l.like));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " PRODUCER_COLS " FROM market_producers pr" PRODUCER_WHERE
-                                      " ORDER BY pr.business_name_folded, pr.business_name, pr.id LIMIT ?3 OFFSET ?4",
-                                      "Isii", group, l.like, (int)l.per_page, (int)((l.page - 1) * l.per_page));
+                                      " ORDER BY pr.business_name_folded, pr.business_name, pr.id LIMIT ? OFFSET ?",
+                                      "IIsssii", group, group, l.like, l.like, l.like, (int)l.per_page,
+                                      (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, producer_row, &l, total));
 }
 
@@ -578,7 +583,7 @@ static json_t *catalog_row(halle_stmt *st)
     return o;
 }
 
-#define CATALOG_WHERE " WHERE c.active = 1 AND (?1 = 0 OR c.producer_id = ?1)"
+#define CATALOG_WHERE " WHERE c.active = 1 AND (? = 0 OR c.producer_id = ?)"
 
 static int catalogs_list(halle_request *r, void *ud)
 {
@@ -589,11 +594,12 @@ static int catalogs_list(halle_request *r, void *ud)
     int64_t producer = slug_filter(r, "producer", PRODUCER_BY_SLUG, "producer");
     if (producer < 0)
         return HALLE_OK;
-    long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*)" CATALOG_FROM CATALOG_WHERE, "I", producer));
+    long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*)" CATALOG_FROM CATALOG_WHERE, "II", producer,
+                                                  producer));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " CATALOG_COLS CATALOG_FROM CATALOG_WHERE
-                                      " ORDER BY pr.business_name, c.name, c.id LIMIT ?2 OFFSET ?3",
-                                      "Iii", producer, (int)l.per_page, (int)((l.page - 1) * l.per_page));
+                                      " ORDER BY pr.business_name, c.name, c.id LIMIT ? OFFSET ?",
+                                      "IIii", producer, producer, (int)l.per_page, (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, catalog_row, &l, total));
 }
 
@@ -667,12 +673,16 @@ static json_t *product_row(halle_stmt *st)
  * by producers it accepted), text in the name or description. Only active products of active
  * catalogs are ever shown. */
 #define PRODUCT_WHERE                                                                                           \
-    " WHERE p.active = 1 AND c.active = 1 AND (?1 = 0 OR p.producer_id = ?1)"                                   \
-    " AND (?2 = 0 OR p.category_id IN (SELECT id FROM market_categories WHERE id = ?2 OR parent_id = ?2))"      \
-    " AND (?3 = 0 OR (EXISTS (SELECT 1 FROM market_catalog_groups cg WHERE cg.catalog_id = p.catalog_id"        \
-    " AND cg.group_id = ?3) AND EXISTS (SELECT 1 FROM market_group_producers gp WHERE gp.group_id = ?3"         \
+    " WHERE p.active = 1 AND c.active = 1 AND (? = 0 OR p.producer_id = ?)"                                     \
+    " AND (? = 0 OR p.category_id IN (SELECT id FROM market_categories WHERE id = ? OR parent_id = ?))"         \
+    " AND (? = 0 OR (EXISTS (SELECT 1 FROM market_catalog_groups cg WHERE cg.catalog_id = p.catalog_id"         \
+    " AND cg.group_id = ?) AND EXISTS (SELECT 1 FROM market_group_producers gp WHERE gp.group_id = ?"           \
     " AND gp.producer_id = p.producer_id AND gp.status = 'accepted')))"                                         \
-    " AND (?4 = '' OR p.name_folded LIKE ?4 ESCAPE '\\' OR p.description_folded LIKE ?4 ESCAPE '\\')"
+    " AND (? = '' OR p.name_folded LIKE ? ESCAPE '\\' OR p.description_folded LIKE ? ESCAPE '\\')"
+/* PRODUCT_WHERE's values in order: each bound as often as it appears */
+#define PRODUCT_TYPES "IIIIIIIIsss"
+#define PRODUCT_ARGS(producer, category, group, like) \
+    producer, producer, category, category, category, group, group, group, like, like, like
 
 static int products_list(halle_request *r, void *ud)
 {
@@ -685,12 +695,12 @@ static int products_list(halle_request *r, void *ud)
         (producer = slug_filter(r, "producer", PRODUCER_BY_SLUG, "producer")) < 0 ||
         (category = slug_filter(r, "category", CATEGORY_BY_SLUG, "category")) < 0)
         return HALLE_OK;
-    long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*)" PRODUCT_FROM PRODUCT_WHERE, "IIIs",
-                                                  producer, category, group, l.like));
+    long long total = count_rows(mk_api->db_query(mk_host, "SELECT count(*)" PRODUCT_FROM PRODUCT_WHERE, PRODUCT_TYPES,
+                                                  PRODUCT_ARGS(producer, category, group, l.like)));
     halle_stmt *st = mk_api->db_query(mk_host,
                                       "SELECT " PRODUCT_COLS PRODUCT_FROM PRODUCT_WHERE
-                                      " ORDER BY p.name_folded, p.name, p.id LIMIT ?5 OFFSET ?6",
-                                      "IIIsii", producer, category, group, l.like, (int)l.per_page,
+                                      " ORDER BY p.name_folded, p.name, p.id LIMIT ? OFFSET ?",
+                                      PRODUCT_TYPES "ii", PRODUCT_ARGS(producer, category, group, l.like), (int)l.per_page,
                                       (int)((l.page - 1) * l.per_page));
     return send_json(r, 200, list_answer(st, product_row, &l, total));
 }
@@ -745,13 +755,13 @@ static int tokens_page(halle_request *r, int status, const char *error, const ch
     mk_api->like_pattern(q, like, sizeof like);
     mk_search_ready();
     long long total = count_rows(mk_api->db_query(
-        mk_host, "SELECT count(*) FROM market_api_tokens t WHERE (?1 = '' OR t.name_folded LIKE ?1 ESCAPE '\\')", "s", like));
+        mk_host, "SELECT count(*) FROM market_api_tokens t WHERE (? = '' OR t.name_folded LIKE ? ESCAPE '\\')", "ss", like, like));
     json_t *tokens = rows_array(
         mk_api->db_query(mk_host,
                          "SELECT t.id, t.name, t.created_at, t.last_used_at, t.revoked_at, t.created_by "
                          "FROM market_api_tokens t "
-                         "WHERE (?1 = '' OR t.name_folded LIKE ?1 ESCAPE '\\') ORDER BY t.id DESC LIMIT ?2 OFFSET ?3",
-                         "sii", like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
+                         "WHERE (? = '' OR t.name_folded LIKE ? ESCAPE '\\') ORDER BY t.id DESC LIMIT ? OFFSET ?",
+                         "ssii", like, like, MK_PER_PAGE, (page - 1) * MK_PER_PAGE),
         token_row);
     /* Who made each token: the core's user API, not its tables (0: the command line). */
     size_t ti;

@@ -137,10 +137,12 @@ static int catalog_create(halle_request *r, void *ud)
         return new_catalog_page(r, 422, mk_api->tr(r, "Description trop longue (2000 caractères au plus)."));
     char now[32];
     mk_now(now, sizeof now);
-    if (mk_api->db_run(mk_host, "INSERT INTO market_catalogs (producer_id, name, description, created_at) VALUES (?, ?, ?, ?)",
-                       "Isss", pid, name, desc, now) < 0)
+    int64_t id;
+    if (mk_api->db_insert(mk_host, &id,
+                          "INSERT INTO market_catalogs (producer_id, name, description, created_at) VALUES (?, ?, ?, ?) "
+                          "RETURNING id",
+                          "Isss", pid, name, desc, now) < 0)
         return mk_error(r, 500, NULL);
-    int64_t id = mk_api->db_last_id(mk_host);
     if (mk_fold_rows("market_catalogs", id) != HALLE_OK)
         return mk_error(r, 500, NULL);
     char loc[64];
@@ -195,20 +197,20 @@ static int catalog_page(halle_request *r, const catalog *c, int status, const ch
     if (mk_like_pattern(q, like, sizeof like))
         snprintf(like, sizeof like, "%%");
     /* the (catalog_id, name) index serves both the count and the page */
-    static const char *const where = "WHERE p.catalog_id = ? AND (p.name_folded LIKE ?2 ESCAPE '\\' OR p.ref_folded LIKE ?2 ESCAPE '\\') ";
+    static const char *const where = "WHERE p.catalog_id = ? AND (p.name_folded LIKE ? ESCAPE '\\' OR p.ref_folded LIKE ? ESCAPE '\\') ";
     char sql[700];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM market_products p %s", where);
     long long total = 0;
-    halle_stmt *st = mk_api->db_query(mk_host, sql, "Is", c->id, like);
+    halle_stmt *st = mk_api->db_query(mk_host, sql, "Iss", c->id, like, like);
     if (st && mk_api->db_step(st) == HALLE_DB_ROW)
         total = (long long)mk_api->db_col_int(st, 0);
     mk_api->db_done(st);
     snprintf(sql, sizeof sql,
              "SELECT p.id, p.ref, p.name, p.unit, p.quantity, p.price_cents, p.vat_rate_bp, p.organic, p.active, p.stock, "
              "k.name FROM market_products p LEFT JOIN market_categories k ON k.id = p.category_id %s"
-             "ORDER BY p.name_folded, p.name, p.id LIMIT ?3 OFFSET ?4", where);
+             "ORDER BY p.name_folded, p.name, p.id LIMIT ? OFFSET ?", where);
     json_t *products = json_array();
-    st = mk_api->db_query(mk_host, sql, "IsiI", c->id, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
+    st = mk_api->db_query(mk_host, sql, "IssiI", c->id, like, like, MK_PER_PAGE, (int64_t)(page - 1) * MK_PER_PAGE);
     while (st && mk_api->db_step(st) == HALLE_DB_ROW) {
         const char *lang = mk_api->req_lang(r);
         char price[40], vat[16], qty[32], stock[32] = "";
@@ -515,16 +517,17 @@ static int product_new_post(halle_request *r, void *ud)
     json_decref(errors);
     char now[32];
     mk_now(now, sizeof now);
-    if (mk_api->db_run(mk_host,
-                       "INSERT INTO market_products (catalog_id, producer_id, ref, name, description, unit, quantity, "
-                       "price_cents, vat_rate_bp, organic, category_id, stock, image, image_type, active, created_at, "
-                       "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), CASE WHEN ? THEN ? END, "
-                       "CASE WHEN ? THEN ? END, CASE WHEN ? THEN ? END, ?, ?, ?)",
-                       "IIssssdIiiIidibisiss", c.id, c.producer_id, f.ref, f.name, f.description, f.unit, f.quantity,
-                       (int64_t)f.price, f.vat, f.organic, f.category, f.has_stock, f.stock, f.image != NULL,
-                       f.image ? f.image : "", f.image_len, f.image != NULL, f.image_type ? f.image_type : "", f.active,
-                       now, now) < 0 ||
-        mk_fold_rows("market_products", mk_api->db_last_id(mk_host)) != HALLE_OK)
+    int64_t new_id = 0;
+    if (mk_api->db_insert(mk_host, &new_id,
+                          "INSERT INTO market_products (catalog_id, producer_id, ref, name, description, unit, quantity, "
+                          "price_cents, vat_rate_bp, organic, category_id, stock, image, image_type, active, created_at, "
+                          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), CASE WHEN ? THEN ? END, "
+                          "CASE WHEN ? THEN ? END, CASE WHEN ? THEN ? END, ?, ?, ?) RETURNING id",
+                          "IIssssdIiiIidibisiss", c.id, c.producer_id, f.ref, f.name, f.description, f.unit, f.quantity,
+                          (int64_t)f.price, f.vat, f.organic, f.category, f.has_stock, f.stock, f.image != NULL,
+                          f.image ? f.image : "", f.image_len, f.image != NULL, f.image_type ? f.image_type : "", f.active,
+                          now, now) < 0 ||
+        mk_fold_rows("market_products", new_id) != HALLE_OK)
         return mk_error(r, 500, NULL);
     char loc[64];
     snprintf(loc, sizeof loc, "/producer/catalogs/%lld?done=product", (long long)c.id);

@@ -504,13 +504,12 @@ static int create_tx(halle_host *h, void *ud)
     }
     if (unique_slug(c->f->name, c->slug, sizeof c->slug) != HALLE_OK)
         return HALLE_ERROR;
-    if (mk_api->db_run(h,
-                       "INSERT INTO market_groups (slug, name, description, kind, join_policy, address, postcode, town, "
-                       "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       "ssssssssIs", c->slug, c->f->name, c->f->description, c->f->kind, c->f->policy, c->f->address,
-                       c->f->postcode, c->f->town, c->uid, now) < 0)
+    if (mk_api->db_insert(h, &c->gid,
+                          "INSERT INTO market_groups (slug, name, description, kind, join_policy, address, postcode, town, "
+                          "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                          "ssssssssIs", c->slug, c->f->name, c->f->description, c->f->kind, c->f->policy, c->f->address,
+                          c->f->postcode, c->f->town, c->uid, now) < 0)
         return HALLE_ERROR;
-    c->gid = mk_api->db_last_id(h);
     if (mk_fold_rows("market_groups", c->gid) != HALLE_OK)
         return HALLE_ERROR;
     if (mk_api->db_run(h,
@@ -906,15 +905,13 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
     json_t *j = json_object();
     if (uid) {
         halle_stmt *st = mk_api->db_query(
-            mk_host, "SELECT status, requested_at, rowid FROM market_members WHERE group_id = ? AND user_id = ?",
+            mk_host, "SELECT status, requested_at FROM market_members WHERE group_id = ? AND user_id = ?",
             "II", gid, uid);
         char status[16] = "", requested[40] = "";
-        int64_t rowid = 0;
         if (st && mk_api->db_step(st) == HALLE_DB_ROW) {
             const char *s = mk_api->db_col_text(st, 0), *at = mk_api->db_col_text(st, 1);
             snprintf(status, sizeof status, "%s", s ? s : "");
             snprintf(requested, sizeof requested, "%s", at ? at : "");
-            rowid = mk_api->db_col_int(st, 2);
         }
         mk_api->db_done(st);
         if (!strcmp(status, "active")) {
@@ -927,12 +924,13 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
             return j;
         }
         if (!strcmp(status, "waiting")) {
-            /* The waiting list's order: requested_at, then insertion order for the same second. */
+            /* The waiting list's order: requested_at, then the user id for the same second (no
+             * rowid: the SQL must also run on PostgreSQL). */
             long long ahead = first_int(mk_api->db_query(
                 mk_host,
                 "SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'waiting' "
-                "AND (requested_at < ? OR (requested_at = ? AND rowid < ?))",
-                "IssI", gid, requested, requested, rowid));
+                "AND (requested_at < ? OR (requested_at = ? AND user_id < ?))",
+                "IssI", gid, requested, requested, uid));
             json_object_set_new(j, "waiting", json_true());
             json_object_set_new(j, "position", json_integer(ahead < 0 ? 0 : ahead + 1));
             return j;
@@ -1187,13 +1185,13 @@ static int member_list(halle_request *r, json_t *ctx, const char *key, int64_t g
         "SELECT count(*) FROM market_members m WHERE m.group_id = ? AND m.status = ? "
         "AND (? = '' OR ? LIKE ('%,' || CAST(m.user_id AS TEXT) || ',%'))",
         "Isss", gid, status, ids, ids));
-    static const char *const cols[] = {"#user_id", "requested_at", "#rowid", NULL};
+    static const char *const cols[] = {"#user_id", "requested_at", NULL};
     json_t *rows = rows_array(
         mk_api->db_query(mk_host,
-                         "SELECT m.user_id, m.requested_at, m.rowid FROM market_members m "
+                         "SELECT m.user_id, m.requested_at FROM market_members m "
                          "WHERE m.group_id = ? AND m.status = ? "
                          "AND (? = '' OR ? LIKE ('%,' || CAST(m.user_id AS TEXT) || ',%')) "
-                         "ORDER BY m.requested_at, m.rowid LIMIT ? OFFSET ?",
+                         "ORDER BY m.requested_at, m.user_id LIMIT ? OFFSET ?",
                          "Isssii", gid, status, ids, ids, limit, offset),
         cols);
     /* Only the users' public profile (the core's user API): never their credentials. */
@@ -1222,8 +1220,8 @@ static int member_list(halle_request *r, json_t *ctx, const char *key, int64_t g
                 pos = first_int(mk_api->db_query(
                           mk_host,
                           "SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'waiting' "
-                          "AND (requested_at < ? OR (requested_at = ? AND rowid < ?))",
-                          "IssI", gid, at, at, (int64_t)json_integer_value(json_object_get(m, "rowid")))) + 1;
+                          "AND (requested_at < ? OR (requested_at = ? AND user_id < ?))",
+                          "IssI", gid, at, at, (int64_t)json_integer_value(json_object_get(m, "user_id")))) + 1;
             }
             json_object_set_new(m, "position", json_integer(pos));
         }
@@ -1546,7 +1544,7 @@ static int admit_next(halle_request *r, void *ud)
     json_decref(g);
     long long uid = first_int(mk_api->db_query(mk_host,
                                                "SELECT user_id FROM market_members WHERE group_id = ? AND status = 'waiting' "
-                                               "ORDER BY requested_at, rowid LIMIT 1",
+                                               "ORDER BY requested_at, user_id LIMIT 1",
                                                "I", gid));
     if (uid < 0) /* no row, or an error: nobody can be admitted either way */
         return redirect_to(r, slug, back_tail(r), "nobody");

@@ -379,7 +379,7 @@ static int init(halle_host *h, const halle_api *api)
 
 HALLE_PLUGIN_DESCRIPTOR = {
     HALLE_PLUGIN_HEADER,
-    9,
+    9, /* db_insert, user_get, formatting and folding */
     "market",
     "0.1.0",
     "Local groups, producers, catalogs and products: the marketplace",

@@ -170,13 +170,14 @@ static int signup_tx(halle_host *h, void *ud)
             break;
     }
     const account_form *f = j->f;
-    if (mk_api->db_run(h,
-                       "INSERT INTO market_producers (user_id, slug, business_name, siret, vat_number, address, postcode, "
-                       "town, description, charter_version, charter_accepted_at, created_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       "Isssssssssss", j->user_id, j->slug, f->business_name, f->siret, f->vat_number, f->address,
-                       f->postcode, f->town, f->description, MK_CHARTER_VERSION, j->now, j->now) < 0 ||
-        mk_fold_rows("market_producers", mk_api->db_last_id(h)) != HALLE_OK)
+    int64_t new_id = 0;
+    if (mk_api->db_insert(h, &new_id,
+                          "INSERT INTO market_producers (user_id, slug, business_name, siret, vat_number, address, postcode, "
+                          "town, description, charter_version, charter_accepted_at, created_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                          "Isssssssssss", j->user_id, j->slug, f->business_name, f->siret, f->vat_number, f->address,
+                          f->postcode, f->town, f->description, MK_CHARTER_VERSION, j->now, j->now) < 0 ||
+        mk_fold_rows("market_producers", new_id) != HALLE_OK)
         return HALLE_ERROR;
     return mk_api->user_add_role(h, j->user_id, HALLE_ROLE_PRODUCER, 0) < 0 ? HALLE_ERROR : HALLE_OK;
 }

@@ -361,13 +361,12 @@ static int seed_groups(seed *s)
         char slug[64];
         mk_slugify(g->name, slug, sizeof slug);
         int64_t coord = s->client_ids[g->coordinator];
-        if (mk_api->db_run(mk_host,
-                           "INSERT INTO market_groups (slug, name, description, kind, join_policy, address, postcode, "
-                           "town, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           "ssssssssIs", slug, g->name, g->description, g->kind, g->policy, g->address, g->postcode,
-                           g->town, coord, s->stamp) < 0)
+        if (mk_api->db_insert(mk_host, &s->group_ids[i],
+                              "INSERT INTO market_groups (slug, name, description, kind, join_policy, address, postcode, "
+                              "town, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                              "ssssssssIs", slug, g->name, g->description, g->kind, g->policy, g->address, g->postcode,
+                              g->town, coord, s->stamp) < 0)
             return HALLE_ERROR;
-        s->group_ids[i] = mk_api->db_last_id(mk_host);
         if (add_role(coord, HALLE_ROLE_COORDINATOR, s->group_ids[i]) != HALLE_OK ||
             add_member(s, s->group_ids[i], coord, "member", "active", 365) != HALLE_OK)
             return HALLE_ERROR;
@@ -421,17 +420,19 @@ static int seed_producer(seed *s, const demo_producer *p)
     int64_t user = add_user(s, p->email, p->owner);
     if (user <= 0 || add_role(user, HALLE_ROLE_PRODUCER, 0) != HALLE_OK || add_role(user, HALLE_ROLE_CLIENT, 0) != HALLE_OK)
         return HALLE_ERROR;
-    if (mk_api->db_run(mk_host,
-                       "INSERT INTO market_producers (user_id, slug, business_name, siret, address, postcode, town, "
-                       "description, charter_version, charter_accepted_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       "Issssssssss", user, slug, p->business, siret, p->address,
-                       p->postcode, p->town, p->description, MK_CHARTER_VERSION, s->stamp, s->stamp) < 0)
+    int64_t producer, catalog;
+    if (mk_api->db_insert(mk_host, &producer,
+                          "INSERT INTO market_producers (user_id, slug, business_name, siret, address, postcode, town, "
+                          "description, charter_version, charter_accepted_at, created_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                          "Issssssssss", user, slug, p->business, siret, p->address,
+                          p->postcode, p->town, p->description, MK_CHARTER_VERSION, s->stamp, s->stamp) < 0)
         return HALLE_ERROR;
-    int64_t producer = mk_api->db_last_id(mk_host);
-    if (mk_api->db_run(mk_host, "INSERT INTO market_catalogs (producer_id, name, description, created_at) VALUES (?, ?, ?, ?)",
-                       "Isss", producer, p->catalog, p->catalog_description, s->stamp) < 0)
+    if (mk_api->db_insert(mk_host, &catalog,
+                          "INSERT INTO market_catalogs (producer_id, name, description, created_at) VALUES (?, ?, ?, ?) "
+                          "RETURNING id",
+                          "Isss", producer, p->catalog, p->catalog_description, s->stamp) < 0)
         return HALLE_ERROR;
-    int64_t catalog = mk_api->db_last_id(mk_host);
     s->catalogs++;
     iso_at(s->now - 30 * DAY, asked, sizeof asked);
     for (size_t g = 0; g < N(groups); g++) {

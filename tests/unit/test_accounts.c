@@ -442,7 +442,7 @@ static void test_user_create(void **state)
 
     /* Duplicate after normalisation. */
     n.email = "alice@EXAMPLE.fr";
-    assert_int_equal(hl_user_create(f->db, &n, &FAST, &err), HL_EINVAL);
+    assert_int_equal(hl_user_create(f->db, &n, &FAST, &err), HL_EUNIQUE);
     assert_non_null(strstr(err.msg, "existe déjà"));
 
     /* Terms and age are required. */
@@ -524,7 +524,7 @@ static void test_user_profile_email_password(void **state)
     assert_string_equal(u.name, "Alice");
 
     /* E-mail change: normalised, never onto another account's address. */
-    assert_int_equal(hl_user_set_email(f->db, id, " BOB@example.fr", &err), HL_EINVAL);
+    assert_int_equal(hl_user_set_email(f->db, id, " BOB@example.fr", &err), HL_EUNIQUE);
     assert_int_equal(hl_user_set_email(f->db, id, "bad", &err), HL_EINVAL);
     assert_int_equal(hl_user_set_email(f->db, id, " Alice.New@Example.fr", &err), HL_OK);
     assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);

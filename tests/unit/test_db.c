@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -596,17 +597,26 @@ static void test_constraints(void **state)
                      HL_OK);
     assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO p (name, n) VALUES (?, ?)", "si", "a", 1),
                      1);
+    /* a unique violation is told apart from bad input (NOT NULL, CHECK below) */
     assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO p (name, n) VALUES (?, ?)", "si", "a", 2),
-                     HL_EINVAL);
+                     HL_EUNIQUE);
     assert_non_null(strstr(err.msg, "UNIQUE"));
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO p (id, name) VALUES (?, ?)", "is", 1, "z"),
+                     HL_EUNIQUE);
     assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO p (name) VALUES (?)", "n"), HL_EINVAL);
     assert_non_null(strstr(err.msg, "NOT NULL"));
     assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO p (name, n) VALUES (?, ?)", "si", "b", -1),
                      HL_EINVAL);
     assert_non_null(strstr(err.msg, "CHECK"));
     /* foreign_keys=ON is in effect. */
-    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO c VALUES (?)", "i", 99), HL_EINVAL);
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO c VALUES (?)", "i", 99), HL_EFOREIGN);
     assert_non_null(strstr(err.msg, "FOREIGN KEY"));
+    /* a step given no hl_err keeps the message on the connection */
+    hl_stmt *st = hl_db_query(f->db, &err, "INSERT INTO p (name, n) VALUES (?, ?)", "si", "a", 3);
+    assert_non_null(st);
+    assert_int_equal(hl_db_step(st, NULL), HL_EUNIQUE);
+    hl_db_done(st);
+    assert_non_null(strstr(hl_db_errmsg(f->db), "UNIQUE constraint failed: p.name"));
     assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO c VALUES (?)", "i", 1), 1);
     assert_int_equal(hl_db_run(f->db, &err, "UPDATE p SET n = n + ?", "i", 1), 1);
     assert_int_equal(hl_db_run(f->db, &err, "DELETE FROM c WHERE pid = ?", "i", 5), 0);
@@ -1621,6 +1631,356 @@ static void test_policy_readonly(void **state)
     hl_db_close(ro); /* with the policy still set */
 }
 
+/* ---------------------------------------------------------------- storage contract for money */
+
+static void migrate_main(hl_db *db)
+{
+    hl_err err = {0};
+    char mig[1024];
+    const char *src = getenv("HALLE_SRCDIR");
+    snprintf(mig, sizeof mig, "%s/core/migrations/main", src && *src ? src : ".");
+    if (hl_db_migrate(db, "main", mig, NULL, &err) != HL_OK)
+        fail_msg("migrate: %s", err.msg);
+}
+
+static void test_col_is_null(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    hl_stmt *st = hl_db_query(f->db, &err, "SELECT NULL, 0, '', ?", "n");
+    assert_non_null(st);
+    assert_int_equal(hl_db_step(st, &err), HL_DB_ROW);
+    assert_int_equal(hl_db_col_is_null(st, 0), 1);
+    assert_int_equal(hl_db_col_is_null(st, 1), 0);
+    assert_int_equal(hl_db_col_is_null(st, 2), 0);
+    assert_int_equal(hl_db_col_is_null(st, 3), 1);
+    assert_int_equal(hl_db_col_is_null(st, 9), 1); /* out of range reads as NULL */
+    hl_db_done(st);
+    assert_int_equal(hl_db_col_is_null(NULL, 0), 1);
+}
+
+static void test_insert_returning(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    int64_t id = -1;
+    assert_int_equal(hl_db_exec(f->db, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)", &err), HL_OK);
+    assert_int_equal(hl_db_insert(f->db, &err, &id, "INSERT INTO t (name) VALUES (?) RETURNING id", "s", "a"), HL_OK);
+    assert_int_equal(id, 1);
+    assert_int_equal(hl_db_insert(f->db, &err, &id, "INSERT INTO t (name) VALUES (?) RETURNING id", "s", "b"), HL_OK);
+    assert_int_equal(id, 2);
+    assert_int_equal(hl_db_insert(f->db, &err, &id, "INSERT INTO t (name) VALUES (?) RETURNING id", "s", "a"),
+                     HL_EUNIQUE);
+    assert_int_equal(id, 0);
+    /* without RETURNING there is no id to give: an error, not a stale one */
+    assert_int_equal(hl_db_insert(f->db, &err, &id, "INSERT INTO t (name) VALUES (?)", "s", "c"), HL_EINVAL);
+    assert_non_null(strstr(err.msg, "RETURNING"));
+    assert_int_equal(hl_db_insert(f->db, &err, &id, "INSERT INTO t (name) VALUES (?) RETURNING name", "s", "d"),
+                     HL_EINVAL);
+    assert_int_equal(hl_db_insert(f->db, &err, NULL, "INSERT INTO t (name) VALUES ('e') RETURNING id", ""),
+                     HL_EINVAL);
+}
+
+static int touch_tx(hl_db *db, void *ud, hl_err *err)
+{
+    int *runs = ud;
+    (*runs)++;
+    return hl_db_run(db, err, "INSERT INTO t (v) VALUES (?)", "i", *runs) < 0 ? err->code : HL_OK;
+}
+
+/* A child that holds the write lock for hold_ms, telling the parent through a pipe once it has it. */
+static pid_t lock_holder(const char *path, int hold_ms)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        hl_err e = {0};
+        hl_db *db = hl_db_open(path, 0, &e);
+        int ok = db && hl_db_begin(db, &e) == HL_OK;
+        if (write(fds[1], ok ? "1" : "0", 1) != 1)
+            _exit(2);
+        struct timespec ts = {hold_ms / 1000, (hold_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        ok = ok && hl_db_commit(db, &e) == HL_OK;
+        hl_db_close(db);
+        _exit(ok ? 0 : 1);
+    }
+    char c = 0;
+    close(fds[1]);
+    assert_int_equal(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    assert_int_equal(c, '1');
+    return pid;
+}
+
+static void wait_ok(pid_t pid)
+{
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Busy is retried inside hl_db_tx: a lock held past one busy timeout but less than the
+ * retries' total is waited out; a lock held longer ends in HL_EBUSY, with the work undone. */
+static void test_tx_busy_retry(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    int runs = 0;
+    assert_int_equal(hl_db_exec(f->db, "CREATE TABLE t (v INTEGER)", &err), HL_OK);
+    hl_db_set_busy_timeout(f->db, 30);
+
+    pid_t pid = lock_holder(f->path, 150);
+    assert_int_equal(hl_db_tx(f->db, touch_tx, &runs, &err), HL_OK);
+    wait_ok(pid);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM t"), 1);
+
+    hl_db_set_busy_timeout(f->db, 10);
+    pid = lock_holder(f->path, 2500);
+    err = (hl_err){0};
+    assert_int_equal(hl_db_tx(f->db, touch_tx, &runs, &err), HL_EBUSY);
+    assert_int_equal(err.code, HL_EBUSY);
+    assert_non_null(strstr(err.msg, "busy"));
+    wait_ok(pid);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM t"), 1);
+    assert_int_equal(hl_db_in_tx(f->db), 0);
+}
+
+static int sync_tx(hl_db *db, void *ud, hl_err *err)
+{
+    (void)err;
+    *(int64_t *)ud = scalar(db, "PRAGMA synchronous");
+    return HL_OK;
+}
+
+static int nested_durable(hl_db *db, void *ud, hl_err *err)
+{
+    return hl_db_tx_durable(db, sync_tx, ud, err);
+}
+
+/* Durable transactions commit with synchronous=FULL (2), others with NORMAL (1). */
+static void test_tx_durable(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    int64_t level = -1;
+    assert_int_equal(hl_db_tx(f->db, sync_tx, &level, &err), HL_OK);
+    assert_int_equal(level, 1);
+    assert_int_equal(hl_db_tx_durable(f->db, sync_tx, &level, &err), HL_OK);
+    assert_int_equal(level, 2);
+    assert_int_equal(scalar(f->db, "PRAGMA synchronous"), 1);
+    /* inside an ordinary transaction it cannot be honoured: refused, not silently weaker */
+    assert_int_equal(hl_db_tx(f->db, nested_durable, &level, &err), HL_EINVAL);
+    assert_non_null(strstr(err.msg, "durable"));
+    level = -1;
+    assert_int_equal(hl_db_tx_durable(f->db, nested_durable, &level, &err), HL_OK);
+    assert_int_equal(level, 2);
+    assert_int_equal(scalar(f->db, "PRAGMA synchronous"), 1);
+}
+
+typedef struct {
+    int runs;
+    int fail;
+    const char *body;
+} idem_work;
+
+static int idem_fn(hl_db *db, void *ud, hl_db_result *res, hl_err *err)
+{
+    idem_work *w = ud;
+    w->runs++;
+    int rc = hl_db_run(db, err, "INSERT INTO work (n) VALUES (?)", "i", w->runs);
+    if (rc < 0)
+        return rc;
+    if (w->fail)
+        return hl_err_set(err, HL_ERR, "the work failed");
+    res->status = 201;
+    res->body = strdup(w->body);
+    return res->body ? HL_OK : HL_ENOMEM;
+}
+
+static void test_idempotent(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    hl_db_result res;
+    migrate_main(f->db);
+    assert_int_equal(hl_db_exec(f->db, "CREATE TABLE work (n INTEGER)", &err), HL_OK);
+
+    idem_work w = {0, 0, "{\"order\":1}"};
+    assert_int_equal(hl_db_idempotent(f->db, "test", "k1", "fp", idem_fn, &w, &res, &err), HL_OK);
+    assert_int_equal(res.status, 201);
+    assert_string_equal(res.body, "{\"order\":1}");
+    assert_int_equal(res.replayed, 0);
+    hl_db_result_free(&res);
+
+    /* the repeat gets the first result, and the work is not done again */
+    w.body = "{\"order\":2}";
+    assert_int_equal(hl_db_idempotent(f->db, "test", "k1", "fp", idem_fn, &w, &res, &err), HL_OK);
+    assert_int_equal(res.status, 201);
+    assert_string_equal(res.body, "{\"order\":1}");
+    assert_int_equal(res.replayed, 1);
+    hl_db_result_free(&res);
+    assert_int_equal(w.runs, 1);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM work"), 1);
+
+    /* the same key for another request is a conflict; another scope is another key */
+    assert_int_equal(hl_db_idempotent(f->db, "test", "k1", "other", idem_fn, &w, &res, &err), HL_ECONFLICT);
+    assert_null(res.body);
+    assert_int_equal(hl_db_idempotent(f->db, "other", "k1", "fp", idem_fn, &w, &res, &err), HL_OK);
+    assert_int_equal(res.replayed, 0);
+    hl_db_result_free(&res);
+    assert_int_equal(w.runs, 2);
+
+    /* a failed attempt stores nothing: the key can be tried again */
+    w.fail = 1;
+    assert_int_equal(hl_db_idempotent(f->db, "test", "k2", NULL, idem_fn, &w, &res, &err), HL_ERR);
+    assert_string_equal(err.msg, "the work failed");
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM work"), 2);
+    w.fail = 0;
+    assert_int_equal(hl_db_idempotent(f->db, "test", "k2", NULL, idem_fn, &w, &res, &err), HL_OK);
+    assert_int_equal(res.replayed, 0);
+    hl_db_result_free(&res);
+
+    /* bad keys */
+    assert_int_equal(hl_db_idempotent(f->db, "test", "", NULL, idem_fn, &w, &res, &err), HL_EINVAL);
+    assert_int_equal(hl_db_idempotent(f->db, "test", "a b", NULL, idem_fn, &w, &res, &err), HL_EINVAL);
+    char long_key[HL_DB_IDEM_KEY_MAX + 2];
+    memset(long_key, 'x', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    assert_int_equal(hl_db_idempotent(f->db, "test", long_key, NULL, idem_fn, &w, &res, &err), HL_EINVAL);
+
+    /* keys are forgotten after their time (the business clock, HALLE_NOW in tests) */
+    setenv("HALLE_NOW", "2026-01-01T00:00:00Z", 1);
+    assert_int_equal(hl_db_idempotent(f->db, "test", "old", NULL, idem_fn, &w, &res, &err), HL_OK);
+    hl_db_result_free(&res);
+    setenv("HALLE_NOW", "2026-01-30T00:00:00Z", 1);
+    assert_int_equal(hl_db_idempotency_purge(f->db, 30 * 86400, &err), 0);
+    setenv("HALLE_NOW", "2026-02-01T00:00:00Z", 1);
+    assert_int_equal(hl_db_idempotency_purge(f->db, 30 * 86400, &err), 1);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM hl_idempotency WHERE idem_key = 'old'"), 0);
+    assert_int_equal(hl_db_idempotency_purge(f->db, 0, &err), HL_EINVAL);
+    unsetenv("HALLE_NOW");
+}
+
+#define RACERS 4
+
+/* Processes racing with one key: the work is done once and every one gets its result. */
+static void test_idempotent_concurrent(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    migrate_main(f->db);
+    assert_int_equal(hl_db_exec(f->db, "CREATE TABLE work (n INTEGER)", &err), HL_OK);
+    pid_t pids[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            hl_err e = {0};
+            hl_db_result r;
+            char body[32];
+            snprintf(body, sizeof body, "child %d", i);
+            idem_work w = {0, 0, body};
+            hl_db *db = hl_db_open(f->path, 0, &e);
+            int ok = db && hl_db_idempotent(db, "race", "same-key", NULL, idem_fn, &w, &r, &e) == HL_OK &&
+                     r.status == 201 && r.body && strncmp(r.body, "child ", 6) == 0;
+            /* each child writes the body it got, so the parent can compare them */
+            ok = ok && hl_db_run(db, &e, "INSERT INTO work (n) VALUES (?)", "i", -(r.body[6] - '0') - 1) == 1;
+            hl_db_result_free(&r);
+            hl_db_close(db);
+            _exit(ok ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < RACERS; i++)
+        wait_ok(pids[i]);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM work WHERE n > 0"), 1);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM work WHERE n < 0"), RACERS);
+    assert_int_equal(scalar(f->db, "SELECT count(DISTINCT n) FROM work WHERE n < 0"), 1);
+}
+
+typedef struct {
+    const char *scope;
+    int rollback;
+    int64_t n;
+} counter_work;
+
+static int counter_tx(hl_db *db, void *ud, hl_err *err)
+{
+    counter_work *c = ud;
+    int rc = hl_db_counter_next(db, c->scope, &c->n, err);
+    if (rc != HL_OK)
+        return rc;
+    if (hl_db_run(db, err, "INSERT INTO invoices (scope, n) VALUES (?, ?)", "sI", c->scope, c->n) < 0)
+        return err->code;
+    return c->rollback ? hl_err_set(err, HL_ERR, "rolled back on purpose") : HL_OK;
+}
+
+static void test_counter(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    int64_t n = -1;
+    migrate_main(f->db);
+    assert_int_equal(hl_db_exec(f->db, "CREATE TABLE invoices (scope TEXT, n INTEGER, UNIQUE (scope, n))", &err),
+                     HL_OK);
+    /* outside a transaction the number could not be given back: refused */
+    assert_int_equal(hl_db_counter_next(f->db, "invoice:2026", &n, &err), HL_EINVAL);
+    assert_int_equal(n, 0);
+
+    counter_work c = {"invoice:2026", 0, 0};
+    assert_int_equal(hl_db_tx_durable(f->db, counter_tx, &c, &err), HL_OK);
+    assert_int_equal(c.n, 1);
+    c.rollback = 1;
+    assert_int_equal(hl_db_tx(f->db, counter_tx, &c, &err), HL_ERR);
+    assert_int_equal(c.n, 2);
+    c.rollback = 0;
+    assert_int_equal(hl_db_tx(f->db, counter_tx, &c, &err), HL_OK);
+    assert_int_equal(c.n, 2); /* the rolled-back number came back: no gap */
+    counter_work other = {"invoice:2027", 0, 0};
+    assert_int_equal(hl_db_tx(f->db, counter_tx, &other, &err), HL_OK);
+    assert_int_equal(other.n, 1);
+}
+
+/* Processes taking numbers at once, some rolling back: the committed numbers are 1..N. */
+static void test_counter_concurrent(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    enum { EACH = 25 };
+    migrate_main(f->db);
+    assert_int_equal(hl_db_exec(f->db, "CREATE TABLE invoices (scope TEXT, n INTEGER, UNIQUE (scope, n))", &err),
+                     HL_OK);
+    pid_t pids[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            hl_err e = {0};
+            hl_db *db = hl_db_open(f->path, 0, &e);
+            int ok = db != NULL;
+            for (int k = 0; ok && k < EACH; k++) {
+                counter_work c = {"inv", k % 5 == i % 5, 0}; /* one in five rolls back */
+                int rc = hl_db_tx(db, counter_tx, &c, &e);
+                ok = c.rollback ? rc == HL_ERR : rc == HL_OK;
+            }
+            if (!ok)
+                fprintf(stderr, "child %d: %s\n", i, e.msg);
+            hl_db_close(db);
+            _exit(ok ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < RACERS; i++)
+        wait_ok(pids[i]);
+    int64_t total = RACERS * (EACH - EACH / 5);
+    assert_int_equal(scalar(f->db, "SELECT count(*) FROM invoices"), total);
+    assert_int_equal(scalar(f->db, "SELECT min(n) FROM invoices"), 1);
+    assert_int_equal(scalar(f->db, "SELECT max(n) FROM invoices"), total);
+    assert_int_equal(scalar(f->db, "SELECT count(DISTINCT n) FROM invoices"), total);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1649,6 +2009,14 @@ int main(void)
         T(test_migrate_hostile),
         T(test_archive_file),
         T(test_injection),
+        T(test_col_is_null),
+        T(test_insert_returning),
+        T(test_tx_busy_retry),
+        T(test_tx_durable),
+        T(test_idempotent),
+        T(test_idempotent_concurrent),
+        T(test_counter),
+        T(test_counter_concurrent),
 #undef T
 #define P(fn) cmocka_unit_test_setup_teardown(fn, setup_policy, teardown_policy)
         P(test_policy_tables),
