@@ -690,9 +690,9 @@ static int admin_get(hl_request *req, void *ud)
         snprintf(like, sizeof like, "%%");
     hl_stmt *st = hl_db_query(req->db, NULL,
                               "SELECT id, email, name, locked_hard, locked_until, email_verified_at FROM hl_users "
-                              "WHERE deleted_at IS NULL AND search_folded LIKE ? ESCAPE '\\' "
+                              "WHERE deleted_at IS NULL AND (name_folded LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\') "
                               "ORDER BY id LIMIT 51 OFFSET ?",
-                              "si", like, (int)((page - 1) * 50));
+                              "ssi", like, like, (int)((page - 1) * 50));
     json_t *users = json_array();
     int rows = 0;
     char now[32];
@@ -730,46 +730,50 @@ static int admin_unlock_post(hl_request *req, void *ud)
     return hl_response_redirect(req, 303, "/admin");
 }
 
-static void settings_form(hl_request *req, const hl_plugin_info *p)
+/* A plugin's settings form, from its schema: {fields: [...]} (admin/plugins.mustache), or NULL
+ * when it has none. */
+static json_t *settings_fields(hl_request *req, const hl_plugin_info *p)
 {
     json_t *schema = json_object_get(p->manifest, "settings");
     if (!json_object_size(schema))
-        return;
+        return NULL;
     json_t *values = hl_plugin_settings(req->db, p);
-    hl_page_form_begin(req, hl_arena_printf(req->arena, "/admin/plugins/%s/settings", p->name), NULL);
+    json_t *fields = json_array();
     const char *key;
-    json_t *s;
-    json_object_foreach(schema, key, s) {
-        const char *type = json_string_value(json_object_get(s, "type"));
-        const char *label = json_string_value(json_object_get(s, "label"));
+    json_t *sch;
+    json_object_foreach(schema, key, sch) {
+        const char *type = json_string_value(json_object_get(sch, "type"));
+        const char *label = json_string_value(json_object_get(sch, "label"));
         json_t *v = json_object_get(values, key);
         char *name = hl_arena_printf(req->arena, "s_%s", key);
-        if (!strcmp(type, "boolean")) {
-            hl_page_field(req, "checkbox", name, label ? label : key, json_is_true(v) ? "1" : "", NULL, NULL);
-        } else if (!strcmp(type, "choice")) {
-            hl_response_printf(req, "<p class=\"field\"><label for=\"f-%s\">", name);
-            hl_response_html(req, label ? label : key);
-            hl_response_printf(req, "</label><select id=\"f-%s\" name=\"%s\">", name, name);
+        json_t *f = json_pack("{s:s, s:s}", "name", name ? name : "", "label", label ? label : key);
+        if (!f)
+            continue;
+        if (type && !strcmp(type, "boolean")) {
+            json_object_set_new(f, "checkbox", json_true());
+            json_object_set_new(f, "checked", json_boolean(json_is_true(v)));
+        } else if (type && !strcmp(type, "choice")) {
+            json_t *opts = json_array();
             size_t i;
             json_t *c;
-            json_array_foreach(json_object_get(s, "choices"), i, c) {
+            json_array_foreach(json_object_get(sch, "choices"), i, c) {
                 const char *cv = json_string_value(c);
-                hl_response_puts(req, "<option");
-                if (json_is_string(v) && cv && !strcmp(json_string_value(v), cv))
-                    hl_response_puts(req, " selected");
-                hl_response_puts(req, ">");
-                hl_response_html(req, cv);
-                hl_response_puts(req, "</option>");
+                json_array_append_new(opts, json_pack("{s:s, s:b}", "value", cv ? cv : "", "selected",
+                                                      json_is_string(v) && cv && !strcmp(json_string_value(v), cv)));
             }
-            hl_response_puts(req, "</select></p>\n");
+            json_object_set_new(f, "select", json_true());
+            json_object_set_new(f, "options", opts);
         } else {
             char *text = json_is_integer(v) ? hl_arena_printf(req->arena, "%lld", (long long)json_integer_value(v))
                                             : hl_arena_strdup(req->arena, json_is_string(v) ? json_string_value(v) : "");
-            hl_page_field(req, !strcmp(type, "integer") ? "number" : "text", name, label ? label : key, text, NULL, NULL);
+            json_object_set_new(f, "input", json_true());
+            json_object_set_new(f, "type", json_string(type && !strcmp(type, "integer") ? "number" : "text"));
+            json_object_set_new(f, "value", json_string(text ? text : ""));
         }
+        json_array_append_new(fields, f);
     }
     json_decref(values);
-    hl_page_form_end(req, T(req, "Enregistrer les réglages"));
+    return json_pack("{s:o}", "fields", fields);
 }
 
 static int plugins_page(hl_request *req, const char *ok, const char *error)
@@ -779,65 +783,52 @@ static int plugins_page(hl_request *req, const char *ok, const char *error)
     if (hl_plugin_discover(req->cfg, req->db, &l, &err) != HL_OK)
         return hl_response_error(req, 500, err.msg);
     json_t *suspensions = hl_plugin_suspensions(req->db);
-    hl_page_begin(req, T(req, "Extensions"));
-    hl_response_printf(req, "<h1>%s</h1>\n<p><a href=\"/admin\">%s</a></p>\n", T(req, "Extensions"),
-                       T(req, "Administration"));
-    if (ok)
-        hl_page_notice(req, "ok", ok);
-    if (error)
-        hl_page_notice(req, "error", error);
-    for (size_t i = 0; i < l.count; i++) {
+    json_t *plugins = json_array();
+    for (size_t i = 0; plugins && i < l.count; i++) {
         const hl_plugin_info *p = &l.items[i];
-        hl_response_printf(req, "<section class=\"plugin\" id=\"plugin-%s\"><h2>", p->name);
-        hl_response_html(req, p->name);
-        hl_response_puts(req, " <small>");
-        hl_response_html(req, p->version ? p->version : "");
-        hl_response_printf(req, " · %s · %s</small></h2>\n<p>", p->kind == HL_PLUGIN_C ? "C" : "Lua",
-                           p->error ? T(req, "refusée") : p->enabled ? T(req, "activée") : T(req, "désactivée"));
-        hl_response_html(req, p->description);
-        hl_response_puts(req, "</p>\n");
+        json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "name", p->name, "version", p->version ? p->version : "",
+                              "kind", p->kind == HL_PLUGIN_C ? "C" : "Lua", "state",
+                              p->error ? T(req, "refusée") : p->enabled ? T(req, "activée") : T(req, "désactivée"),
+                              "description", p->description ? p->description : "", "native", p->kind == HL_PLUGIN_C);
+        if (!e)
+            continue;
         if (p->error)
-            hl_page_notice(req, "error", p->error);
+            json_object_set_new(e, "refused", json_string(p->error));
         json_t *susp = p->enabled ? json_object_get(suspensions, p->name) : NULL;
         if (susp) {
             const char *reason = json_string_value(json_object_get(json_array_get(susp, 0), "reason"));
-            hl_page_notice(req, "error", hl_arena_printf(req->arena, T(req, "Suspendue dans %zu processus après des erreurs répétées : %s. Corrigez-la puis redémarrez (kill -HUP)."),
-                                                         json_array_size(susp), reason ? reason : ""));
+            char *m = hl_arena_printf(req->arena, T(req, "Suspendue dans %zu processus après des erreurs répétées : %s. Corrigez-la puis redémarrez (kill -HUP)."),
+                                      json_array_size(susp), reason ? reason : "");
+            json_object_set_new(e, "suspended", json_string(m ? m : ""));
         }
-        hl_response_printf(req, "<p>%s", T(req, "Permissions : "));
-        if (p->kind == HL_PLUGIN_C) {
-            hl_response_puts(req, T(req, "code natif, accès complet à l'instance."));
-        } else {
-            hl_response_puts(req, T(req, "ses propres tables"));
+        if (p->kind != HL_PLUGIN_C) {
             json_t *perm = hl_plugin_permissions(&l, p);
+            json_t *never = json_object_get(perm, "refused");
+            json_object_set(e, "reads", json_object_get(perm, "reads") ? json_object_get(perm, "reads") : json_array());
+            json_object_set_new(e, "has_never", json_boolean(json_array_size(never) > 0));
+            char *list = hl_arena_strdup(req->arena, "");
             size_t j;
             json_t *t;
-            json_array_foreach(json_object_get(perm, "reads"), j, t) {
-                hl_response_puts(req, T(req, ", lecture de "));
-                hl_response_html(req, json_string_value(t));
-            }
-            hl_response_puts(req, ".");
-            json_array_foreach(json_object_get(perm, "refused"), j, t) {
-                hl_response_puts(req, j ? ", " : T(req, " Jamais accordé : "));
-                hl_response_html(req, json_string_value(t));
-            }
+            json_array_foreach(never, j, t) list = hl_arena_printf(req->arena, "%s%s%s", list ? list : "", j ? ", " : "",
+                                                                   json_string_value(t));
+            json_object_set_new(e, "never", json_string(list ? list : ""));
             json_decref(perm);
         }
-        hl_response_puts(req, "</p>\n");
         if (!p->error) {
-            hl_page_form_begin(req, hl_arena_printf(req->arena, "/admin/plugins/%s/%s", p->name,
-                                                    p->enabled ? "disable" : "enable"), NULL);
-            hl_page_form_end(req, p->enabled ? T(req, "Désactiver") : T(req, "Activer"));
+            json_object_set_new(e, "action", json_string(p->enabled ? "disable" : "enable"));
+            json_object_set_new(e, "action_label", json_string(p->enabled ? T(req, "Désactiver") : T(req, "Activer")));
         }
-        if (p->enabled)
-            settings_form(req, p);
-        hl_response_puts(req, "</section>\n");
+        json_t *settings = p->enabled ? settings_fields(req, p) : NULL;
+        if (settings)
+            json_object_set_new(e, "settings", settings);
+        json_array_append_new(plugins, e);
     }
-    if (!l.count)
-        hl_response_printf(req, "<p>%s</p>\n", T(req, "Aucune extension trouvée."));
     hl_plugin_list_free(&l);
     json_decref(suspensions);
-    return hl_page_end(req);
+    json_t *ctx = json_pack("{s:o}", "plugins", plugins ? plugins : json_array());
+    if (ctx && ok)
+        json_object_set_new(ctx, "ok", json_string(ok));
+    return themed(req, "admin/plugins", T(req, "Extensions"), with_error(ctx, error));
 }
 
 static int plugins_get(hl_request *req, void *ud)

@@ -351,6 +351,17 @@ static int single_role(unsigned role)
            role == HL_ROLE_OPERATOR;
 }
 
+const char *hl_role_name(unsigned role)
+{
+    switch (role) {
+    case HL_ROLE_CLIENT: return "client";
+    case HL_ROLE_PRODUCER: return "producer";
+    case HL_ROLE_COORDINATOR: return "coordinator";
+    case HL_ROLE_OPERATOR: return "operator";
+    default: return NULL;
+    }
+}
+
 #define ALL_ROLES (HL_ROLE_CLIENT | HL_ROLE_PRODUCER | HL_ROLE_COORDINATOR | HL_ROLE_OPERATOR)
 
 /* 1 if the user exists and is not deleted, 0 if absent or deleted (-> *deleted), < 0 error. */
@@ -386,27 +397,27 @@ static int require_alive(hl_db *db, int64_t id, hl_err *err)
     return HL_OK;
 }
 
-/* The folded copy of a user's name and address that searches read (migration 011). */
+/* The folded copy of a user's name that searches read (migration 011); addresses are stored
+ * normalised already (lower-case ASCII), so they are searched as they are. */
 static int refold(hl_db *db, int64_t id, hl_err *err)
 {
-    hl_stmt *st = hl_db_query(db, err, "SELECT name, email FROM hl_users WHERE id = ?", "I", id);
+    hl_stmt *st = hl_db_query(db, err, "SELECT name FROM hl_users WHERE id = ?", "I", id);
     if (!st)
         return db_code(err);
     int rc = hl_db_step(st, err);
-    char both[600], folded[600];
-    snprintf(both, sizeof both, "%s %s", rc == HL_DB_ROW && hl_db_col_text(st, 0) ? hl_db_col_text(st, 0) : "",
-             rc == HL_DB_ROW && hl_db_col_text(st, 1) ? hl_db_col_text(st, 1) : "");
+    char name[300], folded[300];
+    snprintf(name, sizeof name, "%s", rc == HL_DB_ROW && hl_db_col_text(st, 0) ? hl_db_col_text(st, 0) : "");
     hl_db_done(st);
     if (rc < 0)
         return rc;
-    hl_text_fold(both, folded, sizeof folded);
-    rc = hl_db_run(db, err, "UPDATE hl_users SET search_folded = ? WHERE id = ?", "sI", folded, id);
+    hl_text_fold(name, folded, sizeof folded);
+    rc = hl_db_run(db, err, "UPDATE hl_users SET name_folded = ? WHERE id = ?", "sI", *folded ? folded : "-", id);
     return rc < 0 ? rc : HL_OK;
 }
 
 int hl_accounts_refold_all(hl_db *db, hl_err *err)
 {
-    hl_stmt *st = hl_db_query(db, err, "SELECT id FROM hl_users WHERE search_folded = '' ORDER BY id", NULL);
+    hl_stmt *st = hl_db_query(db, err, "SELECT id FROM hl_users WHERE name_folded = '' ORDER BY id", NULL);
     if (!st)
         return db_code(err);
     int64_t ids[256];
@@ -476,13 +487,13 @@ int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl
     char norm[EMAIL_MAX + 1], now[TS_LEN];
     if (!db || !email || !name)
         return hl_err_set(err, HL_EINVAL, "create: NULL argument");
-    if (hl_email_normalize(email, norm, sizeof norm, err) != HL_OK)
-        return err ? err->code : HL_EINVAL;
-    if (!hl_utf8_valid(name, strlen(name)) || !*name || strlen(name) > 120)
-        return hl_err_set(err, HL_EINVAL, "create: the name must be 1 to 120 bytes of UTF-8");
+    int rc;
+    if ((rc = hl_email_normalize(email, norm, sizeof norm, err)) != HL_OK ||
+        (rc = check_text(name, NAME_MAX_BYTES, 0, 1, "nom", err)) != HL_OK)
+        return rc;
     iso_time(hl_clock_now(), now);
     /* "!" is no Argon2 string: no password ever matches it. */
-    int rc = hl_db_run(db, err,
+    rc = hl_db_run(db, err,
                        "INSERT INTO hl_users (email, name, password_hash, email_verified_at, terms_version, "
                        "terms_accepted_at, age_certified_at, created_at) VALUES (?, ?, '!', ?, 'seed', ?, ?, ?) "
                        "ON CONFLICT (email) DO NOTHING",
@@ -499,7 +510,7 @@ int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl
     return rc == HL_OK ? u.id : rc;
 }
 
-int hl_user_search(hl_db *db, const char *q, int64_t *ids, int max, hl_err *err)
+int hl_user_search(hl_db *db, const char *q, int by_email, int64_t *ids, int max, hl_err *err)
 {
     if (!db || !q || !ids || max <= 0)
         return hl_err_set(err, HL_EINVAL, "user search: bad arguments");
@@ -507,9 +518,10 @@ int hl_user_search(hl_db *db, const char *q, int64_t *ids, int max, hl_err *err)
     if (hl_text_like(q, like, sizeof like) != HL_OK || !*like)
         snprintf(like, sizeof like, "%%");
     hl_stmt *st = hl_db_query(db, err,
-                              "SELECT id FROM hl_users WHERE deleted_at IS NULL AND search_folded LIKE ? ESCAPE '\\' "
+                              "SELECT id FROM hl_users WHERE deleted_at IS NULL AND "
+                              "(name_folded LIKE ? ESCAPE '\\' OR (? = 1 AND email LIKE ? ESCAPE '\\')) "
                               "ORDER BY id LIMIT ?",
-                              "si", like, max);
+                              "sisi", like, by_email ? 1 : 0, like, max);
     if (!st)
         return db_code(err);
     int k = 0, rc;
@@ -801,7 +813,7 @@ static int delete_tx(hl_db *db, void *ud, hl_err *err)
     /* "!" is no Argon2 string: nothing verifies against it. The terms and age records stay,
      * as proof of consent for the legal retention period. */
     rc = hl_db_run(db, err,
-                   "UPDATE hl_users SET email = ?, name = '', phone = NULL, address = NULL, search_folded = '-', "
+                   "UPDATE hl_users SET email = ?, name = '', phone = NULL, address = NULL, name_folded = '-', "
                    "password_hash = '!', failed_logins = 0, locked_until = NULL, locked_hard = 0, "
                    "deleted_at = COALESCE(deleted_at, ?) WHERE id = ?",
                    "ssI", email, now, id);

@@ -28,6 +28,10 @@ enum {
     HL_ROLE_OPERATOR = 1u << 3
 };
 
+/* The name of one role bit ("client", "producer", "coordinator", "operator"), NULL for
+ * anything else: what plugins see (Lua's req.user.roles, the API's user_get). */
+const char *hl_role_name(unsigned role);
+
 #define HL_TOKEN_LEN 43    /* base64url of 32 random bytes, no padding */
 #define HL_MAX_SCOPES 64
 
@@ -103,10 +107,10 @@ int hl_user_find_email(hl_db *db, const char *email, hl_user *out, hl_err *err);
  * (its owner sets one through "forgot password"); returns its id, or the id of the account
  * that already has this address. */
 int64_t hl_user_create_seeded(hl_db *db, const char *email, const char *name, hl_err *err);
-/* Ids of live accounts whose name or address contains q (case-insensitive), at most max, into
- * ids; returns how many, or an error. */
-int hl_user_search(hl_db *db, const char *q, int64_t *ids, int max, hl_err *err);
-/* Fills the folded search copy of accounts that have none (made before migration 011). */
+/* Ids of live accounts whose name (or, with by_email, address) contains q (case-insensitive),
+ * at most max, into ids; returns how many, or an error. */
+int hl_user_search(hl_db *db, const char *q, int by_email, int64_t *ids, int max, hl_err *err);
+/* Fills the folded name of accounts that have none (made before migration 011). */
 int hl_accounts_refold_all(hl_db *db, hl_err *err);
 int hl_user_update_profile(hl_db *db, int64_t id, const char *name, const char *phone,
                            const char *address, hl_err *err);

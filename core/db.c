@@ -1378,9 +1378,14 @@ static int listed(const char *const *list, const char *name)
 }
 
 /* "news" owns news_x, not newsletter_x. */
+static int owns(const char *prefix, size_t plen, const char *name)
+{
+    return prefix && istarts(name, prefix) && name[plen] == '_';
+}
+
 static int own(const policy *p, const char *name)
 {
-    return istarts(name, p->prefix) && name[p->plen] == '_';
+    return owns(p->prefix, p->plen, name);
 }
 
 /* The indexes SQLite makes for PRIMARY KEY and UNIQUE; the name is reserved, so a plugin
@@ -1396,10 +1401,10 @@ static int is_schema(const char *t)
            ieq(t, "sqlite_temp_schema");
 }
 
-static int is_hidden(const policy *p, const char *table, const char *col)
+static int is_hidden(const char *const *hidden, const char *table, const char *col)
 {
     size_t tl = strlen(S(table));
-    for (const char *const *h = p->hidden; *h; h++) {
+    for (const char *const *h = hidden; h && *h; h++) {
         const char *e = *h;
         size_t i = 0;
         while (i < tl && e[i] && lower((unsigned char)e[i]) == lower((unsigned char)table[i]))
@@ -1450,9 +1455,18 @@ static int auth_read(hl_db *db, const char *table, const char *col, const char *
         return SQLITE_OK;
     if (istarts(table, "sqlite_") || !(own(p, table) || listed(p->readable, table)))
         return deny(db, "read table %s", S(table));
-    if (is_hidden(p, table, col))
+    if (is_hidden((const char *const *)p->hidden, table, col))
         return deny(db, "read %s.%s", S(table), S(col));
     return SQLITE_OK;
+}
+
+int hl_db_policy_reads(const hl_db_policy *p, const char *table, const char *column)
+{
+    if (!p || !table || istarts(table, "sqlite_"))
+        return 0;
+    if (!owns(p->prefix, p->prefix ? strlen(p->prefix) : 0, table) && !listed(p->readable, table))
+        return 0;
+    return !column || !is_hidden(p->hidden, table, column);
 }
 
 static int auth_write(hl_db *db, const char *table, const char *inner)

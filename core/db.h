@@ -181,6 +181,9 @@ typedef struct hl_db_policy {
  * "hl_"/"sqlite_"); at most 256 entries per list. The policy is deep-copied. NULL clears.
  * On error the previous policy (or none) stays in force. */
 int hl_db_set_policy(hl_db *db, const hl_db_policy *policy, hl_err *err);
+/* Whether the policy lets its code SELECT table.column (column NULL: anything of the table),
+ * by the authorizer's own rules: for core functions that hand core data to that code. */
+int hl_db_policy_reads(const hl_db_policy *p, const char *table, const char *column);
 /* Bounds for SQL run for untrusted code (Lua plugins), set around each of its calls and
  * cleared after (check NULL). While set, SQLite calls check(ud) every `every` virtual-machine
  * steps and interrupts the statement when it returns nonzero (the step fails with

@@ -79,6 +79,14 @@ static int api_rate_allow(halle_host *h, const char *key, int window_seconds, in
     return rc;
 }
 
+/* A C plugin is the operator's own code and sees addresses; a Lua plugin only if its SQL could
+ * read them (its manifest asks for hl_users and the core grants it): the user API gives it no
+ * more than its policy does. */
+static int sees_email(const halle_host *h)
+{
+    return h->kind != HL_PLUGIN_LUA || hl_db_policy_reads(&h->policy, "hl_users", "email");
+}
+
 static json_t *api_user_get(halle_host *h, int64_t id)
 {
     hl_user u;
@@ -88,7 +96,21 @@ static json_t *api_user_get(halle_host *h, int64_t id)
         set_error(h, err.msg[0] ? err.msg : "no such user");
         return NULL;
     }
-    return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)u.id, "name", u.name, "email", u.email);
+    json_t *roles = json_array(), *groups = json_array();
+    for (unsigned bit = 1; bit && roles; bit <<= 1)
+        if ((u.roles & bit) && hl_role_name(bit))
+            json_array_append_new(roles, json_string(hl_role_name(bit)));
+    for (size_t i = 0; i < u.nscopes && groups; i++)
+        if (u.scopes[i].role == HL_ROLE_COORDINATOR)
+            json_array_append_new(groups, json_integer((json_int_t)u.scopes[i].group));
+    /* "coordinates" is the one record of who runs a group: plugins keep no copy of it. */
+    json_t *out = json_pack("{s:I, s:s, s:o, s:o}", "id", (json_int_t)u.id, "name", u.name, "roles", roles,
+                            "coordinates", groups);
+    if (out && sees_email(h))
+        json_object_set_new(out, "email", json_string(u.email));
+    if (!out)
+        set_error(h, "out of memory");
+    return out;
 }
 
 static json_t *api_user_search(halle_host *h, const char *q, int max)
@@ -100,7 +122,7 @@ static json_t *api_user_search(halle_host *h, const char *q, int max)
     int64_t *ids = malloc((size_t)max * sizeof *ids);
     hl_err err;
     hl_err_clear(&err);
-    int n = ids ? hl_user_search(hl_worker_db(h->worker), q, ids, max, &err) : HL_ENOMEM;
+    int n = ids ? hl_user_search(hl_worker_db(h->worker), q, sees_email(h), ids, max, &err) : HL_ENOMEM;
     json_t *out = n >= 0 ? json_array() : NULL;
     for (int i = 0; out && i < n; i++)
         json_array_append_new(out, json_integer((json_int_t)ids[i]));

@@ -250,14 +250,11 @@ static void set_header(hl_request *r, halle_host *h, const char *name, const cha
 
 static void push_roles(lua_State *L, unsigned roles)
 {
-    static const struct { unsigned bit; const char *name; } names[] = {
-        {HALLE_ROLE_CLIENT, "client"}, {HALLE_ROLE_PRODUCER, "producer"},
-        {HALLE_ROLE_COORDINATOR, "coordinator"}, {HALLE_ROLE_OPERATOR, "operator"}};
     lua_createtable(L, 4, 0);
     int n = 0;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (roles & names[i].bit) {
-            lua_pushstring(L, names[i].name);
+    for (unsigned bit = 1; bit; bit <<= 1)
+        if ((roles & bit) && hl_role_name(bit)) {
+            lua_pushstring(L, hl_role_name(bit));
             lua_rawseti(L, -2, ++n);
         }
 }

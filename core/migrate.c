@@ -56,7 +56,7 @@ static int migrate_file(const char *path, unsigned flags, const char *component,
     int rc = check_not_newer(db, component, dir, err);
     if (rc == HL_OK)
         rc = hl_db_migrate(db, component, dir, applied, err);
-    /* What SQL cannot do in a migration: fold the accounts made before search_folded. */
+    /* What SQL cannot do in a migration: fold the names of accounts made before name_folded. */
     if (rc == HL_OK && !strcmp(component, "core"))
         rc = hl_accounts_refold_all(db, err);
     hl_db_close(db);

@@ -259,11 +259,14 @@ typedef struct halle_api {
      * text, null; blobs are left out). Steps st to its end; call db_done after. New
      * reference, NULL on error (a failed step, out of memory). */
     json_t *(*rows_json)(halle_stmt *st);
-    /* Users, without touching the core's tables (version 9 too). A user's public fields
-     * {id, name, email} (new reference), or NULL when there is none (or it was deleted): show the
-     * address only on pages the core lets the viewer see (api->can). */
+    /* Users, without touching the core's tables (version 9 too). A live user as {id, name,
+     * email, roles: ["client", "coordinator", ...], coordinates: [group ids]} (new reference),
+     * or NULL when there is none (or it was deleted). "coordinates" is the only record of who
+     * runs a group: keep no copy. Show the address only on pages the core lets the viewer see
+     * (api->can); a Lua plugin gets it only if its manifest may read hl_users. */
     json_t *(*user_get)(halle_host *h, int64_t id);
-    /* Ids of users whose name or address contains q (case-insensitive), at most max (<= 1000):
+    /* Ids of users whose name or address (Lua: as for user_get) contains q (case-insensitive),
+     * at most max (<= 1000):
      * a JSON array of integers (new reference), NULL on error. */
     json_t *(*user_search)(halle_host *h, const char *q, int max);
     /* For seeding (demo data): a verified account with no usable password (its owner sets one

@@ -491,18 +491,14 @@ typedef struct creation {
     char slug[96];
 } creation;
 
-/* In one transaction: the group, its creator's membership as coordinator, and the core's role
- * so that can() lets them administer it. */
+/* In one transaction: the group, its creator's membership, and the core's coordinator role
+ * (the one record of who runs the group: can() reads it). */
 static int create_tx(halle_host *h, void *ud)
 {
     creation *c = ud;
     char now[32];
     mk_now(now, sizeof now);
-    long long n = first_int(mk_api->db_query(
-        h, "SELECT count(*) FROM market_members WHERE user_id = ? AND role = 'coordinator'", "I", c->uid));
-    if (n < 0)
-        return HALLE_ERROR;
-    if (n >= COORDINATED_MAX) {
+    if (mk_coordinated_count(c->uid) >= COORDINATED_MAX) {
         c->too_many = 1;
         return HALLE_ERROR;
     }
@@ -518,7 +514,7 @@ static int create_tx(halle_host *h, void *ud)
         return HALLE_ERROR;
     if (mk_api->db_run(h,
                        "INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
-                       "VALUES (?, ?, 'coordinator', 'active', ?, ?)",
+                       "VALUES (?, ?, 'member', 'active', ?, ?)",
                        "IIss", c->gid, c->uid, now, now) < 0)
         return HALLE_ERROR;
     if (mk_api->user_add_role(h, c->uid, HALLE_ROLE_COORDINATOR, c->gid) != HALLE_OK)
@@ -909,21 +905,18 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
     json_t *j = json_object();
     if (uid) {
         halle_stmt *st = mk_api->db_query(
-            mk_host, "SELECT role, status, requested_at FROM market_members WHERE group_id = ? AND user_id = ?",
+            mk_host, "SELECT status, requested_at FROM market_members WHERE group_id = ? AND user_id = ?",
             "II", gid, uid);
         char status[16] = "", requested[40] = "";
-        int coordinator = 0;
         if (st && mk_api->db_step(st) == HALLE_DB_ROW) {
-            const char *role = mk_api->db_col_text(st, 0), *s = mk_api->db_col_text(st, 1);
-            const char *at = mk_api->db_col_text(st, 2);
-            coordinator = role && !strcmp(role, "coordinator");
+            const char *s = mk_api->db_col_text(st, 0), *at = mk_api->db_col_text(st, 1);
             snprintf(status, sizeof status, "%s", s ? s : "");
             snprintf(requested, sizeof requested, "%s", at ? at : "");
         }
         mk_api->db_done(st);
         if (!strcmp(status, "active")) {
             json_object_set_new(j, "member", json_true());
-            json_object_set_new(j, "coordinator", json_boolean(coordinator));
+            json_object_set_new(j, "coordinator", json_boolean(mk_coordinates(uid, gid)));
             return j;
         }
         if (!strcmp(status, "pending")) {
@@ -1151,12 +1144,10 @@ static int group_leave(halle_request *r, void *ud)
         return server_error(r);
     if (!status[0])
         return redirect_to(r, slug, "", NULL);
-    /* The core's coordinator role cannot be taken back through the plugin API: a coordinator
-     * leaving would keep the rights without the membership. */
-    if (!strcmp(role, "coordinator"))
+    /* A coordinator leaving would keep the core's role without the membership. */
+    if (mk_coordinates(uid, gid))
         return mk_error(r, 409, mk_api->tr(r, "Un coordinateur ne peut pas quitter son groupe."));
-    if (mk_api->db_run(mk_host, "DELETE FROM market_members WHERE group_id = ? AND user_id = ? AND role <> 'coordinator'",
-                       "II", gid, uid) < 0)
+    if (mk_api->db_run(mk_host, "DELETE FROM market_members WHERE group_id = ? AND user_id = ?", "II", gid, uid) < 0)
         return server_error(r);
     return redirect_to(r, slug, "", "left");
 }
@@ -1194,10 +1185,10 @@ static int member_list(halle_request *r, json_t *ctx, const char *key, int64_t g
         "SELECT count(*) FROM market_members m WHERE m.group_id = ? AND m.status = ? "
         "AND (? = '' OR ? LIKE ('%,' || CAST(m.user_id AS TEXT) || ',%'))",
         "Isss", gid, status, ids, ids));
-    static const char *const cols[] = {"#user_id", "?coordinator", "requested_at", NULL};
+    static const char *const cols[] = {"#user_id", "requested_at", NULL};
     json_t *rows = rows_array(
         mk_api->db_query(mk_host,
-                         "SELECT m.user_id, m.role = 'coordinator', m.requested_at FROM market_members m "
+                         "SELECT m.user_id, m.requested_at FROM market_members m "
                          "WHERE m.group_id = ? AND m.status = ? "
                          "AND (? = '' OR ? LIKE ('%,' || CAST(m.user_id AS TEXT) || ',%')) "
                          "ORDER BY m.requested_at, m.user_id LIMIT ? OFFSET ?",
@@ -1210,6 +1201,7 @@ static int member_list(halle_request *r, json_t *ctx, const char *key, int64_t g
         json_t *u = mk_api->user_get(mk_host, json_integer_value(json_object_get(row, "user_id")));
         json_object_set_new(row, "name", json_string(u ? json_string_value(json_object_get(u, "name")) : ""));
         json_object_set_new(row, "email", json_string(u ? json_string_value(json_object_get(u, "email")) : ""));
+        json_object_set_new(row, "coordinator", json_boolean(mk_user_coordinates(u, gid)));
         json_decref(u);
     }
     if (total < 0 || !rows) {
@@ -1530,10 +1522,9 @@ static int member_action(halle_request *r, void *ud)
                             "sII", now, gid, uid);
         done = "declined";
     } else if (!strcmp(action, "remove")) {
-        if (!strcmp(role, "coordinator"))
+        if (mk_coordinates(uid, gid))
             return mk_error(r, 409, mk_api->tr(r, "Un coordinateur ne peut pas être retiré du groupe."));
-        rc = mk_api->db_run(mk_host, "DELETE FROM market_members WHERE group_id = ? AND user_id = ? AND role <> 'coordinator'",
-                            "II", gid, uid);
+        rc = mk_api->db_run(mk_host, "DELETE FROM market_members WHERE group_id = ? AND user_id = ?", "II", gid, uid);
         done = "removed";
     }
     if (rc < 0)

@@ -301,6 +301,31 @@ int mk_is_coordinator(halle_request *r, int64_t group_id)
     return mk_api->can_name(r, HALLE_ACT_EDIT, "market.group_settings", group_id);
 }
 
+int mk_user_coordinates(const json_t *user, int64_t group_id)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(user, "coordinates"), i, v) if (json_integer_value(v) == group_id) return 1;
+    return 0;
+}
+
+/* A deleted or unknown account coordinates nothing. */
+int mk_coordinates(int64_t user_id, int64_t group_id)
+{
+    json_t *u = mk_api->user_get(mk_host, user_id);
+    int found = mk_user_coordinates(u, group_id);
+    json_decref(u);
+    return found;
+}
+
+int mk_coordinated_count(int64_t user_id)
+{
+    json_t *u = mk_api->user_get(mk_host, user_id);
+    int n = (int)json_array_size(json_object_get(u, "coordinates"));
+    json_decref(u);
+    return n;
+}
+
 json_t *mk_pagination(int page, long long total, const char *q)
 {
     long long pages = total ? (total + MK_PER_PAGE - 1) / MK_PER_PAGE : 1;

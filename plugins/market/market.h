@@ -57,6 +57,12 @@ int mk_need_login(halle_request *r);
 int64_t mk_current_producer(halle_request *r);
 /* 1 when the user coordinates the group. */
 int mk_is_coordinator(halle_request *r, int64_t group_id);
+/* From the core's roles, the one record of who runs a group (market_members holds
+ * memberships only): how many groups user_id coordinates; whether they coordinate group_id;
+ * the same for a user as api->user_get returns it. */
+int mk_coordinated_count(int64_t user_id);
+int mk_coordinates(int64_t user_id, int64_t group_id);
+int mk_user_coordinates(const json_t *user, int64_t group_id);
 /* Pagination for templates: {page, pages, total, prev, next, q} with prev/next as page
  * numbers (absent at the ends). */
 json_t *mk_pagination(int page, long long total, const char *q);

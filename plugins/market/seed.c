@@ -368,7 +368,7 @@ static int seed_groups(seed *s)
                               g->town, coord, s->stamp) < 0)
             return HALLE_ERROR;
         if (add_role(coord, HALLE_ROLE_COORDINATOR, s->group_ids[i]) != HALLE_OK ||
-            add_member(s, s->group_ids[i], coord, "coordinator", "active", 365) != HALLE_OK)
+            add_member(s, s->group_ids[i], coord, "member", "active", 365) != HALLE_OK)
             return HALLE_ERROR;
     }
     for (size_t i = 0; i < N(places); i++) {

@@ -358,6 +358,46 @@ static void test_email_normalize(void **state)
 
 /* ---------------------------------------------------------------- users */
 
+/* What the plugin API's user_create and user_search stand on. */
+static void test_user_seeded_search(void **state)
+{
+    fx *f = *state;
+    hl_err err = {0};
+    hl_user u;
+    char buf[256];
+    int64_t ids[4];
+
+    int64_t id = hl_user_create_seeded(f->db, " Rose@Ferme.example", "Rose 100%_Bio", &err);
+    assert_true(id > 0);
+    assert_int_equal(hl_user_get(f->db, id, &u, &err), HL_OK);
+    assert_string_equal(u.email, "rose@ferme.example");
+    assert_int_equal(u.verified, 1);
+    /* No password opens it: "!" is no hash. */
+    q_text(f->db, "SELECT password_hash FROM hl_users WHERE id = ?", id, buf, sizeof buf);
+    assert_string_equal(buf, "!");
+    int64_t got = 0;
+    assert_int_not_equal(login(f->db, "rose@ferme.example", "!", NULL, &got, &err), HL_OK);
+    assert_int_equal(login(f->db, "rose@ferme.example", PW, NULL, &got, &err), HL_EAUTH);
+    /* Seeding twice finds the same account. */
+    assert_int_equal(hl_user_create_seeded(f->db, "rose@ferme.example", "Other", &err), id);
+    /* The same checks as a sign-up. */
+    assert_int_equal(hl_user_create_seeded(f->db, "not an address", "Rose", &err), HL_EINVAL);
+    assert_int_equal(hl_user_create_seeded(f->db, "x@ferme.example", "", &err), HL_EINVAL);
+    assert_int_equal(hl_user_create_seeded(f->db, "x@ferme.example", "Bad\x1b[31m", &err), HL_EINVAL);
+
+    int64_t other = hl_user_create_seeded(f->db, "jean@example.org", "Jean Ferme", &err);
+    assert_true(other > 0);
+    /* Names, any case; addresses only when asked; % and _ taken literally. */
+    assert_int_equal(hl_user_search(f->db, "FERME", 0, ids, 4, &err), 1);
+    assert_int_equal(ids[0], other);
+    assert_int_equal(hl_user_search(f->db, "FERME", 1, ids, 4, &err), 2);
+    assert_int_equal(hl_user_search(f->db, "100%_", 0, ids, 4, &err), 1);
+    assert_int_equal(ids[0], id);
+    assert_int_equal(hl_user_search(f->db, "%", 1, ids, 4, &err), 1);
+    assert_int_equal(hl_user_search(f->db, "e", 1, ids, 1, &err), 1);
+    assert_int_equal(hl_user_search(f->db, "e", 1, ids, 0, &err), HL_EINVAL);
+}
+
 static void test_user_create(void **state)
 {
     fx *f = *state;
@@ -1490,6 +1530,7 @@ int main(void)
         cmocka_unit_test(test_password_hash_verify),
         cmocka_unit_test(test_email_normalize),
         cmocka_unit_test_setup_teardown(test_user_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_seeded_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_profile_email_password, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_roles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_basic, setup, teardown),

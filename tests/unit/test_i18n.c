@@ -1416,7 +1416,9 @@ static void catalog_matches_sources(void **state)
         scan_c_file(path, &d.lits, &calls);
     }
     assert_true(d.lits.count > 100);
-    assert_true(calls.count > 100);
+    /* The scanner found the core's T() calls (most of the account pages' text now lives in
+     * their templates, counted below with the themes). */
+    assert_true(calls.count > 50);
     /* the marketplace plugin: mk_api->tr(r, "...") and N_("...") */
     char mdir[1024];
     snprintf(mdir, sizeof mdir, "%s/plugins/market", srcdir());
