@@ -278,6 +278,7 @@ def test_admin_page(t, srv, inst):
     t.ok(st == 200 and re.match(r"user=\d+ operator=1", b), "C API 2: the operator is recognised", b)
     st, h, page = op.get("/admin/plugins")
     t.ok(st == 200 and 'id="plugin-luatest"' in page and "désactivée" in page, "the page lists the disabled plugin", page[:300])
+    t.ok("}}" not in page and "{{" not in page, "no template text leaks into the page", page[:400])
     t.ok("lecture de products" in page and "lecture de hl_users" in page, "it shows a Lua plugin's permissions")
     t.ok("refusée" in page and "ABI" in page, "it shows refused plugins with the reason")
     st, h, page = op.submit("/admin/plugins", "/admin/plugins/luatest/enable", {})

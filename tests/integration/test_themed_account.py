@@ -75,6 +75,10 @@ def main():
             st, h, page = op.get("/admin?q=" + urllib.parse.quote(q))
             t.ok(st == 200 and (("Hélène Dupré" in page) == found), "the operator's search for %r %s Hélène" %
                  (q, "finds" if found else "does not find"), page[-1200:])
+        for path in ("/admin", "/admin/plugins", "/account", "/signup", "/password/forgot"):
+            st, h, page = op.get(path)
+            t.ok(st == 200 and "}}" not in page and "{{" not in page, "%s: no template text leaks into the page" % path,
+                 page[:400])
         st, h, page = op.get("/admin")
         t.ok("Hélène Dupré" in page and "lise@example.org" in page and 'action="/admin/users/' not in page,
              "the operator's page (a template) lists everyone, no unlock button for unlocked people", page[-1500:])
