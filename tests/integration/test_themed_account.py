@@ -75,8 +75,9 @@ def main():
             st, h, page = op.get("/admin?q=" + urllib.parse.quote(q))
             t.ok(st == 200 and (("Hélène Dupré" in page) == found), "the operator's search for %r %s Hélène" %
                  (q, "finds" if found else "does not find"), page[-1200:])
-        for path in ("/admin", "/admin/plugins", "/account", "/signup", "/password/forgot"):
-            st, h, page = op.get(path)
+        for who, path in ((op, "/admin"), (op, "/admin/plugins"), (op, "/account"), (Browser(srv.port), "/signup"),
+                          (Browser(srv.port), "/password/forgot")):
+            st, h, page = who.get(path)
             t.ok(st == 200 and "}}" not in page and "{{" not in page, "%s: no template text leaks into the page" % path,
                  page[:400])
         st, h, page = op.get("/admin")
