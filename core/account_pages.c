@@ -86,178 +86,19 @@ static int forbidden(hl_request *req)
 
 /* ---- messages from accounts.c ------------------------------------------------------- */
 
-/* accounts.c writes its messages in French, and builds some with printf ("Réessayez dans 15
- * minutes.", "Le champ « nom » ..."): T() translates the fixed ones; a built one is matched
- * against the catalog's printf msgids, and its numbers and words go into the translation.
- * Anything that does not match exactly stays in French rather than come out garbled. */
-
-#define MAX_PIECES 4
-#define MAX_DEPTH 2
-
-typedef struct piece {
-    const char *s;
-    size_t len;
-    int text; /* from %s (words, translated in turn) rather than a number */
-} piece;
-
-static const char *tr_text(hl_request *req, const char *msg, int depth);
-
-/* Length of the printf directive at f (its '%' included) with its conversion in *conv, or 0
- * for one this matcher does not know. */
-static size_t directive(const char *f, char *conv)
+static const char *tr_cb(void *ud, const char *msgid)
 {
-    size_t i = 1;
-    while (f[i] && strchr("-+ #0123456789.lhzjt", f[i]))
-        i++;
-    if (!f[i] || !strchr("dius", f[i]))
-        return 0;
-    *conv = f[i];
-    return i + 1;
+    return T((hl_request *)ud, msgid);
 }
 
-/* Does msg read as fmt with its directives filled in? A number is an optional '-' and digits;
- * a %s runs to the first occurrence of the text that follows it, or to the end of msg when
- * that text ends the format. Needs some text besides the directives. */
-static int match_format(const char *fmt, const char *msg, piece *out, size_t *n)
-{
-    const char *m = msg;
-    size_t k = 0;
-    int literal = 0;
-    while (*fmt) {
-        if (fmt[0] != '%' || fmt[1] == '%') {
-            if (*m != *fmt)
-                return 0;
-            fmt += fmt[0] == '%' ? 2 : 1;
-            m++;
-            literal = 1;
-            continue;
-        }
-        char conv;
-        size_t dl = directive(fmt, &conv);
-        if (!dl || k == MAX_PIECES)
-            return 0;
-        fmt += dl;
-        const char *start = m;
-        if (conv != 's') {
-            m += *m == '-';
-            const char *digits = m;
-            while (*m >= '0' && *m <= '9')
-                m++;
-            if (m == digits)
-                return 0;
-        } else {
-            size_t tl = strcspn(fmt, "%"), ml = strlen(m);
-            if (!tl && *fmt)
-                return 0; /* two directives in a row: no way to tell where one ends */
-            if (!fmt[tl]) {
-                if (ml < tl || strcmp(m + ml - tl, fmt))
-                    return 0;
-                m += ml - tl;
-            } else {
-                const char *hit = memmem(m, ml, fmt, tl);
-                if (!hit)
-                    return 0;
-                m = hit;
-            }
-        }
-        out[k++] = (piece){start, (size_t)(m - start), conv == 's'};
-    }
-    *n = k;
-    return !*m && literal && k > 0;
-}
-
-/* A %s piece in the page's language: a phrase of the catalog, or a list "a, b" of them. The
- * blanks around it stay as they were. */
-static const char *tr_piece(hl_request *req, const piece *p, int depth)
-{
-    size_t a = 0, b = p->len;
-    while (a < b && p->s[a] == ' ')
-        a++;
-    while (b > a && p->s[b - 1] == ' ')
-        b--;
-    char *core = hl_arena_strndup(req->arena, p->s + a, b - a);
-    if (!core || !*core)
-        return hl_arena_strndup(req->arena, p->s, p->len);
-    const char *t = tr_text(req, core, depth + 1);
-    if (t == core && strstr(core, ", ")) {
-        char *list = hl_arena_strdup(req->arena, ""), *save = NULL;
-        for (char *item = strtok_r(core, ",", &save); item && list; item = strtok_r(NULL, ",", &save)) {
-            while (*item == ' ')
-                item++;
-            list = hl_arena_printf(req->arena, "%s%s%s", list, *list ? ", " : "", T(req, item));
-        }
-        t = list ? list : t;
-    }
-    return hl_arena_printf(req->arena, "%.*s%s%.*s", (int)a, p->s, t, (int)(p->len - b), p->s + b);
-}
-
-/* The translation tr (a msgstr) with the pieces put in for its directives, or NULL when they
- * do not fit it. */
-static const char *fill(hl_request *req, const char *tr, const piece *p, size_t n, int depth)
-{
-    char buf[1024];
-    size_t w = 0, k = 0;
-    while (*tr) {
-        const char *add = tr;
-        size_t len = 1;
-        if (tr[0] == '%' && tr[1] == '%') {
-            tr += 2;
-        } else if (tr[0] == '%') {
-            char conv;
-            size_t dl = directive(tr, &conv);
-            if (!dl || k == n || (conv == 's') != p[k].text)
-                return NULL;
-            tr += dl;
-            add = p[k].text ? tr_piece(req, &p[k], depth) : p[k].s;
-            len = p[k].text ? (add ? strlen(add) : 0) : p[k].len;
-            if (!add)
-                return NULL;
-            k++;
-        } else {
-            tr++;
-        }
-        if (len >= sizeof buf - w)
-            return NULL;
-        memcpy(buf + w, add, len);
-        w += len;
-    }
-    return k == n ? hl_arena_strndup(req->arena, buf, w) : NULL;
-}
-
-typedef struct tr_match {
-    hl_request *req;
-    const char *msg;
-    const char *out;
-    int depth;
-} tr_match;
-
-static int try_entry(void *ud, const char *ctxt, const char *msgid, const char *plural, const char *msgstr)
-{
-    tr_match *t = ud;
-    piece p[MAX_PIECES];
-    size_t n = 0;
-    if (ctxt || plural || !strchr(msgid, '%') || !match_format(msgid, t->msg, p, &n))
-        return 0;
-    t->out = fill(t->req, msgstr, p, n, t->depth);
-    return t->out != NULL;
-}
-
-static const char *tr_text(hl_request *req, const char *msg, int depth)
-{
-    const char *exact = T(req, msg);
-    if (exact != msg || depth >= MAX_DEPTH)
-        return exact;
-    tr_match t = {req, msg, NULL, depth};
-    hl_i18n *i18n = req->worker ? hl_worker_i18n(req->worker) : NULL;
-    if (i18n && hl_i18n_each(i18n, req->lang, try_entry, &t) == 1 && t.out)
-        return t.out;
-    return msg;
-}
-
-/* The message of err (from accounts.c) in the page's language. */
+/* An error from accounts.c in the page's language: its sentences are msgids with parameters
+ * (hl_err_msg), translated here; a plain message is translated whole. */
 static const char *tr_err(hl_request *req, const hl_err *err)
 {
-    return tr_text(req, err->msg, 0);
+    if (err->nparts <= 0)
+        return T(req, err->msg);
+    char *out = hl_arena_alloc(req->arena, 1024);
+    return out ? hl_err_render(err, tr_cb, req, out, 1024) : err->msg;
 }
 
 /* ---- themed pages ------------------------------------------------------------------- */

@@ -76,16 +76,14 @@ static int check_text(const char *s, size_t max, int nl, int required, const cha
 {
     if (!s || !*s) {
         if (required)
-            return hl_err_set(err, HL_EINVAL, "Le champ « %s » est obligatoire.", what);
+            return hl_err_msg(err, HL_EINVAL, "Le champ « %s » est obligatoire.", "t", what);
         return HL_OK;
     }
     size_t len = strnlen(s, max + 1);
     if (len > max)
-        return hl_err_set(err, HL_ETOOBIG, "Le champ « %s » ne doit pas dépasser %zu octets.",
-                          what, max);
+        return hl_err_msg(err, HL_ETOOBIG, "Le champ « %s » ne doit pas dépasser %zu octets.", "tz", what, max);
     if (!text_ok(s, len, nl))
-        return hl_err_set(err, HL_EINVAL, "Le champ « %s » contient des caractères invalides.",
-                          what);
+        return hl_err_msg(err, HL_EINVAL, "Le champ « %s » contient des caractères invalides.", "t", what);
     return HL_OK;
 }
 
@@ -165,8 +163,7 @@ int hl_password_policy(const char *pw, hl_err *err)
         return hl_err_set(err, HL_EINVAL, "Le mot de passe est obligatoire.");
     size_t len = strnlen(pw, PW_MAX_BYTES + 1);
     if (len > PW_MAX_BYTES)
-        return hl_err_set(err, HL_ETOOBIG, "Le mot de passe ne doit pas dépasser %d octets.",
-                          PW_MAX_BYTES);
+        return hl_err_msg(err, HL_ETOOBIG, "Le mot de passe ne doit pas dépasser %d octets.", "d", PW_MAX_BYTES);
     if (!text_ok(pw, len, 0))
         return hl_err_set(err, HL_EINVAL,
                           "Le mot de passe contient des caractères invalides (caractères de "
@@ -186,26 +183,29 @@ int hl_password_policy(const char *pw, hl_err *err)
     if (chars >= PW_MIN_CHARS && classes >= 3)
         return HL_OK;
 
-    char msg[400], missing[160] = "";
-    int n = 0;
+    /* One sentence per rule broken, each a msgid with its parameters: the page shows them in
+     * its language (hl_err_render). */
+    hl_err_clear(err);
     if (chars < PW_MIN_CHARS)
-        n = snprintf(msg, sizeof msg, "Le mot de passe doit contenir au moins %d caractères.",
-                     PW_MIN_CHARS);
+        hl_err_msg(err, HL_EINVAL, "Le mot de passe doit contenir au moins %d caractères.", "d", PW_MIN_CHARS);
     if (classes < 3) {
         const char *names[4] = {"majuscules", "minuscules", "chiffres", "caractères spéciaux"};
         int have[4] = {upper, lower, digit, special};
+        char missing[160] = "";
         for (int i = 0; i < 4; i++) {
             if (have[i])
                 continue;
             size_t m = strlen(missing);
             snprintf(missing + m, sizeof missing - m, "%s%s", m ? ", " : "", names[i]);
         }
-        snprintf(msg + n, sizeof msg - (size_t)n,
-                 "%sLe mot de passe doit contenir au moins 3 types de caractères parmi : "
-                 "majuscules, minuscules, chiffres, caractères spéciaux (il manque : %s).",
-                 n ? " " : "", missing);
+        static const char classes_msg[] = "Le mot de passe doit contenir au moins 3 types de caractères parmi : "
+                                          "majuscules, minuscules, chiffres, caractères spéciaux (il manque : %s).";
+        if (err && err->nparts)
+            hl_err_more(err, classes_msg, "l", missing);
+        else
+            hl_err_msg(err, HL_EINVAL, classes_msg, "l", missing);
     }
-    return hl_err_set(err, HL_EINVAL, "%s", msg);
+    return HL_EINVAL;
 }
 
 int hl_password_hash(const char *pw, const hl_password_params *p, char *out, size_t outlen,
@@ -219,8 +219,7 @@ int hl_password_hash(const char *pw, const hl_password_params *p, char *out, siz
         return hl_err_set(err, HL_ETOOBIG, "password hash: output buffer too small");
     size_t len = strnlen(pw, PW_MAX_BYTES + 1);
     if (len > PW_MAX_BYTES)
-        return hl_err_set(err, HL_ETOOBIG, "Le mot de passe ne doit pas dépasser %d octets.",
-                          PW_MAX_BYTES);
+        return hl_err_msg(err, HL_ETOOBIG, "Le mot de passe ne doit pas dépasser %d octets.", "d", PW_MAX_BYTES);
     if (pw_params(p, &ops, &mem) != 0)
         return hl_err_set(err, HL_EINVAL, "password hash: parameters out of libsodium's range");
     if (!sodium_ready())
@@ -878,10 +877,10 @@ static int minutes_until(time_t until, time_t now)
 
 static int locked_msg(hl_err *err, int minutes)
 {
-    return hl_err_set(err, HL_ELOCKED,
+    return hl_err_msg(err, HL_ELOCKED,
                       "Trop de tentatives de connexion échouées : ce compte est verrouillé "
                       "temporairement. Réessayez dans %d minute%s.",
-                      minutes, minutes > 1 ? "s" : "");
+                      "ds", minutes, minutes > 1 ? "s" : "");
 }
 
 typedef struct fail_ctx {

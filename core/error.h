@@ -20,9 +20,24 @@ enum {
                         * reused for a different request) */
 };
 
+#define HL_ERR_PARTS 2
+#define HL_ERR_ARGS 3
+
+/* One sentence of a message meant for people: its msgid, a printf format in the source language
+ * (a string literal, never freed), and its arguments as text with their kinds ('s' shown as it
+ * is, 't' itself a msgid, 'l' a ", "-separated list of msgids). */
+typedef struct hl_err_part {
+    const char *msgid;
+    int nargs;
+    char kinds[HL_ERR_ARGS];
+    char args[HL_ERR_ARGS][128];
+} hl_err_part;
+
 typedef struct hl_err {
     int code;
-    char msg[512];
+    char msg[512];       /* in the source language: for logs and callers that do not translate */
+    int nparts;          /* > 0: msg is made of these sentences, translated where shown */
+    hl_err_part parts[HL_ERR_PARTS];
 } hl_err;
 
 /* Records code and a printf-style message in err (which may be NULL). Returns code so that
@@ -30,5 +45,15 @@ typedef struct hl_err {
 int hl_err_set(hl_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void hl_err_clear(hl_err *err);
+/* Records a message for people as a msgid and its arguments, so that the place that shows it
+ * translates it (hl_err_render): types has one letter per argument, 'd' an int, 'z' a size_t,
+ * 's' a string shown as it is, 't' a string that is itself a msgid, 'l' a ", "-separated list
+ * of msgids. hl_err_msg starts the message; hl_err_more adds a sentence to it. */
+int hl_err_msg(hl_err *err, int code, const char *msgid, const char *types, ...);
+int hl_err_more(hl_err *err, const char *msgid, const char *types, ...);
+/* err's message with each msgid translated by tr(ud, msgid) (NULL: as written), sentences
+ * joined by a space; the plain msg when err has no sentences. Writes into out, returns it. */
+const char *hl_err_render(const hl_err *err, const char *(*tr)(void *ud, const char *msgid), void *ud, char *out,
+                          size_t len);
 
 #endif

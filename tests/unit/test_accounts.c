@@ -793,6 +793,44 @@ static void test_login_unverified(void **state)
 
 /* Guessing at an address with no account and at one with an account gives the same answers,
  * step by step, temporary and hard locks included: the answers never tell which exists. */
+/* Errors meant for people are msgids with parameters, rendered in the language of whoever shows
+ * them: arguments that are msgids (a field's name, a list of character classes) translated too. */
+static const char *fake_en(void *ud, const char *msgid)
+{
+    (void)ud;
+    static const char *const pairs[][2] = {
+        {"Le mot de passe doit contenir au moins %d caractères.", "At least %d characters."},
+        {"majuscules", "upper-case"}, {"chiffres", "digits"}, {"nom", "name"},
+        {"Le champ « %s » ne doit pas dépasser %zu octets.", "“%s” exceeds %zu bytes."}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        if (!strcmp(pairs[i][0], msgid))
+            return pairs[i][1];
+    return msgid;
+}
+
+static void test_error_messages(void **state)
+{
+    (void)state;
+    hl_err err = {0};
+    char out[512];
+    assert_int_equal(hl_password_policy("abc", &err), HL_EINVAL);
+    assert_int_equal(err.nparts, 2);
+    /* the source text for logs */
+    assert_non_null(strstr(err.msg, "au moins 8 caractères. Le mot de passe doit contenir au moins 3 types"));
+    assert_non_null(strstr(err.msg, "(il manque : majuscules, chiffres, caractères spéciaux)."));
+    /* rendered by a page in English: the sentence, its number, and the listed msgids */
+    hl_err_render(&err, fake_en, NULL, out, sizeof out);
+    assert_true(!strncmp(out, "At least 8 characters. Le mot de passe doit", 43));
+    assert_non_null(strstr(out, "(il manque : upper-case, digits, caractères spéciaux)."));
+    hl_err_msg(&err, HL_ETOOBIG, "Le champ « %s » ne doit pas dépasser %zu octets.", "tz", "nom", (size_t)120);
+    assert_string_equal(err.msg, "Le champ « nom » ne doit pas dépasser 120 octets.");
+    assert_string_equal(hl_err_render(&err, fake_en, NULL, out, sizeof out), "“name” exceeds 120 bytes.");
+    /* a plain hl_err_set forgets the sentences */
+    hl_err_set(&err, HL_EINVAL, "plain %d", 5);
+    assert_int_equal(err.nparts, 0);
+    assert_string_equal(hl_err_render(&err, fake_en, NULL, out, sizeof out), "plain 5");
+}
+
 static void test_login_unknown_same_answers(void **state)
 {
     fx *f = *state;
@@ -1538,6 +1576,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lockout_temporary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_hard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_unverified, setup, teardown),
+        cmocka_unit_test(test_error_messages),
         cmocka_unit_test_setup_teardown(test_login_unknown_same_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_delete, setup, teardown),
