@@ -197,6 +197,21 @@ static void new_owner(hl_jobs *j, char *out, size_t len)
     snprintf(out, len, "%.60s:%d:%lu", host, (int)getpid(), ++j->claims);
 }
 
+/* What a claim writes: the time, the end of its lease, and an owner no other claim has. */
+typedef struct claim {
+    char now[HL_CLOCK_ISO_LEN];
+    char lease[HL_CLOCK_ISO_LEN];
+    char owner[128];
+} claim;
+
+static void new_claim(hl_jobs *j, claim *c)
+{
+    int64_t now = hl_clock_now();
+    hl_clock_iso(now, c->now);
+    hl_clock_iso(now + HL_JOBS_LEASE_SECONDS, c->lease);
+    new_owner(j, c->owner, sizeof c->owner);
+}
+
 /* Runs a job's function, logging the outcome; msg gets the error message ("" on success). */
 static int call(job *jb, const char *payload, const char *what, char *msg, size_t len)
 {
@@ -217,15 +232,12 @@ static int call(job *jb, const char *payload, const char *what, char *msg, size_
  * 0 if not due or held elsewhere, negative on a database error; *job_rc gets the job's. */
 static int run_recurring(hl_jobs *j, hl_db *db, job *jb, int force, int *job_rc, hl_err *err)
 {
-    int64_t now = hl_clock_now();
-    char t_now[HL_CLOCK_ISO_LEN], t_lease[HL_CLOCK_ISO_LEN], owner[128];
-    hl_clock_iso(now, t_now);
-    hl_clock_iso(now + HL_JOBS_LEASE_SECONDS, t_lease);
-    new_owner(j, owner, sizeof owner);
+    claim c;
+    new_claim(j, &c);
     int rc = hl_db_run(db, err,
                        "UPDATE hl_jobs SET lease_until = ?, lease_owner = ?, last_start = ? WHERE name = ? "
                        "AND (? = 1 OR next_run <= ?) AND (lease_until IS NULL OR lease_until <= ?)",
-                       "ssssiss", t_lease, owner, t_now, jb->name, force, t_now, t_now);
+                       "ssssiss", c.lease, c.owner, c.now, jb->name, force, c.now, c.now);
     if (rc <= 0)
         return rc;
     char msg[sizeof err->msg];
@@ -240,7 +252,7 @@ static int run_recurring(hl_jobs *j, hl_db *db, job *jb, int force, int *job_rc,
                    "last_status = ?, last_error = ?, runs = runs + 1, failures = failures + ? "
                    "WHERE name = ? AND lease_owner = ?",
                    "ssssiss", t_next, t_end, *job_rc == HL_OK ? "ok" : "failed", *job_rc == HL_OK ? NULL : msg,
-                   *job_rc == HL_OK ? 0 : 1, jb->name, owner);
+                   *job_rc == HL_OK ? 0 : 1, jb->name, c.owner);
     if (rc == 0)
         hl_log(HL_LOG_WARN, "job %s ran past its lease (%d s); another run may have taken over", jb->name,
                HL_JOBS_LEASE_SECONDS);
@@ -250,16 +262,13 @@ static int run_recurring(hl_jobs *j, hl_db *db, job *jb, int force, int *job_rc,
 /* One queued run: claim (counting the attempt), run, record done / retry later / dead. */
 static int run_queued(hl_jobs *j, hl_db *db, int64_t id, hl_err *err)
 {
-    int64_t now = hl_clock_now();
-    char t_now[HL_CLOCK_ISO_LEN], t_lease[HL_CLOCK_ISO_LEN], owner[128];
-    hl_clock_iso(now, t_now);
-    hl_clock_iso(now + HL_JOBS_LEASE_SECONDS, t_lease);
-    new_owner(j, owner, sizeof owner);
+    claim c;
+    new_claim(j, &c);
     int rc = hl_db_run(db, err,
                        "UPDATE hl_job_queue SET lease_until = ?, lease_owner = ?, attempts = attempts + 1 "
                        "WHERE id = ? AND done_at IS NULL AND dead_at IS NULL AND run_at <= ? "
                        "AND (lease_until IS NULL OR lease_until <= ?)",
-                       "ssIss", t_lease, owner, id, t_now, t_now);
+                       "ssIss", c.lease, c.owner, id, c.now, c.now);
     if (rc <= 0)
         return rc;
     hl_stmt *st = hl_db_query(db, err, "SELECT job, payload, attempts FROM hl_job_queue WHERE id = ?", "I", id);
@@ -299,8 +308,8 @@ static int run_queued(hl_jobs *j, hl_db *db, int64_t id, hl_err *err)
     rc = hl_db_run(db, err,
                    "UPDATE hl_job_queue SET lease_until = NULL, lease_owner = NULL, done_at = ?, dead_at = ?, "
                    "run_at = ?, last_error = ? WHERE id = ? AND lease_owner = ?",
-                   "ssssIs", job_rc == HL_OK ? t_end : NULL, dead ? t_end : NULL, job_rc == HL_OK || dead ? t_now : t_retry,
-                   job_rc == HL_OK ? NULL : msg, id, owner);
+                   "ssssIs", job_rc == HL_OK ? t_end : NULL, dead ? t_end : NULL, job_rc == HL_OK || dead ? c.now : t_retry,
+                   job_rc == HL_OK ? NULL : msg, id, c.owner);
     return rc < 0 ? rc : 1;
 }
 

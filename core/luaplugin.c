@@ -238,14 +238,9 @@ static int write_body(hl_request *r, const char *s, size_t len)
  * session would log a visitor into the attacker's account). */
 static void set_header(hl_request *r, halle_host *h, const char *name, const char *value)
 {
-    if (!strcasecmp(name, "Set-Cookie")) {
-        if (hl_webauth_sets_secret_cookie(value))
-            hl_log(HL_LOG_WARN, "plugin %s: refused a Set-Cookie of a core credential cookie", h->name);
-        else
-            hl_response_add_header(r, name, value);
-        return;
-    }
-    hl_response_header(r, name, value);
+    char who[80];
+    snprintf(who, sizeof who, "plugin %s", h->name);
+    hl_webauth_plugin_header(r, who, name, value);
 }
 
 static void push_roles(lua_State *L, unsigned roles)

@@ -56,6 +56,17 @@ int hl_webauth_sets_secret_cookie(const char *set_cookie)
     return hl_webauth_secret_cookie(name);
 }
 
+void hl_webauth_plugin_header(hl_request *req, const char *who, const char *name, const char *value)
+{
+    if (strcasecmp(name, "Set-Cookie")) {
+        hl_response_header(req, name, value);
+    } else if (hl_webauth_sets_secret_cookie(value)) {
+        hl_log(HL_LOG_WARN, "%s: refused a Set-Cookie of a core credential cookie", who);
+    } else {
+        hl_response_add_header(req, name, value);
+    }
+}
+
 void hl_webauth_load(hl_request *req)
 {
     const char *raw = hl_params_value(&req->cookies, HL_SESSION_COOKIE);

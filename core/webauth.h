@@ -20,6 +20,10 @@ int hl_webauth_secret_cookie(const char *name);
 int hl_webauth_secret_header(const char *name);
 /* Does a Set-Cookie value set (or clear) one of the core's credential cookies? */
 int hl_webauth_sets_secret_cookie(const char *set_cookie);
+/* Adds a header a plugin asked for: a Set-Cookie beside the others, unless it would set the
+ * core's credential cookies (a fixed session would log visitors into someone else's
+ * account): that one is dropped and logged with who, the plugin or hook that asked. */
+void hl_webauth_plugin_header(hl_request *req, const char *who, const char *name, const char *value);
 
 /* The value to put in a form's hidden _csrf field: the session's token, or for a visitor the
  * halle_csrf cookie's (set with this response if there is none yet). */

@@ -151,18 +151,8 @@ static void run_response_before(proc *w, hl_request *req)
         const char *name;
         json_t *val;
         json_object_foreach(json_object_get(v, "headers"), name, val) {
-            if (!json_is_string(val))
-                continue;
-            /* Filters may set their own cookies, never the core's credential cookies (a
-             * fixed session would log visitors into someone else's account). */
-            if (!strcasecmp(name, "Set-Cookie")) {
-                if (hl_webauth_sets_secret_cookie(json_string_value(val)))
-                    hl_log(HL_LOG_WARN, "response.before: refused a Set-Cookie of a core credential cookie");
-                else
-                    hl_response_add_header(req, name, json_string_value(val));
-                continue;
-            }
-            hl_response_header(req, name, json_string_value(val));
+            if (json_is_string(val))
+                hl_webauth_plugin_header(req, "response.before", name, json_string_value(val));
         }
     }
     json_decref(v);

@@ -924,8 +924,8 @@ static json_t *join_state(halle_request *r, int64_t gid, const char *policy)
             return j;
         }
         if (!strcmp(status, "waiting")) {
-            /* The waiting list's order: requested_at, then the user id for the same second (no
-             * rowid: the SQL must also run on PostgreSQL). */
+            /* The waiting list's order: requested_at, then the user id for the same second (never
+             * SQLite's hidden row number: the SQL also runs on PostgreSQL). */
             long long ahead = first_int(mk_api->db_query(
                 mk_host,
                 "SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'waiting' "

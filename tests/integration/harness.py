@@ -586,6 +586,29 @@ def free_port_socket():
     return s
 
 
+# ---- plugin and theme folders made by a test ---------------------------------------------
+
+def write_plugin(root, name, files):
+    """Writes a plugin folder root/name from {relative path: text}."""
+    d = os.path.join(root, name)
+    for rel, text in files.items():
+        os.makedirs(os.path.dirname(os.path.join(d, rel)), exist_ok=True)
+        with open(os.path.join(d, rel), "w") as f:
+            f.write(text)
+
+
+def private_share(inst):
+    """A share folder of the instance's own (core, po and plugins linked to the sources, a copy of
+    the themes a test may change), set as its share_dir; returns its path."""
+    share = inst.path("share")
+    os.makedirs(share)
+    for sub in ("core", "po", "plugins"):
+        os.symlink(os.path.join(SRC_DIR, sub), os.path.join(share, sub))
+    shutil.copytree(os.path.join(SRC_DIR, "themes"), os.path.join(share, "themes"))
+    inst.set(share_dir=share)
+    return share
+
+
 # ---- a browser-like client -----------------------------------------------------------
 
 class Browser:

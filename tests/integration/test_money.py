@@ -12,7 +12,7 @@ import threading
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Instance, Server, Tap, run  # noqa: E402
+from harness import write_plugin, Instance, Server, Tap, run  # noqa: E402
 
 # GET routes that write only because this is a test plugin: no form, no CSRF token to fetch.
 TILL = {
@@ -41,13 +41,6 @@ end)
 ''',
 }
 
-
-def write_plugin(root, name, files):
-    d = os.path.join(root, name)
-    for rel, text in files.items():
-        os.makedirs(os.path.dirname(os.path.join(d, rel)), exist_ok=True)
-        with open(os.path.join(d, rel), "w") as f:
-            f.write(text)
 
 
 def get(srv, path, timeout=10):

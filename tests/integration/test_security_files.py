@@ -3,12 +3,11 @@
 # enabling and start, naming the link, and never serves the target's bytes, even when planted
 # while the server runs.
 import os
-import shutil
 import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Instance, Server, Tap, run, SRC_DIR  # noqa: E402
+from harness import private_share, Instance, Server, Tap, run  # noqa: E402
 
 MAIN = """
 local helpers = require("helpers")
@@ -101,13 +100,8 @@ def test_planted_later(t, inst, extra):
 
 def test_theme_link(t):
     inst = Instance()
-    share = inst.path("share")
-    os.makedirs(share)
-    for sub in ("core", "po", "plugins"):
-        os.symlink(os.path.join(SRC_DIR, sub), os.path.join(share, sub))
-    shutil.copytree(os.path.join(SRC_DIR, "themes"), os.path.join(share, "themes"))
+    share = private_share(inst)
     os.symlink(inst.conf, os.path.join(share, "themes", "marche", "static", "leak.css"))
-    inst.set(share_dir=share)
     r = run(["serve", "-c", inst.conf, "--listen", "127.0.0.1:0", "--workers", "1"], timeout=30)
     t.ok(r.returncode != 0 and "marche" in r.stderr and "static/leak.css" in r.stderr and "leads outside" in r.stderr,
          "a theme with a link leading out stops the start, naming the theme and the link", r.stderr[-800:])

@@ -5,13 +5,12 @@
 import json
 import os
 import re
-import shutil
 import sys
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Browser, Instance, Server, Tap, run, SRC_DIR  # noqa: E402
+from harness import write_plugin, Browser, Instance, Server, Tap, run, SRC_DIR  # noqa: E402
 
 LUA_DIR = os.path.join(SRC_DIR, "tests", "plugins", "lua")
 PASSWORD = "Sp1der-Web!x"
@@ -86,13 +85,6 @@ end)
 """,
 }
 
-
-def write_plugin(root, name, files):
-    d = os.path.join(root, name)
-    for rel, text in files.items():
-        os.makedirs(os.path.dirname(os.path.join(d, rel)), exist_ok=True)
-        with open(os.path.join(d, rel), "w") as f:
-            f.write(text)
 
 
 def test_names(t, inst, extra):

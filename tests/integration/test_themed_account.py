@@ -2,13 +2,12 @@
 # markup, the same form fields), and the form still works through it, CSRF token included;
 # the other account pages render from the default theme's templates, in both languages.
 import os
-import shutil
 import sys
 import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Browser, Instance, Server, Tap, run, SRC_DIR  # noqa: E402
+from harness import private_share, Browser, Instance, Server, Tap, run  # noqa: E402
 
 PASSWORD = "Th3me-Pass!x"
 LOGIN = """{{< layout}}
@@ -31,18 +30,14 @@ LOGIN = """{{< layout}}
 def main():
     t = Tap()
     inst = Instance()
-    share = inst.path("share")
-    os.makedirs(share)
-    for sub in ("core", "po", "plugins"):
-        os.symlink(os.path.join(SRC_DIR, sub), os.path.join(share, sub))
-    shutil.copytree(os.path.join(SRC_DIR, "themes"), os.path.join(share, "themes"))
+    share = private_share(inst)
     kiosk = os.path.join(share, "themes", "kiosque")
     os.makedirs(os.path.join(kiosk, "templates", "account"))
     with open(os.path.join(kiosk, "theme.conf"), "w") as f:
         f.write("name = kiosque\nparent = default\ndescription = Test theme overriding the login page\n")
     with open(os.path.join(kiosk, "templates", "account", "login.mustache"), "w") as f:
         f.write(LOGIN)
-    inst.set(share_dir=share, theme="kiosque")
+    inst.set(theme="kiosque")
     r = run(["user", "-c", inst.conf, "add", "lise@example.org", "--name", "Lise"], env={"HALLE_USER_PASSWORD": PASSWORD})
     t.eq(r.returncode, 0, "user add")
     run(["user", "-c", inst.conf, "add", "helene@example.org", "--name", "Hélène Dupré"], env={"HALLE_USER_PASSWORD": PASSWORD})
