@@ -25,6 +25,7 @@ const char *hl_sqlcli_usage =
     "\n"
     "A PARAM is bound as:\n"
     "  an integer   when it is written as one: 42, -7 (64 bits)\n"
+    "  a real       when it is written with a decimal point: 2.5, -0.75\n"
     "  NULL         when it is exactly NULL\n"
     "  text         otherwise; a leading ':' is removed and makes the rest text whatever it\n"
     "               is (':42' is the text 42, ':NULL' the text NULL, '::a' the text :a)\n"
@@ -42,11 +43,12 @@ const char *hl_sqlcli_usage =
     "\n"
     "Exit status: 0 done, 1 the statement or the database failed (message on stderr), 2 usage.\n";
 
-enum { P_INT, P_NULL, P_TEXT };
+enum { P_INT, P_REAL, P_NULL, P_TEXT };
 
 typedef struct param {
     int kind;
     int64_t i;
+    double d;
     const char *text;
 } param;
 
@@ -63,13 +65,23 @@ static void parse_param(const char *arg, param *p)
         return;
     }
     const char *d = arg + (arg[0] == '-');
-    if (*d && strspn(d, "0123456789") == strlen(d)) {
-        char *end;
+    size_t whole = strspn(d, "0123456789");
+    char *end;
+    if (whole && !d[whole]) {
         errno = 0;
         long long v = strtoll(arg, &end, 10);
         if (!errno && !*end) {
             p->kind = P_INT;
             p->i = (int64_t)v;
+            return;
+        }
+    } else if (whole && d[whole] == '.' && d[whole + 1] &&
+               strspn(d + whole + 1, "0123456789") == strlen(d + whole + 1)) {
+        errno = 0;
+        double v = strtod(arg, &end);
+        if (!errno && !*end) {
+            p->kind = P_REAL;
+            p->d = v;
             return;
         }
     }
@@ -285,6 +297,7 @@ static int bind_params(hl_stmt *st, const param *ps, int n, hl_err *err)
 {
     for (int i = 0; i < n; i++) {
         int rc = ps[i].kind == P_INT    ? hl_db_bind_int64(st, i + 1, ps[i].i)
+                 : ps[i].kind == P_REAL ? hl_db_bind_double(st, i + 1, ps[i].d)
                  : ps[i].kind == P_NULL ? hl_db_bind_null(st, i + 1)
                                         : hl_db_bind_text(st, i + 1, ps[i].text, strlen(ps[i].text));
         if (rc != HL_OK)

@@ -2,6 +2,7 @@
 # folders, real `halle serve` processes on 127.0.0.1 (always stopped, even when a test fails),
 # and raw-socket / worker-pid helpers. Python 3 standard library only.
 import atexit
+import decimal
 import html
 import json
 import http.client
@@ -184,9 +185,55 @@ def sql_param(v):
         return "1" if v else "0"
     if isinstance(v, int):
         return str(v)
+    if isinstance(v, float) and v == v and abs(v) != float("inf"):
+        r = repr(v) if "e" not in repr(v) else format(decimal.Decimal(v), "f")
+        return r if "." in r else r + ".0"
     if isinstance(v, str):
         return ":" + v
-    raise TypeError("halle sql takes int, str, bool or None parameters, not %r" % (v,))
+    raise TypeError("halle sql takes int, float, str, bool or None parameters, not %r" % (v,))
+
+
+class SQLCursor:
+    def __init__(self, result):
+        self.rows = result if isinstance(result, list) else []
+        self.rowcount = -1 if isinstance(result, list) or result is None else result
+
+    def fetchone(self):
+        return self.rows.pop(0) if self.rows else None
+
+    def fetchall(self):
+        rows, self.rows = self.rows, []
+        return rows
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+
+class SQLConnection:
+    """See Instance.connect."""
+
+    def __init__(self, inst, archive=False):
+        self.inst = inst
+        self.archive = archive
+
+    def execute(self, query, params=()):
+        return SQLCursor(self.inst.sql(query, *params, archive=self.archive))
+
+    def executemany(self, query, seq):
+        for params in seq:
+            self.execute(query, params)
+
+    def commit(self):
+        pass
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 # ---- PostgreSQL: a role and two databases per instance, dropped at exit ------------------
@@ -289,6 +336,20 @@ class Instance:
     def archive_sql(self, query, *params):
         """inst.sql on the archive database."""
         return self.sql(query, *params, archive=True)
+
+    def tables(self, archive=False):
+        """The names of the tables in the database (every schema on PostgreSQL, where a Lua
+        plugin's tables live in a schema of its own)."""
+        if ON_PG:
+            q = "SELECT tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        else:
+            q = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return {r[0] for r in self.sql(q, archive=archive)}
+
+    def connect(self, archive=False):
+        """inst.sql behind the few sqlite3 connection calls tests use (execute, executemany,
+        fetchone/fetchall, with-blocks): each statement commits on its own."""
+        return SQLConnection(self, archive)
 
     def read_conf(self):
         with open(self.conf, encoding="utf-8") as f:
