@@ -180,6 +180,59 @@ def test_newer_schema(t):
              "%s refuses a database newer than the code, saying so" % args[0], r.stdout + r.stderr)
 
 
+def test_sql(t):
+    """halle sql: one statement through the storage API, parameters bound by kind, rows as
+    tab-separated text (COPY escapes) or JSON, clear errors."""
+    r = run(["--help"])
+    t.ok("sql [-c FILE]" in r.stdout, "--help lists sql", r.stdout)
+    r = run(["sql", "--help"])
+    t.ok(r.returncode == 0 and r.stdout.startswith("usage: halle sql") and "--json" in r.stdout,
+         "sql --help: its usage on stdout", r.stdout + r.stderr)
+    inst = Instance()
+
+    def sql(*args):
+        return run(["sql", "-c", inst.conf] + list(args))
+
+    r = sql("CREATE TABLE sqlcli_t (id INTEGER, r REAL, t TEXT)")
+    t.eq((r.returncode, r.stdout), (0, "0 rows changed\n"), "a statement without rows: how many rows it changed")
+    r = sql("INSERT INTO sqlcli_t (id, r, t) VALUES (?, ?, ?)", "-7", "2.5", "tab\there\nnew \\ line")
+    t.eq((r.returncode, r.stderr), (0, ""), "parameters: a negative integer is a value, not an option")
+    for params in (["42", "NULL", ":NULL"], ["7", "0.25", ":42"], ["8", "NULL", "::x"]):
+        r = sql("INSERT INTO sqlcli_t (id, r, t) VALUES (?, ?, ?)", *params)
+        t.eq((r.returncode, r.stderr), (0, ""), "insert with %r" % params)
+    r = sql("SELECT id, r, t, t IS NULL AS n FROM sqlcli_t WHERE id <> 42 ORDER BY id")
+    t.eq(r.stdout, "id\tr\tt\tn\n-7\t2.5\ttab\\there\\nnew \\\\ line\t0\n7\t0.25\t42\t0\n8\t\\N\t:x\t0\n",
+         "rows: a header, tabs, COPY escapes, \\N for NULL; '::x' is the text ':x', ':42' the text '42'")
+    r = sql("--json", "SELECT id, t, id AS t FROM sqlcli_t WHERE id = ?", "42")
+    t.eq(r.stdout, '[\n{"id":42,"t":"NULL","t:2":42}\n]\n',
+         "--json: one object per row; 'NULL' is SQL NULL and ':NULL' the text; a repeated name gets ':2'")
+    r = sql("--json", "SELECT id FROM sqlcli_t WHERE id = ?", "1000")
+    t.eq(r.stdout, "[]\n", "--json: no row is []")
+    t.eq(inst.sql("SELECT id, r, t FROM sqlcli_t WHERE id IN (?, ?) ORDER BY id", -7, 8),
+         [(-7, 2.5, "tab\there\nnew \\ line"), (8, None, ":x")], "Instance.sql gives the rows as tuples of Python values")
+    r = sql("UPDATE sqlcli_t SET r = 1.5 WHERE id > 0")
+    t.eq(r.stdout, "3 rows changed\n", "an UPDATE says how many rows it changed")
+    t.eq(inst.sql("DELETE FROM sqlcli_t WHERE id = 8"), 1, "--json: {\"changes\": N}")
+    r = sql("SELECT '?' AS q, ? AS p -- ?", "5")
+    t.eq((r.returncode, r.stdout), (0, "q\tp\n?\t5\n"), "a '?' in a string or a comment is no placeholder")
+    r = sql("SELECT ? AS a, ? AS b", "1")
+    t.ok(r.returncode == 2 and "2 placeholders" in r.stderr and "1 parameter" in r.stderr,
+         "too few parameters: exit status 2, saying so", r.stderr)
+    r = sql("SELECT 1", "1")
+    t.ok(r.returncode == 2 and "0 placeholders" in r.stderr, "too many parameters: exit status 2", r.stderr)
+    r = sql("SELECT * FROM sqlcli_nothere")
+    t.ok(r.returncode == 1 and r.stderr.startswith("halle: sql: ") and "sqlcli_nothere" in r.stderr and r.stdout == "",
+         "an SQL error: exit status 1 and the database's message naming the table", r.stderr)
+    r = sql("INSERT INTO hl_migrations (component, version, name, applied_at) VALUES ('core', 1, 'x', 'x')")
+    t.ok(r.returncode == 1 and r.stderr.startswith("halle: sql: "), "a constraint violation: exit status 1", r.stderr)
+    r = sql("--archive", "SELECT DISTINCT component FROM hl_migrations")
+    t.eq(r.stdout, "component\narchive\n", "--archive runs on the archive database")
+    r = run(["sql"])
+    t.ok(r.returncode == 2 and "needs a statement" in r.stderr, "no statement: exit status 2", r.stderr)
+    r = run(["sql", "-c", inst.path("nothere.conf"), "SELECT 1"])
+    t.ok(r.returncode == 1 and "nothere.conf" in r.stderr, "a missing configuration file: exit status 1, named", r.stderr)
+
+
 def serve_args(inst, *extra):
     return ["serve", "-c", inst.conf, "--listen", "127.0.0.1:0", "--workers", "1"] + list(extra)
 
@@ -266,8 +319,8 @@ def test_port_in_use(t):
 
 def main():
     t = Tap()
-    for fn in (test_version, test_help, test_usage_errors, test_init, test_migrate, test_newer_schema, test_bad_config,
-               test_bad_options, test_port_in_use):
+    for fn in (test_version, test_help, test_usage_errors, test_init, test_migrate, test_newer_schema, test_sql,
+               test_bad_config, test_bad_options, test_port_in_use):
         t.run(fn)
     t.done()
 
