@@ -61,6 +61,7 @@ void hl_config_free(hl_config *c);
  * configuration, else $HALLE_SHARE_DIR, else the compiled-in default. */
 const char *hl_config_share_dir(const hl_config *cfg);
 /* Writes a commented default halle.conf to path (mode 0600, fails if it exists). */
-int hl_config_write_default(const char *path, const char *site_name, hl_err *err);
+int hl_config_write_default(const char *path, const char *site_name, const char *database,
+                            const char *archive, hl_err *err);
 
 #endif
