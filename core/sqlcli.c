@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -33,13 +34,14 @@ const char *hl_sqlcli_usage =
     "Rows are printed with a header line of column names, values separated by tabs and written\n"
     "as in PostgreSQL's COPY text format (\\N for NULL; backslash, tab, newline and carriage\n"
     "return escaped as \\\\, \\t, \\n, \\r; binary values as \\x and hex digits). A statement\n"
-    "that returns no rows prints how many rows it changed.\n"
+    "that returns no rows prints how many rows it changed: 'N rows changed' for an INSERT,\n"
+    "UPDATE, DELETE, CREATE, DROP or ALTER without parameters, else 'done'.\n"
     "\n"
     "  -c, --config FILE   configuration file (default: ./halle.conf)\n"
     "  -a, --archive       run it on the archive database\n"
     "  -j, --json          print a JSON array with one object per row (column name: value;\n"
     "                      a repeated column name gets ':2', ':3'...), or {\"changes\": N} for a\n"
-    "                      statement without rows (N null when it cannot be told)\n"
+    "                      statement without rows (N null where the text says 'done')\n"
     "\n"
     "Exit status: 0 done, 1 the statement or the database failed (message on stderr), 2 usage.\n";
 
@@ -306,24 +308,61 @@ static int bind_params(hl_stmt *st, const param *ps, int n, hl_err *err)
     return HL_OK;
 }
 
+/* Skips blanks and comments. */
+static const char *skip_space(const char *s)
+{
+    for (;;) {
+        s += strspn(s, " \t\r\n");
+        if (s[0] == '-' && s[1] == '-')
+            s += strcspn(s, "\n");
+        else if (s[0] == '/' && s[1] == '*' && strstr(s + 2, "*/"))
+            s = strstr(s + 2, "*/") + 2;
+        else
+            return s;
+    }
+}
+
+/* A statement that certainly returns no rows: it begins with one of these words and has no
+ * RETURNING anywhere. Such a statement goes through hl_db_run, the call of the storage API that
+ * tells how many rows changed; anything else is stepped, its rows printed. (Asking a prepared
+ * statement for its columns runs it on PostgreSQL, so it cannot be asked first and run by
+ * hl_db_run after.) */
+static int returns_nothing(const char *sql)
+{
+    static const char *const words[] = {"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", NULL};
+    const char *s = skip_space(sql);
+    size_t len = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+    int known = 0;
+    for (int i = 0; words[i]; i++)
+        if (len == strlen(words[i]) && !strncasecmp(s, words[i], len))
+            known = 1;
+    if (!known)
+        return 0;
+    for (const char *p = sql; *p; p++)
+        if (!strncasecmp(p, "RETURNING", 9))
+            return 0;
+    return 1;
+}
+
 static int run_statement(hl_db *db, const char *sql, const param *ps, int n, int json, hl_err *err)
 {
+    int rc;
+    if (n == 0 && returns_nothing(sql)) {
+        rc = hl_db_run(db, err, sql, "");
+        if (rc < 0)
+            return rc;
+        print_changes(rc, json);
+        return HL_OK;
+    }
     hl_stmt *st = hl_db_prepare(db, sql, err);
     if (!st)
         return err->code ? err->code : HL_ERR;
-    int rc = bind_params(st, ps, n, err);
+    rc = bind_params(st, ps, n, err);
     if (rc == HL_OK && hl_db_col_count(st) > 0) {
         rc = print_rows(st, json, err);
-    } else if (rc == HL_OK && n == 0) {
-        /* hl_db_run is where the storage API tells the rows a statement changed */
-        hl_db_done(st);
-        st = NULL;
-        rc = hl_db_run(db, err, sql, "");
-        if (rc >= 0) {
-            print_changes(rc, json);
-            rc = HL_OK;
-        }
     } else if (rc == HL_OK) {
+        /* the storage API tells the rows changed only through hl_db_run, which takes its
+         * parameters as C arguments: not these */
         while ((rc = hl_db_step(st, err)) == HL_DB_ROW)
             ;
         if (rc == HL_DB_DONE) {

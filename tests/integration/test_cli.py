@@ -213,6 +213,8 @@ def test_sql(t):
     r = sql("UPDATE sqlcli_t SET r = 1.5 WHERE id > 0")
     t.eq(r.stdout, "3 rows changed\n", "an UPDATE says how many rows it changed")
     t.eq(inst.sql("DELETE FROM sqlcli_t WHERE id = 8"), 1, "--json: {\"changes\": N}")
+    r = sql("DELETE FROM sqlcli_t WHERE id = ?", "1000")
+    t.eq((r.returncode, r.stdout), (0, "done\n"), "with parameters the count is not told: done")
     r = sql("SELECT '?' AS q, ? AS p -- ?", "5")
     t.eq((r.returncode, r.stdout), (0, "q\tp\n?\t5\n"), "a '?' in a string or a comment is no placeholder")
     r = sql("SELECT ? AS a, ? AS b", "1")
