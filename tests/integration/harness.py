@@ -1,6 +1,7 @@
 # Shared helpers for the integration tests: a small TAP reporter, halle instances in temporary
-# folders, real `halle serve` processes on 127.0.0.1 (always stopped, even when a test fails),
-# and raw-socket / worker-pid helpers. Python 3 standard library only.
+# folders on SQLite or PostgreSQL (HALLE_TEST_BACKEND, HALLE_TEST_PG) whose data the tests reach
+# through `halle sql`, real `halle serve` processes on 127.0.0.1 (always stopped, even when a
+# test fails), and raw-socket / worker-pid helpers. Python 3 standard library only.
 import atexit
 import decimal
 import html
