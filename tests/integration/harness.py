@@ -278,11 +278,14 @@ def pg_create_databases():
 
 def _pg_drop_all():
     """Drops what pg_create_databases made (after the servers stopped: atexit order), and the
-    roles made for plugins by those roles, so that the cluster does not fill up."""
+    roles halle made for the instance's plugins (granted to its role, or named after it), so
+    that the cluster does not fill up."""
     for role, dbs in reversed(_pg_made):
         try:
             cmds = ['DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % d for d in dbs]
-            others = psql("SELECT rolname FROM pg_roles WHERE starts_with(rolname, '%s_')" % role)
+            others = psql("SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+                          "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = '%s' "
+                          "UNION SELECT rolname FROM pg_roles WHERE starts_with(rolname, '%s_')" % (role, role))
             cmds += ['DROP ROLE IF EXISTS "%s"' % r for r in others.split() + [role]]
             psql(*cmds)
         except Exception as e:  # never hide the test's own result behind this
