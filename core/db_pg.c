@@ -47,6 +47,7 @@ typedef struct pg_stmt {
     int nparams;
     pg_param *params;
     unsigned pgen; /* policy generation it was prepared under */
+    int internal;  /* db.c's own SQL: runs as the connection's role even under a policy */
     PGresult *res; /* the whole result, once run */
     int row, nrows;
     void **blobs; /* decoded bytea values of the current row, per column */
@@ -61,6 +62,10 @@ struct pg_db {
     unsigned next_name;
     prepared names[NAMES_MAX];
     char *role;       /* the plugin role in force (SET ROLE), NULL for none */
+    char *schema, *owner, *prefix; /* its schema, plugin and table prefix */
+    char *hidden;     /* its hidden "table.column" entries, each NUL-terminated, then "" */
+    uint32_t setup[64]; /* policies whose role and grants this connection has made */
+    int nsetup;
     unsigned pgen;
     char denial[256];
     int busy_ms;
@@ -296,12 +301,94 @@ static void pg_close(hl_db *base)
     free(db);
 }
 
+static int pg_exec_raw(pg_db *db, const char *sql, hl_err *err);
+static int pg_prepare(hl_db *base, const char *sql, hl_stmt **out, hl_err *err);
+static int pg_step(hl_stmt *base, hl_err *err);
+static void pg_done(hl_stmt *base);
+static uint32_t hash_str(const char *s);
+static int check_plugin_sql(pg_db *db, const char *sql, hl_err *err);
+static int as_owner(pg_db *db, int on, hl_err *err);
+
+static int is_tx_control(const char *sql)
+{
+    size_t n;
+    const char *w = next_word(sql, &n);
+    return word_is(w, n, "BEGIN") || word_is(w, n, "COMMIT") || word_is(w, n, "ROLLBACK") ||
+           word_is(w, n, "SAVEPOINT") || word_is(w, n, "RELEASE");
+}
+
+/* A plugin's literal SQL (its migrations): statement by statement, each checked. */
+static int exec_plugin(pg_db *db, const char *sql, hl_err *err)
+{
+    const char *p = sql;
+    while (*p) {
+        /* the end of this statement: a ';' outside strings and comments */
+        const char *s = p;
+        while (*p && *p != ';') {
+            if (*p == '\'') {
+                for (p++; *p && !(*p == '\'' && p[1] != '\''); p += (*p == '\'' ? 2 : 1))
+                    ;
+                if (*p)
+                    p++;
+            } else if (p[0] == '-' && p[1] == '-') {
+                while (*p && *p != '\n')
+                    p++;
+            } else if (p[0] == '/' && p[1] == '*') {
+                const char *e = strstr(p + 2, "*/");
+                p = e ? e + 2 : p + strlen(p);
+            } else {
+                p++;
+            }
+        }
+        size_t len = (size_t)(p - s);
+        if (*p)
+            p++;
+        char *one = strndup(s, len);
+        if (!one)
+            return hl_err_set(err, HL_ENOMEM, "exec: out of memory");
+        const char *q = one;
+        while (isspace((unsigned char)*q))
+            q++;
+        int rc = HL_OK;
+        if (*q && !(q[0] == '-' && q[1] == '-' && !strchr(q, '\n'))) {
+            hl_stmt *st;
+            rc = check_plugin_sql(db, one, err);
+            if (rc == HL_OK && (rc = pg_prepare(&db->base, one, &st, err)) == HL_OK) {
+                while ((rc = pg_step(st, err)) == HL_DB_ROW)
+                    ;
+                if (rc == HL_DB_DONE)
+                    rc = HL_OK;
+                pg_done(st);
+            }
+        }
+        free(one);
+        if (rc != HL_OK)
+            return rc;
+    }
+    return HL_OK;
+}
+
 static int pg_exec(hl_db *base, const char *sql, hl_err *err)
 {
     pg_db *db = PDB(base);
+    if (db->role && !db->base.internal)
+        return exec_plugin(db, sql, err);
+    if (db->role && db->base.internal && !is_tx_control(sql)) {
+        int rc = as_owner(db, 1, err);
+        if (rc == HL_OK) {
+            rc = pg_exec_raw(db, sql, err);
+            int r2 = as_owner(db, 0, rc == HL_OK ? err : NULL);
+            if (rc == HL_OK)
+                rc = r2;
+        }
+        return rc;
+    }
+    return pg_exec_raw(db, sql, err);
+}
+
+static int pg_exec_raw(pg_db *db, const char *sql, hl_err *err)
+{
     int n;
-    if (db->role)
-        return hl_err_set(err, HL_EINVAL, "not authorized: a plugin runs one statement at a time");
     char *pgsql = rewrite(sql, &n);
     if (!pgsql)
         return hl_err_set(err, HL_ENOMEM, "exec: out of memory");
@@ -329,8 +416,13 @@ static uint32_t hash_str(const char *s)
 static int pg_prepare(hl_db *base, const char *sql, hl_stmt **out, hl_err *err)
 {
     pg_db *db = PDB(base);
-    pg_stmt *st = calloc(1, sizeof *st);
     *out = NULL;
+    if (db->role && !db->base.internal) {
+        int rc = check_plugin_sql(db, sql, err);
+        if (rc != HL_OK)
+            return rc;
+    }
+    pg_stmt *st = calloc(1, sizeof *st);
     if (!st || !(st->key = strdup(sql)) || !(st->sql = rewrite(sql, &st->nparams)) ||
         (st->nparams && !(st->params = calloc((size_t)st->nparams, sizeof *st->params)))) {
         if (st) {
@@ -356,6 +448,7 @@ static int pg_prepare(hl_db *base, const char *sql, hl_stmt **out, hl_err *err)
     st->base.db = base;
     st->base.in_use = 1;
     st->pgen = db->pgen;
+    st->internal = db->base.internal > 0;
     st->row = -1;
     *out = &st->base;
     return HL_OK;
@@ -535,7 +628,15 @@ static int in_tx(pg_db *db)
 static int run(pg_stmt *st, hl_err *err)
 {
     pg_db *db = st->db;
+    int owner = db->role && st->internal;
+    if (owner) {
+        int rc = as_owner(db, 1, err);
+        if (rc != HL_OK)
+            return rc;
+    }
     PGresult *r = execute(st, 0);
+    if (owner)
+        as_owner(db, 0, NULL);
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     if (state && !strcmp(state, "42P18") && !in_tx(db)) {
         /* "could not determine data type of parameter": again with text for those. Inside a
@@ -751,31 +852,411 @@ static int pg_lock(hl_db *base, const char *name, int on, hl_err *err)
 
 /* ---------------------------------------------------------------- access policy */
 
-/* Not yet: a plugin's SQL under its own role (issue 11). Until then untrusted SQL is refused
- * on PostgreSQL rather than run unconfined. */
+/* A plugin's SQL runs under its own role, in its own schema: PostgreSQL checks every table
+ * and column it touches against the grants made here (its own tables, which it owns, and
+ * exactly the readable columns its policy lists), and statement_timeout bounds its time.
+ * Since a role set with SET ROLE can be left again by the same session (RESET ROLE,
+ * set_config('role', ...)), the plugin's statements are also checked before they reach the
+ * server: one statement of an allowed kind (SELECT, INSERT, UPDATE, DELETE, WITH, VALUES, and
+ * CREATE/ALTER/DROP of its own prefix_* tables and indexes), no function or catalog that
+ * could change the session or read the schema, no quoting that could hide a word from this
+ * check (E'', U&, dollar quotes, quoted identifiers). */
+#define PLUGIN_SQL_TIMEOUT_MS 2000
+
+static const char *const denied_words[] = {
+    "set_config", "current_setting", "dblink", "query_to_xml", "query_to_xml_and_xmlschema",
+    "cursor_to_xml", "table_to_xml", "database_to_xml", "schema_to_xml", "information_schema",
+    "query_to_xmlschema", "table_to_xmlschema", "xmlexists", NULL};
+
+static int denied_word(const char *w, size_t n)
+{
+    if (n >= 3 && strncasecmp(w, "pg_", 3) == 0)
+        return 1;
+    if (n >= 3 && strncasecmp(w, "lo_", 3) == 0)
+        return 1;
+    for (size_t i = 0; denied_words[i]; i++)
+        if (word_is(w, n, denied_words[i]))
+            return 1;
+    return 0;
+}
+
+/* The words of a plugin's statement, outside strings and comments, in order. */
+typedef struct words {
+    const char *w[512];
+    size_t n[512];
+    int count;
+    int semicolon; /* a ';' followed by more than spaces: a second statement */
+} words;
+
+static int tokenize(const char *sql, words *out, char *why, size_t whylen)
+{
+    const char *p = sql;
+    out->count = 0;
+    out->semicolon = 0;
+    while (*p) {
+        if (*p == '\'') {
+            for (p++; *p && !(*p == '\'' && p[1] != '\''); p += (*p == '\'' ? 2 : 1))
+                ;
+            if (!*p)
+                return snprintf(why, whylen, "leave a string unterminated"), -1;
+            p++;
+        } else if (p[0] == '-' && p[1] == '-') {
+            while (*p && *p != '\n')
+                p++;
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *e = strstr(p + 2, "*/");
+            if (!e)
+                return snprintf(why, whylen, "leave a comment unterminated"), -1;
+            p = e + 2;
+        } else if (*p == '"' || *p == '$' || *p == '\\' || *p == '`') {
+            return snprintf(why, whylen, "use quoted identifiers, dollar quotes or escapes"), -1;
+        } else if (*p == ';') {
+            for (p++; isspace((unsigned char)*p); p++)
+                ;
+            if (*p)
+                out->semicolon = 1;
+        } else if (isalpha((unsigned char)*p) || *p == '_') {
+            const char *s = p;
+            while (isalnum((unsigned char)*p) || *p == '_')
+                p++;
+            size_t n = (size_t)(p - s);
+            /* E'..' (backslash escapes), U&'..' and U&".." (escapes) could hide words */
+            if ((*p == '\'' || *p == '&') && !(n == 1 && (*s == 'x' || *s == 'X' || *s == 'b' || *s == 'B')))
+                return snprintf(why, whylen, "use escaped strings (E'', U&)"), -1;
+            if (out->count == (int)(sizeof out->w / sizeof out->w[0]))
+                return snprintf(why, whylen, "run a statement that long"), -1;
+            out->w[out->count] = s;
+            out->n[out->count++] = n;
+        } else {
+            p++;
+        }
+    }
+    return 0;
+}
+
+/* The "table.column" of the policy's hidden list whose column is w, or NULL. */
+static const char *hidden_named(const pg_db *db, const char *w, size_t n)
+{
+    for (const char *h = db->hidden; h && *h; h += strlen(h) + 1) {
+        const char *dot = strchr(h, '.');
+        if (dot && word_is(w, n, dot + 1))
+            return h;
+    }
+    return NULL;
+}
+
+static int owns_name(const char *prefix, const char *w, size_t n)
+{
+    size_t pl = strlen(prefix);
+    return n > pl + 1 && strncasecmp(w, prefix, pl) == 0 && w[pl] == '_';
+}
+
+/* Index of the object name after the keyword at k (skipping IF [NOT] EXISTS), or -1. */
+static int name_after(const words *t, int k)
+{
+    k++;
+    if (k < t->count && word_is(t->w[k], t->n[k], "IF")) {
+        k++;
+        if (k < t->count && word_is(t->w[k], t->n[k], "NOT"))
+            k++;
+        if (k < t->count && word_is(t->w[k], t->n[k], "EXISTS"))
+            k++;
+    }
+    return k < t->count ? k : -1;
+}
+
+static int check_plugin_sql(pg_db *db, const char *sql, hl_err *err)
+{
+    words t;
+    char why[160] = "";
+    const char *prefix = db->prefix;
+    if (tokenize(sql, &t, why, sizeof why) != 0 || t.count == 0)
+        goto deny;
+    if (t.semicolon) {
+        snprintf(why, sizeof why, "run more than one statement at a time");
+        goto deny;
+    }
+    const char *w0 = t.w[0];
+    size_t n0 = t.n[0];
+    /* the tables and indexes a DDL statement names, which must all be the plugin's own */
+    int names[64], nn = 0, k;
+#define NAME(i) do { if ((i) < 0 || (i) >= t.count) goto bad_name; if (nn < 64) names[nn++] = (i); } while (0)
+    if (word_is(w0, n0, "CREATE")) {
+        k = 1;
+        if (k < t.count && word_is(t.w[k], t.n[k], "UNIQUE"))
+            k++;
+        if (k >= t.count || !(word_is(t.w[k], t.n[k], "TABLE") || word_is(t.w[k], t.n[k], "INDEX"))) {
+            snprintf(why, sizeof why, "create anything but tables and indexes");
+            goto deny;
+        }
+        int index = word_is(t.w[k], t.n[k], "INDEX");
+        int nm = name_after(&t, k);
+        NAME(nm);
+        if (index) {
+            for (k = nm + 1; k < t.count && !word_is(t.w[k], t.n[k], "ON"); k++)
+                ;
+            NAME(k + 1);
+        }
+    } else if (word_is(w0, n0, "ALTER")) {
+        if (t.count < 2 || !(word_is(t.w[1], t.n[1], "TABLE") || word_is(t.w[1], t.n[1], "INDEX"))) {
+            snprintf(why, sizeof why, "alter anything but tables and indexes");
+            goto deny;
+        }
+        int nm = name_after(&t, 1);
+        NAME(nm);
+        for (k = nm + 1; k + 2 < t.count; k++)
+            if (word_is(t.w[k], t.n[k], "RENAME") && word_is(t.w[k + 1], t.n[k + 1], "TO"))
+                NAME(k + 2);
+    } else if (word_is(w0, n0, "DROP")) {
+        if (t.count < 2 || !(word_is(t.w[1], t.n[1], "TABLE") || word_is(t.w[1], t.n[1], "INDEX"))) {
+            snprintf(why, sizeof why, "drop anything but tables and indexes");
+            goto deny;
+        }
+        for (k = name_after(&t, 1); k >= 0 && k < t.count; k++)
+            if (!word_is(t.w[k], t.n[k], "CASCADE") && !word_is(t.w[k], t.n[k], "RESTRICT"))
+                NAME(k);
+    } else if (!word_is(w0, n0, "SELECT") && !word_is(w0, n0, "INSERT") &&
+               !word_is(w0, n0, "UPDATE") && !word_is(w0, n0, "DELETE") &&
+               !word_is(w0, n0, "WITH") && !word_is(w0, n0, "VALUES")) {
+        snprintf(why, sizeof why, "run %.*s statements", (int)(n0 > 20 ? 20 : n0), w0);
+        goto deny;
+    }
+#undef NAME
+    for (int i = 0; i < nn; i++) {
+        k = names[i];
+        if (!owns_name(prefix, t.w[k], t.n[k])) {
+            snprintf(why, sizeof why, "touch %.*s: its own tables are named %s_*",
+                     (int)(t.n[k] > 40 ? 40 : t.n[k]), t.w[k], prefix);
+            goto deny;
+        }
+    }
+    for (k = 0; k < t.count; k++) {
+        if (denied_word(t.w[k], t.n[k])) {
+            snprintf(why, sizeof why, "use %.*s", (int)(t.n[k] > 40 ? 40 : t.n[k]), t.w[k]);
+            goto deny;
+        }
+        /* a column the policy hides: refused wherever it is named, with the table it is of */
+        const char *hid = hidden_named(db, t.w[k], t.n[k]);
+        if (hid) {
+            snprintf(why, sizeof why, "read %s", hid);
+            goto deny;
+        }
+        /* SELECT ... INTO creates a table */
+        if (word_is(t.w[k], t.n[k], "INTO") && !(k > 0 && word_is(t.w[k - 1], t.n[k - 1], "INSERT"))) {
+            snprintf(why, sizeof why, "use SELECT INTO");
+            goto deny;
+        }
+    }
+    return HL_OK;
+bad_name:
+    snprintf(why, sizeof why, "run DDL without a table or index name");
+deny:
+    snprintf(db->denial, sizeof db->denial, "plugin %s may not %s", db->owner,
+             why[0] ? why : "run an empty statement");
+    hl_log(HL_LOG_WARN, "%s", db->denial);
+    return hl_err_set(err, HL_EINVAL, "not authorized: %s", db->denial);
+}
+
+/* Runs fixed SQL of ours as the connection's own role while a plugin's is in force (db.c's
+ * bookkeeping: hl_migrations, which the plugin may not write itself). */
+static int as_owner(pg_db *db, int on, hl_err *err)
+{
+    char sql[160];
+    if (on)
+        return run_simple(db, "RESET ROLE; RESET search_path", err);
+    char *r = PQescapeIdentifier(db->conn, db->role, strlen(db->role));
+    char *s = PQescapeIdentifier(db->conn, db->schema, strlen(db->schema));
+    if (!r || !s) {
+        PQfreemem(r);
+        PQfreemem(s);
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
+    }
+    snprintf(sql, sizeof sql, "SET ROLE %s; SET search_path = %s, public", r, s);
+    PQfreemem(r);
+    PQfreemem(s);
+    return run_simple(db, sql, err);
+}
+
+static uint32_t policy_hash(const hl_db_policy *p)
+{
+    uint32_t h = hash_str(p->owner) ^ (hash_str(p->prefix) * 31u);
+    for (size_t i = 0; p->readable && p->readable[i]; i++)
+        h = h * 131u + hash_str(p->readable[i]);
+    for (size_t i = 0; p->hidden && p->hidden[i]; i++)
+        h = h * 137u + hash_str(p->hidden[i]);
+    return h;
+}
+
+static int hidden_col(const hl_db_policy *p, const char *table, const char *col)
+{
+    size_t tl = strlen(table);
+    for (size_t i = 0; p->hidden && p->hidden[i]; i++)
+        if (!strncasecmp(p->hidden[i], table, tl) && p->hidden[i][tl] == '.' &&
+            !strcasecmp(p->hidden[i] + tl + 1, col))
+            return 1;
+    return 0;
+}
+
+/* Creates the plugin's role and schema if missing and makes its grants exactly the policy's,
+ * as the connection's own role (which needs CREATEROLE: docs/scaling.md). Runs once per
+ * connection and policy. */
+static int setup_role(pg_db *db, const hl_db_policy *p, const char *role, const char *schema,
+                      hl_err *err)
+{
+    buf b = {0};
+    char *r = PQescapeIdentifier(db->conn, role, strlen(role));
+    char *s = PQescapeIdentifier(db->conn, schema, strlen(schema));
+    int rc = HL_OK;
+    if (!r || !s) {
+        rc = hl_err_set(err, HL_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* two workers may create it at once: the loser's error is expected */
+    puts_(&b, "DO $hl$ BEGIN CREATE ROLE ");
+    puts_(&b, r);
+    puts_(&b, " NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $hl$; GRANT ");
+    puts_(&b, r);
+    puts_(&b, " TO CURRENT_USER; CREATE SCHEMA IF NOT EXISTS ");
+    puts_(&b, s);
+    puts_(&b, " AUTHORIZATION ");
+    puts_(&b, r);
+    puts_(&b, "; GRANT USAGE ON SCHEMA public TO ");
+    puts_(&b, r);
+    puts_(&b, "; REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ");
+    puts_(&b, r);
+    puts_(&b, "; REVOKE CREATE ON SCHEMA public FROM ");
+    puts_(&b, r);
+    if (b.failed) {
+        rc = hl_err_set(err, HL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = run_simple(db, b.p, err)) != HL_OK)
+        goto out;
+    for (size_t i = 0; p->readable && p->readable[i] && rc == HL_OK; i++) {
+        const char *table = p->readable[i];
+        const char *vals[1] = {table};
+        PGresult *res = PQexecParams(db->conn,
+                                     "SELECT column_name FROM information_schema.columns "
+                                     "WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+                                     1, NULL, vals, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            rc = res_error(db, res, err);
+            PQclear(res);
+            break;
+        }
+        buf g = {0};
+        int ncols = 0;
+        for (int row = 0; row < PQntuples(res); row++) {
+            const char *col = PQgetvalue(res, row, 0);
+            if (hidden_col(p, table, col))
+                continue;
+            char *c = PQescapeIdentifier(db->conn, col, strlen(col));
+            puts_(&g, ncols++ ? ", " : "GRANT SELECT (");
+            puts_(&g, c ? c : "\"\"");
+            PQfreemem(c);
+        }
+        PQclear(res);
+        if (ncols) {
+            char *t = PQescapeIdentifier(db->conn, table, strlen(table));
+            puts_(&g, ") ON public.");
+            puts_(&g, t ? t : "\"\"");
+            puts_(&g, " TO ");
+            puts_(&g, r);
+            PQfreemem(t);
+            rc = g.failed ? hl_err_set(err, HL_ENOMEM, "out of memory") : run_simple(db, g.p, err);
+        }
+        free(g.p);
+    }
+out:
+    free(b.p);
+    PQfreemem(r);
+    PQfreemem(s);
+    return rc;
+}
+
+static void forget_role(pg_db *db)
+{
+    free(db->role);
+    free(db->schema);
+    free(db->owner);
+    free(db->prefix);
+    free(db->hidden);
+    db->role = db->schema = db->owner = db->prefix = db->hidden = NULL;
+}
+
 static int pg_set_policy(hl_db *base, const hl_db_policy *pol, hl_err *err)
 {
     pg_db *db = PDB(base);
+    db->pgen++;
     if (!pol) {
-        db->pgen++;
-        return HL_OK;
+        if (!db->role)
+            return HL_OK;
+        int rc = run_simple(db, "RESET ROLE; RESET search_path; RESET statement_timeout", err);
+        forget_role(db);
+        return rc;
     }
-    return hl_err_set(err, HL_EINVAL,
-                      "plugin %s: SQL of Lua plugins is not yet confined on PostgreSQL",
-                      pol->owner ? pol->owner : "?");
+    if (!pol->owner || !pol->prefix || !hl_db_valid_component(pol->owner))
+        return hl_err_set(err, HL_EINVAL, "policy: invalid owner name");
+    for (const char *c = pol->prefix; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '_'))
+            return hl_err_set(err, HL_EINVAL, "policy for %s: invalid table prefix", pol->owner);
+    if (!*pol->prefix || !strncasecmp(pol->prefix, "hl", 2) || !strncasecmp(pol->prefix, "pg", 2))
+        return hl_err_set(err, HL_EINVAL, "policy for %s: invalid or reserved table prefix", pol->owner);
+    /* Roles belong to the whole server: the database's name keeps two instances apart. */
+    char role[64], schema[64];
+    snprintf(role, sizeof role, "hlp_%08x_%.40s", hash_str(PQdb(db->conn)), pol->owner);
+    snprintf(schema, sizeof schema, "hlp_%.40s", pol->owner);
+    int rc;
+    if (db->role && (rc = run_simple(db, "RESET ROLE; RESET search_path", err)) != HL_OK)
+        return rc;
+    forget_role(db);
+    uint32_t h = policy_hash(pol);
+    int known = 0;
+    for (int i = 0; i < db->nsetup; i++)
+        if (db->setup[i] == h)
+            known = 1;
+    if (!known) {
+        if ((rc = setup_role(db, pol, role, schema, err)) != HL_OK)
+            return rc;
+        if (db->nsetup < (int)(sizeof db->setup / sizeof db->setup[0]))
+            db->setup[db->nsetup++] = h;
+    }
+    size_t hl = 1;
+    for (size_t i = 0; pol->hidden && pol->hidden[i]; i++)
+        hl += strlen(pol->hidden[i]) + 1;
+    if ((db->hidden = calloc(1, hl))) {
+        char *cur = db->hidden;
+        for (size_t i = 0; pol->hidden && pol->hidden[i]; i++)
+            cur = stpcpy(cur, pol->hidden[i]) + 1;
+    }
+    if (!db->hidden || !(db->role = strdup(role)) || !(db->schema = strdup(schema)) ||
+        !(db->owner = strdup(pol->owner)) || !(db->prefix = strdup(pol->prefix))) {
+        forget_role(db);
+        return hl_err_set(err, HL_ENOMEM, "out of memory");
+    }
+    char sql[64];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %ld",
+             db->budget_ms > 0 ? db->budget_ms : PLUGIN_SQL_TIMEOUT_MS);
+    if ((rc = run_simple(db, sql, err)) != HL_OK || (rc = as_owner(db, 0, err)) != HL_OK) {
+        run_simple(db, "RESET ROLE; RESET search_path; RESET statement_timeout", NULL);
+        forget_role(db);
+        return rc;
+    }
+    db->denial[0] = '\0';
+    return HL_OK;
 }
 
 static const char *pg_policy_denial(hl_db *db) { return PDB(db)->denial; }
 
+/* The plugin's SQL is bounded by statement_timeout (set with its role), not step counts. */
 static void pg_set_budget(hl_db *base, int (*check)(void *ud), void *ud, int every,
                           int max_length, int max_sql)
 {
-    (void)base;
-    (void)check;
     (void)ud;
     (void)every;
     (void)max_length;
     (void)max_sql;
+    PDB(base)->budget_ms = check ? PLUGIN_SQL_TIMEOUT_MS : 0;
 }
 
 const hl_db_backend hl_db_pg_backend = {

@@ -296,7 +296,7 @@ static hl_db *open_instance(const char *path, hl_config **cfg, hl_err *err)
     *cfg = load_config(path, err);
     if (!*cfg)
         return NULL;
-    hl_db *db = hl_migrate_instance(*cfg, NULL, NULL, err) ? NULL : hl_db_open((*cfg)->db_path, 0, err);
+    hl_db *db = hl_migrate_ready(*cfg, err) ? NULL : hl_db_open((*cfg)->db_path, 0, err);
     if (!db) {
         hl_config_free(*cfg);
         *cfg = NULL;
@@ -545,7 +545,7 @@ static int cmd_user(int argc, char **argv)
     hl_config *cfg = load_config(path, &err);
     if (!cfg)
         return fail(&err);
-    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
+    int rc = hl_migrate_ready(cfg, &err);
     if (!rc && !strcmp(sub, "add")) {
         rc = create_user(cfg, email, name, roles, "HALLE_USER_PASSWORD", &err);
         if (!rc)
@@ -611,7 +611,7 @@ static int cmd_jobs(int argc, char **argv)
     hl_config *cfg = load_config(path, &err);
     if (!cfg)
         return fail(&err);
-    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
+    int rc = hl_migrate_ready(cfg, &err);
     hl_jobsproc *p = rc ? NULL : hl_jobsproc_open(cfg, 1, &err);
     if (!p) {
         hl_config_free(cfg);

@@ -197,7 +197,7 @@ int hl_serve(hl_config *cfg, hl_jobs_main jobs_main, hl_err *err)
     int lock_fd = lock_instance(cfg, err);
     if (lock_fd < 0)
         return lock_fd;
-    int rc = hl_migrate_instance(cfg, NULL, NULL, err);
+    int rc = hl_migrate_ready(cfg, err);
     if (rc) {
         close(lock_fd);
         return rc;
