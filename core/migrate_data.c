@@ -113,7 +113,9 @@ static int table_err(hl_err *err, int rc, const char *table, hl_db *db)
 {
     char msg[sizeof err->msg];
     snprintf(msg, sizeof msg, "%s", err && *err->msg ? err->msg : hl_db_errmsg(db));
-    return hl_err_set(err, rc < 0 ? rc : HL_ERR, "table %s: %s", table, msg);
+    return hl_err_set(err, rc < 0 ? rc : HL_ERR, "table %s: %s%s", table, msg,
+                      rc == HL_EFOREIGN ? " (a row refers to one missing from the source, or in a cycle the copy "
+                                          "cannot order)" : "");
 }
 
 /* A URI to show: its password replaced, wherever libpq's syntax allows one. */
