@@ -923,9 +923,19 @@ static int run(const hl_config *cfg, const hl_migrate_data_opts *o, const char *
     return rc;
 }
 
-int hl_migrate_data(const hl_config *cfg, const hl_migrate_data_opts *o, hl_err *err)
+/* A file target as the command line meant it (relative to the current folder), where the
+ * configuration would take it relative to halle.conf's. */
+static const char *absolute(hl_arena *a, const char *target)
 {
-    if (!cfg || !o)
+    char cwd[PATH_MAX];
+    if (!target || hl_db_is_url(target) || target[0] == '/' || !getcwd(cwd, sizeof cwd))
+        return target;
+    return hl_arena_printf(a, "%s/%s", cwd, target);
+}
+
+int hl_migrate_data(const hl_config *cfg, const hl_migrate_data_opts *opts, hl_err *err)
+{
+    if (!cfg || !opts)
         return hl_err_set(err, HL_EINVAL, "migrate-data: NULL argument");
     /* Copying a live database would miss what is written during the copy: the instance lock
      * keeps halle serve from starting meanwhile, and refuses the copy while it serves. */
@@ -933,10 +943,12 @@ int hl_migrate_data(const hl_config *cfg, const hl_migrate_data_opts *o, hl_err 
     if (lock < 0)
         return lock;
     hl_arena *a = hl_arena_new(64 * 1024);
-    char *derived = o->archive_to ? NULL : hl_migrate_data_archive_uri(o->to);
-    int rc = a ? run(cfg, o, o->archive_to ? o->archive_to : derived, o->out ? o->out : stdout,
-                     o->progress ? o->progress : stderr, a, err)
-               : oom(err);
+    hl_migrate_data_opts o = *opts;
+    char *derived = o.archive_to ? NULL : hl_migrate_data_archive_uri(o.to);
+    o.to = a ? absolute(a, o.to) : NULL;
+    o.archive_to = a ? absolute(a, o.archive_to ? o.archive_to : derived) : NULL;
+    int rc = a && (o.to || !opts->to) ? run(cfg, &o, o.archive_to, o.out ? o.out : stdout, o.progress ? o.progress : stderr, a, err)
+                                      : oom(err);
     free(derived);
     hl_arena_free(a);
     close(lock);

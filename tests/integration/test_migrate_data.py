@@ -19,11 +19,33 @@ import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Browser, Instance, Server, Tap, run  # noqa: E402
+from harness import Browser, Instance, Server, Tap, run, write_plugin  # noqa: E402
 
 PASSWORD = "Prune-2026"
 MARKET_DIR = os.environ.get("HALLE_MARKET_DIR") or os.path.join(
     os.environ.get("HALLE_BUILDDIR", "/work/main/build"), "plugins", "market", ".libs")
+
+
+# A Lua plugin with its own table, money in it, idempotency keys and invoice numbers: GET routes
+# that write only because this is a test plugin (no form, no CSRF token to fetch).
+TILL = {
+    "plugin.json": '{"name": "till", "version": "1.0.0", "description": "test: orders with invoice numbers"}',
+    "migrations/001_orders.sql":
+        "CREATE TABLE till_orders (id INTEGER PRIMARY KEY, invoice INTEGER NOT NULL UNIQUE, note TEXT NOT NULL, "
+        "total_cents INTEGER NOT NULL, amount INTEGER NOT NULL, blob BLOB);\n",
+    "main.lua": r'''
+halle.route("GET", "/till/order", function(req)
+  local q = req.query
+  local status, body = halle.db.idempotent("order", q.key, q.note, function()
+    local n = halle.db.counter_next("invoice")
+    halle.db.exec("INSERT INTO till_orders (invoice, note, total_cents, amount) VALUES (?, ?, ?, ?)",
+                  n, q.note, tonumber(q.cents), 2)
+    return 201, tostring(n)
+  end)
+  return { status = status, content_type = "text/plain", body = body }
+end)
+''',
+}
 
 
 def skip(t, name, reason):
@@ -123,9 +145,14 @@ def login(port, who):
 
 def make_instance(t):
     inst = Instance(name="Halle à copier")
-    inst.set(plugin_dirs=MARKET_DIR, password_cost="min", login_rate_limit="1000")
+    extra = inst.path("extra")
+    os.makedirs(extra)
+    write_plugin(extra, "till", TILL)
+    inst.set(plugin_dirs=MARKET_DIR + ":" + extra, password_cost="min", login_rate_limit="1000")
     r = run(["plugin", "-c", inst.conf, "enable", "market"])
     t.ok(r.returncode == 0, "the market plugin is enabled", r.stderr)
+    r = run(["plugin", "-c", inst.conf, "enable", "till"])
+    t.ok(r.returncode == 0, "a Lua plugin with a table is enabled", r.stderr)
     r = run(["market", "-c", inst.conf, "seed-demo"], timeout=120)
     t.ok(r.returncode == 0, "the market's demo data is made (groups, producers, priced products)", r.stderr)
     for who in ("alice", "bob"):
@@ -142,10 +169,16 @@ def make_instance(t):
         t.ok(st == 303 and m, "alice creates a group through the web", (st, page[:300]))
         bob, st = login(srv.port, "bob@example.org")
         t.eq(st, 303, "bob logs in")
+        for i, cents in enumerate((1250, 399, 10001)):
+            st, h, body = srv.get("/till/order?key=k%d&note=%s&cents=%d" % (i, "caf%C3%A9-" + str(i), cents))
+            t.ok(st == 201 and body.decode() == str(i + 1), "an order through the Lua plugin gets invoice %d" % (i + 1),
+                 (st, body))
         # a served instance is not copied: its database changes under the copy
         r = run(["migrate-data", "-c", inst.conf, "--to", inst.path("never.db"), "--archive-to", inst.path("never-a.db")])
         t.ok(r.returncode == 1 and "already being served" in r.stderr and not os.path.exists(inst.path("never.db")),
              "migrate-data is refused while the instance is served", (r.returncode, r.stderr))
+    # binary data, and text with a NUL-free UTF-8 mix: as they are
+    sq(inst.db, "UPDATE till_orders SET blob = X'00FF10' WHERE invoice = 2")
     slug = m.group(1) if m else "?"
     return inst, slug
 
@@ -153,9 +186,11 @@ def make_instance(t):
 def source_facts(inst):
     f = {}
     for table in ("hl_users", "hl_sessions", "market_groups", "market_products", "market_categories",
-                  "market_members", "hl_plugins"):
+                  "market_members", "hl_plugins", "till_orders", "hl_idempotency", "hl_counters"):
         f[table] = sq(inst.db, "SELECT count(*) FROM %s" % table)[0][0]
     f["price_cents"] = sq(inst.db, "SELECT sum(price_cents) FROM market_products")[0][0]
+    f["total_cents"] = sq(inst.db, "SELECT sum(total_cents) FROM till_orders")[0][0]
+    f["max_order"] = sq(inst.db, "SELECT max(id) FROM till_orders")[0][0]
     f["max_user"] = sq(inst.db, "SELECT max(id) FROM hl_users")[0][0]
     f["max_group"] = sq(inst.db, "SELECT max(id) FROM market_groups")[0][0]
     f["groups"] = sorted(r[0] for r in sq(inst.db, "SELECT name FROM market_groups"))
@@ -166,7 +201,7 @@ def source_facts(inst):
 
 def copy_and_serve(t, inst, slug, facts, main, archive, query, kind):
     """Copies inst into main/archive (empty), checks what migrate-data printed and what the
-    target holds (query(sql) -> first column of each row, as text), serves the instance from
+    target holds (query(sql) -> each row as text, columns joined by '|'), serves the instance from
     the target, then puts halle.conf back."""
     r = run(["migrate-data", "-c", inst.conf, "--to", main, "--archive-to", archive], timeout=300)
     if not t.ok(r.returncode == 0, "%s: migrate-data copies the instance" % kind, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])):
@@ -180,6 +215,9 @@ def copy_and_serve(t, inst, slug, facts, main, archive, query, kind):
          r.stdout[-1500:])
     t.ok(re.search(r"^market_products\s.*price_cents %d / %d" % (facts["price_cents"], facts["price_cents"]), r.stdout, re.M),
          "%s: the money sum of market_products.price_cents is checked (%d)" % (kind, facts["price_cents"]), r.stdout[-1500:])
+    t.ok(re.search(r"^till_orders\s.*total_cents %d / %d amount 6 / 6" % (facts["total_cents"], facts["total_cents"]),
+                   r.stdout, re.M),
+         "%s: and the Lua plugin's: total_cents, and amount (an integer)" % kind, r.stdout[-1500:])
     t.ok("database = %s" % main in r.stdout and "archive_database = %s" % archive in r.stdout,
          "%s: it prints the two lines for halle.conf" % kind, r.stdout[-600:])
     t.ok(re.search(r"market_products: %d row" % facts["market_products"], r.stderr),
@@ -187,10 +225,13 @@ def copy_and_serve(t, inst, slug, facts, main, archive, query, kind):
     t.ok(r.stderr.index("market_groups:") < r.stderr.index("market_members:") and
          r.stderr.index("hl_users:") < r.stderr.index("hl_sessions:"),
          "%s: parents are copied before children" % kind, r.stderr[-2000:])
-    for table in ("hl_users", "hl_sessions", "market_groups", "market_products", "market_categories", "market_members"):
+    for table in ("hl_users", "hl_sessions", "market_groups", "market_products", "market_categories", "market_members",
+                  "till_orders", "hl_idempotency", "hl_counters"):
         t.eq(query("SELECT count(*) FROM %s" % table), [str(facts[table])], "%s: the target holds %s's rows" % (kind, table))
     t.eq(query("SELECT sum(price_cents) FROM market_products"), [str(facts["price_cents"])],
          "%s: and the same prices" % kind)
+    t.eq(query("SELECT invoice, length(blob) FROM till_orders WHERE blob IS NOT NULL"), ["2|3"],
+         "%s: a blob is copied as bytes" % kind)
 
     # a target that holds rows is refused, untouched; --force empties it first
     r = run(["migrate-data", "-c", inst.conf, "--to", main, "--archive-to", archive])
@@ -237,6 +278,15 @@ def copy_and_serve(t, inst, slug, facts, main, archive, query, kind):
             t.eq(st, 303, "%s: a group is made on the copy" % kind)
             got = query("SELECT id FROM market_groups WHERE name = 'Groupe d''après'")
             t.ok(got and int(got[0]) > facts["max_group"], "%s: with a new id" % kind, (got, facts["max_group"]))
+            st, h, body = srv.get("/till/order?key=k0&note=caf%C3%A9-0&cents=1250")
+            t.ok(st == 201 and body.decode() == "1", "%s: a repeated order gets its copied answer (idempotency keys)" % kind,
+                 (st, body))
+            st, h, body = srv.get("/till/order?key=k9&note=after&cents=5")
+            t.ok(st == 201 and body.decode() == "4", "%s: a new order gets the next invoice number" % kind, (st, body))
+            got = query("SELECT id, note FROM till_orders WHERE invoice = 4")
+            t.ok(got and int(got[0].split("|")[0]) > facts["max_order"] and got[0].endswith("after"),
+                 "%s: in the plugin's table, with a new id" % kind, (got, facts["max_order"]))
+            t.eq(query("SELECT note FROM till_orders WHERE invoice = 1"), ["café-0"], "%s: text copied as it was" % kind)
     finally:
         inst.write_conf(conf)
 
@@ -291,7 +341,7 @@ def main():
 
     main_db, archive_db = inst.path("copy.db"), inst.path("copy-archive.db")
     t.run(copy_and_serve, inst, slug, facts, main_db, archive_db,
-          lambda sql: [str(r[0]) for r in sq(main_db, sql)], "sqlite")
+          lambda sql: ["|".join(str(x) for x in r) for r in sq(main_db, sql)], "sqlite")
 
     bindir = pg_bindir()
     if not bindir:
