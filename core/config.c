@@ -2,6 +2,7 @@
  * is one line and every key gets the same validation and error messages. */
 #include "halle-config.h"
 #include "core/config.h"
+#include "core/db.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -77,7 +78,8 @@ static int set_str(char **dst, const char *v, hl_err *err)
 
 static int resolve_path(const hl_config *c, char **dst, const char *v, hl_err *err)
 {
-    if (v[0] == '/' || (v[0] == '-' && v[1] == '\0') || !c->dir)
+    /* a database may be a postgresql:// URI rather than a file */
+    if (v[0] == '/' || (v[0] == '-' && v[1] == '\0') || !c->dir || hl_db_is_url(v))
         return set_str(dst, v, err);
     size_t n = strlen(c->dir) + strlen(v) + 2;
     char *p = malloc(n);
@@ -243,6 +245,31 @@ hl_config *hl_config_new(const char *dir, hl_err *err)
     return c;
 }
 
+int hl_config_archive_url(const char *url, char **out)
+{
+    *out = NULL;
+    const char *auth = hl_db_is_url(url) ? strstr(url, "://") + 3 : NULL;
+    const char *slash = auth ? strchr(auth, '/') : NULL;
+    const char *q = slash ? slash + strcspn(slash, "?") : NULL;
+    if (!slash || q == slash + 1)
+        return HL_EINVAL;
+    size_t n = strlen(url) + sizeof "_archive";
+    if (!(*out = malloc(n)))
+        return HL_ENOMEM;
+    snprintf(*out, n, "%.*s_archive%s", (int)(q - url), url, q);
+    return HL_OK;
+}
+
+static int archive_url(hl_config *c, hl_err *err)
+{
+    int rc = hl_config_archive_url(c->db_path, &c->archive_path);
+    if (rc == HL_EINVAL)
+        return hl_err_set(err, HL_EINVAL,
+                          "%s: database: the URI must name the database (postgresql://HOST/NAME)",
+                          c->path ? c->path : "configuration");
+    return rc == HL_OK ? HL_OK : hl_err_set(err, HL_ENOMEM, "out of memory");
+}
+
 /* Fills in what depends on other keys once the file is read. */
 static int finish(hl_config *c, hl_err *err)
 {
@@ -251,6 +278,11 @@ static int finish(hl_config *c, hl_err *err)
         if (!(c->db_path = malloc(n)))
             return hl_err_set(err, HL_ENOMEM, "out of memory");
         snprintf(c->db_path, n, "%s/halle.db", c->data_dir);
+    }
+    if (!c->archive_path && hl_db_is_url(c->db_path)) {
+        int rc = archive_url(c, err);
+        if (rc != HL_OK)
+            return rc;
     }
     if (!c->archive_path) {
         if (!(c->archive_path = malloc(n)))
@@ -373,8 +405,11 @@ void hl_config_free(hl_config *c)
     free(c);
 }
 
-int hl_config_write_default(const char *path, const char *site_name, hl_err *err)
+int hl_config_write_default(const char *path, const char *site_name, const char *database,
+                            const char *archive, hl_err *err)
 {
+    if ((database && strpbrk(database, "\r\n")) || (archive && strpbrk(archive, "\r\n")))
+        return hl_err_set(err, HL_EINVAL, "a database must fit on one line");
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
         return hl_err_set(err, HL_EIO, "%s: cannot create: %s", path, strerror(errno));
@@ -408,6 +443,11 @@ int hl_config_write_default(const char *path, const char *site_name, hl_err *err
             "# a plugin whose hook callbacks fail this many times in a row is suspended (0 = never)\n"
             "hook_failure_limit = 5\n",
             site_name);
+    if (database)
+        fprintf(f, "\n# the database: a file, or postgresql://USER@HOST:PORT/NAME (docs/scaling.md)\n"
+                   "database = %s\n", database);
+    if (archive)
+        fprintf(f, "archive_database = %s\n", archive);
     if (fclose(f) != 0)
         return hl_err_set(err, HL_EIO, "%s: write failed: %s", path, strerror(errno));
     return HL_OK;

@@ -1,30 +1,23 @@
-/* SQLite backend of the storage API (see db.h): one connection per worker process, a small
- * LRU cache of prepared statements keyed by SQL text, typed binding, nested transactions on
- * savepoints, numbered migration files recorded per component, and the access policy that
- * confines a plugin's SQL through SQLite's authorizer. */
+/* Storage API (see db.h), the part that is the same on every engine: choosing the backend by
+ * the target's form, binding lists, one-shot helpers, nested transactions with their retries,
+ * idempotency keys, gapless counters and numbered migrations. The engines are core/db_sqlite.c
+ * and core/db_pg.c, behind the table of core/db_backend.h. */
 #include "core/db.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/clock.h"
+#include "core/db_backend.h"
 #include "core/file.h"
-#include "core/log.h"
 
-#define CACHE_MAX 128            /* cached statements per connection */
-#define BUSY_MS 5000
 #define TX_BUSY_TRIES 5          /* attempts of an outermost hl_db_tx when the database is busy */
 #define TX_BACKOFF_MS 20         /* first pause between them, doubled each time, with jitter */
 #define TX_MAX_DEPTH 1000        /* deeper nesting is a runaway recursion, not a design */
@@ -32,408 +25,105 @@
 #define MIG_MAX_FILES 10000
 #define MIG_MAX_NUMBER 999999L
 #define NAME_MAX_LEN 255
-#define POLICY_MAX_LIST 256      /* entries per readable/hidden list */
-#define POLICY_MAX_NAME 128      /* bytes per table name or "table.column" entry */
-
-/* What an allowed DDL action of the statement being compiled lets through afterwards (see
- * authorize): SQLite compiles the schema updates of CREATE, ALTER and DROP as nested SQL that
- * goes through the authorizer like the user's own. */
-enum { CTX_CREATE = 1, CTX_ALTER = 2, CTX_DROP = 4 };
-
-/* Deep copy of an hl_db_policy, in one allocation. */
-typedef struct policy {
-    const char *owner, *prefix;
-    size_t plen;
-    const char **readable; /* NULL-terminated */
-    const char **hidden;   /* NULL-terminated "table.column" */
-} policy;
-
-struct hl_stmt {
-    sqlite3_stmt *st;
-    hl_db *db;
-    char *key;            /* SQL text when cached; NULL for a one-off statement */
-    uint32_t hash;
-    uint64_t used;        /* LRU clock value of the last hand-out */
-    int in_use;
-    unsigned pgen;        /* policy generation it was compiled under, 0 for none */
-    unsigned ctx;         /* CTX_* of its compilation, restored while it runs */
-    hl_stmt *prev, *next; /* list of one-off statements, so close can finalize them */
-};
-
-struct hl_db {
-    sqlite3 *h;
-    char *path;
-    int depth;            /* open transaction levels (1 = BEGIN, more = savepoints) */
-    uint64_t tick;
-    int ncache;
-    hl_stmt *cache[CACHE_MAX];
-    hl_stmt *loose;
-    policy *pol;          /* NULL: trusted code, nothing is checked */
-    unsigned pgen;        /* bumped on every policy change */
-    unsigned ctx;         /* CTX_* of the statement being compiled or run */
-    int internal;         /* > 0 while db.c runs its own fixed SQL (transactions, hl_migrations) */
-    int auth_on;          /* the authorizer is installed (once: installing expires statements) */
-    int denied;           /* the policy refused something since the last stmt_begin */
-    char denial[256];
-    int durable;          /* the open transaction commits with synchronous=FULL */
-    char errmsg[512];     /* message of the last failed statement (hl_db_errmsg) */
-    int budget_on;        /* hl_db_set_budget's bounds are in force */
-    int saved_length, saved_sql; /* the limits they replaced */
-};
 
 static const char MIG_TABLE_SQL[] =
     "CREATE TABLE IF NOT EXISTS hl_migrations ("
     "component TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, "
     "applied_at TEXT NOT NULL, PRIMARY KEY (component, version))";
 
-/* ---------------------------------------------------------------- helpers */
-
-/* rc is an extended result code (sqlite3_extended_errcode) or a primary one: constraint
- * violations are told apart so that callers can answer "already exists" or "refers to nothing"
- * instead of "bad input". */
-static int map_rc(int rc)
-{
-    switch (rc) {
-    case SQLITE_CONSTRAINT_UNIQUE:
-    case SQLITE_CONSTRAINT_PRIMARYKEY: return HL_EUNIQUE;
-    case SQLITE_CONSTRAINT_FOREIGNKEY: return HL_EFOREIGN;
-    default: break;
-    }
-    switch (rc & 0xff) {
-    case SQLITE_OK: return HL_OK;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return HL_EBUSY;
-    case SQLITE_CONSTRAINT:
-    case SQLITE_RANGE:
-    case SQLITE_MISUSE: return HL_EINVAL;
-    case SQLITE_NOMEM: return HL_ENOMEM;
-    case SQLITE_TOOBIG:
-    case SQLITE_INTERRUPT: return HL_ETOOBIG; /* a budget set by hl_db_set_budget ran out */
-    default: return HL_ERR;
-    }
-}
-
-static uint32_t hash_str(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    while (*s) {
-        h ^= (unsigned char)*s++;
-        h *= 16777619u;
-    }
-    return h;
-}
-
-static void stmt_free(hl_stmt *st)
-{
-    sqlite3_finalize(st->st);
-    free(st->key);
-    free(st);
-}
-
-/* Called before each compile or step: a denial message belongs to one statement, and a
- * statement runs with the DDL context it was compiled with (SQLite may recompile it, and an
- * ALTER runs a PRAGMA quick_check while it executes). db.c's own SQL keeps the message of the
- * plugin statement that failed before it (e.g. the ROLLBACK after a failed migration). */
-static void stmt_begin(hl_db *db, unsigned ctx)
-{
-    db->ctx = ctx;
-    db->denied = 0;
-    if (!db->internal)
-        db->denial[0] = '\0';
-}
-
-/* The policy refused something while compiling (or while running: VACUUM and schema changes
- * compile SQL then). SQLite says SQLITE_AUTH for most refusals but SQLITE_ERROR ("not
- * authorized to use function") for functions, hence the flag. Returns 0 if not the case. */
-static int auth_error(hl_db *db, int rc, hl_err *err)
-{
-    if (db->denied)
-        return hl_err_set(err, HL_EINVAL, "not authorized: %s", db->denial);
-    if ((rc & 0xff) == SQLITE_AUTH)
-        return hl_err_set(err, HL_EINVAL, "not authorized");
-    return 0;
-}
-
-/* The code of a failed call and its message, kept on the connection too (hl_db_errmsg) for
- * callers that passed no hl_err (the plugin API's step). */
-static int sql_error(hl_db *db, int rc, hl_err *err)
-{
-    hl_err local;
-    if (!err)
-        err = &local;
-    int code = auth_error(db, rc, err);
-    if (!code) {
-        int ext = sqlite3_extended_errcode(db->h);
-        code = hl_err_set(err, map_rc((ext & 0xff) == (rc & 0xff) ? ext : rc), "%s",
-                          sqlite3_errmsg(db->h));
-    }
-    snprintf(db->errmsg, sizeof db->errmsg, "%s", err->msg);
-    return code;
-}
+static int ensure_table(hl_db *db, hl_err *err);
 
 /* ---------------------------------------------------------------- open / close */
 
-hl_db *hl_db_open(const char *path, unsigned flags, hl_err *err)
+int hl_db_is_url(const char *target)
 {
-    hl_db *db = NULL;
-    char *fs = NULL, msg[256];
-    int code = HL_ERR, created = 0, oflags;
-    sqlite3_stmt *jm = NULL;
+    return target && (strncmp(target, "postgresql://", 13) == 0 ||
+                      strncmp(target, "postgres://", 11) == 0);
+}
 
-    if (!path || !*path) {
+/* The target as shown in messages and logs: a URI loses its password ("user:secret@host" and
+ * "password=secret" in the query). */
+char *hl_db_redact(const char *target)
+{
+    if (!target)
+        return NULL;
+    char *out = strdup(target);
+    if (!out || !hl_db_is_url(target))
+        return out;
+    char *auth = strstr(out, "://") + 3;
+    char *at = strchr(auth, '@'), *slash = strchr(auth, '/');
+    if (at && (!slash || at < slash)) {
+        char *colon = memchr(auth, ':', (size_t)(at - auth));
+        if (colon)
+            memmove(colon, at, strlen(at) + 1);
+    }
+    char *q = strchr(out, '?');
+    while (q) {
+        char *key = q + 1;
+        char *end = strchr(key, '&');
+        if (strncmp(key, "password=", 9) == 0) {
+            if (end)
+                memmove(key, end + 1, strlen(end + 1) + 1);
+            else
+                *q = '\0';
+            continue;
+        }
+        q = end;
+    }
+    return out;
+}
+
+hl_db *hl_db_open(const char *target, unsigned flags, hl_err *err)
+{
+    if (!target || !*target) {
         hl_err_set(err, HL_EINVAL, "database path is empty");
         return NULL;
     }
-    if (flags & ~(unsigned)(HL_DB_CREATE | HL_DB_READONLY)) {
-        hl_err_set(err, HL_EINVAL, "cannot open database %s: unknown flags 0x%x", path, flags);
+    const hl_db_backend *be = hl_db_is_url(target) ? &hl_db_pg_backend : &hl_db_sqlite_backend;
+    char *shown = hl_db_redact(target);
+    if (!shown) {
+        hl_err_set(err, HL_ENOMEM, "cannot open database: out of memory");
         return NULL;
     }
-    if ((flags & HL_DB_CREATE) && (flags & HL_DB_READONLY)) {
-        hl_err_set(err, HL_EINVAL, "cannot open database %s: create and read-only conflict", path);
+    hl_db *db = be->open(target, flags, err);
+    if (!db) {
+        free(shown);
         return NULL;
     }
-    if (strlen(path) >= PATH_MAX) {
-        hl_err_set(err, HL_ETOOBIG, "database path is too long");
-        return NULL;
-    }
-    /* SQLite treats "file:..." as a URI and ":memory:" as no file at all; we always mean the
-     * file of that name, so such names get a "./" in front. */
-    size_t plen = strlen(path);
-    int prefix = strncmp(path, "file:", 5) == 0 || path[0] == ':';
-    if (!(db = calloc(1, sizeof *db)) || !(db->path = strdup(path)) ||
-        !(fs = malloc(plen + 3))) {
-        free(fs);
-        if (db)
-            free(db->path);
-        free(db);
-        hl_err_set(err, HL_ENOMEM, "cannot open database %s: out of memory", path);
-        return NULL;
-    }
-    snprintf(fs, plen + 3, "%s%s", prefix ? "./" : "", path);
-
-    if (flags & HL_DB_CREATE) {
-        /* Create it ourselves so the mode is 0600 whatever the umask; SQLite then gives the
-         * -wal and -shm files the same mode. */
-        int fd = open(fs, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            close(fd);
-            created = 1;
-        } else if (errno != EEXIST) {
-            snprintf(msg, sizeof msg, "%s", strerror(errno));
-            code = errno == ENOENT ? HL_ENOTFOUND : HL_EIO;
-            goto fail;
-        }
-    }
-
-    oflags = SQLITE_OPEN_NOMUTEX;
-    if (flags & HL_DB_READONLY)
-        oflags |= SQLITE_OPEN_READONLY;
-    else
-        oflags |= SQLITE_OPEN_READWRITE | ((flags & HL_DB_CREATE) ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(fs, &db->h, oflags, NULL);
-    if (rc != SQLITE_OK) {
-        snprintf(msg, sizeof msg, "%s", db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
-        code = map_rc(rc);
-        goto fail;
-    }
-    sqlite3_busy_timeout(db->h, BUSY_MS);
-
-    /* This is also the first real read of the file, so a non-database fails here. */
-    rc = sqlite3_prepare_v2(db->h, "PRAGMA journal_mode=WAL", -1, &jm, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(jm);
-    if (rc != SQLITE_ROW) {
-        snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(db->h));
-        code = map_rc(rc);
-        goto fail;
-    }
-    const char *mode = (const char *)sqlite3_column_text(jm, 0);
-    /* A read-only connection cannot switch modes; it reads whatever the file uses. */
-    if (!(flags & HL_DB_READONLY) && (!mode || strcasecmp(mode, "wal") != 0)) {
-        snprintf(msg, sizeof msg, "journal mode is %s, not wal", mode ? mode : "unknown");
-        goto fail;
-    }
-    sqlite3_finalize(jm);
-    jm = NULL;
-
-    char *emsg = NULL;
-    rc = sqlite3_exec(db->h, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", NULL, NULL,
-                      &emsg);
-    if (rc != SQLITE_OK) {
-        snprintf(msg, sizeof msg, "%s", emsg ? emsg : sqlite3_errmsg(db->h));
-        sqlite3_free(emsg);
-        code = map_rc(rc);
-        goto fail;
-    }
-    free(fs);
+    db->be = be;
+    db->target = shown;
     return db;
-
-fail:
-    hl_err_set(err, code == HL_OK ? HL_ERR : code, "cannot open database %s: %s", path, msg);
-    sqlite3_finalize(jm);
-    sqlite3_close(db->h);
-    if (created)
-        unlink(fs);
-    free(fs);
-    free(db->path);
-    free(db);
-    return NULL;
 }
 
 void hl_db_close(hl_db *db)
 {
     if (!db)
         return;
-    for (int i = 0; i < db->ncache; i++)
-        stmt_free(db->cache[i]);
-    while (db->loose) {
-        hl_stmt *next = db->loose->next;
-        stmt_free(db->loose);
-        db->loose = next;
-    }
-    sqlite3_close(db->h);
-    free(db->pol);
-    free(db->path);
-    free(db);
+    char *t = db->target, *o = db->policy_owner;
+    db->be->close(db);
+    free(t);
+    free(o);
 }
 
-const char *hl_db_path(const hl_db *db) { return db ? db->path : NULL; }
+const char *hl_db_path(const hl_db *db) { return db ? db->target : NULL; }
 
-/* Like sqlite3_exec, which it replaces so that the DDL context and the denial message are
- * reset for each statement of the text (see authorize). */
+const char *hl_db_backend_name(const hl_db *db) { return db ? db->be->name : ""; }
+
 int hl_db_exec(hl_db *db, const char *sql, hl_err *err)
 {
     if (!db || !sql)
         return hl_err_set(err, HL_EINVAL, "hl_db_exec: NULL argument");
-    while (*sql) {
-        sqlite3_stmt *st = NULL;
-        const char *next = NULL;
-        stmt_begin(db, 0);
-        int rc = sqlite3_prepare_v2(db->h, sql, -1, &st, &next);
-        if (rc != SQLITE_OK)
-            return sql_error(db, rc, err);
-        if (!st) { /* only a comment, spaces or ';' */
-            if (!next || next == sql)
-                break;
-            sql = next;
-            continue;
-        }
-        sql = next;
-        unsigned ctx = db->ctx;
-        do {
-            stmt_begin(db, ctx);
-            rc = sqlite3_step(st);
-        } while (rc == SQLITE_ROW);
-        if (rc != SQLITE_DONE) {
-            rc = sql_error(db, rc, err);
-            sqlite3_finalize(st);
-            return rc;
-        }
-        sqlite3_finalize(st);
-    }
-    return HL_OK;
+    return db->be->exec(db, sql, err);
 }
 
 /* ---------------------------------------------------------------- statements */
 
-/* Compiles exactly one statement: a second one in the text would be silently ignored by
- * sqlite3_prepare, which hides mistakes (and injected SQL), so it is an error. */
-static int compile(hl_db *db, const char *sql, sqlite3_stmt **out, unsigned *ctx, hl_err *err)
-{
-    sqlite3_stmt *st = NULL, *extra = NULL;
-    const char *tail = NULL;
-    stmt_begin(db, 0);
-    int rc = sqlite3_prepare_v2(db->h, sql, -1, &st, &tail);
-    if (rc != SQLITE_OK && auth_error(db, rc, err))
-        return HL_EINVAL;
-    if (rc != SQLITE_OK)
-        return hl_err_set(err, map_rc(rc), "cannot prepare SQL: %s", sqlite3_errmsg(db->h));
-    if (!st)
-        return hl_err_set(err, HL_EINVAL, "cannot prepare SQL: empty statement");
-    *ctx = db->ctx;
-    if (tail && *tail) {
-        db->ctx = 0;
-        rc = sqlite3_prepare_v2(db->h, tail, -1, &extra, NULL);
-        if (rc != SQLITE_OK || extra) {
-            sqlite3_finalize(extra);
-            sqlite3_finalize(st);
-            return hl_err_set(err, HL_EINVAL,
-                              "cannot prepare SQL: more than one statement (use hl_db_exec)");
-        }
-    }
-    *out = st;
-    return HL_OK;
-}
-
-/* Frees a cache slot if the cache is full by finalizing the least recently used statement
- * that nobody holds. Returns 0 when every cached statement is in use. */
-static int make_room(hl_db *db)
-{
-    int victim = -1;
-    if (db->ncache < CACHE_MAX)
-        return 1;
-    for (int i = 0; i < db->ncache; i++)
-        if (!db->cache[i]->in_use && (victim < 0 || db->cache[i]->used < db->cache[victim]->used))
-            victim = i;
-    if (victim < 0)
-        return 0;
-    stmt_free(db->cache[victim]);
-    db->cache[victim] = db->cache[--db->ncache];
-    return 1;
-}
-
-/* Under a policy the cache is bypassed both ways, because SQLite consults the authorizer when
- * it compiles a statement, not when it runs it: a statement cached by trusted code was never
- * checked and must not reach a plugin, and one compiled for a plugin must not outlive its
- * policy. Keying the cache by owner would work too, but one-off statements are simpler and
- * plugin SQL is not where the cache matters. */
 static int prepare(hl_db *db, const char *sql, hl_stmt **out, hl_err *err)
 {
-    hl_stmt *hit = NULL, *st;
-    sqlite3_stmt *raw = NULL;
-    unsigned ctx = 0;
     *out = NULL;
     if (!db || !sql)
         return hl_err_set(err, HL_EINVAL, "hl_db_prepare: NULL argument");
-    uint32_t h = hash_str(sql);
-    for (int i = 0; i < db->ncache && !db->pol; i++) {
-        if (db->cache[i]->hash == h && strcmp(db->cache[i]->key, sql) == 0) {
-            hit = db->cache[i];
-            break;
-        }
-    }
-    if (hit && !hit->in_use) {
-        hit->in_use = 1;
-        hit->used = ++db->tick;
-        *out = hit;
-        return HL_OK;
-    }
-    int rc = compile(db, sql, &raw, &ctx, err);
-    if (rc != HL_OK)
-        return rc;
-    if (!(st = calloc(1, sizeof *st))) {
-        sqlite3_finalize(raw);
-        return hl_err_set(err, HL_ENOMEM, "cannot prepare SQL: out of memory");
-    }
-    st->st = raw;
-    st->db = db;
-    st->hash = h;
-    st->in_use = 1;
-    st->used = ++db->tick;
-    st->pgen = db->pol ? db->pgen : 0;
-    st->ctx = ctx;
-    /* The text is already cached but busy (e.g. a nested loop over the same query): this copy
-     * is a one-off so that one sqlite3_stmt is never handed out twice. */
-    if (!hit && !db->pol && make_room(db) && (st->key = strdup(sql))) {
-        db->cache[db->ncache++] = st;
-    } else {
-        st->next = db->loose;
-        if (db->loose)
-            db->loose->prev = st;
-        db->loose = st;
-    }
-    *out = st;
-    return HL_OK;
+    return db->be->prepare(db, sql, out, err);
 }
 
 hl_stmt *hl_db_prepare(hl_db *db, const char *sql, hl_err *err)
@@ -445,34 +135,18 @@ hl_stmt *hl_db_prepare(hl_db *db, const char *sql, hl_err *err)
 
 void hl_db_done(hl_stmt *st)
 {
-    if (!st)
-        return;
-    sqlite3_reset(st->st);
-    sqlite3_clear_bindings(st->st);
-    if (st->key) {
-        st->in_use = 0;
-        return;
-    }
-    hl_db *db = st->db;
-    if (st->prev)
-        st->prev->next = st->next;
-    else
-        db->loose = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
-    stmt_free(st);
+    if (st)
+        st->db->be->done(st);
 }
-
-/* ---------------------------------------------------------------- binding */
 
 int hl_db_bind_int64(hl_stmt *st, int idx, int64_t v)
 {
-    return st ? map_rc(sqlite3_bind_int64(st->st, idx, (sqlite3_int64)v)) : HL_EINVAL;
+    return st ? st->db->be->bind_int64(st, idx, v) : HL_EINVAL;
 }
 
 int hl_db_bind_double(hl_stmt *st, int idx, double v)
 {
-    return st ? map_rc(sqlite3_bind_double(st->st, idx, v)) : HL_EINVAL;
+    return st ? st->db->be->bind_double(st, idx, v) : HL_EINVAL;
 }
 
 int hl_db_bind_text(hl_stmt *st, int idx, const char *s, size_t len)
@@ -481,23 +155,147 @@ int hl_db_bind_text(hl_stmt *st, int idx, const char *s, size_t len)
         return HL_EINVAL;
     if (!s)
         return hl_db_bind_null(st, idx);
-    return map_rc(sqlite3_bind_text64(st->st, idx, s, (sqlite3_uint64)len, SQLITE_TRANSIENT,
-                                      SQLITE_UTF8));
+    return st->db->be->bind_text(st, idx, s, len);
 }
 
 int hl_db_bind_blob(hl_stmt *st, int idx, const void *p, size_t len)
 {
     if (!st || (!p && len))
         return HL_EINVAL;
-    if (!p) /* an empty blob, not NULL: sqlite3_bind_blob would store NULL */
-        return map_rc(sqlite3_bind_zeroblob(st->st, idx, 0));
-    return map_rc(sqlite3_bind_blob64(st->st, idx, p, (sqlite3_uint64)len, SQLITE_TRANSIENT));
+    /* an empty blob, not NULL */
+    return st->db->be->bind_blob(st, idx, p ? p : "", len);
 }
 
 int hl_db_bind_null(hl_stmt *st, int idx)
 {
-    return st ? map_rc(sqlite3_bind_null(st->st, idx)) : HL_EINVAL;
+    return st ? st->db->be->bind_null(st, idx) : HL_EINVAL;
 }
+
+/* ---------------------------------------------------------------- steps and columns */
+
+int hl_db_step(hl_stmt *st, hl_err *err)
+{
+    if (!st || !st->in_use)
+        return hl_err_set(err, HL_EINVAL, "step: statement is not in use");
+    hl_err local;
+    hl_err_clear(&local);
+    int code = st->db->be->step(st, &local);
+    if (code >= 0)
+        return code;
+    if (code != HL_EBUSY && code != HL_EINVAL && code != HL_EUNIQUE && code != HL_EFOREIGN &&
+        code != HL_ETOOBIG)
+        code = HL_ERR;
+    local.code = code;
+    snprintf(st->db->errmsg, sizeof st->db->errmsg, "%s", local.msg);
+    if (err)
+        *err = local;
+    return code;
+}
+
+const char *hl_db_errmsg(hl_db *db) { return db ? db->errmsg : ""; }
+
+/* Out-of-range columns (or no current row) read as NULL instead of undefined behaviour. */
+static int col_ok(hl_stmt *st, int col)
+{
+    return st && st->in_use && col >= 0 && col < st->db->be->col_count(st);
+}
+
+int hl_db_col_count(hl_stmt *st) { return st ? st->db->be->col_count(st) : 0; }
+
+const char *hl_db_col_name(hl_stmt *st, int col)
+{
+    if (!st || col < 0 || col >= st->db->be->col_count(st))
+        return NULL;
+    return st->db->be->col_name(st, col);
+}
+
+int hl_db_col_type(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? st->db->be->col_type(st, col) : HL_DB_NULL;
+}
+
+int64_t hl_db_col_int64(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? st->db->be->col_int64(st, col) : 0;
+}
+
+double hl_db_col_double(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? st->db->be->col_double(st, col) : 0.0;
+}
+
+const char *hl_db_col_text(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? st->db->be->col_text(st, col) : NULL;
+}
+
+const void *hl_db_col_blob(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? st->db->be->col_blob(st, col) : NULL;
+}
+
+size_t hl_db_col_bytes(hl_stmt *st, int col)
+{
+    return col_ok(st, col) ? st->db->be->col_bytes(st, col) : 0;
+}
+
+int hl_db_col_is_null(hl_stmt *st, int col)
+{
+    return !col_ok(st, col) || st->db->be->col_type(st, col) == HL_DB_NULL;
+}
+
+/* ---------------------------------------------------------------- engine services */
+
+int64_t hl_db_last_insert_id(hl_db *db) { return db ? db->be->last_insert_id(db) : 0; }
+
+int hl_db_sync_ids(hl_db *db, const char *table, hl_err *err)
+{
+    if (!db || !table)
+        return hl_err_set(err, HL_EINVAL, "sync ids: NULL argument");
+    for (const char *p = table; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_'))
+            return hl_err_set(err, HL_EINVAL, "sync ids: invalid table name");
+    return db->be->sync_ids ? db->be->sync_ids(db, table, err) : HL_OK;
+}
+
+int hl_db_lock(hl_db *db, const char *name, int on, hl_err *err)
+{
+    if (!db || !name)
+        return hl_err_set(err, HL_EINVAL, "lock: NULL argument");
+    return db->be->lock ? db->be->lock(db, name, on, err) : HL_OK;
+}
+
+int hl_db_set_policy(hl_db *db, const hl_db_policy *pol, hl_err *err)
+{
+    if (!db)
+        return hl_err_set(err, HL_EINVAL, "set policy: NULL database");
+    char *owner = NULL;
+    if (pol && pol->owner && !(owner = strdup(pol->owner)))
+        return hl_err_set(err, HL_ENOMEM, "set policy: out of memory");
+    /* Created while still trusted: the plugin may not create it, but its migrations are
+     * recorded there. */
+    int rc = pol && !db->policy_owner ? ensure_table(db, err) : HL_OK;
+    if (rc == HL_OK)
+        rc = db->be->set_policy(db, pol, err);
+    if (rc != HL_OK) {
+        free(owner);
+        return rc;
+    }
+    free(db->policy_owner);
+    db->policy_owner = owner;
+    return HL_OK;
+}
+
+const char *hl_db_policy_denial(hl_db *db) { return db ? db->be->policy_denial(db) : ""; }
+
+void hl_db_set_budget(hl_db *db, int (*check)(void *ud), void *ud, int every, int max_length,
+                      int max_sql)
+{
+    if (db)
+        db->be->set_budget(db, check, ud, every, max_length, max_sql);
+}
+
+/* ---------------------------------------------------------------- binding lists */
 
 /* The whole type string is checked before any va_arg, since a wrong string means we cannot
  * know what the caller passed. */
@@ -516,7 +314,7 @@ static int bind_list(hl_stmt *st, const char *types, va_list ap, hl_err *err)
                               c, i + 1);
         }
     }
-    int want = sqlite3_bind_parameter_count(st->st);
+    int want = st->db->be->param_count(st);
     if (n != (size_t)want)
         return hl_err_set(err, HL_EINVAL, "bind: SQL takes %d parameter(s) but %zu given", want,
                           n);
@@ -548,7 +346,7 @@ static int bind_list(hl_stmt *st, const char *types, va_list ap, hl_err *err)
         if (rc != HL_OK)
             return hl_err_set(err, rc, "bind: parameter %d: %s", idx,
                               rc == HL_EINVAL && types[i] == 'b' ? "NULL blob with a length"
-                                                                 : sqlite3_errmsg(st->db->h));
+                                                                 : st->db->be->bind_error(st));
     }
     return HL_OK;
 }
@@ -565,94 +363,6 @@ int hl_db_bindv(hl_stmt *st, const char *types, ...)
     int rc = bind_list(st, types, ap, NULL);
     va_end(ap);
     return rc;
-}
-
-int hl_db_step(hl_stmt *st, hl_err *err)
-{
-    if (!st || !st->in_use)
-        return hl_err_set(err, HL_EINVAL, "step: statement is not in use");
-    /* SQLite recompiles a statement when the schema changed, under whatever policy is in force
-     * then: a plugin's statement could otherwise run unchecked after its policy is cleared. */
-    if (st->pgen && st->pgen != st->db->pgen)
-        return hl_err_set(err, HL_EINVAL,
-                          "step: statement was prepared under an access policy no longer in force");
-    stmt_begin(st->db, st->ctx);
-    int rc = sqlite3_step(st->st);
-    if (rc == SQLITE_ROW)
-        return HL_DB_ROW;
-    if (rc == SQLITE_DONE)
-        return HL_DB_DONE;
-    hl_err local;
-    int code = sql_error(st->db, rc, &local);
-    if (code != HL_EBUSY && code != HL_EINVAL && code != HL_EUNIQUE && code != HL_EFOREIGN)
-        code = HL_ERR;
-    local.code = code;
-    if (err)
-        *err = local;
-    return code;
-}
-
-const char *hl_db_errmsg(hl_db *db) { return db ? db->errmsg : ""; }
-
-
-/* ---------------------------------------------------------------- columns */
-
-/* Out-of-range columns (or no current row) read as NULL instead of undefined behaviour. */
-static int col_ok(hl_stmt *st, int col)
-{
-    return st && st->in_use && col >= 0 && col < sqlite3_data_count(st->st);
-}
-
-int hl_db_col_count(hl_stmt *st) { return st ? sqlite3_column_count(st->st) : 0; }
-
-const char *hl_db_col_name(hl_stmt *st, int col)
-{
-    if (!st || col < 0 || col >= sqlite3_column_count(st->st))
-        return NULL;
-    return sqlite3_column_name(st->st, col);
-}
-
-int hl_db_col_type(hl_stmt *st, int col)
-{
-    if (!col_ok(st, col))
-        return HL_DB_NULL;
-    switch (sqlite3_column_type(st->st, col)) {
-    case SQLITE_INTEGER: return HL_DB_INTEGER;
-    case SQLITE_FLOAT: return HL_DB_FLOAT;
-    case SQLITE_TEXT: return HL_DB_TEXT;
-    case SQLITE_BLOB: return HL_DB_BLOB;
-    default: return HL_DB_NULL;
-    }
-}
-
-int64_t hl_db_col_int64(hl_stmt *st, int col)
-{
-    return col_ok(st, col) ? (int64_t)sqlite3_column_int64(st->st, col) : 0;
-}
-
-double hl_db_col_double(hl_stmt *st, int col)
-{
-    return col_ok(st, col) ? sqlite3_column_double(st->st, col) : 0.0;
-}
-
-const char *hl_db_col_text(hl_stmt *st, int col)
-{
-    return col_ok(st, col) ? (const char *)sqlite3_column_text(st->st, col) : NULL;
-}
-
-const void *hl_db_col_blob(hl_stmt *st, int col)
-{
-    return col_ok(st, col) ? sqlite3_column_blob(st->st, col) : NULL;
-}
-
-size_t hl_db_col_bytes(hl_stmt *st, int col)
-{
-    return col_ok(st, col) ? (size_t)sqlite3_column_bytes(st->st, col) : 0;
-}
-
-int hl_db_col_is_null(hl_stmt *st, int col)
-{
-    return !col_ok(st, col) || sqlite3_column_type(st->st, col) == SQLITE_NULL;
 }
 
 /* ---------------------------------------------------------------- one-shot helpers */
@@ -683,7 +393,7 @@ int hl_db_run(hl_db *db, hl_err *err, const char *sql, const char *types, ...)
     while ((rc = hl_db_step(st, err)) == HL_DB_ROW)
         ;
     if (rc == HL_DB_DONE)
-        rc = sqlite3_changes(db->h);
+        rc = (int)db->be->changes(db);
     hl_db_done(st);
     return rc;
 }
@@ -736,11 +446,6 @@ int hl_db_insertva(hl_db *db, hl_err *err, int64_t *id, const char *sql, const c
     return rc;
 }
 
-int64_t hl_db_last_insert_id(hl_db *db)
-{
-    return db ? (int64_t)sqlite3_last_insert_rowid(db->h) : 0;
-}
-
 /* ---------------------------------------------------------------- transactions */
 
 /* db.c's own fixed SQL passes the policy: a plugin may not end or roll back a transaction the
@@ -760,13 +465,15 @@ int hl_db_begin(hl_db *db, hl_err *err)
         return hl_err_set(err, HL_EINVAL, "begin: NULL database");
     if (db->depth >= TX_MAX_DEPTH)
         return hl_err_set(err, HL_ETOOBIG, "begin: transactions nested too deep");
-    /* IMMEDIATE takes the write lock now, so a busy database fails here (after the busy
-     * timeout) rather than half-way through the work. */
-    if (db->depth == 0)
-        snprintf(sql, sizeof sql, "BEGIN IMMEDIATE");
-    else
+    int rc;
+    if (db->depth == 0) {
+        db->internal++;
+        rc = db->be->begin(db, db->durable, err);
+        db->internal--;
+    } else {
         snprintf(sql, sizeof sql, "SAVEPOINT hl_sp_%d", db->depth);
-    int rc = internal_exec(db, sql, err);
+        rc = internal_exec(db, sql, err);
+    }
     if (rc != HL_OK)
         return rc;
     db->depth++;
@@ -779,7 +486,7 @@ int hl_db_commit(hl_db *db, hl_err *err)
     char sql[64];
     if (!db || db->depth == 0)
         return hl_err_set(err, HL_EINVAL, "commit: no transaction is open");
-    if (sqlite3_get_autocommit(db->h))
+    if (!db->be->in_tx(db))
         return hl_err_set(err, HL_ERR, "commit: the transaction was already rolled back");
     if (db->depth == 1)
         snprintf(sql, sizeof sql, "COMMIT");
@@ -798,9 +505,9 @@ int hl_db_rollback(hl_db *db)
     if (!db || db->depth == 0)
         return HL_EINVAL;
     db->depth--;
-    /* SQLite rolls the whole transaction back by itself on some errors (I/O, out of memory):
-     * then there is nothing left to undo at any level. */
-    if (sqlite3_get_autocommit(db->h))
+    /* SQLite rolls the whole transaction back by itself on some errors (I/O, out of memory),
+     * PostgreSQL when the connection is lost: then there is nothing left to undo. */
+    if (!db->be->in_tx(db))
         return HL_OK;
     if (db->depth == 0)
         snprintf(sql, sizeof sql, "ROLLBACK");
@@ -810,18 +517,14 @@ int hl_db_rollback(hl_db *db)
     return internal_exec(db, sql, NULL);
 }
 
-/* Durability of commits. In WAL mode synchronous=NORMAL writes a commit to the WAL without
- * fsync: a power cut (not a crash of the process) may lose the last transactions, never
- * corrupt the file. FULL fsyncs the WAL at every commit. Measured on the build machine
- * (tests/bench/bench_db.c, run by scripts/bench; docs/operators.md, storage): about 43 us per
- * small transaction with NORMAL, 186-216 us with FULL, 4-5 times more, and far worse where an
- * fsync takes milliseconds. So FULL is not the default: only what carries money (an order, a
- * payment, an invoice number) asks for it with hl_db_tx_durable. SQLite refuses to
- * change synchronous inside a transaction, hence the rule that a durable transaction is
- * outermost or nested in another durable one. */
-static int set_sync(hl_db *db, int full, hl_err *err)
+static int set_durable(hl_db *db, int on, hl_err *err)
 {
-    return internal_exec(db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err);
+    if (!db->be->set_durable)
+        return HL_OK;
+    db->internal++;
+    int rc = db->be->set_durable(db, on, err);
+    db->internal--;
+    return rc;
 }
 
 static void backoff(int attempt)
@@ -841,8 +544,7 @@ static int tx_run(hl_db *db, int durable, int (*fn)(hl_db *db, void *ud, hl_err 
     if (!db || !fn)
         return hl_err_set(err, HL_EINVAL, "tx: NULL argument");
     if (db->depth > 0) {
-        /* a savepoint: a busy database cannot happen inside (BEGIN IMMEDIATE holds the write
-         * lock), and the outer transaction decides about commits and retries */
+        /* a savepoint: the outer transaction decides about commits and retries */
         if (durable && !db->durable)
             return hl_err_set(err, HL_EINVAL,
                               "tx: a durable transaction cannot be nested in an ordinary one");
@@ -857,7 +559,7 @@ static int tx_run(hl_db *db, int durable, int (*fn)(hl_db *db, void *ud, hl_err 
         return rc;
     }
     int rc = HL_OK;
-    if (durable && (rc = set_sync(db, 1, err)) != HL_OK)
+    if (durable && (rc = set_durable(db, 1, err)) != HL_OK)
         return rc;
     db->durable = durable;
     for (int attempt = 0; attempt < TX_BUSY_TRIES; attempt++) {
@@ -879,7 +581,7 @@ static int tx_run(hl_db *db, int durable, int (*fn)(hl_db *db, void *ud, hl_err 
                    db->errmsg);
     db->durable = 0;
     if (durable) {
-        int r2 = set_sync(db, 0, rc == HL_OK ? err : NULL);
+        int r2 = set_durable(db, 0, rc == HL_OK ? err : NULL);
         if (rc == HL_OK)
             rc = r2;
     }
@@ -902,9 +604,8 @@ int hl_db_in_tx(const hl_db *db) { return db && db->depth > 0; }
 void hl_db_set_busy_timeout(hl_db *db, int ms)
 {
     if (db)
-        sqlite3_busy_timeout(db->h, ms > 0 ? ms : 0);
+        db->be->set_busy_timeout(db, ms > 0 ? ms : 0);
 }
-
 /* ---------------------------------------------------------------- money: keys and counters */
 
 /* Idempotency keys (table hl_idempotency, migration 010). The key row is claimed by an
@@ -1034,7 +735,7 @@ int hl_db_counter_next(hl_db *db, const char *scope, int64_t *n, hl_err *err)
 
 /* ---------------------------------------------------------------- migrations */
 
-static int valid_component(const char *c)
+int hl_db_valid_component(const char *c)
 {
     size_t n = 0;
     if (!c)
@@ -1085,7 +786,7 @@ static int is_applied(hl_db *db, const char *component, int version, hl_err *err
  * policy it exists already: hl_db_set_policy created it. */
 static int ensure_table(hl_db *db, hl_err *err)
 {
-    if (db->pol || sqlite3_db_readonly(db->h, "main") == 1)
+    if (db->policy_owner || db->be->readonly(db))
         return HL_OK;
     return hl_db_exec(db, MIG_TABLE_SQL, err);
 }
@@ -1093,9 +794,9 @@ static int ensure_table(hl_db *db, hl_err *err)
 /* A plugin records its own migrations only: a row for "core" would make the core skip one. */
 static int component_allowed(hl_db *db, const char *component, hl_err *err)
 {
-    if (db->pol && strcmp(component, db->pol->owner) != 0)
+    if (db->policy_owner && strcmp(component, db->policy_owner) != 0)
         return hl_err_set(err, HL_EINVAL, "migrate: plugin %s may not migrate component %s",
-                          db->pol->owner, component);
+                          db->policy_owner, component);
     return HL_OK;
 }
 
@@ -1109,7 +810,7 @@ int hl_db_migrate_one(hl_db *db, const char *component, int version, const char 
 
     if (!db || !name || !sql)
         return hl_err_set(err, HL_EINVAL, "migrate: NULL argument");
-    if (!valid_component(component))
+    if (!hl_db_valid_component(component))
         return hl_err_set(err, HL_EINVAL, "migrate: invalid component name");
     if (component_allowed(db, component, err) != HL_OK)
         return HL_EINVAL;
@@ -1134,7 +835,7 @@ int hl_db_migrate_one(hl_db *db, const char *component, int version, const char 
         rc = hl_db_exec(db, sql, &e);
     /* A COMMIT or ROLLBACK inside the file would end our transaction and make the record
      * below land outside it. */
-    if (rc == HL_OK && sqlite3_get_autocommit(db->h)) {
+    if (rc == HL_OK && !db->be->in_tx(db)) {
         hl_err_set(&e, HL_EINVAL, "it ends the transaction itself (no BEGIN/COMMIT allowed)");
         rc = HL_EINVAL;
     }
@@ -1158,7 +859,7 @@ int hl_db_migrate_one(hl_db *db, const char *component, int version, const char 
 int hl_db_schema_version(hl_db *db, const char *component, hl_err *err)
 {
     int64_t v;
-    if (!db || !valid_component(component))
+    if (!db || !hl_db_valid_component(component))
         return hl_err_set(err, HL_EINVAL, "schema version: invalid argument");
     int rc = ensure_table(db, err);
     if (rc != HL_OK)
@@ -1314,7 +1015,7 @@ int hl_db_migrate(hl_db *db, const char *component, const char *dir, int *applie
         *applied = 0;
     if (!db || !dir)
         return hl_err_set(err, HL_EINVAL, "migrate: NULL argument");
-    if (!valid_component(component))
+    if (!hl_db_valid_component(component))
         return hl_err_set(err, HL_EINVAL, "migrate: invalid component name");
     if (component_allowed(db, component, err) != HL_OK)
         return HL_EINVAL;
@@ -1341,396 +1042,4 @@ int hl_db_migrate(hl_db *db, const char *component, const char *dir, int *applie
         free(f[i].name);
     free(f);
     return rc;
-}
-
-/* ---------------------------------------------------------------- access policy */
-
-static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
-
-/* SQLite folds identifiers in ASCII only, and so do these (strcasecmp depends on locale). */
-static int ieq(const char *a, const char *b)
-{
-    if (!a || !b)
-        return 0;
-    while (*a && lower((unsigned char)*a) == lower((unsigned char)*b))
-        a++, b++;
-    return lower((unsigned char)*a) == lower((unsigned char)*b);
-}
-
-static int istarts(const char *s, const char *pre)
-{
-    if (!s)
-        return 0;
-    for (; *pre; s++, pre++)
-        if (lower((unsigned char)*s) != lower((unsigned char)*pre))
-            return 0;
-    return 1;
-}
-
-static const char *S(const char *s) { return s ? s : ""; }
-
-static int listed(const char *const *list, const char *name)
-{
-    for (; list && *list; list++)
-        if (ieq(*list, name))
-            return 1;
-    return 0;
-}
-
-/* "news" owns news_x, not newsletter_x. */
-static int owns(const char *prefix, size_t plen, const char *name)
-{
-    return prefix && istarts(name, prefix) && name[plen] == '_';
-}
-
-static int own(const policy *p, const char *name)
-{
-    return owns(p->prefix, p->plen, name);
-}
-
-/* The indexes SQLite makes for PRIMARY KEY and UNIQUE; the name is reserved, so a plugin
- * cannot give it to an index of its own on someone else's table. */
-static int own_index(const policy *p, const char *name)
-{
-    return own(p, name) || istarts(name, "sqlite_autoindex_");
-}
-
-static int is_schema(const char *t)
-{
-    return ieq(t, "sqlite_master") || ieq(t, "sqlite_schema") || ieq(t, "sqlite_temp_master") ||
-           ieq(t, "sqlite_temp_schema");
-}
-
-static int is_hidden(const char *const *hidden, const char *table, const char *col)
-{
-    size_t tl = strlen(S(table));
-    for (const char *const *h = hidden; h && *h; h++) {
-        const char *e = *h;
-        size_t i = 0;
-        while (i < tl && e[i] && lower((unsigned char)e[i]) == lower((unsigned char)table[i]))
-            i++;
-        if (i == tl && e[i] == '.' && ieq(e + i + 1, S(col)))
-            return 1;
-    }
-    return 0;
-}
-
-/* Records the first refusal of the statement being compiled or run (later ones follow from
- * it) and logs it: a plugin probing what it may not do should show up in the operator's log. */
-static int deny(hl_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int deny(hl_db *db, const char *fmt, ...)
-{
-    if (!db->denied) {
-        db->denied = 1;
-        va_list ap;
-        int n = snprintf(db->denial, sizeof db->denial, "plugin %s may not ", db->pol->owner);
-        if (n > 0 && (size_t)n < sizeof db->denial) {
-            va_start(ap, fmt);
-            vsnprintf(db->denial + n, sizeof db->denial - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-        hl_log(HL_LOG_WARN, "%s", db->denial);
-    }
-    return SQLITE_DENY;
-}
-
-static int auth_read(hl_db *db, const char *table, const char *col, const char *inner)
-{
-    const policy *p = db->pol;
-    unsigned ctx = db->ctx;
-    if (is_schema(table)) {
-        /* Only the nested schema updates of an allowed DDL statement: CREATE reads nothing but
-         * the rowid; ALTER and DROP read names and SQL, but neither can hold a user-written
-         * subquery, and a trigger they fire (FK cascade) runs with its name in inner. */
-        if (ctx && ieq(col, "rowid"))
-            return SQLITE_OK;
-        if ((ctx & (CTX_ALTER | CTX_DROP)) && !inner)
-            return SQLITE_OK;
-        return deny(db, "read the schema (%s)", S(table));
-    }
-    if (!inner && (ctx & (CTX_ALTER | CTX_DROP)) && ieq(table, "sqlite_sequence"))
-        return SQLITE_OK;
-    /* ALTER ... ADD COLUMN with NOT NULL or CHECK verifies the existing rows this way. */
-    if (!inner && (ctx & CTX_ALTER) && ieq(table, "pragma_quick_check"))
-        return SQLITE_OK;
-    if (istarts(table, "sqlite_") || !(own(p, table) || listed(p->readable, table)))
-        return deny(db, "read table %s", S(table));
-    if (is_hidden((const char *const *)p->hidden, table, col))
-        return deny(db, "read %s.%s", S(table), S(col));
-    return SQLITE_OK;
-}
-
-int hl_db_policy_reads(const hl_db_policy *p, const char *table, const char *column)
-{
-    if (!p || !table || istarts(table, "sqlite_"))
-        return 0;
-    if (!owns(p->prefix, p->prefix ? strlen(p->prefix) : 0, table) && !listed(p->readable, table))
-        return 0;
-    return !column || !is_hidden(p->hidden, table, column);
-}
-
-static int auth_write(hl_db *db, const char *table, const char *inner)
-{
-    /* SQLite refuses direct writes to the schema table (writable_schema is off and PRAGMA is
-     * denied): these are the schema updates of a DDL statement, checked by its own action. */
-    if (is_schema(table))
-        return SQLITE_OK;
-    /* AUTOINCREMENT inserts update sqlite_sequence unreported; DROP and ALTER report it. */
-    if (!inner && (db->ctx & (CTX_ALTER | CTX_DROP)) && ieq(table, "sqlite_sequence"))
-        return SQLITE_OK;
-    if (own(db->pol, table))
-        return SQLITE_OK;
-    return deny(db, "write table %s", S(table));
-}
-
-/* SQLite's own helpers that ALTER TABLE's nested SQL calls; sqlite_rename_table is left out
- * on purpose: a rename reports the old name only, and the new one could be anything
- * (a table the core will create later, with the plugin's triggers on it). */
-static const char *const alter_functions[] = {"sqlite_rename_column", "sqlite_rename_test",
-                                              "sqlite_rename_quotefix", "sqlite_drop_column",
-                                              NULL};
-
-static int auth_function(hl_db *db, const char *name)
-{
-    if (ieq(name, "load_extension") || istarts(name, "fts3_tokenizer"))
-        return deny(db, "call %s()", S(name));
-    if (istarts(name, "sqlite_")) {
-        if ((db->ctx & CTX_ALTER) && ieq(name, "sqlite_rename_table"))
-            return deny(db, "rename tables");
-        if ((db->ctx & CTX_ALTER) && listed(alter_functions, name))
-            return SQLITE_OK;
-        return deny(db, "call %s()", S(name));
-    }
-    return SQLITE_OK;
-}
-
-/* An allowed DDL action also opens its context for the rest of the compilation. */
-static int open_ctx(hl_db *db, unsigned ctx)
-{
-    db->ctx |= ctx;
-    return SQLITE_OK;
-}
-
-/* The authorizer: called by SQLite for each action of a statement it compiles. a1/a2 depend
- * on the action (see sqlite3_set_authorizer); dbname is "main", "temp", an attached name or
- * NULL; inner names the trigger or view whose code is being compiled. */
-static int authorize(void *ud, int action, const char *a1, const char *a2, const char *dbname,
-                     const char *inner)
-{
-    hl_db *db = ud;
-    const policy *p = db->pol;
-    if (!p || db->internal)
-        return SQLITE_OK;
-    if (action == SQLITE_ALTER_TABLE) /* it passes the database first, and no dbname */
-        dbname = a1;
-    /* RENAME COLUMN also fixes temp triggers, through the temp schema table. */
-    if (dbname && !ieq(dbname, "main") &&
-        !(ieq(dbname, "temp") && (db->ctx & CTX_ALTER) && is_schema(a1))) {
-        if (ieq(dbname, "temp"))
-            return deny(db, "use temporary tables");
-        return deny(db, "use database %s", dbname);
-    }
-    switch (action) {
-    case SQLITE_SELECT:
-    case SQLITE_RECURSIVE: /* what a SELECT or recursive CTE reads is reported on its own */
-        return SQLITE_OK;
-    case SQLITE_READ:
-        return auth_read(db, a1, a2, inner);
-    case SQLITE_INSERT:
-    case SQLITE_UPDATE:
-    case SQLITE_DELETE:
-        return auth_write(db, a1, inner);
-    case SQLITE_FUNCTION:
-        return auth_function(db, a2);
-    case SQLITE_CREATE_TABLE:
-        if ((db->ctx & CTX_CREATE) && ieq(a1, "sqlite_sequence")) /* first AUTOINCREMENT */
-            return SQLITE_OK;
-        return own(p, a1) ? open_ctx(db, CTX_CREATE) : deny(db, "create table %s", S(a1));
-    case SQLITE_CREATE_VIEW:
-        /* A view or trigger runs later, in other code's statements, with that code's rights:
-         * contained code may not leave such code behind, even on its own tables. */
-        return deny(db, "create view %s (views and triggers are refused to plugins)", S(a1));
-    case SQLITE_CREATE_INDEX:
-        if (own_index(p, a1) && own(p, a2))
-            return open_ctx(db, CTX_CREATE);
-        return deny(db, "create index %s on table %s", S(a1), S(a2));
-    case SQLITE_CREATE_TRIGGER:
-        return deny(db, "create trigger %s on table %s (views and triggers are refused to plugins)", S(a1), S(a2));
-    case SQLITE_DROP_TABLE:
-    case SQLITE_DROP_VIEW:
-        if (own(p, a1))
-            return open_ctx(db, CTX_DROP);
-        return deny(db, "drop %s %s", action == SQLITE_DROP_VIEW ? "view" : "table", S(a1));
-    case SQLITE_DROP_INDEX:
-        if (own_index(p, a1) && own(p, a2))
-            return open_ctx(db, CTX_DROP);
-        return deny(db, "drop index %s", S(a1));
-    case SQLITE_DROP_TRIGGER:
-        if (own(p, a1) && own(p, a2))
-            return open_ctx(db, CTX_DROP);
-        return deny(db, "drop trigger %s", S(a1));
-    case SQLITE_ALTER_TABLE:
-        return own(p, a2) ? open_ctx(db, CTX_ALTER) : deny(db, "alter table %s", S(a2));
-    case SQLITE_REINDEX: /* CREATE INDEX builds the new index this way */
-        if ((db->ctx & CTX_CREATE) && own_index(p, a1))
-            return SQLITE_OK;
-        return deny(db, "run REINDEX");
-    case SQLITE_PRAGMA: /* the rows check of ALTER ... ADD COLUMN (see auth_read) */
-        if ((db->ctx & CTX_ALTER) && ieq(a1, "quick_check") && own(p, a2))
-            return SQLITE_OK;
-        return deny(db, "run PRAGMA %s", S(a1));
-    case SQLITE_ATTACH:
-        return deny(db, "attach databases");
-    case SQLITE_DETACH:
-        return deny(db, "detach databases");
-    case SQLITE_TRANSACTION:
-    case SQLITE_SAVEPOINT:
-        return deny(db, "begin, commit or roll back transactions itself");
-    case SQLITE_CREATE_TEMP_TABLE:
-    case SQLITE_CREATE_TEMP_INDEX:
-    case SQLITE_CREATE_TEMP_VIEW:
-    case SQLITE_CREATE_TEMP_TRIGGER:
-    case SQLITE_DROP_TEMP_TABLE:
-    case SQLITE_DROP_TEMP_INDEX:
-    case SQLITE_DROP_TEMP_VIEW:
-    case SQLITE_DROP_TEMP_TRIGGER:
-        return deny(db, "use temporary tables");
-    default: /* ANALYZE, virtual tables, and codes newer than this file */
-        return deny(db, "run this kind of statement (authorizer action %d)", action);
-    }
-}
-
-static int valid_prefix(const char *s)
-{
-    size_t n = 0;
-    for (; s && s[n]; n++) {
-        unsigned char c = (unsigned char)s[n];
-        if (n >= 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                         (c >= '0' && c <= '9') || c == '_'))
-            return 0;
-    }
-    /* Core tables are hl_*, SQLite's sqlite_*: such a prefix would own them. */
-    return n > 0 && !ieq(s, "hl") && !istarts(s, "hl_") && !ieq(s, "sqlite") &&
-           !istarts(s, "sqlite_");
-}
-
-/* Counts (*n) and checks a NULL-terminated list, adding the bytes its strings need to
- * *bytes. Entries are bounded before strlen-like scans, so a missing terminator in a
- * "table.column" cannot run far. */
-static int check_list(const char *const *list, int dotted, const char *what, size_t *n,
-                      size_t *bytes, hl_err *err)
-{
-    for (*n = 0; list && list[*n]; (*n)++) {
-        const char *e = list[*n];
-        size_t len = strnlen(e, POLICY_MAX_NAME + 1);
-        const char *dot = memchr(e, '.', len);
-        if (*n == POLICY_MAX_LIST)
-            return hl_err_set(err, HL_ETOOBIG, "policy: more than %d %s entries",
-                              POLICY_MAX_LIST, what);
-        if (len == 0 || len > POLICY_MAX_NAME || (dotted && (!dot || dot == e || !dot[1])))
-            return hl_err_set(err, HL_EINVAL, "policy: invalid %s entry %zu", what, *n + 1);
-        *bytes += len + 1;
-    }
-    return HL_OK;
-}
-
-static char *put(char **cur, const char *s)
-{
-    size_t len = strlen(s) + 1;
-    char *d = memcpy(*cur, s, len);
-    *cur += len;
-    return d;
-}
-
-static int policy_copy(const hl_db_policy *in, policy **out, hl_err *err)
-{
-    size_t bytes = 0, nr, nh;
-    int rc;
-    *out = NULL;
-    if (!valid_component(in->owner))
-        return hl_err_set(err, HL_EINVAL, "policy: invalid owner name");
-    if (!valid_prefix(in->prefix))
-        return hl_err_set(err, HL_EINVAL, "policy for %s: invalid or reserved table prefix",
-                          in->owner);
-    if ((rc = check_list(in->readable, 0, "readable", &nr, &bytes, err)) != HL_OK ||
-        (rc = check_list(in->hidden, 1, "hidden", &nh, &bytes, err)) != HL_OK)
-        return rc;
-    size_t olen = strlen(in->owner) + 1, plen = strlen(in->prefix);
-    size_t ptrs = (nr + 1 + nh + 1) * sizeof(char *);
-    policy *p = malloc(sizeof *p + ptrs + bytes + olen + plen + 1);
-    if (!p)
-        return hl_err_set(err, HL_ENOMEM, "policy: out of memory");
-    p->readable = (const char **)(p + 1);
-    p->hidden = p->readable + nr + 1;
-    char *cur = (char *)(p->hidden + nh + 1);
-    p->owner = put(&cur, in->owner);
-    p->prefix = put(&cur, in->prefix);
-    p->plen = plen;
-    for (size_t i = 0; i < nr; i++)
-        p->readable[i] = put(&cur, in->readable[i]);
-    p->readable[nr] = NULL;
-    for (size_t i = 0; i < nh; i++)
-        p->hidden[i] = put(&cur, in->hidden[i]);
-    p->hidden[nh] = NULL;
-    *out = p;
-    return HL_OK;
-}
-
-void hl_db_set_budget(hl_db *db, int (*check)(void *ud), void *ud, int every, int max_length, int max_sql)
-{
-    if (!db)
-        return;
-    if (!check) {
-        if (db->budget_on) {
-            sqlite3_progress_handler(db->h, 0, NULL, NULL);
-            sqlite3_limit(db->h, SQLITE_LIMIT_LENGTH, db->saved_length);
-            sqlite3_limit(db->h, SQLITE_LIMIT_SQL_LENGTH, db->saved_sql);
-            db->budget_on = 0;
-        }
-        return;
-    }
-    if (!db->budget_on) {
-        db->saved_length = sqlite3_limit(db->h, SQLITE_LIMIT_LENGTH, -1);
-        db->saved_sql = sqlite3_limit(db->h, SQLITE_LIMIT_SQL_LENGTH, -1);
-        db->budget_on = 1;
-    }
-    sqlite3_progress_handler(db->h, every > 0 ? every : 1000, check, ud);
-    sqlite3_limit(db->h, SQLITE_LIMIT_LENGTH, max_length);
-    sqlite3_limit(db->h, SQLITE_LIMIT_SQL_LENGTH, max_sql);
-}
-
-int hl_db_set_policy(hl_db *db, const hl_db_policy *pol, hl_err *err)
-{
-    policy *np = NULL;
-    if (!db)
-        return hl_err_set(err, HL_EINVAL, "set policy: NULL database");
-    if (pol) {
-        int rc = policy_copy(pol, &np, err);
-        /* Created while still trusted: the plugin may not create it, but its migrations
-         * are recorded there. */
-        if (rc == HL_OK)
-            rc = ensure_table(db, err);
-        /* Installed once and left in place: installing expires every prepared statement. */
-        if (rc == HL_OK && !db->auth_on) {
-            if (sqlite3_set_authorizer(db->h, authorize, db) != SQLITE_OK)
-                rc = hl_err_set(err, HL_ERR, "set policy: %s", sqlite3_errmsg(db->h));
-            else
-                db->auth_on = 1;
-        }
-        if (rc != HL_OK) {
-            free(np);
-            return rc;
-        }
-        db->denial[0] = '\0';
-    }
-    free(db->pol);
-    db->pol = np;
-    if (++db->pgen == 0) /* 0 marks statements prepared without a policy */
-        db->pgen = 1;
-    return HL_OK;
-}
-
-const char *hl_db_policy_denial(hl_db *db)
-{
-    return db ? db->denial : "";
 }

@@ -1,6 +1,7 @@
-/* Storage API: SQLite in WAL mode behind a small interface (prepared-statement cache, typed
- * binding, transactions, numbered migrations per component), so that plugins never touch
- * sqlite3 handles and a PostgreSQL backend can be added behind the same calls. */
+/* Storage API: one small interface (prepared-statement cache, typed binding, transactions,
+ * numbered migrations per component) over two engines, SQLite (a file, the default) and
+ * PostgreSQL (a postgresql:// URI, for several machines on one database), so that the core and
+ * plugins run unchanged on both and never touch an engine's handles. */
 #ifndef HL_DB_H
 #define HL_DB_H
 
@@ -24,12 +25,30 @@ enum { HL_DB_ROW = 1, HL_DB_DONE = 0 };
 /* Column types as reported by hl_db_col_type. */
 enum { HL_DB_INTEGER = 1, HL_DB_FLOAT = 2, HL_DB_TEXT = 3, HL_DB_BLOB = 4, HL_DB_NULL = 5 };
 
-/* Opens (and with HL_DB_CREATE creates, 0600) a database file: WAL journal, busy timeout,
- * foreign keys on, synchronous=NORMAL (FULL for hl_db_tx_durable). Returns NULL with a message
- * naming the file. */
-hl_db *hl_db_open(const char *path, unsigned flags, hl_err *err);
+/* Opens a database. target is a file path (SQLite: HL_DB_CREATE creates it, mode 0600; WAL
+ * journal, busy timeout, foreign keys on, synchronous=NORMAL, FULL for hl_db_tx_durable) or a
+ * postgresql:// or postgres:// URI (libpq's connection URI; the database must exist, and
+ * HL_DB_CREATE changes nothing). Returns NULL with a message naming the target. */
+hl_db *hl_db_open(const char *target, unsigned flags, hl_err *err);
 void hl_db_close(hl_db *db);
+/* The target as opened, without a password: for messages. */
 const char *hl_db_path(const hl_db *db);
+/* "sqlite" or "postgresql". */
+const char *hl_db_backend_name(const hl_db *db);
+/* 1 when target is a postgresql:// or postgres:// URI. */
+int hl_db_is_url(const char *target);
+/* A malloc'd copy of target without its password (user:secret@ and password=...). */
+char *hl_db_redact(const char *target);
+
+/* SQL dialect. Code and migrations write one SQL for both engines, as SQLite reads it, with
+ * ? placeholders. On PostgreSQL the backend rewrites, outside quotes and comments: ? to $1,
+ * $2...; the type INTEGER to BIGINT (so ids, cents and times never overflow), and a column
+ * "INTEGER PRIMARY KEY" to an identity column, as SQLite's rowid alias behaves; REAL to
+ * DOUBLE PRECISION; BLOB to BYTEA; LIKE to ILIKE (SQLite's LIKE ignores ASCII case).
+ * Transactions are SERIALIZABLE there, as SQLite's are; a conflict is HL_EBUSY and hl_db_tx
+ * runs the work again. One difference stays: on PostgreSQL a failed statement ends the
+ * transaction's work, so work that expects a constraint to fail uses ON CONFLICT or a nested
+ * hl_db_tx (a savepoint). */
 
 /* Runs literal SQL that may hold several statements and takes no parameters (migrations,
  * schema). Never build this string from input: use hl_db_run for anything with values. */
@@ -145,6 +164,15 @@ int hl_db_idempotency_purge(hl_db *db, int64_t max_age_seconds, hl_err *err);
  * gives the number back, and concurrent transactions wait for each other, so the numbers
  * committed are exactly 1..N. */
 int hl_db_counter_next(hl_db *db, const char *scope, int64_t *n, hl_err *err);
+
+/* After rows were copied in with their ids (halle migrate-data): the next generated id of
+ * table follows the largest (PostgreSQL's identity sequence; nothing to do on SQLite). */
+int hl_db_sync_ids(hl_db *db, const char *table, hl_err *err);
+/* Takes (on = 1) or releases (on = 0) a lock named name that holds across processes and
+ * machines sharing the database, waiting for it: PostgreSQL's advisory locks (migrations run
+ * under one, by one machine at a time). On SQLite nothing is done: one machine uses the file,
+ * and its instance lock and BEGIN IMMEDIATE already order the processes. */
+int hl_db_lock(hl_db *db, const char *name, int on, hl_err *err);
 
 /* Migrations: files named NNN_description.sql in dir, applied in number order for component
  * (e.g. "core", "market"), each in its own transaction, recorded in hl_migrations(component,

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/config.h"
+#include "core/db.h"
 #include "core/log.h"
 #include "core/migrate.h"
 
@@ -43,7 +45,8 @@ int hl_instance_init(const char *dir, const hl_instance_opts *opts, hl_err *err)
     const char *name = opts && opts->name ? opts->name : (opts && opts->demo ? "halle — démo" : "halle");
     if (strchr(name, '\n') || strchr(name, '\r'))
         return hl_err_set(err, HL_EINVAL, "the site name must fit on one line");
-    if ((rc = hl_config_write_default(conf, name, err)))
+    if ((rc = hl_config_write_default(conf, name, opts ? opts->database : NULL,
+                                       opts ? opts->archive_database : NULL, err)))
         return rc;
     hl_config *cfg = hl_config_load(conf, err);
     if (!cfg)
@@ -51,8 +54,10 @@ int hl_instance_init(const char *dir, const hl_instance_opts *opts, hl_err *err)
     rc = hl_migrate_instance(cfg, NULL, NULL, err);
     if (rc != HL_OK) {
         /* Leave nothing half-made: a second init must be able to start again. */
-        unlink(cfg->db_path);
-        unlink(cfg->archive_path);
+        if (!hl_db_is_url(cfg->db_path))
+            unlink(cfg->db_path);
+        if (!hl_db_is_url(cfg->archive_path))
+            unlink(cfg->archive_path);
         unlink(conf);
     }
     hl_config_free(cfg);

@@ -45,7 +45,8 @@ static const char *usage_main =
     "usage: halle [--version] [--help] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
-    "  init DIR [--demo] [--name NAME]   create an instance folder\n"
+    "  init DIR [--demo] [--name NAME] [--database URI]\n"
+    "                                    create an instance folder\n"
     "  serve [-c FILE] [--listen ADDR:PORT] [--workers N]\n"
     "                                    serve the instance\n"
     "  migrate [-c FILE]                 apply pending database migrations\n"
@@ -73,10 +74,14 @@ static const char *usage_hooks =
 
 static const char *usage_init =
     "usage: halle init DIR [--demo] [--name NAME] [--operator EMAIL]\n"
+    "                      [--database URI [--archive-database URI]]\n"
     "\n"
     "Creates DIR with halle.conf, data/halle.db and data/archive.db (both mode 0600) and logs/,\n"
     "and applies the database migrations. An existing instance is never overwritten.\n"
     "\n"
+    "  --database URI  keep the data in PostgreSQL instead: postgresql://USER@HOST:PORT/NAME\n"
+    "                (the database must exist; see docs/scaling.md)\n"
+    "  --archive-database URI  the archive's database (default: NAME_archive on that server)\n"
     "  --demo        a demonstration instance\n"
     "  --name NAME   the site name shown on pages\n"
     "  --operator EMAIL  create the first operator account (password asked, or read from\n"
@@ -235,7 +240,9 @@ static int cmd_init(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"demo", no_argument, NULL, 'd'}, {"name", required_argument, NULL, 'n'},
-        {"operator", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"operator", required_argument, NULL, 'o'}, {"database", required_argument, NULL, 'D'},
+        {"archive-database", required_argument, NULL, 'A'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     hl_instance_opts o = {0};
     const char *operator_email = NULL;
     int c;
@@ -244,10 +251,16 @@ static int cmd_init(int argc, char **argv)
         case 'd': o.demo = 1; break;
         case 'n': o.name = optarg; break;
         case 'o': operator_email = optarg; break;
+        case 'D': o.database = optarg; break;
+        case 'A': o.archive_database = optarg; break;
         case 'h': fputs(usage_init, stdout); return 0;
         default: return usage_error(usage_init, NULL, NULL);
         }
     }
+    if ((o.database && !hl_db_is_url(o.database)) || (o.archive_database && !o.database) ||
+        (o.archive_database && !hl_db_is_url(o.archive_database)))
+        return usage_error(usage_init, "--database takes a postgresql:// URI (and --archive-database needs it)",
+                           NULL);
     if (optind != argc - 1)
         return usage_error(usage_init, optind >= argc ? "init needs a folder" : "unexpected argument '%s'",
                            optind >= argc ? NULL : argv[optind + 1]);

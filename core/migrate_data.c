@@ -15,22 +15,6 @@
 #include "core/migrate.h"
 #include "core/plugin.h"
 
-/* MERGE: the backend API of pg-common.md, until the lead's backend lands on main. */
-static int hl_db_is_url(const char *t)
-{
-    return t && (!strncmp(t, "postgresql://", 13) || !strncmp(t, "postgres://", 11));
-}
-static const char *hl_db_backend(const hl_db *db)
-{
-    (void)db;
-    return "sqlite";
-}
-static int hl_db_sync_ids(hl_db *db, const char *table, hl_err *err)
-{
-    (void)db, (void)table, (void)err;
-    return HL_OK;
-}
-
 /* Values bound per INSERT: many rows per statement save round trips to the server, and this
  * stays far below the parameter limits of both backends (SQLite 32766, PostgreSQL 65535). */
 #define BATCH_PARAMS 500
@@ -118,42 +102,13 @@ static int table_err(hl_err *err, int rc, const char *table, hl_db *db)
                                           "cannot order)" : "");
 }
 
-/* A URI to show: its password replaced, wherever libpq's syntax allows one. */
-static const char *redact(hl_arena *a, const char *uri)
+/* A target to show: without its password. */
+static const char *redact(hl_arena *a, const char *target)
 {
-    if (!hl_db_is_url(uri))
-        return uri;
-    char *c = hl_arena_strdup(a, uri);
-    if (!c)
-        return "(URI)";
-    char *auth = strstr(c, "://") + 3;
-    char *at = strchr(auth, '@'), *colon = strchr(auth, ':'), *slash = strchr(auth, '/');
-    if (at && colon && colon < at && (!slash || at < slash))
-        c = hl_arena_printf(a, "%.*s***%s", (int)(colon + 1 - c), c, at);
-    char *pw = c ? strstr(c, "password=") : NULL;
-    if (pw) {
-        size_t end = strcspn(pw, "&");
-        c = hl_arena_printf(a, "%.*s***%s", (int)(pw + 9 - c), c, pw + end);
-    }
-    return c ? c : "(URI)";
-}
-
-char *hl_migrate_data_archive_uri(const char *uri)
-{
-    if (!hl_db_is_url(uri))
-        return NULL;
-    const char *auth = strstr(uri, "://") + 3;
-    const char *slash = strchr(auth, '/');
-    if (!slash)
-        return NULL;
-    size_t name_end = (size_t)(slash + 1 - uri) + strcspn(slash + 1, "?#");
-    if (name_end == (size_t)(slash + 1 - uri))
-        return NULL;
-    size_t len = strlen(uri) + sizeof "_archive";
-    char *out = malloc(len);
-    if (out)
-        snprintf(out, len, "%.*s_archive%s", (int)name_end, uri, uri + name_end);
-    return out;
+    char *r = hl_db_redact(target);
+    const char *c = r ? hl_arena_strdup(a, r) : NULL;
+    free(r);
+    return c ? c : "(the target)";
 }
 
 /* ---- the source's schema ----------------------------------------------------------------- */
@@ -351,7 +306,7 @@ static int read_source(copy *c, hl_err *err)
 
 static int list_target(hl_db *dst, hl_arena *a, target_table **out, size_t *n, hl_err *err)
 {
-    int pg = !strcmp(hl_db_backend(dst), "postgresql");
+    int pg = !strcmp(hl_db_backend_name(dst), "postgresql");
     hl_stmt *q = hl_db_query(dst, err,
                              pg ? "SELECT table_schema, table_name FROM information_schema.tables "
                                   "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') "
@@ -737,7 +692,7 @@ static int empty_target(copy *c, hl_err *err)
     if (!c->ntt)
         return HL_OK;
     int rc;
-    if (!strcmp(hl_db_backend(c->dst), "postgresql")) {
+    if (!strcmp(hl_db_backend_name(c->dst), "postgresql")) {
         /* One TRUNCATE for all: no order to find among the foreign keys. */
         char *sql = hl_arena_strdup(c->a, "TRUNCATE TABLE ");
         for (size_t i = 0; sql && i < c->ntt; i++)
@@ -944,7 +899,12 @@ int hl_migrate_data(const hl_config *cfg, const hl_migrate_data_opts *opts, hl_e
         return lock;
     hl_arena *a = hl_arena_new(64 * 1024);
     hl_migrate_data_opts o = *opts;
-    char *derived = o.archive_to ? NULL : hl_migrate_data_archive_uri(o.to);
+    char *derived = NULL;
+    if (!o.archive_to && hl_db_is_url(o.to) && hl_config_archive_url(o.to, &derived) == HL_ENOMEM) {
+        hl_arena_free(a);
+        close(lock);
+        return oom(err);
+    }
     o.to = a ? absolute(a, o.to) : NULL;
     o.archive_to = a ? absolute(a, o.archive_to ? o.archive_to : derived) : NULL;
     int rc = a && (o.to || !opts->to) ? run(cfg, &o, o.archive_to, o.out ? o.out : stdout, o.progress ? o.progress : stderr, a, err)

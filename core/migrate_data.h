@@ -26,8 +26,4 @@ typedef struct hl_migrate_data_opts {
  * tables. Refusals are HL_EINVAL (HL_EBUSY while the instance is served). */
 int hl_migrate_data(const hl_config *cfg, const hl_migrate_data_opts *o, hl_err *err);
 
-/* The archive database's URI for a main database's: the database name + "_archive" (as the
- * configuration's default), malloc'd; NULL when uri names no database. */
-char *hl_migrate_data_archive_uri(const char *uri);
-
 #endif

@@ -151,8 +151,6 @@ def make_instance(t):
     inst.set(plugin_dirs=MARKET_DIR + ":" + extra, password_cost="min", login_rate_limit="1000")
     r = run(["plugin", "-c", inst.conf, "enable", "market"])
     t.ok(r.returncode == 0, "the market plugin is enabled", r.stderr)
-    r = run(["plugin", "-c", inst.conf, "enable", "till"])
-    t.ok(r.returncode == 0, "a Lua plugin with a table is enabled", r.stderr)
     r = run(["market", "-c", inst.conf, "seed-demo"], timeout=120)
     t.ok(r.returncode == 0, "the market's demo data is made (groups, producers, priced products)", r.stderr)
     for who in ("alice", "bob"):
@@ -169,28 +167,40 @@ def make_instance(t):
         t.ok(st == 303 and m, "alice creates a group through the web", (st, page[:300]))
         bob, st = login(srv.port, "bob@example.org")
         t.eq(st, 303, "bob logs in")
-        for i, cents in enumerate((1250, 399, 10001)):
-            st, h, body = srv.get("/till/order?key=k%d&note=%s&cents=%d" % (i, "caf%C3%A9-" + str(i), cents))
-            t.ok(st == 201 and body.decode() == str(i + 1), "an order through the Lua plugin gets invoice %d" % (i + 1),
-                 (st, body))
+
         # a served instance is not copied: its database changes under the copy
         r = run(["migrate-data", "-c", inst.conf, "--to", inst.path("never.db"), "--archive-to", inst.path("never-a.db")])
         t.ok(r.returncode == 1 and "already being served" in r.stderr and not os.path.exists(inst.path("never.db")),
              "migrate-data is refused while the instance is served", (r.returncode, r.stderr))
-    # binary data, and text with a NUL-free UTF-8 mix: as they are
-    sq(inst.db, "UPDATE till_orders SET blob = X'00FF10' WHERE invoice = 2")
     slug = m.group(1) if m else "?"
     return inst, slug
 
 
-def source_facts(inst):
-    f = {}
-    for table in ("hl_users", "hl_sessions", "market_groups", "market_products", "market_categories",
-                  "market_members", "hl_plugins", "till_orders", "hl_idempotency", "hl_counters"):
+def add_till(t, inst):
+    """The Lua plugin's orders: its own table, money in it, idempotency keys, invoice numbers."""
+    r = run(["plugin", "-c", inst.conf, "enable", "till"])
+    t.ok(r.returncode == 0, "a Lua plugin with a table is enabled", r.stderr)
+    with Server(inst, workers=1) as srv:
+        for i, cents in enumerate((1250, 399, 10001)):
+            st, h, body = srv.get("/till/order?key=k%d&note=%s&cents=%d" % (i, "caf%C3%A9-" + str(i), cents))
+            t.ok(st == 201 and body.decode() == str(i + 1), "an order through the Lua plugin gets invoice %d" % (i + 1),
+                 (st, body))
+    # binary data: as it is
+    sq(inst.db, "UPDATE till_orders SET blob = X'00FF10' WHERE invoice = 2")
+
+
+CORE_TABLES = ("hl_users", "hl_sessions", "market_groups", "market_products", "market_categories", "market_members")
+TILL_TABLES = ("till_orders", "hl_idempotency", "hl_counters")
+
+
+def source_facts(inst, till):
+    f = {"till": till}
+    for table in CORE_TABLES + (TILL_TABLES if till else ()):
         f[table] = sq(inst.db, "SELECT count(*) FROM %s" % table)[0][0]
     f["price_cents"] = sq(inst.db, "SELECT sum(price_cents) FROM market_products")[0][0]
-    f["total_cents"] = sq(inst.db, "SELECT sum(total_cents) FROM till_orders")[0][0]
-    f["max_order"] = sq(inst.db, "SELECT max(id) FROM till_orders")[0][0]
+    if till:
+        f["total_cents"] = sq(inst.db, "SELECT sum(total_cents) FROM till_orders")[0][0]
+        f["max_order"] = sq(inst.db, "SELECT max(id) FROM till_orders")[0][0]
     f["max_user"] = sq(inst.db, "SELECT max(id) FROM hl_users")[0][0]
     f["max_group"] = sq(inst.db, "SELECT max(id) FROM market_groups")[0][0]
     f["groups"] = sorted(r[0] for r in sq(inst.db, "SELECT name FROM market_groups"))
@@ -215,9 +225,10 @@ def copy_and_serve(t, inst, slug, facts, main, archive, query, kind):
          r.stdout[-1500:])
     t.ok(re.search(r"^market_products\s.*price_cents %d / %d" % (facts["price_cents"], facts["price_cents"]), r.stdout, re.M),
          "%s: the money sum of market_products.price_cents is checked (%d)" % (kind, facts["price_cents"]), r.stdout[-1500:])
-    t.ok(re.search(r"^till_orders\s.*total_cents %d / %d amount 6 / 6" % (facts["total_cents"], facts["total_cents"]),
-                   r.stdout, re.M),
-         "%s: and the Lua plugin's: total_cents, and amount (an integer)" % kind, r.stdout[-1500:])
+    if facts["till"]:
+        t.ok(re.search(r"^till_orders\s.*total_cents %d / %d amount 6 / 6" % (facts["total_cents"], facts["total_cents"]),
+                       r.stdout, re.M),
+             "%s: and the Lua plugin's: total_cents, and amount (an integer)" % kind, r.stdout[-1500:])
     t.ok("database = %s" % main in r.stdout and "archive_database = %s" % archive in r.stdout,
          "%s: it prints the two lines for halle.conf" % kind, r.stdout[-600:])
     t.ok(re.search(r"market_products: %d row" % facts["market_products"], r.stderr),
@@ -225,13 +236,13 @@ def copy_and_serve(t, inst, slug, facts, main, archive, query, kind):
     t.ok(r.stderr.index("market_groups:") < r.stderr.index("market_members:") and
          r.stderr.index("hl_users:") < r.stderr.index("hl_sessions:"),
          "%s: parents are copied before children" % kind, r.stderr[-2000:])
-    for table in ("hl_users", "hl_sessions", "market_groups", "market_products", "market_categories", "market_members",
-                  "till_orders", "hl_idempotency", "hl_counters"):
+    for table in CORE_TABLES + (TILL_TABLES if facts["till"] else ()):
         t.eq(query("SELECT count(*) FROM %s" % table), [str(facts[table])], "%s: the target holds %s's rows" % (kind, table))
     t.eq(query("SELECT sum(price_cents) FROM market_products"), [str(facts["price_cents"])],
          "%s: and the same prices" % kind)
-    t.eq(query("SELECT invoice, length(blob) FROM till_orders WHERE blob IS NOT NULL"), ["2|3"],
-         "%s: a blob is copied as bytes" % kind)
+    if facts["till"]:
+        t.eq(query("SELECT invoice, length(blob) FROM till_orders WHERE blob IS NOT NULL"), ["2|3"],
+             "%s: a blob is copied as bytes" % kind)
 
     # a target that holds rows is refused, untouched; --force empties it first
     r = run(["migrate-data", "-c", inst.conf, "--to", main, "--archive-to", archive])
@@ -278,6 +289,8 @@ def copy_and_serve(t, inst, slug, facts, main, archive, query, kind):
             t.eq(st, 303, "%s: a group is made on the copy" % kind)
             got = query("SELECT id FROM market_groups WHERE name = 'Groupe d''après'")
             t.ok(got and int(got[0]) > facts["max_group"], "%s: with a new id" % kind, (got, facts["max_group"]))
+            if not facts["till"]:
+                return
             st, h, body = srv.get("/till/order?key=k0&note=caf%C3%A9-0&cents=1250")
             t.ok(st == 201 and body.decode() == "1", "%s: a repeated order gets its copied answer (idempotency keys)" % kind,
                  (st, body))
@@ -333,37 +346,40 @@ def main():
         skip(t, "migrate-data", "copies from SQLite: run in the SQLite pass (with HALLE_TEST_PG as the target)")
         t.done()
     inst, slug = make_instance(t)
-    facts = source_facts(inst)
+    facts = source_facts(inst, till=False)
     t.ok(facts["hl_sessions"] >= 2 and facts["market_groups"] >= 4 and facts["market_products"] > 100,
          "the instance has sessions, groups and products to copy", facts)
     t.run(usage, inst)
     t.run(failing_check, inst)
 
-    main_db, archive_db = inst.path("copy.db"), inst.path("copy-archive.db")
-    t.run(copy_and_serve, inst, slug, facts, main_db, archive_db,
-          lambda sql: ["|".join(str(x) for x in r) for r in sq(main_db, sql)], "sqlite")
-
+    # PostgreSQL first, without the Lua plugin: the backend refuses Lua plugins' SQL until
+    # their own roles land (then add_till can move up here).
     bindir = pg_bindir()
     if not bindir:
         skip(t, "migrate-data to PostgreSQL", "no PostgreSQL binaries (initdb) on this machine")
-        t.done()
     cluster = None
     try:
-        cluster = Cluster(bindir)
-        name = "halle_md_%d" % os.getpid()
-        main_uri, archive_uri = cluster.database(name)
-        try:
-            t.run(copy_and_serve, inst, slug, facts, main_uri, archive_uri,
-                  lambda sql: cluster.psql(main_uri, sql).splitlines(), "postgresql")
-        finally:
-            if os.environ.get("HALLE_TEST_PG"):
-                cluster.drop(name)
+        if bindir:
+            cluster = Cluster(bindir)
+            name = "halle_md_%d" % os.getpid()
+            main_uri, archive_uri = cluster.database(name)
+            try:
+                t.run(copy_and_serve, inst, slug, facts, main_uri, archive_uri,
+                      lambda sql: cluster.psql(main_uri, sql).splitlines(), "postgresql")
+            finally:
+                if os.environ.get("HALLE_TEST_PG"):
+                    cluster.drop(name)
     except Exception as e:  # the cluster itself failed: a failure, not a skip
         t.ok(False, "a PostgreSQL cluster for the test", repr(e))
     finally:
         if cluster:
             cluster.stop()
-    t.done()
 
+    add_till(t, inst)
+    facts = source_facts(inst, till=True)
+    main_db, archive_db = inst.path("copy.db"), inst.path("copy-archive.db")
+    t.run(copy_and_serve, inst, slug, facts, main_db, archive_db,
+          lambda sql: ["|".join(str(x) for x in r) for r in sq(main_db, sql)], "sqlite")
+    t.done()
 
 main()

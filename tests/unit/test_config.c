@@ -118,7 +118,7 @@ static void test_write_default_roundtrip(void **state)
     char path[512];
     snprintf(path, sizeof path, "%s/new.conf", tmpdir);
     hl_err err;
-    assert_int_equal(hl_config_write_default(path, "Marché test", &err), HL_OK);
+    assert_int_equal(hl_config_write_default(path, "Marché test", NULL, NULL, &err), HL_OK);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
@@ -126,7 +126,7 @@ static void test_write_default_roundtrip(void **state)
     assert_non_null(c);
     assert_string_equal(c->name, "Marché test");
     hl_config_free(c);
-    assert_int_not_equal(hl_config_write_default(path, "again", &err), HL_OK);
+    assert_int_not_equal(hl_config_write_default(path, "again", NULL, NULL, &err), HL_OK);
     unlink(path);
 }
 
