@@ -419,7 +419,12 @@ static int cmd_migrate_data(int argc, char **argv)
     hl_config *cfg = load_config(path, &err);
     if (!cfg)
         return fail(&err);
-    int rc = hl_migrate_data(cfg, &o, &err);
+    /* Copying a live database would miss what is written during the copy: the instance lock
+     * refuses the copy while halle serve runs, and keeps it from starting meanwhile. */
+    int lock = hl_instance_lock(cfg, "migrate-data", &err);
+    int rc = lock < 0 ? lock : hl_migrate_data(cfg, &o, &err);
+    if (lock >= 0)
+        close(lock);
     hl_config_free(cfg);
     return rc == HL_OK ? 0 : fail(&err);
 }

@@ -11,7 +11,6 @@
 
 #include "core/arena.h"
 #include "core/db.h"
-#include "core/instance.h"
 #include "core/migrate.h"
 #include "core/plugin.h"
 
@@ -892,17 +891,11 @@ int hl_migrate_data(const hl_config *cfg, const hl_migrate_data_opts *opts, hl_e
 {
     if (!cfg || !opts)
         return hl_err_set(err, HL_EINVAL, "migrate-data: NULL argument");
-    /* Copying a live database would miss what is written during the copy: the instance lock
-     * keeps halle serve from starting meanwhile, and refuses the copy while it serves. */
-    int lock = hl_instance_lock(cfg, "migrate-data", err);
-    if (lock < 0)
-        return lock;
     hl_arena *a = hl_arena_new(64 * 1024);
     hl_migrate_data_opts o = *opts;
     char *derived = NULL;
     if (!o.archive_to && hl_db_is_url(o.to) && hl_config_archive_url(o.to, &derived) == HL_ENOMEM) {
         hl_arena_free(a);
-        close(lock);
         return oom(err);
     }
     o.to = a ? absolute(a, o.to) : NULL;
@@ -911,6 +904,5 @@ int hl_migrate_data(const hl_config *cfg, const hl_migrate_data_opts *opts, hl_e
                                       : oom(err);
     free(derived);
     hl_arena_free(a);
-    close(lock);
     return rc;
 }

@@ -17,8 +17,8 @@ typedef struct hl_migrate_data_opts {
     FILE *progress;          /* a bar when it is a terminal, else a line per table (NULL: stderr) */
 } hl_migrate_data_opts;
 
-/* Copies the instance of cfg (on SQLite, not being served: it takes the instance lock for the
- * whole run) into the targets. The source is first migrated as every command does; the
+/* Copies the instance of cfg (on SQLite, not being served: the caller holds the instance lock,
+ * hl_instance_lock, for the whole run) into the targets. The source is first migrated as every command does; the
  * targets get the core's, the archive's and the source's plugins' migrations, and must end at
  * the same versions as the source. A target holding any row (outside hl_migrations) is refused
  * unless o->force, which empties its tables. Each database is copied in one transaction that
