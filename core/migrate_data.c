@@ -822,9 +822,10 @@ static int check_targets(const hl_config *cfg, const char *to, const char *archi
 {
     if (!to || !*to)
         return hl_err_set(err, HL_EINVAL, "--to is needed: the PostgreSQL database to copy into (postgresql://...)");
+    if (!archive_to && hl_db_is_url(to))
+        return hl_err_set(err, HL_EINVAL, "--to: the URI must name the database (postgresql://HOST/NAME)");
     if (!archive_to)
-        return hl_err_set(err, HL_EINVAL, "--archive-to is needed when --to is not a postgresql:// URI "
-                                          "(or names no database)");
+        return hl_err_set(err, HL_EINVAL, "--archive-to is needed when --to is not a postgresql:// URI");
     if (!strcmp(to, archive_to) || (!hl_db_is_url(to) && same_file(to, archive_to)))
         return hl_err_set(err, HL_EINVAL, "the archive needs its own database: --to and --archive-to are the same");
     const char *targets[2] = {to, archive_to};
