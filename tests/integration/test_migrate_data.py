@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -111,8 +112,9 @@ class Cluster:
         self.psql(self.uri, "CREATE ROLE %s LOGIN CREATEROLE" % name)
         for db in (name, name + "_archive"):
             self.psql(self.uri, "CREATE DATABASE %s OWNER %s" % (db, name))
-        base = self.uri.rsplit("/", 1)[0].replace("postgres@", "%s@" % name, 1)
-        return base + "/" + name, base + "/" + name + "_archive"
+        u = urllib.parse.urlsplit(self.uri)  # the cluster trusts loopback logins (no password)
+        base = "postgresql://%s@%s:%d/" % (name, u.hostname, u.port or 5432)
+        return base + name, base + name + "_archive"
 
     def drop(self, name):
         for db in (name, name + "_archive"):
