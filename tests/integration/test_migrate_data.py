@@ -5,6 +5,7 @@
 # copied ids). Also: the refusals (no --to, a served instance, an instance already on
 # PostgreSQL, a non-empty target, then --force), the check table, a copy whose check fails
 # (rows in a cycle of parent links: nothing is committed), and the same copy into SQLite files.
+import fcntl
 import glob
 import html
 import os
@@ -340,6 +341,17 @@ def usage(t, inst):
     t.ok(r.returncode == 1 and "own databases" in r.stderr, "the instance's own file is not a target", r.stderr)
     r = run(["migrate-data", "-c", inst.conf, "--to", inst.path("x.db")])
     t.ok(r.returncode == 1 and "--archive-to" in r.stderr, "a file target needs --archive-to", r.stderr)
+    # while a copy holds the instance lock, neither serve nor a second copy starts
+    with open(os.path.join(inst.dir, "halle.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write("4242 migrate-data\n")
+        f.flush()
+        r = run(["serve", "-c", inst.conf, "--listen", "127.0.0.1:0"], timeout=20)
+        t.ok(r.returncode == 1 and "in use by halle migrate-data (pid 4242" in r.stderr,
+             "halle serve does not start while migrate-data runs", (r.returncode, r.stderr))
+        r = run(["migrate-data", "-c", inst.conf, "--to", inst.path("x.db"), "--archive-to", inst.path("xa.db")])
+        t.ok(r.returncode == 1 and "in use by halle migrate-data" in r.stderr and not os.path.exists(inst.path("x.db")),
+             "nor a second migrate-data", (r.returncode, r.stderr))
 
 
 def main():
