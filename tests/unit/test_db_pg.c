@@ -138,7 +138,7 @@ static void test_types(void **state)
     hl_err err = {0};
     assert_int_equal(hl_db_exec(f->db,
                                 "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, r REAL, "
-                                "s TEXT, b BLOB); -- a comment with a ? in it\n"
+                                "s TEXT, b BLOB, blob BLOB); -- a comment with a ? in it\n"
                                 "CREATE INDEX t_n ON t (n)",
                                 &err),
                      HL_OK);
@@ -149,7 +149,7 @@ static void test_types(void **state)
                      HL_OK);
     assert_int_equal(hl_db_insert(f->db, &err, &id2, "INSERT INTO t (n) VALUES (?) RETURNING id", "i", 7), HL_OK);
     assert_true(id1 > 0 && id2 == id1 + 1);
-    hl_stmt *st = hl_db_query(f->db, &err, "SELECT n, r, s, b, id FROM t WHERE id = ?", "I", id1);
+    hl_stmt *st = hl_db_query(f->db, &err, "SELECT n, r, s, b, id, CAST(n AS INTEGER), blob FROM t WHERE id = ?", "I", id1);
     assert_non_null(st);
     assert_int_equal(hl_db_step(st, &err), HL_DB_ROW);
     assert_int_equal(hl_db_col_type(st, 0), HL_DB_INTEGER);
@@ -161,6 +161,7 @@ static void test_types(void **state)
     assert_int_equal(hl_db_col_bytes(st, 3), sizeof blob);
     assert_memory_equal(hl_db_col_blob(st, 3), blob, sizeof blob);
     assert_string_equal(hl_db_col_name(st, 4), "id");
+    assert_int_equal(hl_db_col_type(st, 5), HL_DB_INTEGER); /* CAST(? AS INTEGER) */
     assert_int_equal(hl_db_step(st, &err), HL_DB_DONE);
     hl_db_done(st);
     /* the other row's NULLs */
@@ -380,8 +381,14 @@ static void test_policy(void **state)
     assert_int_equal(hl_db_set_policy(f->db, NULL, &err), HL_OK);
     assert_int_equal(scalar(f->db, "SELECT COUNT(*) FROM hl_users WHERE password_hash = 'secret'"), 1);
     assert_int_equal(scalar(f->db, "SELECT current_user = session_user"), 1);
-    /* the plugin's table lives in its schema, owned by its role */
+    /* the plugin's table lives in its schema, owned by its role; trusted code names it as on
+     * SQLite, on this connection and on a new one */
     assert_int_equal(scalar(f->db, "SELECT COUNT(*) FROM hlp_luax.luax_notes"), 1);
+    assert_int_equal(scalar(f->db, "SELECT COUNT(*) FROM luax_notes"), 1);
+    hl_db *other = hl_db_open(f->uri, 0, &err);
+    assert_non_null(other);
+    assert_int_equal(scalar(other, "SELECT COUNT(*) FROM luax_notes"), 1);
+    hl_db_close(other);
 }
 
 int main(void)
