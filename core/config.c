@@ -245,23 +245,29 @@ hl_config *hl_config_new(const char *dir, hl_err *err)
     return c;
 }
 
-/* The archive of an instance on PostgreSQL is another database: by default the main one's
- * name followed by _archive, on the same server ("postgresql://h/halle" gives
- * "postgresql://h/halle_archive"). */
-static int archive_url(hl_config *c, hl_err *err)
+int hl_config_archive_url(const char *url, char **out)
 {
-    const char *u = c->db_path, *auth = strstr(u, "://") + 3;
-    const char *slash = strchr(auth, '/');
+    *out = NULL;
+    const char *auth = hl_db_is_url(url) ? strstr(url, "://") + 3 : NULL;
+    const char *slash = auth ? strchr(auth, '/') : NULL;
     const char *q = slash ? slash + strcspn(slash, "?") : NULL;
     if (!slash || q == slash + 1)
+        return HL_EINVAL;
+    size_t n = strlen(url) + sizeof "_archive";
+    if (!(*out = malloc(n)))
+        return HL_ENOMEM;
+    snprintf(*out, n, "%.*s_archive%s", (int)(q - url), url, q);
+    return HL_OK;
+}
+
+static int archive_url(hl_config *c, hl_err *err)
+{
+    int rc = hl_config_archive_url(c->db_path, &c->archive_path);
+    if (rc == HL_EINVAL)
         return hl_err_set(err, HL_EINVAL,
                           "%s: database: the URI must name the database (postgresql://HOST/NAME)",
                           c->path ? c->path : "configuration");
-    size_t n = strlen(u) + sizeof "_archive";
-    if (!(c->archive_path = malloc(n)))
-        return hl_err_set(err, HL_ENOMEM, "out of memory");
-    snprintf(c->archive_path, n, "%.*s_archive%s", (int)(q - u), u, q);
-    return HL_OK;
+    return rc == HL_OK ? HL_OK : hl_err_set(err, HL_ENOMEM, "out of memory");
 }
 
 /* Fills in what depends on other keys once the file is read. */

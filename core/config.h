@@ -60,6 +60,10 @@ void hl_config_free(hl_config *c);
 /* The folder holding installed data (migrations, themes, po, plugins): share_dir from the
  * configuration, else $HALLE_SHARE_DIR, else the compiled-in default. */
 const char *hl_config_share_dir(const hl_config *cfg);
+/* The archive of an instance on PostgreSQL is another database: by default the main one's
+ * name followed by _archive, on the same server ("postgresql://h/halle" gives
+ * "postgresql://h/halle_archive"). *out is malloc'd; HL_EINVAL when url names no database. */
+int hl_config_archive_url(const char *url, char **out);
 /* Writes a commented default halle.conf to path (mode 0600, fails if it exists). */
 int hl_config_write_default(const char *path, const char *site_name, const char *database,
                             const char *archive, hl_err *err);

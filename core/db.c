@@ -62,10 +62,11 @@ char *hl_db_redact(const char *target)
         char *key = q + 1;
         char *end = strchr(key, '&');
         if (strncmp(key, "password=", 9) == 0) {
-            if (end)
-                memmove(key, end + 1, strlen(end + 1) + 1);
-            else
+            if (!end) {
                 *q = '\0';
+                break;
+            }
+            memmove(key, end + 1, strlen(end + 1) + 1);
             continue;
         }
         q = end;

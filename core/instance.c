@@ -3,13 +3,16 @@
 #include "core/instance.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/config.h"
 #include "core/db.h"
+#include "core/log.h"
 #include "core/migrate.h"
 
 static int make_dir(const char *path, mode_t mode, hl_err *err)
@@ -59,4 +62,41 @@ int hl_instance_init(const char *dir, const hl_instance_opts *opts, hl_err *err)
     }
     hl_config_free(cfg);
     return rc;
+}
+
+int hl_instance_lock(const hl_config *cfg, const char *what, hl_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/halle.lock", cfg->dir ? cfg->dir : ".");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return hl_err_set(err, HL_EIO, "cannot open the lock file %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char line[64] = "", cmd[32] = "serve";
+        ssize_t n = pread(fd, line, sizeof line - 1, 0);
+        line[n > 0 ? n : 0] = '\0';
+        line[strcspn(line, "\n")] = '\0';
+        close(fd);
+        /* "PID COMMAND"; a file written before the command was recorded holds the pid only. */
+        char *sp = strchr(line, ' ');
+        if (sp) {
+            *sp = '\0';
+            snprintf(cmd, sizeof cmd, "%s", sp + 1);
+        }
+        if (e == EWOULDBLOCK && !strcmp(cmd, "serve"))
+            return hl_err_set(err, HL_EBUSY,
+                              "this instance is already being served (halle serve, pid %s; lock %s): "
+                              "stop it first",
+                              *line ? line : "?", path);
+        if (e == EWOULDBLOCK)
+            return hl_err_set(err, HL_EBUSY, "this instance is in use by halle %s (pid %s; lock %s): wait for it to end",
+                              cmd, *line ? line : "?", path);
+        return hl_err_set(err, HL_EIO, "cannot lock %s: %s", path, strerror(e));
+    }
+    char line[64];
+    int len = snprintf(line, sizeof line, "%d %.32s\n", (int)getpid(), what);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len)
+        hl_log(HL_LOG_WARN, "cannot write the pid to %s", path);
+    return fd;
 }

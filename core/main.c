@@ -1,4 +1,4 @@
-/* The halle command: init, serve, migrate. Exit codes: 0 success, 1 failure (message on
+/* The halle command: init, serve, migrate, migrate-data... Exit codes: 0 success, 1 failure (message on
  * stderr), 2 usage error. This is the only file that may call exit(). */
 #include "halle-config.h"
 
@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/migrate.h"
+#include "core/migrate_data.h"
 #include "core/serve.h"
 #include "core/worker.h"
 #include "core/services.h"
@@ -50,6 +51,8 @@ static const char *usage_main =
     "  serve [-c FILE] [--listen ADDR:PORT] [--workers N]\n"
     "                                    serve the instance\n"
     "  migrate [-c FILE]                 apply pending database migrations\n"
+    "  migrate-data [-c FILE] --to URI [--archive-to URI] [--force]\n"
+    "                                    copy the instance from SQLite to PostgreSQL\n"
     "  plugin list|info|enable|disable|set [-c FILE] ...\n"
     "                                    manage plugins\n"
     "  user add|unlock [-c FILE] ...     manage accounts (first operator, unlocking)\n"
@@ -113,6 +116,23 @@ static const char *usage_migrate =
     "Applies pending migrations to the instance databases (serve does this at start too).\n"
     "\n"
     "  -c, --config FILE   configuration file (default: ./halle.conf)\n";
+
+static const char *usage_migrate_data =
+    "usage: halle migrate-data [-c FILE] --to URI [--archive-to URI] [--force]\n"
+    "\n"
+    "Copies the instance's SQLite databases into PostgreSQL: its schema is made by the same\n"
+    "migrations (the core's, the archive's and those of the plugins whose tables it holds), then\n"
+    "every table is copied, parents before children, in one transaction per database, and checked\n"
+    "table by table (row counts, and the sums of money columns: *_cents, and integer amount, price,\n"
+    "total). Any difference rolls the copy back and fails, naming the tables. The instance must not\n"
+    "be served meanwhile (refused while halle serve runs; serve waits). The SQLite files are not\n"
+    "changed. At the end it prints the two lines to put in halle.conf to serve from PostgreSQL.\n"
+    "\n"
+    "  -c, --config FILE    configuration file (default: ./halle.conf)\n"
+    "  --to URI             the target database, e.g. postgresql://halle@127.0.0.1:5432/halle; it must\n"
+    "                       exist and be empty (a SQLite file path works too)\n"
+    "  --archive-to URI     the archive's target (default: the URI's database name + \"_archive\")\n"
+    "  --force              empty a target that holds rows instead of refusing it\n";
 
 static const char *usage_plugin =
     "usage: halle plugin [-c FILE] COMMAND [ARGS]\n"
@@ -299,7 +319,7 @@ static hl_db *open_instance(const char *path, hl_config **cfg, hl_err *err)
     *cfg = load_config(path, err);
     if (!*cfg)
         return NULL;
-    hl_db *db = hl_migrate_instance(*cfg, NULL, NULL, err) ? NULL : hl_db_open((*cfg)->db_path, 0, err);
+    hl_db *db = hl_migrate_ready(*cfg, err) ? NULL : hl_db_open((*cfg)->db_path, 0, err);
     if (!db) {
         hl_config_free(*cfg);
         *cfg = NULL;
@@ -370,6 +390,44 @@ static int cmd_migrate(int argc, char **argv)
     int rc = hl_migrate_instance(cfg, &a, &b, &err);
     if (rc == HL_OK)
         printf("halle: %d migration(s) applied to %s, %d to %s\n", a, cfg->db_path, b, cfg->archive_path);
+    hl_config_free(cfg);
+    return rc == HL_OK ? 0 : fail(&err);
+}
+
+static int cmd_migrate_data(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"to", required_argument, NULL, 't'},
+        {"archive-to", required_argument, NULL, 'a'}, {"force", no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    hl_migrate_data_opts o = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 't': o.to = optarg; break;
+        case 'a': o.archive_to = optarg; break;
+        case 'f': o.force = 1; break;
+        case 'h': fputs(usage_migrate_data, stdout); return 0;
+        default: return usage_error(usage_migrate_data, NULL, NULL);
+        }
+    }
+    if (optind != argc)
+        return usage_error(usage_migrate_data, "unexpected argument '%s'", argv[optind]);
+    if (!o.to || !*o.to)
+        return usage_error(usage_migrate_data, "migrate-data needs --to URI", NULL);
+    hl_err err;
+    hl_err_clear(&err);
+    hl_config *cfg = load_config(path, &err);
+    if (!cfg)
+        return fail(&err);
+    /* Copying a live database would miss what is written during the copy: the instance lock
+     * refuses the copy while halle serve runs, and keeps it from starting meanwhile. */
+    int lock = hl_instance_lock(cfg, "migrate-data", &err);
+    int rc = lock < 0 ? lock : hl_migrate_data(cfg, &o, &err);
+    if (lock >= 0)
+        close(lock);
     hl_config_free(cfg);
     return rc == HL_OK ? 0 : fail(&err);
 }
@@ -548,7 +606,7 @@ static int cmd_user(int argc, char **argv)
     hl_config *cfg = load_config(path, &err);
     if (!cfg)
         return fail(&err);
-    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
+    int rc = hl_migrate_ready(cfg, &err);
     if (!rc && !strcmp(sub, "add")) {
         rc = create_user(cfg, email, name, roles, "HALLE_USER_PASSWORD", &err);
         if (!rc)
@@ -614,7 +672,7 @@ static int cmd_jobs(int argc, char **argv)
     hl_config *cfg = load_config(path, &err);
     if (!cfg)
         return fail(&err);
-    int rc = hl_migrate_instance(cfg, NULL, NULL, &err);
+    int rc = hl_migrate_ready(cfg, &err);
     hl_jobsproc *p = rc ? NULL : hl_jobsproc_open(cfg, 1, &err);
     if (!p) {
         hl_config_free(cfg);
@@ -782,6 +840,7 @@ static const struct {
     {"init", cmd_init, &usage_init},
     {"serve", cmd_serve, &usage_serve},
     {"migrate", cmd_migrate, &usage_migrate},
+    {"migrate-data", cmd_migrate_data, &usage_migrate_data},
     {"plugin", cmd_plugin, &usage_plugin},
     {"user", cmd_user, &usage_user},
     {"jobs", cmd_jobs, &usage_jobs},

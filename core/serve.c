@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/http.h"
+#include "core/instance.h"
 #include "core/log.h"
 #include "core/migrate.h"
 #include "core/plugin.h"
@@ -135,37 +135,6 @@ static void describe_exit(int status, char *buf, size_t len)
         snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
 }
 
-/* One `halle serve` per instance: SO_REUSEPORT would let a second one bind the same port
- * silently and share the traffic with the first. The lock (flock) goes with the processes
- * holding it, so a crashed server leaves nothing to clean up. Returns the fd to keep open. */
-static int lock_instance(const hl_config *cfg, hl_err *err)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/halle.lock", cfg->dir ? cfg->dir : ".");
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return hl_err_set(err, HL_EIO, "cannot open the lock file %s: %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        char pid[32] = "";
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
-        close(fd);
-        if (e == EWOULDBLOCK)
-            return hl_err_set(err, HL_EBUSY,
-                              "this instance is already being served (halle serve, pid %s; lock %s): "
-                              "stop it first",
-                              *pid ? pid : "?", path);
-        return hl_err_set(err, HL_EIO, "cannot lock %s: %s", path, strerror(e));
-    }
-    char line[32];
-    int len = snprintf(line, sizeof line, "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len)
-        hl_log(HL_LOG_WARN, "cannot write the pid to %s", path);
-    return fd;
-}
-
 static void signal_all(slot *slots, int n, pid_t jobs_pid, int sig)
 {
     for (int i = 0; i < n; i++)
@@ -194,10 +163,12 @@ static void kill_stuck(const hl_config *cfg, slot *slots, hl_beat *beats, int n)
 
 int hl_serve(hl_config *cfg, hl_jobs_main jobs_main, hl_err *err)
 {
-    int lock_fd = lock_instance(cfg, err);
+    /* One `halle serve` per instance: SO_REUSEPORT would let a second one bind the same port
+     * silently and share the traffic with the first. */
+    int lock_fd = hl_instance_lock(cfg, "serve", err);
     if (lock_fd < 0)
         return lock_fd;
-    int rc = hl_migrate_instance(cfg, NULL, NULL, err);
+    int rc = hl_migrate_ready(cfg, err);
     if (rc) {
         close(lock_fd);
         return rc;

@@ -130,11 +130,30 @@ static void test_write_default_roundtrip(void **state)
     unlink(path);
 }
 
+/* The archive's default database on PostgreSQL (also what halle migrate-data copies into). */
+static void test_archive_url(void **state)
+{
+    (void)state;
+    char *u = NULL;
+    assert_int_equal(hl_config_archive_url("postgresql://h/halle", &u), HL_OK);
+    assert_string_equal(u, "postgresql://h/halle_archive");
+    free(u);
+    assert_int_equal(hl_config_archive_url("postgres://me:pw@h:5433/shop?sslmode=disable", &u), HL_OK);
+    assert_string_equal(u, "postgres://me:pw@h:5433/shop_archive?sslmode=disable");
+    free(u);
+    assert_int_equal(hl_config_archive_url("postgresql://h/", &u), HL_EINVAL);
+    assert_null(u);
+    assert_int_equal(hl_config_archive_url("postgresql://h", &u), HL_EINVAL);
+    assert_int_equal(hl_config_archive_url("/var/lib/halle/halle.db", &u), HL_EINVAL);
+    assert_null(u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults), cmocka_unit_test(test_values), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_missing_file), cmocka_unit_test(test_write_default_roundtrip),
+        cmocka_unit_test(test_archive_url),
     };
     return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }

@@ -73,6 +73,16 @@ halle.route("GET", "/luatest/steal", function(req)
     write_core = try("INSERT INTO products (name) VALUES ('x')"),
     master = try("SELECT sql FROM sqlite_master"),
     products = try("SELECT name FROM products"),
+    -- leaving the plugin's role or reading the catalog (PostgreSQL; refused on SQLite too)
+    reset_role = try("RESET ROLE"),
+    set_role = try("SET ROLE postgres"),
+    set_config = try("SELECT set_config('role', 'postgres', false)"),
+    escaped = try("SELECT E'\\'', set_config('role', 'postgres', false) --'"),
+    dollar = try("SELECT $x$ $x$, set_config('role', 'postgres', false)"),
+    quoted = try("SELECT \"set_config\"('role', 'postgres', false)"),
+    catalog = try("SELECT rolname FROM pg_roles"),
+    end_tx = try("COMMIT"),
+    two = try("SELECT 1; SELECT 2"),
   } }
 end)
 
