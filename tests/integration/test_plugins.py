@@ -12,7 +12,7 @@ import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Browser, Instance, Server, Tap, run, wait_until, SRC_DIR  # noqa: E402
+from harness import ON_PG, Browser, Instance, Server, Tap, run, wait_until, SRC_DIR  # noqa: E402
 
 BUILD = os.environ.get("HALLE_BUILDDIR") or os.path.dirname(os.environ.get("HALLE_BIN", "/work/main/build/halle"))
 C_DIR = os.path.join(BUILD, "tests", "plugins", ".libs")
@@ -111,6 +111,14 @@ def test_cli(t, inst):
     os.makedirs(os.path.join(up, "migrations"))
     with open(os.path.join(up, "migrations", "001_items.sql"), "w") as f:
         f.write("CREATE TABLE upgraded_items (id INTEGER PRIMARY KEY);\nINSERT INTO upgraded_items DEFAULT VALUES;\n")
+    if ON_PG:
+        # Several machines share a PostgreSQL database: commands and serve refuse a schema older
+        # than the code, and the operator runs `halle migrate` once (docs/scaling.md).
+        r = cli(inst, "list")
+        t.ok(r.returncode == 1 and "halle migrate" in r.stderr,
+             "PostgreSQL: a command refuses the plugin's older schema, naming halle migrate", r.stderr)
+        r = run(["migrate", "-c", inst.conf])
+        t.eq((r.returncode, r.stderr), (0, ""), "PostgreSQL: halle migrate applies the plugin's new migration")
 
     # A plugin enabled, then broken on disk: refused at start, the server starts without it.
     extra = inst.path("extra", "fragile")
@@ -137,7 +145,8 @@ def test_serving(t, srv, inst):
     t.ok(st == 200 and json.loads(b) == {"trace": ["testc", "aadep"]},
          "a Lua plugin adds to a hook declared by the C plugin it requires (loaded after it)", b)
     st, h, b = get(srv, "/upgraded")
-    t.ok(st == 200 and b == b"1 rows", "a plugin's new migration is applied when the server starts", (st, b))
+    t.ok(st == 200 and b == b"1 rows", "a plugin's new migration is applied (when the server starts; by halle migrate "
+         "on PostgreSQL)", (st, b))
     st, h, b = get(srv, "/testc/ping/bob")
     t.ok(st == 200 and b == b"pong bob", "C plugin route", (st, b))
     st, h, b = get(srv, "/luatest/hello/lise")
