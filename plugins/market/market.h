@@ -21,6 +21,11 @@ int mk_producers_register(halle_host *h, const halle_api *api);
 int mk_catalog_register(halle_host *h, const halle_api *api);
 int mk_api_register(halle_host *h, const halle_api *api);
 int mk_seed_register(halle_host *h, const halle_api *api);
+int mk_distributions_register(halle_host *h, const halle_api *api);
+
+/* The next distributions of group gid (slug: for their links) for its public page: planned,
+ * pickup not over, at most 5, each {id, day, hours, place_name, window, open_now, url}. */
+json_t *mk_dist_upcoming(halle_request *r, int64_t gid, const char *slug);
 
 /* ---- helpers (market.c) ------------------------------------------------------------------ */
 
