@@ -82,6 +82,17 @@ static int64_t paris_to_utc(int y, int m, int d, int minutes)
     return local - 3600;
 }
 
+int64_t mk_paris_to_utc(int y, int m, int d, int minutes)
+{
+    return paris_to_utc(y, m, d, minutes);
+}
+
+void mk_paris_date(int64_t t, int *y, int *m, int *d)
+{
+    int64_t s = t + paris_offset(t);
+    civil_from_days(s >= 0 ? s / DAY : (s - DAY + 1) / DAY, y, m, d);
+}
+
 typedef struct local_time {
     int y, m, d, hh, mm;
 } local_time;

@@ -26,6 +26,10 @@ int mk_distributions_register(halle_host *h, const halle_api *api);
 /* The next distributions of group gid (slug: for their links) for its public page: planned,
  * pickup not over, at most 5, each {id, day, hours, place_name, window, open_now, url}. */
 json_t *mk_dist_upcoming(halle_request *r, int64_t gid, const char *slug);
+/* Europe/Paris time (the EU's summer time rule): a local date and minutes since midnight as a
+ * UTC instant, and the local date of a UTC instant. */
+int64_t mk_paris_to_utc(int y, int m, int d, int minutes);
+void mk_paris_date(int64_t t, int *y, int *m, int *d);
 
 /* ---- helpers (market.c) ------------------------------------------------------------------ */
 

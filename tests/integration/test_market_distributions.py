@@ -481,6 +481,44 @@ def opened_hook(t, inst, s):
     t.ok("market.distribution.opened" in r.stdout, "halle hooks list shows the declared hook", r.stdout[-500:])
 
 
+def seed_demo(t):
+    """The demo's distributions, relative to the day it is made (HALLE_NOW)."""
+    inst = Instance(name="Halle démo")
+    inst.set(plugin_dirs=MARKET_DIR)
+    run(["plugin", "-c", inst.conf, "enable", "market"])
+    now = utc("%sT09:00:00Z" % (last_sunday(YEAR, 3) - datetime.timedelta(days=4)).isoformat())  # before summer time
+    r = run(["market", "-c", inst.conf, "seed-demo"], env={"HALLE_NOW": str(now)}, timeout=120)
+    t.ok(r.returncode == 0 and "distributions: per group one open for orders now" in r.stdout, "seed-demo makes distributions",
+         r.stdout + r.stderr)
+    groups = inst.sql("SELECT id, slug FROM market_groups ORDER BY id")
+    t.ok(len(groups) >= 3, "the demo has its groups", groups)
+    n = iso(now)
+    for gid, slug in groups:
+        rows = inst.sql("SELECT id, starts_at, opens_at, closes_at, status, opened_at FROM market_distributions "
+                        "WHERE group_id = ? ORDER BY starts_at", gid)
+        open_now = [r for r in rows if r[4] == "planned" and r[2] <= n < r[3]]
+        ahead = [r for r in rows if r[4] == "planned" and r[2] > n]
+        past = [r for r in rows if r[4] == "closed" and r[1] < n]
+        t.ok(len(rows) == 4 and len(open_now) == 1 and len(ahead) == 2 and len(past) == 1,
+             "%s: one distribution open for orders now, two ahead, one past" % slug, rows)
+        t.ok(open_now and open_now[0][5] is not None and all(r[5] is None for r in ahead),
+             "%s: the open one is recorded as opened, the ones ahead not" % slug, rows)
+        bad = inst.sql("SELECT count(*) FROM market_distribution_producers dp JOIN market_distributions d "
+                       "ON d.id = dp.distribution_id WHERE d.group_id = ? AND dp.status <> 'confirmed'", gid)[0][0]
+        confirmed = inst.sql("SELECT count(*) FROM market_distribution_producers dp JOIN market_distributions d "
+                             "ON d.id = dp.distribution_id WHERE d.group_id = ?", gid)[0][0]
+        products = inst.sql("SELECT count(*) FROM market_distribution_catalogs dc JOIN market_products p "
+                            "ON p.catalog_id = dc.catalog_id AND p.active = 1 WHERE dc.distribution_id = ?",
+                            open_now[0][0] if open_now else 0)[0][0]
+        t.ok(bad == 0 and confirmed >= 4 and products > 0,
+             "%s: its producers are confirmed with their catalogs: %d products to order now" % (slug, products),
+             (bad, confirmed, products))
+    starts = [r[0] for r in inst.sql("SELECT starts_at FROM market_distributions WHERE group_id = ? ORDER BY starts_at",
+                                     groups[0][0])]
+    t.ok(starts[1].endswith("T16:00:00Z") and starts[2].endswith("T15:00:00Z"),
+         "17:00 in Paris is 16:00 UTC before the change to summer time and 15:00 UTC after", starts)
+
+
 def main():
     t = Tap()
     inbox = Inbox()
@@ -504,6 +542,7 @@ def main():
         inbox.stop()
     if "a" in s:
         t.run(opened_hook, inst, s)
+    t.run(seed_demo)
     t.done()
 
 
