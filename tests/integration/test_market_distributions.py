@@ -165,7 +165,7 @@ def creating(t, srv, inst, s):
     s["place"] = place_id(inst, a)
     page_path, action = "/groups/%s/distributions" % a, "/groups/%s/distributions/new" % a
     st, h, page = alice.get(page_path)
-    t.ok(st == 200 and 'name="repeat"' in page and 'name="open_days_before" value="7"' in page,
+    t.ok(st == 200 and 'name="repeat"' in page and 'name="open_days_before" value="7"' in page and "}}" not in page,
          "the coordinator opens the distributions page with the forms and the group's window (7 days)", st)
 
     # A producer accepted by the group, with two catalogs linked to it; another only pending.
@@ -407,6 +407,7 @@ def move_and_cancel(t, srv, inst, s, inbox):
     t.ok(st == 200 and 'value="%d-06-12"' % YEAR in page and 'value="17:00"' in page and
          'value="%d-06-05T17:00"' % YEAR in page and "1 commande(s)" in page,
          "the edit page shows the stored values in Paris time and the orders", page[:300])
+    t.ok("}}" not in page and "{{" not in page, "no template tag is left on the edit page")
     # The note only: no mail.
     st, h, page = alice.submit(edit, edit, form("%d-06-12" % YEAR, place=s["place"], opens="%d-06-05T17:00" % YEAR,
                                                 closes="%d-06-11T17:00" % YEAR, note="Nouvelle note"))
