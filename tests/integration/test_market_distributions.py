@@ -6,21 +6,28 @@
 # public page shows the next distributions, moving and cancelling mail the members who ordered
 # (to a real SMTP listener on loopback), the walls (a member, another group's coordinator, a
 # visitor), and market.distribution.opened fired once per distribution by the opening job
-# under a controlled clock (HALLE_NOW; a Lua test plugin records what it sees).
+# under a controlled clock (HALLE_NOW; a Lua test plugin records what it sees); the pages fit
+# 360 px in Chromium without JavaScript (tests/browser/narrow.mjs; HALLE_SKIP_BROWSER=1 skips
+# that part); the demo data's distributions.
 import calendar
 import datetime
 import email
 import email.policy
 import os
+import json
 import re
+import shutil
+import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SRC_DIR, Browser, Instance, Server, Tap, run  # noqa: E402
+from harness import HALLE_BIN, SRC_DIR, Browser, Instance, Server, Tap, run  # noqa: E402
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
@@ -447,6 +454,54 @@ def move_and_cancel(t, srv, inst, s, inbox):
     t.ok(st == 200 and "Distribution annulée" in page, "its own page says it is cancelled")
 
 
+def narrow(t, srv, inst, s):
+    """The coordinator's and the producer's pages at phone width without JavaScript, in Chromium
+    (tests/browser/narrow.mjs): no sideways scrolling; screenshots in tests/artefacts."""
+    if os.environ.get("HALLE_SKIP_BROWSER"):
+        t.skip("pages at 360 px", "HALLE_SKIP_BROWSER is set")
+        return
+    browser_dir = os.path.join(SRC_DIR, "tests", "browser")
+    chrome = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    missing = [what for what, ok in (("chromium", os.access(chrome, os.X_OK)), ("node", shutil.which("node")),
+                                     ("playwright-core (npm ci in tests/browser)", os.path.isfile(
+                                         os.path.join(browser_dir, "node_modules", "playwright-core", "package.json"))))
+               if not ok]
+    if not t.ok(not missing, "the browser is installed", missing):
+        return
+    build = os.environ.get("HALLE_BUILDDIR") or os.path.dirname(os.path.abspath(HALLE_BIN))
+    artefacts = os.path.join(build, "tests", "artefacts")
+    a = s["a"]
+    d1 = one(inst, "SELECT min(id) FROM market_distributions WHERE status = 'planned' AND group_id = ?", s["gid"])
+    runs = (("alice", [("/groups/%s" % a, "distributions-group.png"),
+                       ("/groups/%s/distributions" % a, "distributions-list.png"),
+                       ("/groups/%s/distributions/%d/edit" % (a, d1), "distributions-edit.png"),
+                       ("/groups/%s/distributions/%d" % (a, d1), "distributions-show.png")]),
+            ("paul", [("/producer/distributions", "distributions-producer.png")]))
+    for who, pages in runs:
+        cmd = {"base": "http://127.0.0.1:%d" % srv.port, "email": "%s@example.org" % who, "password": PASSWORD,
+               "pages": [{"path": p, "shot": shot} for p, shot in pages], "artefacts": artefacts}
+        with tempfile.TemporaryDirectory(prefix="halle-narrow-") as tmp:
+            env = dict(os.environ, CHROMIUM=chrome, TMPDIR=tmp)
+            env.pop("DISPLAY", None)
+            p = subprocess.Popen(["node", os.path.join(browser_dir, "narrow.mjs"), json.dumps(cmd)], cwd=browser_dir,
+                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, start_new_session=True)
+            try:
+                out, err = p.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                out, err = "", "timed out"
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # nothing of Chromium is left behind
+            except ProcessLookupError:
+                pass
+            p.wait()
+        lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+        t.ok(lines and lines[-1].get("end"), "Chromium went through %s's pages" % who, (out + err)[-1500:])
+        for ln in lines[:-1]:
+            t.ok(ln["status"] == 200 and ln["width"] <= 360,
+                 "%s fits 360 px without sideways scrolling (%s px wide)" % (ln["path"], ln["width"]), ln)
+
+
 def opened_hook(t, inst, s):
     """After the server: the opening job under a controlled clock, run by `halle jobs run`."""
     a = s["a"]
@@ -535,6 +590,7 @@ def main():
             t.run(fn, srv, inst, s)
         if "a" in s:
             t.run(move_and_cancel, srv, inst, s, inbox)
+            t.run(narrow, srv, inst, s)
         log = srv.log_text()
         t.ok("distributions:" not in log, "no error logged by the distributions module",
              "\n".join(ln for ln in log.splitlines() if "distributions:" in ln)[:2000])
