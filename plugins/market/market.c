@@ -374,7 +374,7 @@ static int init(halle_host *h, const halle_api *api)
         }
     if ((rc = mk_groups_register(h, api)) != HALLE_OK || (rc = mk_producers_register(h, api)) != HALLE_OK ||
         (rc = mk_catalog_register(h, api)) != HALLE_OK || (rc = mk_api_register(h, api)) != HALLE_OK ||
-        (rc = mk_seed_register(h, api)) != HALLE_OK ||
+        (rc = mk_seed_register(h, api)) != HALLE_OK || (rc = mk_shop_register(h, api)) != HALLE_OK ||
         (rc = api->hook(h, "ui.navigation", 10, nav_entries, NULL)) != HALLE_OK) {
         api->log(h, HALLE_LOG_ERROR, "cannot register: %s", api->last_error(h));
         return HALLE_ERROR;

@@ -21,6 +21,7 @@ int mk_producers_register(halle_host *h, const halle_api *api);
 int mk_catalog_register(halle_host *h, const halle_api *api);
 int mk_api_register(halle_host *h, const halle_api *api);
 int mk_seed_register(halle_host *h, const halle_api *api);
+int mk_shop_register(halle_host *h, const halle_api *api);
 
 /* ---- helpers (market.c) ------------------------------------------------------------------ */
 
