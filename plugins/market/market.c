@@ -249,6 +249,25 @@ const char *mk_query(halle_request *r)
     return q;
 }
 
+const char *mk_search_text(halle_request *r, char *out, size_t size, size_t max)
+{
+    const char *q = mk_query(r);
+    size_t n = strlen(q);
+    if (n > max)
+        n = max;
+    if (n >= size)
+        n = size - 1;
+    while (n && ((unsigned char)q[n] & 0xc0) == 0x80)
+        n--;
+    memcpy(out, q, n);
+    out[n] = '\0';
+    while (n && out[n - 1] == ' ')
+        out[--n] = '\0';
+    if (mk_api->text_valid(out, max + 1, 0) < 0)
+        out[0] = '\0';
+    return out;
+}
+
 /* The core's clock (HALLE_NOW in tests), with the system's under a core older than API 8. */
 int64_t mk_time(void)
 {

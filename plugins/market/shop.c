@@ -82,24 +82,9 @@ static void url_encode(const char *s, char *out, size_t size)
     out[o] = '\0';
 }
 
-/* The search text (?q=): at most SHOP_QUERY_MAX bytes cut on a character, "" when not text. */
 static const char *search_text(halle_request *r, char *out, size_t size)
 {
-    const char *q = mk_query(r);
-    size_t n = strlen(q);
-    if (n > SHOP_QUERY_MAX)
-        n = SHOP_QUERY_MAX;
-    if (n >= size)
-        n = size - 1;
-    while (n && ((unsigned char)q[n] & 0xc0) == 0x80)
-        n--;
-    memcpy(out, q, n);
-    out[n] = '\0';
-    while (n && out[n - 1] == ' ')
-        out[--n] = '\0';
-    if (mk_api->text_valid(out, SHOP_QUERY_MAX + 1, 0) < 0)
-        out[0] = '\0';
-    return out;
+    return mk_search_text(r, out, size, SHOP_QUERY_MAX);
 }
 
 /* A category slug of the query ([a-z0-9-], else ""). */
@@ -224,6 +209,17 @@ static int load_dist(halle_request *r, dist *d)
     if (d->theme[0])
         mk_api->set_group_theme(r, d->theme);
     return 1;
+}
+
+/* The route's distribution; 0 when an answer was sent (404, 500). */
+static int route_dist(halle_request *r, dist *d)
+{
+    int found = load_dist(r, d);
+    if (found < 0)
+        server_error(r);
+    else if (!found)
+        mk_error(r, 404, mk_api->tr(r, "Cette distribution n'existe pas."));
+    return found > 0;
 }
 
 /* "14:30" of an ISO time. */
@@ -594,11 +590,8 @@ static int shop_get(halle_request *r, void *ud)
 {
     (void)ud;
     dist d;
-    int found = load_dist(r, &d);
-    if (found < 0)
-        return server_error(r);
-    if (!found)
-        return mk_error(r, 404, mk_api->tr(r, "Cette distribution n'existe pas."));
+    if (!route_dist(r, &d))
+        return HALLE_OK;
     return shop_page(r, &d, 0, NULL, 200);
 }
 
@@ -608,11 +601,8 @@ static int cart_post(halle_request *r, void *ud)
 {
     (void)ud;
     dist d;
-    int found = load_dist(r, &d);
-    if (found < 0)
-        return server_error(r);
-    if (!found)
-        return mk_error(r, 404, mk_api->tr(r, "Cette distribution n'existe pas."));
+    if (!route_dist(r, &d))
+        return HALLE_OK;
     int64_t pid = mk_id(mk_param(r, "product"));
     const char *cs = mk_param(r, "count");
     char *end = NULL;
@@ -687,11 +677,8 @@ static int checkout_get(halle_request *r, void *ud)
 {
     (void)ud;
     dist d;
-    int found = load_dist(r, &d);
-    if (found < 0)
-        return server_error(r);
-    if (!found)
-        return mk_error(r, 404, mk_api->tr(r, "Cette distribution n'existe pas."));
+    if (!route_dist(r, &d))
+        return HALLE_OK;
     int64_t cart = cart_find(r, d.id), uid = mk_api->req_user(r);
     long long subtotal, items;
     json_t *lines = cart < 0 ? NULL : cart_lines(r, cart, d.id, &subtotal, &items);
