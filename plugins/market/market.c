@@ -411,5 +411,8 @@ HALLE_PLUGIN_DESCRIPTOR = {
     NULL,
     init,
     NULL,
-    NULL, /* manifest_json */
+    /* manifest_json: the cookie the shop sets for a visitor's cart (plugins/market/shop.c) */
+    "{\"cookies\": [{\"name\": \"halle_cart\", \"purpose\": \"Garder le panier d'un visiteur jusqu'à sa "
+    "connexion ou son inscription (une clé aléatoire, dont seule l'empreinte est enregistrée)\", "
+    "\"duration_days\": 30}]}",
 };

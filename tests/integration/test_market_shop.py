@@ -11,6 +11,7 @@
 # the group's minimum and maximum.
 import hashlib
 import html
+import json
 import os
 import re
 import sys
@@ -319,9 +320,21 @@ def checkout(t, srv, inst, d):
     t.ok(st == 200 and "panier est vide" in html.unescape(page), "another distribution's cart is empty", page[:500])
 
 
+def cookie_declared(t, inst):
+    r = run(["hooks", "-c", inst.conf, "register"])
+    try:
+        cookies = json.loads(r.stdout).get("cookies") or []
+    except ValueError:
+        cookies = []
+    cart = [c for c in cookies if c.get("name") == "halle_cart"]
+    t.ok(r.returncode == 0 and cart and cart[0].get("duration_days") == 30 and cart[0].get("purpose"),
+         "the cart cookie is declared (name, purpose, 30 days) for the privacy pages", (r.stdout[:800], r.stderr[:300]))
+
+
 def main():
     t = Tap()
     inst, d = setup(t)
+    cookie_declared(t, inst)
     with Server(inst, workers=2, tap=t) as srv:
         for fn in (shop, product_page, cart_visitor, cart_login, cart_signup, checkout):
             t.run(fn, srv, inst, d)
