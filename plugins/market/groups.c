@@ -1111,6 +1111,13 @@ static int group_join(halle_request *r, void *ud)
                        "WHERE market_members.status = 'declined'",
                        "IIssss", gid, uid, to, now, to, now) < 0)
         return server_error(r);
+    /* joined from a distribution's checkout (back=ID): back to the cart, which is kept */
+    int64_t back = !strcmp(to, "active") ? parse_id(mk_api->req_param(r, "back")) : 0;
+    if (back) {
+        char tail[64];
+        snprintf(tail, sizeof tail, "/distributions/%lld/checkout", (long long)back);
+        return redirect_to(r, slug, tail, NULL);
+    }
     return redirect_to(r, slug, "", !strcmp(to, "active") ? "joined" : !strcmp(to, "pending") ? "requested" : "waiting");
 }
 

@@ -266,7 +266,11 @@ def cart_signup(t, srv, inst, d):
     t.ok("Pain d&#39;épeautre" in page or "Pain d'épeautre" in html.unescape(page), "the checkout shows it", page[:500])
     t.ok('action="/groups/les-paniers/join"' in page and "/order" not in page,
          "a non-member is offered to join the open group, and has no order form yet", page[:3000])
-    st, h, _ = v.submit(d["url"] + "/checkout", "/groups/les-paniers/join", {})
+    st, h, _ = v.submit(d["url"] + "/checkout", "/groups/les-paniers/join", {"back": str(d["dist"])})
+    t.ok(st == 303 and h.get("Location") == d["url"] + "/checkout", "joining from the checkout comes back to it",
+         (st, h.get("Location")))
+    t.eq(inst.sql("SELECT status FROM market_members WHERE group_id = ? AND user_id = ?", d["group"], lise), [("active",)],
+         "the open group's membership is active at once")
     st, h, page = v.get(d["url"] + "/checkout")
     t.ok('action="%s/order"' % d["url"] in page and "Pain" in page, "after joining, the intact cart can be ordered",
          page[:3000])
