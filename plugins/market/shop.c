@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CART_COOKIE "halle_cart"
 #define CART_DAYS 30
@@ -493,6 +494,31 @@ static int nav_cart(void *ud, halle_hook_call *c)
     return HALLE_HOOK_CONTINUE;
 }
 
+/* market.carts_purge (daily): carts are of no use once their distribution stopped taking
+ * orders (closed, cancelled, or past its closing time), nor a visitor's left untouched longer
+ * than its cookie lives. */
+static int carts_purge(halle_host *h, const char *payload, void *ud)
+{
+    (void)payload, (void)ud;
+    char now[32], stale[32];
+    mk_now(now, sizeof now);
+    time_t t = (time_t)(mk_time() - (int64_t)CART_DAYS * 86400);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(stale, sizeof stale, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    static const char *const gone =
+        "SELECT c.id FROM market_carts c JOIN market_distributions d ON d.id = c.distribution_id "
+        "WHERE d.status <> 'planned' OR d.closes_at <= ? OR (c.key_hash IS NOT NULL AND c.updated_at < ?)";
+    char items[400], carts[400];
+    snprintf(items, sizeof items, "DELETE FROM market_cart_items WHERE cart_id IN (%s)", gone);
+    snprintf(carts, sizeof carts, "DELETE FROM market_carts WHERE id IN (%s)", gone);
+    if (mk_api->db_run(h, items, "ss", now, stale) < 0 || mk_api->db_run(h, carts, "ss", now, stale) < 0) {
+        mk_api->log(h, HALLE_LOG_ERROR, "carts not purged: %s", mk_api->last_error(h));
+        return HALLE_ERROR;
+    }
+    return HALLE_OK;
+}
+
 /* ---- the shop --------------------------------------------------------------------------------- */
 
 #define SHOP_FILTER " AND (? = '' OR p.name_folded LIKE ? ESCAPE '\\' OR p.description_folded LIKE ? ESCAPE '\\')" \
@@ -852,7 +878,8 @@ int mk_shop_register(halle_host *h, const halle_api *api)
             return HALLE_ERROR;
     if (api->declare_hook(h, "market.cart.totals", HALLE_HOOK_FILTER) != HALLE_OK ||
         api->hook(h, "request.before", 5, merge_hook, NULL) != HALLE_OK ||
-        api->hook(h, "ui.navigation", 11, nav_cart, NULL) != HALLE_OK)
+        api->hook(h, "ui.navigation", 11, nav_cart, NULL) != HALLE_OK ||
+        api->job(h, "carts_purge", "daily 04:10", carts_purge, NULL) != HALLE_OK)
         return HALLE_ERROR;
     return HALLE_OK;
 }

@@ -335,12 +335,32 @@ def cookie_declared(t, inst):
          "the cart cookie is declared (name, purpose, 30 days) for the privacy pages", (r.stdout[:800], r.stderr[:300]))
 
 
+def purge(t, srv, inst, d):
+    """market.carts_purge: carts of a distribution no longer taking orders go, and a visitor's
+    untouched for 30 days; a member's cart of an open distribution stays."""
+    alice = uid(inst, "alice")
+    old = one(inst, "INSERT INTO market_carts (key_hash, user_id, distribution_id, created_at, updated_at) "
+                    "VALUES ('old', NULL, ?, ?, ?) RETURNING id", d["dist"], T0, T0)
+    closed = one(inst, "INSERT INTO market_carts (key_hash, user_id, distribution_id, created_at, updated_at) "
+                       "VALUES (NULL, ?, ?, ?, ?) RETURNING id", alice, d["closed"], T0, T0)
+    for c in (old, closed):
+        inst.sql("INSERT INTO market_cart_items (cart_id, product_id, count) VALUES (?, ?, 1)", c, d["pommes"])
+    mine = one(inst, "SELECT id FROM market_carts WHERE user_id = ? AND distribution_id = ?", alice, d["dist"])
+    r = run(["jobs", "-c", inst.conf, "run", "market.carts_purge"])
+    t.ok(r.returncode == 0, "the purge job runs", r.stderr)
+    left = {row[0] for row in inst.sql("SELECT id FROM market_carts")}
+    t.ok(old not in left and closed not in left and mine in left,
+         "stale visitor carts and carts of closed distributions are purged, a member's open cart stays", left)
+    t.eq(inst.sql("SELECT count(*) FROM market_cart_items WHERE cart_id IN (?, ?)", old, closed), [(0,)],
+         "with their items")
+
+
 def main():
     t = Tap()
     inst, d = setup(t)
     cookie_declared(t, inst)
     with Server(inst, workers=2, tap=t) as srv:
-        for fn in (shop, product_page, cart_visitor, cart_login, cart_signup, checkout):
+        for fn in (shop, product_page, cart_visitor, cart_login, cart_signup, checkout, purge):
             t.run(fn, srv, inst, d)
         log = srv.log_text()
     t.ok("shop:" not in log and "cart not merged" not in log, "no error logged by the shop", "\n".join(
