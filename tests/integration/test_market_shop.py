@@ -18,11 +18,12 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Browser, Instance, Server, Tap, run  # noqa: E402
+from harness import SRC_DIR, Browser, Instance, Server, Tap, run  # noqa: E402
 
 PASSWORD = "Prune-2026"
 MARKET_DIR = os.environ.get("HALLE_MARKET_DIR") or os.path.join(
     os.environ.get("HALLE_BUILDDIR", "/work/main/build"), "plugins", "market", ".libs")
+LUA_DIR = os.path.join(SRC_DIR, "tests", "plugins", "lua")
 T0 = "2026-01-01T10:00:00Z"
 
 
@@ -35,12 +36,16 @@ def uid(inst, who):
     return one(inst, "SELECT id FROM hl_users WHERE email = ?", "%s@example.org" % who)
 
 
-def setup(t):
+def setup(t, fees=False):
+    """The instance, its accounts and the data; with fees, the luafees test plugin adds 0,50 €
+    to every cart through market.cart.totals."""
     inst = Instance(name="Halle du marché")
-    inst.set(plugin_dirs=MARKET_DIR, password_cost="min", login_rate_limit="1000")
-    r = run(["plugin", "-c", inst.conf, "enable", "market"])
-    if not t.ok(r.returncode == 0, "the market plugin is enabled", r.stderr):
-        raise SystemExit(t.done())
+    inst.set(plugin_dirs="%s:%s" % (MARKET_DIR, LUA_DIR) if fees else MARKET_DIR, password_cost="min",
+             login_rate_limit="1000")
+    for name in ("market", "luafees") if fees else ("market",):
+        r = run(["plugin", "-c", inst.conf, "enable", name])
+        if not t.ok(r.returncode == 0, "the %s plugin is enabled" % name, r.stderr):
+            raise SystemExit(t.done())
     for who in ("alice", "bob", "paul", "rose", "marc"):
         r = run(["user", "-c", inst.conf, "add", "%s@example.org" % who, "--name", who.capitalize()],
                 env={"HALLE_USER_PASSWORD": PASSWORD})
@@ -286,7 +291,8 @@ def checkout(t, srv, inst, d):
     t.ok("Total Verger de Paul : 19,60 €" in re.sub(r"<[^>]+>", "", text), "the total of one producer", text[:3000])
     t.ok("Total Fournil de Rose : 3,90 €" in re.sub(r"<[^>]+>", "", text), "the total of the other")
     plain = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
-    t.ok(re.search(r"Total à payer 23,50 €", plain), "the grand total", plain[:3000])
+    t.ok(re.search(r"Produits \(TTC\) 23,50 € Frais de gestion 0,50 € Total à payer 24,00 €", plain),
+         "the products, the fee a plugin added through market.cart.totals, and the grand total", plain[:3000])
     t.ok(re.search(r"dont TVA 5,5 % \(sur 19,60 €\) 1,02 €", plain), "VAT 5,5 % included in 19,60 €: 1,02 €", plain)
     t.ok(re.search(r"dont TVA 20 % \(sur 3,90 €\) 0,65 €", plain), "VAT 20 % included in 3,90 €: 0,65 €", plain)
     t.ok(re.search(r"TVA totale incluse 1,67 €", plain), "the VAT in all")
@@ -357,7 +363,7 @@ def purge(t, srv, inst, d):
 
 def main():
     t = Tap()
-    inst, d = setup(t)
+    inst, d = setup(t, fees=True)
     cookie_declared(t, inst)
     with Server(inst, workers=2, tap=t) as srv:
         for fn in (shop, product_page, cart_visitor, cart_login, cart_signup, checkout, purge):
