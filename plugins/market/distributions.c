@@ -1,8 +1,8 @@
 /* Marketplace: distributions. The coordinators' pages (the list, upcoming and past; creating
  * one or a recurring series in one step; moving, cancelling; the group's order window and
  * minimum and maximum), the producers' answers (confirm with the catalogs offered, or
- * decline), the next distributions on the group's public page, a distribution's own page, and
- * the job that fires market.distribution.opened once per distribution when its orders open.
+ * decline), the next distributions on the group's public page (each links to its shop,
+ * GET /groups/SLUG/distributions/ID, in shop.c), and the job that fires market.distribution.opened once per distribution when its orders open.
  * Times are stored in UTC; the forms and pages speak the group's local time, Europe/Paris,
  * whose summer time rule (the EU's) is computed here: the plugin needs no tz database. */
 #include "plugins/market/market.h"
@@ -998,37 +998,6 @@ static int cancel_post(halle_request *r, void *ud)
     return mk_api->resp_redirect(r, url);
 }
 
-/* ---- a distribution's public page ---------------------------------------------------------------------------- */
-
-/* GET /groups/SLUG/distributions/ID: when and where, the window, the producers who confirmed
- * and their catalogs. The shop replaces this handler with the products' page (one function,
- * registered below). */
-static int distribution_show(halle_request *r, void *ud)
-{
-    (void)ud;
-    json_t *g = route_group(r);
-    if (!g)
-        return mk_error(r, 404, mk_api->tr(r, "Ce groupe n'existe pas."));
-    json_t *d = route_distribution(r, int_of(g, "id"));
-    if (!d) {
-        json_decref(g);
-        return not_found(r);
-    }
-    int64_t id = int_of(d, "id");
-    describe(r, d, str_of(g, "slug"));
-    json_t *producers = participants(r, id), *confirmed = json_array();
-    size_t i;
-    json_t *p;
-    json_array_foreach(producers, i, p) if (json_is_true(json_object_get(p, "confirmed"))) json_array_append(confirmed, p);
-    json_decref(producers);
-    int coord = mk_is_coordinator(r, int_of(g, "id"));
-    json_t *ctx = json_pack("{s:o, s:o, s:o, s:b, s:b}", "group", g, "distribution", d, "producers", confirmed,
-                            "has_producers", json_array_size(confirmed) > 0, "can_admin", coord);
-    int rc = mk_render(r, "market/distributions/show", ctx);
-    json_decref(ctx);
-    return rc;
-}
-
 /* ---- producers: invitations ------------------------------------------------------------------------------------ */
 
 static int64_t need_producer(halle_request *r)
@@ -1257,7 +1226,6 @@ int mk_distributions_register(halle_host *h, const halle_api *api)
         {HALLE_GET | HALLE_HEAD, SLUG "/distributions", list_get},
         {HALLE_POST, SLUG "/distributions/new", create_post},
         {HALLE_POST, SLUG "/distributions/settings", settings_post},
-        {HALLE_GET | HALLE_HEAD, DIST, distribution_show},
         {HALLE_GET | HALLE_HEAD, DIST "/edit", edit_get},
         {HALLE_POST, DIST "/edit", edit_post},
         {HALLE_POST, DIST "/cancel", cancel_post},

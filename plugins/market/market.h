@@ -30,6 +30,7 @@ json_t *mk_dist_upcoming(halle_request *r, int64_t gid, const char *slug);
  * UTC instant, and the local date of a UTC instant. */
 int64_t mk_paris_to_utc(int y, int m, int d, int minutes);
 void mk_paris_date(int64_t t, int *y, int *m, int *d);
+int mk_shop_register(halle_host *h, const halle_api *api);
 
 /* ---- helpers (market.c) ------------------------------------------------------------------ */
 
@@ -45,6 +46,9 @@ int mk_parse_vat(const char *s);
 /* The page number (?page=, 1-based, capped) and the search text (?q=, trimmed, may be ""). */
 int mk_page(halle_request *r);
 const char *mk_query(halle_request *r);
+/* The search text (?q=) in out: at most max bytes cut on a character boundary, trailing
+ * blanks dropped, "" when it is not text. */
+const char *mk_search_text(halle_request *r, char *out, size_t size, size_t max);
 /* Business time: the core's clock (HALLE_NOW in tests), as epoch seconds and as ISO text. */
 int64_t mk_time(void);
 const char *mk_now(char *buf, size_t len);
