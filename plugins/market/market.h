@@ -21,6 +21,8 @@ int mk_producers_register(halle_host *h, const halle_api *api);
 int mk_catalog_register(halle_host *h, const halle_api *api);
 int mk_api_register(halle_host *h, const halle_api *api);
 int mk_seed_register(halle_host *h, const halle_api *api);
+int mk_orders_register(halle_host *h, const halle_api *api);  /* orders.c */
+int mk_reports_register(halle_host *h, const halle_api *api); /* reports.c */
 
 /* ---- helpers (market.c) ------------------------------------------------------------------ */
 
