@@ -112,7 +112,7 @@ int mk_dist_load(int64_t id, mk_dist *d)
         add_part(d->place, sizeof d->place, town, ", ");
     }
     mk_api->db_done(st);
-    return rc == HALLE_DB_ROW ? 1 : rc < 0 ? -1 : 0;
+    return rc == HALLE_DB_ROW ? 1 : rc < 0 ? rc : 0;
 }
 
 int mk_dist_window(const mk_dist *d, const char *now)
@@ -421,7 +421,7 @@ static int load_product(int64_t did, line *l)
         l->line_cents = l->price_cents * l->count;
     }
     mk_api->db_done(st);
-    return rc == HALLE_DB_ROW ? 1 : rc < 0 ? -1 : 0;
+    return rc == HALLE_DB_ROW ? 1 : rc < 0 ? rc : 0;
 }
 
 static json_t *lines_json(const place_ctx *c)
@@ -469,13 +469,12 @@ static int run_validate(halle_host *h, place_ctx *c)
 /* Puts back the stock of the order's lines (a change, a cancellation). */
 static int give_back_stock(halle_host *h, int64_t oid)
 {
-    return mk_api->db_run(h,
-                          "UPDATE market_products SET stock = stock + (SELECT l.count FROM market_order_lines l "
-                          "WHERE l.order_id = ? AND l.product_id = market_products.id) "
-                          "WHERE stock IS NOT NULL AND id IN (SELECT product_id FROM market_order_lines WHERE order_id = ?)",
-                          "II", oid, oid) < 0
-               ? HALLE_ERROR
-               : HALLE_OK;
+    int rc = mk_api->db_run(h,
+                            "UPDATE market_products SET stock = stock + (SELECT l.count FROM market_order_lines l "
+                            "WHERE l.order_id = ? AND l.product_id = market_products.id) "
+                            "WHERE stock IS NOT NULL AND id IN (SELECT product_id FROM market_order_lines WHERE order_id = ?)",
+                            "II", oid, oid);
+    return rc < 0 ? rc : HALLE_OK;
 }
 
 /* The confirmation (or cancellation) mail, queued in the order's transaction. */
@@ -519,9 +518,9 @@ static int order_mail(halle_host *h, halle_request *r, const mk_dist *d, int64_t
     if (*d->place)
         mk_sb_printf(&b, "%s %s\n", mk_api->tr(r, "Lieu :"), d->place);
     mk_sb_printf(&b, "\n%s %s/orders/%lld\n", mk_api->tr(r, "Votre commande :"), mk_api->site_url(h), (long long)oid);
-    int rc = b.failed ? HALLE_ERROR : mk_api->mail(h, to, subject, b.p) > 0 ? HALLE_OK : HALLE_ERROR;
+    int64_t id = b.failed ? HALLE_ERROR : mk_api->mail(h, to, subject, b.p);
     mk_sb_free(&b);
-    return rc;
+    return id > 0 ? HALLE_OK : id < 0 ? (int)id : HALLE_ERROR;
 }
 
 /* The work done once per idempotency key, in the durable transaction. A refusal returns an
@@ -531,8 +530,9 @@ static int place_work(halle_host *h, void *ud, int *status, char **body)
     place_ctx *c = ud;
     char now[32], msg[600];
     mk_now(now, sizeof now);
-    if (mk_dist_load(c->d.id, &c->d) != 1)
-        return HALLE_ERROR;
+    int rc = mk_dist_load(c->d.id, &c->d);
+    if (rc != 1)
+        return rc < 0 ? rc : HALLE_ERROR;
     int w = mk_dist_window(&c->d, now);
     if (w != MK_WINDOW_OPEN) {
         window_message(c->r, &c->d, w, msg, sizeof msg);
@@ -541,9 +541,9 @@ static int place_work(halle_host *h, void *ud, int *status, char **body)
     }
     c->total = 0;
     for (size_t i = 0; i < c->n; i++) {
-        int rc = load_product(c->d.id, &c->lines[i]);
+        rc = load_product(c->d.id, &c->lines[i]);
         if (rc < 0)
-            return HALLE_ERROR;
+            return rc;
         if (!rc) {
             snprintf(msg, sizeof msg, mk_api->tr(c->r, "Un des articles demandés (n° %lld) n'est pas proposé dans cette distribution."),
                      (long long)c->lines[i].product_id);
@@ -568,34 +568,35 @@ static int place_work(halle_host *h, void *ud, int *status, char **body)
     }
     if (c->refused)
         return HALLE_ERROR;
-    if (run_validate(h, c) != HALLE_OK || c->refused)
-        return HALLE_ERROR;
+    if ((rc = run_validate(h, c)) != HALLE_OK || c->refused)
+        return rc < 0 ? rc : HALLE_ERROR;
     /* the one order of the member for the distribution: made, or taken (its row locked) */
     int64_t oid = 0;
-    if (mk_api->db_insert(h, &oid,
+    if ((rc = mk_api->db_insert(h, &oid,
                           "INSERT INTO market_orders (distribution_id, group_id, user_id, status, payment, total_cents, "
                           "placed_at, updated_at) VALUES (?, ?, ?, 'placed', 'at_pickup', 0, ?, ?) "
                           "ON CONFLICT (distribution_id, user_id) DO UPDATE SET updated_at = excluded.updated_at RETURNING id",
-                          "IIIss", c->d.id, c->d.group_id, c->uid, now, now) != HALLE_OK ||
+                          "IIIss", c->d.id, c->d.group_id, c->uid, now, now)) != HALLE_OK ||
         !oid)
-        return HALLE_ERROR;
+        return rc < 0 ? rc : HALLE_ERROR;
     halle_stmt *st = mk_api->db_query(h,
                                       "SELECT o.status, (SELECT count(*) FROM market_order_lines l WHERE l.order_id = o.id) "
                                       "FROM market_orders o WHERE o.id = ?",
                                       "I", oid);
     int placed_before = 0;
-    if (st && mk_api->db_step(st) == HALLE_DB_ROW) {
+    rc = st ? mk_api->db_step(st) : HALLE_ERROR;
+    if (rc == HALLE_DB_ROW) {
         const char *s = mk_api->db_col_text(st, 0);
         placed_before = s && !strcmp(s, "placed") && mk_api->db_col_int(st, 1) > 0;
     }
     mk_api->db_done(st);
-    if (!st)
-        return HALLE_ERROR;
+    if (rc != HALLE_DB_ROW)
+        return rc < 0 ? rc : HALLE_ERROR;
     c->changed = placed_before;
-    if (placed_before && give_back_stock(h, oid) != HALLE_OK)
-        return HALLE_ERROR;
-    if (mk_api->db_run(h, "DELETE FROM market_order_lines WHERE order_id = ?", "I", oid) < 0)
-        return HALLE_ERROR;
+    if (placed_before && (rc = give_back_stock(h, oid)) != HALLE_OK)
+        return rc;
+    if ((rc = mk_api->db_run(h, "DELETE FROM market_order_lines WHERE order_id = ?", "I", oid)) < 0)
+        return rc;
     for (size_t i = 0; i < c->n; i++) {
         line *l = &c->lines[i];
         /* the conditional update: a row comes back only when the stock was enough */
@@ -606,7 +607,7 @@ static int place_work(halle_host *h, void *ud, int *status, char **body)
         int n = st ? mk_api->db_step(st) : HALLE_ERROR;
         mk_api->db_done(st);
         if (n < 0)
-            return HALLE_ERROR;
+            return n;
         n = n == HALLE_DB_ROW;
         if (n == 0) {
             double left = 0;
@@ -624,29 +625,29 @@ static int place_work(halle_host *h, void *ud, int *status, char **body)
             refuse(c, msg);
             continue;
         }
-        if (mk_api->db_run(h,
+        if ((rc = mk_api->db_run(h,
                            "INSERT INTO market_order_lines (order_id, product_id, producer_id, name, unit, quantity, count, "
                            "price_cents, vat_rate_bp, line_cents) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            "IIIssdIIiI", oid, l->product_id, l->producer_id, l->name, l->unit, l->quantity,
-                           (int64_t)l->count, l->price_cents, l->vat_bp, l->line_cents) < 0)
-            return HALLE_ERROR;
+                           (int64_t)l->count, l->price_cents, l->vat_bp, l->line_cents)) < 0)
+            return rc;
     }
     if (c->refused)
         return HALLE_ERROR;
-    if (mk_api->db_run(h,
+    if ((rc = mk_api->db_run(h,
                        "UPDATE market_orders SET status = 'placed', total_cents = ?, updated_at = ?, cancelled_at = NULL "
                        "WHERE id = ?",
-                       "IsI", c->total, now, oid) < 0)
-        return HALLE_ERROR;
+                       "IsI", c->total, now, oid)) < 0)
+        return rc;
     /* the cart of this distribution has become the order */
-    if (mk_api->db_run(h,
+    if ((rc = mk_api->db_run(h,
                        "DELETE FROM market_cart_items WHERE cart_id IN (SELECT id FROM market_carts WHERE user_id = ? "
                        "AND distribution_id = ?)",
-                       "II", c->uid, c->d.id) < 0 ||
-        mk_api->db_run(h, "DELETE FROM market_carts WHERE user_id = ? AND distribution_id = ?", "II", c->uid, c->d.id) < 0)
-        return HALLE_ERROR;
-    if (order_mail(h, c->r, &c->d, oid, c->uid, 0) != HALLE_OK)
-        return HALLE_ERROR;
+                       "II", c->uid, c->d.id)) < 0 ||
+        (rc = mk_api->db_run(h, "DELETE FROM market_carts WHERE user_id = ? AND distribution_id = ?", "II", c->uid, c->d.id)) < 0)
+        return rc;
+    if ((rc = order_mail(h, c->r, &c->d, oid, c->uid, 0)) != HALLE_OK)
+        return rc;
     c->order_id = oid;
     char *out = malloc(96);
     if (!out)
@@ -812,8 +813,9 @@ static int cancel_tx(halle_host *h, void *ud)
     c->done = 0;
     c->msg[0] = '\0';
     mk_now(now, sizeof now);
-    if (mk_dist_load(c->d.id, &c->d) != 1)
-        return HALLE_ERROR;
+    int rc = mk_dist_load(c->d.id, &c->d);
+    if (rc != 1)
+        return rc < 0 ? rc : HALLE_ERROR;
     int w = mk_dist_window(&c->d, now);
     if (w != MK_WINDOW_OPEN) {
         window_message(c->r, &c->d, w, c->msg, sizeof c->msg);
@@ -826,12 +828,12 @@ static int cancel_tx(halle_host *h, void *ud)
     int n = st ? mk_api->db_step(st) : HALLE_ERROR;
     mk_api->db_done(st);
     if (n < 0)
-        return HALLE_ERROR;
+        return n;
     n = n == HALLE_DB_ROW;
     if (n == 0)
         return HALLE_OK; /* cancelled already */
-    if (give_back_stock(h, c->oid) != HALLE_OK || order_mail(h, c->r, &c->d, c->oid, c->uid, 1) != HALLE_OK)
-        return HALLE_ERROR;
+    if ((rc = give_back_stock(h, c->oid)) != HALLE_OK || (rc = order_mail(h, c->r, &c->d, c->oid, c->uid, 1)) != HALLE_OK)
+        return rc;
     c->done = 1;
     return HALLE_OK;
 }
@@ -1072,9 +1074,9 @@ static int mail_summary(halle_host *h, const mk_dist *d, const char *to, int64_t
     mk_dist_summary(&b, d, producer_id);
     mk_sb_printf(&b, "\nLe rapport à imprimer (liste d'émargement, quantités à apporter) :\n%s/groups/%s/distributions/%lld/report\n",
                  mk_api->site_url(h), d->slug, (long long)d->id);
-    int rc = b.failed ? HALLE_ERROR : mk_api->mail(h, to, subject, b.p) > 0 ? HALLE_OK : HALLE_ERROR;
+    int64_t id = b.failed ? HALLE_ERROR : mk_api->mail(h, to, subject, b.p);
     mk_sb_free(&b);
-    return rc;
+    return id > 0 ? HALLE_OK : id < 0 ? (int)id : HALLE_ERROR;
 }
 
 static int close_tx(halle_host *h, void *ud)
@@ -1088,7 +1090,7 @@ static int close_tx(halle_host *h, void *ud)
     int n = st ? mk_api->db_step(st) : HALLE_ERROR;
     mk_api->db_done(st);
     if (n != HALLE_DB_ROW)
-        return n < 0 ? HALLE_ERROR : HALLE_OK; /* closed by someone else */
+        return n < 0 ? n : HALLE_OK; /* closed by someone else */
     /* each confirmed producer: their part */
     st = mk_api->db_query(h,
                                       "SELECT pr.id, pr.user_id, pr.business_name FROM market_distribution_producers dp "
