@@ -21,13 +21,14 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Browser, Instance, Server, Tap, run  # noqa: E402
+from harness import SRC_DIR, Browser, Instance, Server, Tap, run  # noqa: E402
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
 PASSWORD = "Prune-2026"
 MARKET_DIR = os.environ.get("HALLE_MARKET_DIR") or os.path.join(
     os.environ.get("HALLE_BUILDDIR", "/work/main/build"), "plugins", "market", ".libs")
+LUA_DIR = os.path.join(SRC_DIR, "tests", "plugins", "lua")
 RACERS = 8
 
 
@@ -145,7 +146,9 @@ def setup(t, inst, srv):
             ("pain", "pierre", "Pain de campagne", "kg", 1, 450, 550, 10),
             ("oeufs", "pierre", "Œufs « plein air »", "piece", 6, 320, 550, None),
             ("last", "pierre", "Dernière tourte", "piece", 1, 900, 550, 1),
-            ("tomme", "paula", "Tomme; de chèvre", "kg", 0.5, 1250, 550, 5)):
+            ("tomme", "paula", "Tomme; de chèvre", "kg", 0.5, 1250, 550, 5),
+            ("knife", "pierre", "Couteau interdit", "piece", 1, 1500, 2000, None),
+            ("lamb", "pierre", "Agneau entier", "piece", 1, 60000, 550, None)):
         pid, cat = producers[who]
         inst.sql("INSERT INTO market_products (catalog_id, producer_id, name, unit, quantity, price_cents, vat_rate_bp, stock, "
                  "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", cat, pid, name, unit, qty, price, vat, stock,
@@ -211,6 +214,14 @@ def test_window_and_members(t, srv, inst, inbox, s):
     t.ok(st == 422 and "pas proposé" in page, "a product of a producer who declined is refused", (st, page[:300]))
     inst.sql("UPDATE market_distribution_producers SET status = 'confirmed' WHERE distribution_id = ? AND producer_id = ?",
              s["open"], s["producers"]["paula"][0])
+    # market.order.validate (the luaorders test plugin): refuses some lines with a message, or the whole order
+    st, h, page = place(bob, s, s["open"], {p["pain"]: 1, p["knife"]: 1})
+    t.ok(st == 422 and "« Couteau interdit » ne peut pas être commandé (plugin de test)." in refusals(page),
+         "market.order.validate refuses a line with the plugin's message", (st, refusals(page)))
+    st, h, page = place(bob, s, s["open"], {p["lamb"]: 1})
+    t.ok(st == 422 and "plus de 500 €" in refusals(page), "a validate callback that stops the chain refuses the order",
+         (st, refusals(page)))
+    t.eq((one(inst, "SELECT count(*) FROM market_orders"), stock(inst, p["pain"])), (0, 10), "nothing was kept")
     # the group's minimum
     inst.sql("UPDATE market_groups SET min_order_cents = 5000 WHERE id = ?", s["gid"])
     st, h, page = place(bob, s, s["open"], {p["pain"]: 1})
@@ -410,6 +421,12 @@ def test_closing(t, srv, inst, inbox, s):
          "nor cancelled", (st, page[:300]))
     st, h, page = bob.get("/orders/%d" % s["bob_order"])
     t.ok(st == 200 and "Modifier ma commande" not in page and "/cancel" not in page, "the page offers no change any more")
+    seen = inst.sql("SELECT hook, count(*) FROM luaorders_seen GROUP BY hook ORDER BY hook")
+    t.eq(seen, [("market.distribution.closed", 2), ("market.order.cancelled", 1), ("market.order.changed", 1),
+                ("market.order.placed", 3 + 1)],
+         "the actions reached a Lua plugin: placed (bob twice, carol once, the race's winner), changed, cancelled, closed")
+    t.eq(inst.sql("SELECT object_id, total_cents FROM luaorders_seen WHERE hook = 'market.order.changed'"),
+         [(s["bob_order"], 2250)], "with the order's id and total")
 
 
 def main():
@@ -417,12 +434,13 @@ def main():
     inbox = Inbox()
     inst = Instance(name="Halle des commandes")
     port = free_port()
-    inst.set(plugin_dirs=MARKET_DIR, password_cost="min", login_rate_limit="1000",
+    inst.set(plugin_dirs="%s:%s" % (MARKET_DIR, LUA_DIR), password_cost="min", login_rate_limit="1000",
              smtp_url="smtp://127.0.0.1:%d" % inbox.port, mail_interval=1, mail_from="halle <noreply@example.org>",
              base_url="http://127.0.0.1:%d" % port)
-    r = run(["plugin", "-c", inst.conf, "enable", "market"])
-    if not t.ok(r.returncode == 0, "the market plugin is enabled", r.stderr):
-        raise SystemExit(t.done())
+    for name in ("market", "luaorders"):
+        r = run(["plugin", "-c", inst.conf, "enable", name])
+        if not t.ok(r.returncode == 0, "the %s plugin is enabled" % name, r.stderr):
+            raise SystemExit(t.done())
     for who in ["alice", "bob", "carol", "dave", "pierre", "paula"] + ["m%d" % i for i in range(RACERS)]:
         r = run(["user", "-c", inst.conf, "add", "%s@example.org" % who, "--name", who.capitalize()],
                 env={"HALLE_USER_PASSWORD": PASSWORD})
