@@ -864,18 +864,35 @@ static int load_order(int64_t id, order_row *o)
     return rc == HALLE_DB_ROW ? 1 : rc < 0 ? -1 : 0;
 }
 
+/* The order of the route and its distribution when the user may see it (its member, or with
+ * coordinators_too the group's coordinators); otherwise answers (login, 500, 404) and 0. */
+static int route_order(halle_request *r, order_row *o, mk_dist *d, int coordinators_too)
+{
+    if (mk_need_login(r))
+        return 0;
+    int found = load_order(mk_id(mk_api->req_route_param(r, "id")), o);
+    if (found > 0 && mk_dist_load(o->distribution_id, d) != 1)
+        found = -1;
+    if (found < 0) {
+        mk_error(r, 500, NULL);
+        return 0;
+    }
+    if (!found || (o->user_id != mk_api->req_user(r) &&
+                   !(coordinators_too && mk_api->can_name(r, HALLE_ACT_VIEW, "market.group_orders", d->group_id)))) {
+        mk_error(r, 404, mk_api->tr(r, "Cette commande n'existe pas."));
+        return 0;
+    }
+    return 1;
+}
+
 /* POST /orders/ID/cancel */
 static int cancel_post(halle_request *r, void *ud)
 {
     (void)ud;
-    if (mk_need_login(r))
-        return HALLE_OK;
     order_row o;
-    int found = load_order(mk_id(mk_api->req_route_param(r, "id")), &o);
-    if (found < 0)
-        return mk_error(r, 500, NULL);
-    if (!found || o.user_id != mk_api->req_user(r))
-        return mk_error(r, 404, mk_api->tr(r, "Cette commande n'existe pas."));
+    mk_dist d;
+    if (!route_order(r, &o, &d, 0))
+        return HALLE_OK;
     cancel_ctx c;
     memset(&c, 0, sizeof c);
     c.r = r;
@@ -922,18 +939,11 @@ static void price_set(halle_request *r, json_t *o, const char *key, long long ce
 static int order_get(halle_request *r, void *ud)
 {
     (void)ud;
-    if (mk_need_login(r))
-        return HALLE_OK;
     order_row o;
-    int found = load_order(mk_id(mk_api->req_route_param(r, "id")), &o);
-    if (found < 0)
-        return mk_error(r, 500, NULL);
     mk_dist d;
-    if (found && mk_dist_load(o.distribution_id, &d) != 1)
-        return mk_error(r, 500, NULL);
-    int owner = found && o.user_id == mk_api->req_user(r);
-    if (!found || (!owner && !mk_api->can_name(r, HALLE_ACT_VIEW, "market.group_orders", d.group_id)))
-        return mk_error(r, 404, mk_api->tr(r, "Cette commande n'existe pas."));
+    if (!route_order(r, &o, &d, 1))
+        return HALLE_OK;
+    int owner = o.user_id == mk_api->req_user(r);
     const char *lang = mk_api->req_lang(r);
     char now[32];
     mk_now(now, sizeof now);

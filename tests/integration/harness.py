@@ -766,6 +766,53 @@ def wait_until(cond, timeout, step=0.05):
         time.sleep(step)
 
 
+def free_port():
+    """A free port on 127.0.0.1 (closed again: for a server started next)."""
+    s = socket.socket()
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Inbox:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self):
+        import email
+        import email.policy
+        import threading
+        from aiosmtpd.controller import Controller
+        self._parse = lambda data: email.message_from_bytes(data, policy=email.policy.default)
+        self.messages = []
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.controller = Controller(self, hostname=HOST, port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = self._parse(envelope.content)
+        with self.lock:
+            self.messages.append((envelope.rcpt_tos, msg))
+        return "250 OK"
+
+    def wait_for(self, to, subject_part, timeout=15, body_part=""):
+        """The first message to `to` whose subject (and body) hold the parts, taken out of the
+        inbox; None after timeout seconds."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                for rcpts, msg in self.messages:
+                    if to in rcpts and subject_part in str(msg["Subject"]) and body_part in msg.get_content():
+                        self.messages.remove((rcpts, msg))
+                        return msg
+            time.sleep(0.1)
+        return None
+
+    def stop(self):
+        self.controller.stop()
+
+
 def free_port_socket():
     """A listening socket on 127.0.0.1 with a kernel-chosen port (to make a port busy)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -8,22 +8,17 @@
 # freezing the orders and mailing the producer's and the coordinators' summaries; the
 # reports in HTML and CSV for coordinators and producers. Until the distributions pages land,
 # distributions are rows written by SQL here.
-import email
-import email.policy
 import html
 import os
 import re
 import secrets
-import socket
 import sys
 import threading
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SRC_DIR, Browser, Instance, Server, Tap, run  # noqa: E402
-
-from aiosmtpd.controller import Controller  # noqa: E402
+from harness import SRC_DIR, Browser, Inbox, Instance, Server, Tap, free_port, run  # noqa: E402
 
 PASSWORD = "Prune-2026"
 MARKET_DIR = os.environ.get("HALLE_MARKET_DIR") or os.path.join(
@@ -32,47 +27,8 @@ LUA_DIR = os.path.join(SRC_DIR, "tests", "plugins", "lua")
 RACERS = 8
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def iso(t):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-class Inbox:
-    """A real SMTP server on loopback that keeps what it receives."""
-
-    def __init__(self):
-        self.messages = []
-        self.lock = threading.Lock()
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    async def handle_DATA(self, server, session, envelope):
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append((envelope.rcpt_tos, msg))
-        return "250 OK"
-
-    def wait_for(self, to, subject_part, timeout=20, body_part=""):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with self.lock:
-                for rcpts, msg in self.messages:
-                    if to in rcpts and subject_part in str(msg["Subject"]) and body_part in msg.get_content():
-                        self.messages.remove((rcpts, msg))
-                        return msg
-            time.sleep(0.1)
-        return None
-
-    def stop(self):
-        self.controller.stop()
 
 
 def login(t, port, who):
