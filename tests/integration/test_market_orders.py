@@ -385,14 +385,14 @@ def test_closing(t, srv, inst, inbox, s):
          [(s["bob_order"], 2250)], "with the order's id and total")
 
 
-def main():
-    t = Tap()
-    inbox = Inbox()
+def make_instance(t, inbox=None, port=None):
+    """The instance: the market and the luaorders test plugin enabled, the accounts made."""
     inst = Instance(name="Halle des commandes")
-    port = free_port()
-    inst.set(plugin_dirs="%s:%s" % (MARKET_DIR, LUA_DIR), password_cost="min", login_rate_limit="1000",
-             smtp_url="smtp://127.0.0.1:%d" % inbox.port, mail_interval=1, mail_from="halle <noreply@example.org>",
-             base_url="http://127.0.0.1:%d" % port)
+    conf = dict(plugin_dirs="%s:%s" % (MARKET_DIR, LUA_DIR), password_cost="min", login_rate_limit="1000",
+                mail_from="halle <noreply@example.org>")
+    if inbox:
+        conf.update(smtp_url="smtp://127.0.0.1:%d" % inbox.port, mail_interval=1, base_url="http://127.0.0.1:%d" % port)
+    inst.set(**conf)
     for name in ("market", "luaorders"):
         r = run(["plugin", "-c", inst.conf, "enable", name])
         if not t.ok(r.returncode == 0, "the %s plugin is enabled" % name, r.stderr):
@@ -401,6 +401,14 @@ def main():
         r = run(["user", "-c", inst.conf, "add", "%s@example.org" % who, "--name", who.capitalize()],
                 env={"HALLE_USER_PASSWORD": PASSWORD})
         t.ok(r.returncode == 0, "user %s created" % who, r.stderr)
+    return inst
+
+
+def main():
+    t = Tap()
+    inbox = Inbox()
+    port = free_port()
+    inst = make_instance(t, inbox, port)
     srv = Server(inst, workers=2, tap=t, extra_args=["--listen", "127.0.0.1:%d" % port])
     try:
         srv.start()
