@@ -914,6 +914,62 @@ static int cancel_post(halle_request *r, void *ud)
     return mk_api->resp_redirect(r, url);
 }
 
+/* ---- changing: the order back into the cart --------------------------------------------------- */
+
+typedef struct edit_ctx {
+    int64_t oid, uid, did;
+} edit_ctx;
+
+static int edit_tx(halle_host *h, void *ud)
+{
+    edit_ctx *c = ud;
+    char now[32];
+    mk_now(now, sizeof now);
+    int64_t cart = 0;
+    int rc;
+    if ((rc = mk_api->db_run(h,
+                             "DELETE FROM market_cart_items WHERE cart_id IN (SELECT id FROM market_carts WHERE user_id = ? "
+                             "AND distribution_id = ?)",
+                             "II", c->uid, c->did)) < 0 ||
+        (rc = mk_api->db_run(h, "DELETE FROM market_carts WHERE user_id = ? AND distribution_id = ?", "II", c->uid, c->did)) < 0 ||
+        (rc = mk_api->db_insert(h, &cart,
+                                "INSERT INTO market_carts (key_hash, user_id, distribution_id, created_at, updated_at) "
+                                "VALUES (NULL, ?, ?, ?, ?) RETURNING id",
+                                "IIss", c->uid, c->did, now, now)) != HALLE_OK)
+        return rc < 0 ? rc : HALLE_ERROR;
+    rc = mk_api->db_run(h,
+                        "INSERT INTO market_cart_items (cart_id, product_id, count) SELECT ?, l.product_id, l.count "
+                        "FROM market_order_lines l JOIN market_products p ON p.id = l.product_id "
+                        "WHERE l.order_id = ? AND p.active = 1",
+                        "II", cart, c->oid);
+    return rc < 0 ? rc : HALLE_OK;
+}
+
+/* POST /orders/ID/edit: the order's lines become the member's cart again, and the checkout
+ * opens with them (the checkout sends the whole new order). */
+static int edit_post(halle_request *r, void *ud)
+{
+    (void)ud;
+    order_row o;
+    mk_dist d;
+    if (!route_order(r, &o, &d, 0))
+        return HALLE_OK;
+    char now[32], msg[600];
+    int w = mk_dist_window(&d, mk_now(now, sizeof now));
+    if (w != MK_WINDOW_OPEN) {
+        window_message(r, &d, w, msg, sizeof msg);
+        return refuse_one(r, 422, &d, msg);
+    }
+    edit_ctx c = {o.id, o.user_id, d.id};
+    if (mk_api->db_tx(mk_host, edit_tx, &c) != HALLE_OK) {
+        mk_api->log(mk_host, HALLE_LOG_ERROR, "edit: %s", mk_api->last_error(mk_host));
+        return mk_error(r, 500, NULL);
+    }
+    char url[200];
+    snprintf(url, sizeof url, "/groups/%s/distributions/%lld/checkout", d.slug, (long long)d.id);
+    return mk_api->resp_redirect(r, url);
+}
+
 /* ---- the confirmation page ------------------------------------------------------------------------ */
 
 static json_t *dist_json(halle_request *r, const mk_dist *d)
@@ -1214,6 +1270,7 @@ int mk_orders_register(halle_host *h, const halle_api *api)
     } routes[] = {
         {HALLE_POST, SLUG "/distributions/(?<id>\\d{1,18})/order", order_post},
         {HALLE_POST, "/orders/(?<id>\\d{1,18})/cancel", cancel_post},
+        {HALLE_POST, "/orders/(?<id>\\d{1,18})/edit", edit_post},
         {HALLE_GET, "/orders/(?<id>\\d{1,18})", order_get},
         {HALLE_GET, "/orders", orders_get},
     };

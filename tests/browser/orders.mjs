@@ -86,7 +86,7 @@ async function main() {
     const main = squash(await page.getByRole('main').innerText());
     check('the confirmation shows the lines, total and pickup place', /Votre commande est enregistrée/.test(main) &&
       /Pain de campagne/.test(main) && /Total : 9,00 €/.test(main) && /Salle des fêtes/.test(main), main.slice(0, 800));
-    check('it offers to change or cancel the order', await page.getByRole('link', { name: 'Modifier ma commande' }).isVisible() &&
+    check('it offers to change or cancel the order', await page.getByRole('button', { name: 'Modifier ma commande' }).isVisible() &&
       await page.getByRole('button', { name: 'Annuler ma commande' }).isVisible());
     await noSideways(page, 'confirmation');
     await page.screenshot({ path: path.join(cmd.artefacts, 'order-360.png'), fullPage: true });

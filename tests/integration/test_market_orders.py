@@ -225,6 +225,15 @@ def test_place_change_cancel(t, srv, inst, inbox, s):
     t.eq(st, 404, "another member cannot see the order")
     st, h, page = s["alice"].get("/orders/%d" % oid)
     t.eq(st, 200, "the group's coordinator can see it")
+    # "Modifier ma commande": the order's lines back into the cart, then the checkout
+    st, h, page = bob.submit("/orders/%d" % oid, "/orders/%d/edit" % oid, {})
+    t.ok(st == 303 and h.get("Location") == "/groups/%s/distributions/%d/checkout" % (s["slug"], s["open"]),
+         "changing the order opens the checkout", (st, h.get("Location")))
+    t.eq(sorted(inst.sql("SELECT i.product_id, i.count FROM market_cart_items i JOIN market_carts c ON c.id = i.cart_id "
+                         "WHERE c.user_id = ? AND c.distribution_id = ?", bob_id, s["open"])),
+         sorted([(p["pain"], 2), (p["tomme"], 1), (p["oeufs"], 3)]), "with the order's lines in the member's cart")
+    st, h, page = carol.submit("/orders", "/orders/%d/edit" % oid, {})
+    t.eq(st, 404, "another member cannot")
     # change: the whole new list; old stock given back first
     st, h, page = place(bob, s, s["open"], {p["pain"]: 5})
     t.ok(st == 303 and h.get("Location") == "/orders/%d" % oid, "ordering again changes the same order", (st, h.get("Location")))
