@@ -12,35 +12,12 @@
 // One JSON line per check on stdout ({"step", "ok", "detail"}), the last {"step": "end"}.
 // Screenshots: order-360.png, report-360.png, report-print.png (orders-failure-STEP.png when a
 // step fails).
-import { chromium } from 'playwright-core';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { CheckFailed, check, clickAndLoad, emit, launch, noSideways, short, squash } from './lib.mjs';
 
 const cmd = JSON.parse(process.argv[2] || '{}');
 const base = String(cmd.base || '').replace(/\/+$/, '');
-const t0 = Date.now();
-function emit(step, ok, detail) {
-  process.stdout.write(JSON.stringify({ step, ok: !!ok, detail: detail ?? null, ms: Date.now() - t0 }) + '\n');
-}
-class CheckFailed extends Error {}
-function check(step, cond, detail) {
-  emit(step, cond, detail);
-  if (!cond) throw new CheckFailed(step);
-}
-const short = (e) => String(e && e.message || e).replace(/\x1b\[[0-9;]*m/g, '').split('\n')
-  .map((l) => l.trim()).filter(Boolean).slice(0, 6).join(' | ');
-const squash = (s) => String(s || '').replace(/\s+/g, ' ').replace(/[\u00a0\u202f]/g, ' ').trim();
-
-async function noSideways(page, what) {
-  const w = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
-  check(`${what}: no sideways scrolling at 360 px`, w.scroll <= w.client, w);
-}
-
-async function clickAndLoad(page, locator) {
-  const loaded = page.waitForEvent('load');
-  await locator.click();
-  await loaded;
-}
 
 async function phone(browser, errors) {
   const context = await browser.newContext({ viewport: { width: 360, height: 740 }, locale: 'fr-FR', isMobile: true, hasTouch: true });
@@ -64,17 +41,8 @@ async function main() {
   const errors = [];
   let browser = null, page = null, current = 'launch';
   try {
-    try {
-      browser = await chromium.launch({
-        executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, timeout: 15000,
-        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-          '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      });
-    } catch (e) {
-      emit('launch', false, `chromium did not start: ${short(e)}`);
+    if (!(browser = await launch()))
       return;
-    }
-    emit('launch', true, `chromium ${browser.version()}`);
 
     current = 'member';
     page = await phone(browser, errors);

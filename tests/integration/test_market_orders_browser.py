@@ -4,19 +4,15 @@
 # header. No page scrolls sideways and no script error or CSP violation occurs. The data is
 # test_market_orders' (distributions by SQL). Screenshots order-360.png, report-360.png and
 # report-print.png go to $HALLE_BUILDDIR/tests/artefacts/. HALLE_SKIP_BROWSER=1 skips it.
-import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HALLE_BIN, SRC_DIR, Server, Tap  # noqa: E402
+from harness import HALLE_BIN, Server, Tap, browser_prerequisites, run_browser_script  # noqa: E402
 import test_market_orders as mo  # noqa: E402
 
-BROWSER_DIR = os.path.join(SRC_DIR, "tests", "browser")
 STEPS = ["launch", "the member logs in", "\"Commander\" lands on the confirmation",
          "the confirmation shows the lines, total and pickup place", "confirmation: no sideways scrolling at 360 px",
          "\"Mes commandes\" lists the upcoming pickup", "my orders: no sideways scrolling at 360 px",
@@ -29,16 +25,11 @@ def main():
         print("1..0 # SKIP browser tests disabled (HALLE_SKIP_BROWSER=1)")
         sys.exit(0)
     t = Tap()
-    chrome = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not (os.access(chrome, os.X_OK) and shutil.which("node")
-            and os.path.isfile(os.path.join(BROWSER_DIR, "node_modules", "playwright-core", "package.json"))):
-        t.ok(False, "chromium, node and playwright-core (npm ci in tests/browser) are installed")
-        t.done()
+    chrome = browser_prerequisites(t)
     build = os.environ.get("HALLE_BUILDDIR") or os.path.dirname(os.path.abspath(HALLE_BIN))
     artefacts = os.path.join(build, "tests", "artefacts")
     os.makedirs(artefacts, exist_ok=True)
     inst = mo.make_instance(t)
-    seen = []
     with Server(inst, workers=2, tap=t) as srv:
         s = mo.setup(t, inst, srv)
         now = mo.iso(time.time())
@@ -51,28 +42,7 @@ def main():
         command = {"base": "http://127.0.0.1:%d" % srv.port, "checkout": dist + "/checkout", "report": dist + "/report",
                    "member": {"email": "bob@example.org", "password": mo.PASSWORD},
                    "coordinator": {"email": "alice@example.org", "password": mo.PASSWORD}, "artefacts": artefacts}
-        env = dict(os.environ, CHROMIUM=chrome, TMPDIR=inst.path("."))
-        env.pop("DISPLAY", None)
-        try:
-            p = subprocess.run(["node", os.path.join(BROWSER_DIR, "orders.mjs"), json.dumps(command)], cwd=BROWSER_DIR,
-                               env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=90)
-            out, err, rc = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"), p.returncode
-        except subprocess.TimeoutExpired as e:
-            out, err, rc = (e.stdout or b"").decode("utf-8", "replace"), "timed out", None
-        for line in out.splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                t.comment("orders.mjs: " + line)
-                continue
-            seen.append(r.get("step"))
-            if r.get("step") != "end":
-                detail = r.get("detail")
-                t.ok(r.get("ok"), "browser: " + r.get("step", "?"),
-                     json.dumps(detail, ensure_ascii=False) if detail is not None else "")
-        t.ok(rc == 0, "orders.mjs exits with 0", "exit %r; stderr:\n%s" % (rc, err[-3000:]))
-        missing = [x for x in STEPS if x not in seen]
-        t.ok(not missing, "the browser went through every step", "not reached: %s" % missing)
+        run_browser_script(t, inst, chrome, "orders.mjs", command, STEPS)
         t.eq(mo.one(inst, "SELECT count(*) FROM market_orders WHERE user_id = ? AND status = 'placed'", bob), 1,
              "the order is in the database")
         t.eq(mo.one(inst, "SELECT count(*) FROM market_carts WHERE user_id = ?", bob), 0, "the cart was emptied")
