@@ -31,6 +31,8 @@ json_t *mk_dist_upcoming(halle_request *r, int64_t gid, const char *slug);
 int64_t mk_paris_to_utc(int y, int m, int d, int minutes);
 void mk_paris_date(int64_t t, int *y, int *m, int *d);
 int mk_shop_register(halle_host *h, const halle_api *api);
+int mk_orders_register(halle_host *h, const halle_api *api);  /* orders.c */
+int mk_reports_register(halle_host *h, const halle_api *api); /* reports.c */
 
 /* ---- helpers (market.c) ------------------------------------------------------------------ */
 
