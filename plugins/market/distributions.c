@@ -93,6 +93,21 @@ void mk_paris_date(int64_t t, int *y, int *m, int *d)
     civil_from_days(s >= 0 ? s / DAY : (s - DAY + 1) / DAY, y, m, d);
 }
 
+void mk_paris_iso(const char *iso, char *out, size_t len)
+{
+    int y, m, d, hh, mm, ss = 0;
+    if (!iso || sscanf(iso, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &m, &d, &hh, &mm, &ss) < 5 || m < 1 || m > 12 || d < 1 ||
+        d > 31 || hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60) {
+        snprintf(out, len, "%s", iso ? iso : "");
+        return;
+    }
+    int64_t t = days_from_civil(y, m, d) * DAY + hh * 3600 + mm * 60 + ss;
+    int64_t s = t + paris_offset(t);
+    int64_t days = s >= 0 ? s / DAY : (s - DAY + 1) / DAY, sec = s - days * DAY;
+    civil_from_days(days, &y, &m, &d);
+    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d", y, m, d, (int)(sec / 3600), (int)(sec % 3600 / 60), (int)(sec % 60));
+}
+
 typedef struct local_time {
     int y, m, d, hh, mm;
 } local_time;

@@ -30,6 +30,9 @@ json_t *mk_dist_upcoming(halle_request *r, int64_t gid, const char *slug);
  * UTC instant, and the local date of a UTC instant. */
 int64_t mk_paris_to_utc(int y, int m, int d, int minutes);
 void mk_paris_date(int64_t t, int *y, int *m, int *d);
+/* "2026-07-05T15:00:00Z" (a UTC instant, as stored) -> "2026-07-05T17:00:00", the same instant
+ * in Paris local time (no zone suffix); the text itself when it is not one. */
+void mk_paris_iso(const char *iso, char *out, size_t len);
 int mk_shop_register(halle_host *h, const halle_api *api);
 int mk_orders_register(halle_host *h, const halle_api *api);  /* orders.c */
 int mk_reports_register(halle_host *h, const halle_api *api); /* reports.c */

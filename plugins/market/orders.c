@@ -128,14 +128,15 @@ int mk_dist_window(const mk_dist *d, const char *now)
     return MK_WINDOW_OPEN;
 }
 
-void mk_when_text(const char *lang, const char *iso, char *out, size_t len)
+void mk_when_text(const char *lang, const char *utc, char *out, size_t len)
 {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
-    char day[96];
+    char day[96], iso[40];
     int hh = 0, mm = 0;
-    if (!iso || sscanf(iso, "%4d-%2d-%2dT%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &hh, &mm) != 5) {
-        copy(out, len, iso);
+    mk_paris_iso(utc, iso, sizeof iso); /* the group's local time */
+    if (!utc || sscanf(iso, "%4d-%2d-%2dT%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &hh, &mm) != 5) {
+        copy(out, len, utc);
         return;
     }
     tm.tm_year -= 1900;
@@ -143,7 +144,7 @@ void mk_when_text(const char *lang, const char *iso, char *out, size_t len)
     tm.tm_hour = 12;
     time_t t = timegm(&tm);
     if (t == (time_t)-1 || mk_api->format_date(lang, (int64_t)t, day, sizeof day) != HALLE_OK) {
-        copy(out, len, iso);
+        copy(out, len, utc);
         return;
     }
     snprintf(out, len, "%s, %02d:%02d", day, hh, mm);
@@ -257,6 +258,7 @@ typedef struct place_ctx {
     line *lines;
     size_t n;
     json_t *messages;  /* what refused the order, shown to the client */
+    json_t *adjustments; /* market.cart.totals: [{label, cents}] added to the lines' sum */
     int refused, replayed, changed;
     int64_t order_id, total;
 } place_ctx;
@@ -466,6 +468,58 @@ static int run_validate(halle_host *h, place_ctx *c)
     return HALLE_OK;
 }
 
+/* market.cart.totals, as the checkout page runs it (shop.c): callbacks append adjustments
+ * {label, cents} (fees positive, discounts negative); they are kept in c->adjustments and added
+ * to c->total, so that the order's total is the one the checkout showed. */
+static int run_totals(halle_host *h, place_ctx *c)
+{
+    json_t *order = json_array(), *by_rate = json_object();
+    if (!order || !by_rate) {
+        json_decref(order);
+        json_decref(by_rate);
+        return HALLE_ERROR;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        json_array_append_new(order, json_pack("{s:I, s:I}", "product_id", (json_int_t)c->lines[i].product_id, "count",
+                                               (json_int_t)c->lines[i].count));
+        char k[24];
+        snprintf(k, sizeof k, "%d", c->lines[i].vat_bp);
+        json_t *sum = json_object_get(by_rate, k);
+        json_object_set_new(by_rate, k, json_integer((sum ? json_integer_value(sum) : 0) + c->lines[i].line_cents));
+    }
+    long long vat = 0;
+    const char *k;
+    json_t *sum;
+    json_object_foreach(by_rate, k, sum) {
+        long long bp = atoi(k), amount = json_integer_value(sum);
+        vat += (amount * bp + (10000 + bp) / 2) / (10000 + bp);
+    }
+    json_decref(by_rate);
+    json_t *v = json_pack("{s:I, s:I, s:I, s:s, s:o, s:I, s:I, s:[], s:I}", "distribution_id", (json_int_t)c->d.id,
+                          "group_id", (json_int_t)c->d.group_id, "user_id", (json_int_t)c->uid, "currency", "EUR", "lines",
+                          order, "subtotal_cents", (json_int_t)c->total, "vat_cents", (json_int_t)vat, "adjustments",
+                          "total_cents", (json_int_t)c->total);
+    if (!v)
+        return HALLE_ERROR;
+    int rc = mk_api->run_filter(h, c->r, "market.cart.totals", &v);
+    if (rc < 0) {
+        json_decref(v);
+        return rc;
+    }
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(v, "adjustments"), i, a) {
+        json_t *cents = json_object_get(a, "cents");
+        const char *label = json_string_value(json_object_get(a, "label"));
+        if (!json_is_integer(cents) || !label) /* what the checkout skips too */
+            continue;
+        c->total += json_integer_value(cents);
+        json_array_append_new(c->adjustments, json_pack("{s:s, s:I}", "label", label, "cents", json_integer_value(cents)));
+    }
+    json_decref(v);
+    return HALLE_OK;
+}
+
 /* Puts back the stock of the order's lines (a change, a cancellation). */
 static int give_back_stock(halle_host *h, int64_t oid)
 {
@@ -478,7 +532,8 @@ static int give_back_stock(halle_host *h, int64_t oid)
 }
 
 /* The confirmation (or cancellation) mail, queued in the order's transaction. */
-static int order_mail(halle_host *h, halle_request *r, const mk_dist *d, int64_t oid, int64_t uid, int cancelled)
+static int order_mail(halle_host *h, halle_request *r, const mk_dist *d, int64_t oid, int64_t uid, int cancelled,
+                      const json_t *adjustments)
 {
     char to[320], when[128], subject[400], price[40];
     user_email(uid, to, sizeof to);
@@ -510,6 +565,14 @@ static int order_mail(halle_host *h, halle_request *r, const mk_dist *d, int64_t
             mk_sb_printf(&b, "- %s — %s : %s\n", label, mk_api->db_col_text(st, 5), price);
         }
         mk_api->db_done(st);
+        size_t i;
+        json_t *a;
+        json_array_foreach(adjustments, i, a) { /* market.cart.totals: fees, discounts */
+            long long cents = json_integer_value(json_object_get(a, "cents"));
+            mk_price_text(lang, cents, price, sizeof price);
+            total += cents;
+            mk_sb_printf(&b, "- %s : %s\n", json_string_value(json_object_get(a, "label")), price);
+        }
         mk_price_text(lang, total, price, sizeof price);
         mk_sb_printf(&b, "\n%s %s\n", mk_api->tr(r, "Total :"), price);
         mk_sb_printf(&b, "%s\n", mk_api->tr(r, "À régler lors du retrait, auprès des producteurs."));
@@ -570,6 +633,9 @@ static int place_work(halle_host *h, void *ud, int *status, char **body)
         return HALLE_ERROR;
     if ((rc = run_validate(h, c)) != HALLE_OK || c->refused)
         return rc < 0 ? rc : HALLE_ERROR;
+    json_array_clear(c->adjustments);
+    if ((rc = run_totals(h, c)) != HALLE_OK)
+        return rc;
     /* the one order of the member for the distribution: made, or taken (its row locked) */
     int64_t oid = 0;
     if ((rc = mk_api->db_insert(h, &oid,
@@ -646,7 +712,7 @@ static int place_work(halle_host *h, void *ud, int *status, char **body)
                        "II", c->uid, c->d.id)) < 0 ||
         (rc = mk_api->db_run(h, "DELETE FROM market_carts WHERE user_id = ? AND distribution_id = ?", "II", c->uid, c->d.id)) < 0)
         return rc;
-    if ((rc = order_mail(h, c->r, &c->d, oid, c->uid, 0)) != HALLE_OK)
+    if ((rc = order_mail(h, c->r, &c->d, oid, c->uid, 0, c->adjustments)) != HALLE_OK)
         return rc;
     c->order_id = oid;
     char *out = malloc(96);
@@ -758,9 +824,11 @@ static int order_post(halle_request *r, void *ud)
                           mk_api->tr(r, "Le formulaire de commande est incomplet : revenez à la page de validation et envoyez-le de nouveau."));
     copy(c.idem, sizeof c.idem, idem);
     c.messages = json_array();
+    c.adjustments = json_array();
     c.lines = calloc(ORDER_LINES_MAX, sizeof *c.lines);
-    if (!c.messages || !c.lines) {
+    if (!c.messages || !c.adjustments || !c.lines) {
         json_decref(c.messages);
+        json_decref(c.adjustments);
         free(c.lines);
         return mk_error(r, 500, NULL);
     }
@@ -792,6 +860,7 @@ static int order_post(halle_request *r, void *ud)
     }
 out:
     json_decref(c.messages);
+    json_decref(c.adjustments);
     free(c.lines);
     return rc;
 }
@@ -832,7 +901,7 @@ static int cancel_tx(halle_host *h, void *ud)
     n = n == HALLE_DB_ROW;
     if (n == 0)
         return HALLE_OK; /* cancelled already */
-    if ((rc = give_back_stock(h, c->oid)) != HALLE_OK || (rc = order_mail(h, c->r, &c->d, c->oid, c->uid, 1)) != HALLE_OK)
+    if ((rc = give_back_stock(h, c->oid)) != HALLE_OK || (rc = order_mail(h, c->r, &c->d, c->oid, c->uid, 1, NULL)) != HALLE_OK)
         return rc;
     c->done = 1;
     return HALLE_OK;
@@ -979,7 +1048,10 @@ static json_t *dist_json(halle_request *r, const mk_dist *d)
     mk_when_text(lang, d->starts_at, starts, sizeof starts);
     mk_when_text(lang, d->ends_at, ends, sizeof ends);
     mk_when_text(lang, d->closes_at, closes, sizeof closes);
-    const char *e = strchr(ends, ',') && !strncmp(d->starts_at, d->ends_at, 10) ? strrchr(ends, ',') + 2 : ends;
+    char ls[40], le[40];
+    mk_paris_iso(d->starts_at, ls, sizeof ls);
+    mk_paris_iso(d->ends_at, le, sizeof le);
+    const char *e = strchr(ends, ',') && !strncmp(ls, le, 10) ? strrchr(ends, ',') + 2 : ends;
     return json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)d->id, "starts", starts, "ends", e, "closes", closes,
                      "place", d->place);
 }
@@ -1038,6 +1110,16 @@ static int order_get(halle_request *r, void *ud)
     mk_api->db_done(st);
     if (cur)
         price_set(r, cur, "subtotal", sub);
+    /* the lines' sum: the rest of the total is what market.cart.totals added (fees, discounts) */
+    st = mk_api->db_query(mk_host, "SELECT COALESCE(sum(line_cents), 0) FROM market_order_lines WHERE order_id = ?", "I", o.id);
+    long long lines_sum = st && mk_api->db_step(st) == HALLE_DB_ROW ? mk_api->db_col_int(st, 0) : o.total;
+    mk_api->db_done(st);
+    json_t *adjustments = json_array();
+    if (o.total != lines_sum) {
+        json_t *a = json_pack("{s:s}", "label", mk_api->tr(r, "Frais et remises"));
+        price_set(r, a, "amount", o.total - lines_sum);
+        json_array_append_new(adjustments, a);
+    }
     int open = mk_dist_window(&d, now) == MK_WINDOW_OPEN;
     int placed = !strcmp(o.status, "placed");
     char checkout[200], placed_at[128];
@@ -1051,6 +1133,8 @@ static int order_get(halle_request *r, void *ud)
     json_t *ctx = json_pack("{s:o, s:o, s:{s:s, s:s}, s:o, s:b, s:b, s:s}", "order", order, "distribution", dist_json(r, &d),
                             "group", "slug", d.slug, "name", d.group_name, "producers", producers, "can_change",
                             owner && open, "can_cancel", owner && open && placed, "checkout", checkout);
+    json_object_set_new(ctx, "has_adjustments", json_boolean(json_array_size(adjustments) > 0));
+    json_object_set_new(ctx, "adjustments", adjustments);
     if (!strcmp(done, "cancelled"))
         mk_set_str(ctx, "notice", mk_api->tr(r, "Votre commande est annulée."));
     if (*d.theme)

@@ -22,8 +22,8 @@ int mk_dist_load(int64_t id, mk_dist *d);
 enum { MK_WINDOW_OPEN = 0, MK_WINDOW_NOT_YET, MK_WINDOW_CLOSED, MK_WINDOW_CANCELLED };
 int mk_dist_window(const mk_dist *d, const char *now);
 
-/* "2026-12-05T17:00:00Z" -> "samedi 5 décembre 2026, 17:00" in lang (NULL: French); the ISO
- * text itself when it is not one. */
+/* "2026-12-05T16:00:00Z" (UTC, as stored) -> "samedi 5 décembre 2026, 17:00" in the group's
+ * local time (Europe/Paris), in lang (NULL: French); the ISO text itself when it is not one. */
 void mk_when_text(const char *lang, const char *iso, char *out, size_t len);
 
 /* A growing text buffer (mails, CSV lines). p is NULL-free once sb_init ran; sb_free frees. */

@@ -239,13 +239,19 @@ static json_t *dist_json(halle_request *r, const dist *d)
     json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:b, s:b, s:b, s:b}", "id", (json_int_t)d->id, "url", base, "place",
                           d->place, "place_town", d->place_town, "open", d->open, "not_yet", d->not_yet, "over",
                           d->over, "cancelled", !strcmp(d->status, "cancelled"));
-    json_object_set_new(o, "date", mk_date_json(r, d->starts));
-    json_object_set_new(o, "from", time_json(d->starts));
-    json_object_set_new(o, "until", time_json(d->ends));
-    json_object_set_new(o, "opens_date", mk_date_json(r, d->opens));
-    json_object_set_new(o, "opens_time", time_json(d->opens));
-    json_object_set_new(o, "closes_date", mk_date_json(r, d->closes));
-    json_object_set_new(o, "closes_time", time_json(d->closes));
+    /* the group's local time (Europe/Paris), not the stored UTC */
+    char starts[40], ends[40], opens[40], closes[40];
+    mk_paris_iso(d->starts, starts, sizeof starts);
+    mk_paris_iso(d->ends, ends, sizeof ends);
+    mk_paris_iso(d->opens, opens, sizeof opens);
+    mk_paris_iso(d->closes, closes, sizeof closes);
+    json_object_set_new(o, "date", mk_date_json(r, starts));
+    json_object_set_new(o, "from", time_json(starts));
+    json_object_set_new(o, "until", time_json(ends));
+    json_object_set_new(o, "opens_date", mk_date_json(r, opens));
+    json_object_set_new(o, "opens_time", time_json(opens));
+    json_object_set_new(o, "closes_date", mk_date_json(r, closes));
+    json_object_set_new(o, "closes_time", time_json(closes));
     return o;
 }
 
