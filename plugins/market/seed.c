@@ -307,7 +307,7 @@ typedef struct seed {
     char stamp[32];
     int64_t client_ids[N(clients)];
     int64_t group_ids[N(groups)];
-    int users, places, memberships, products, catalogs, distributions;
+    int users, places, memberships, products, catalogs, distributions, orders;
     char why[256]; /* a failure that is not the database's */
 } seed;
 
@@ -455,8 +455,84 @@ static int seed_producer(seed *s, const demo_producer *p)
     return seed_products(s, p, producer, catalog);
 }
 
+/* The orders of a past distribution: each active member of the group ordered two to four of
+ * its products (chosen by their rank, so the demo is the same each time), placed the day after
+ * the window opened. The lines copy the products as an order does; the stock is left alone (it
+ * was the stock of that day, not today's), so the open distributions keep theirs. */
+static int seed_past_orders(seed *s, int64_t did, int64_t gid, const char *opens)
+{
+    halle_stmt *st = mk_api->db_query(mk_host,
+                                      "SELECT p.id, p.producer_id, p.name, p.unit, p.quantity, p.price_cents, p.vat_rate_bp "
+                                      "FROM market_products p JOIN market_distribution_catalogs dc ON dc.catalog_id = p.catalog_id "
+                                      "AND dc.distribution_id = ? JOIN market_distribution_producers dp ON "
+                                      "dp.distribution_id = dc.distribution_id AND dp.producer_id = p.producer_id AND "
+                                      "dp.status = 'confirmed' WHERE p.active = 1 ORDER BY p.id LIMIT 500",
+                                      "I", did);
+    json_t *products = st ? mk_api->rows_json(st) : NULL;
+    mk_api->db_done(st);
+    st = mk_api->db_query(mk_host, "SELECT user_id FROM market_members WHERE group_id = ? AND status = 'active' ORDER BY user_id",
+                          "I", gid);
+    json_t *active = st ? mk_api->rows_json(st) : NULL;
+    mk_api->db_done(st);
+    int rc = products && active ? HALLE_OK : HALLE_ERROR;
+    size_t n = json_array_size(products);
+    char placed[32];
+    int y, m, d, hh, mm, ss;
+    if (sscanf(opens, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &m, &d, &hh, &mm, &ss) == 6) {
+        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_hour = hh, .tm_min = mm, .tm_sec = ss};
+        iso_at(timegm(&tm) + DAY, placed, sizeof placed);
+    } else {
+        snprintf(placed, sizeof placed, "%s", s->stamp);
+    }
+    for (size_t j = 0; rc == HALLE_OK && n && j < json_array_size(active); j++) {
+        int64_t uid = (int64_t)json_integer_value(json_object_get(json_array_get(active, j), "user_id"));
+        int64_t oid = 0;
+        if (mk_api->db_insert(mk_host, &oid,
+                              "INSERT INTO market_orders (distribution_id, group_id, user_id, status, payment, total_cents, "
+                              "placed_at, updated_at) VALUES (?, ?, ?, 'placed', 'at_pickup', 0, ?, ?) RETURNING id",
+                              "IIIss", did, gid, uid, placed, placed) != HALLE_OK) {
+            rc = HALLE_ERROR;
+            break;
+        }
+        long long total = 0;
+        size_t lines = 2 + (j + (size_t)gid) % 3, used[4];
+        for (size_t k = 0; k < lines && k < n; k++) {
+            size_t at = (j * 7 + k * 13 + (size_t)gid * 3) % n;
+            int dup = 0;
+            for (size_t u = 0; u < k; u++)
+                dup |= used[u] == at;
+            used[k] = at;
+            if (dup)
+                continue;
+            json_t *p = json_array_get(products, at);
+            long long count = 1 + (long long)((j + k) % 3), price = json_integer_value(json_object_get(p, "price_cents"));
+            total += count * price;
+            if (mk_api->db_run(mk_host,
+                               "INSERT INTO market_order_lines (order_id, product_id, producer_id, name, unit, quantity, count, "
+                               "price_cents, vat_rate_bp, line_cents) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               "IIIssdIIiI", oid, (int64_t)json_integer_value(json_object_get(p, "id")),
+                               (int64_t)json_integer_value(json_object_get(p, "producer_id")),
+                               json_string_value(json_object_get(p, "name")), json_string_value(json_object_get(p, "unit")),
+                               json_number_value(json_object_get(p, "quantity")), (int64_t)count, (int64_t)price,
+                               (int)json_integer_value(json_object_get(p, "vat_rate_bp")), (int64_t)(count * price)) < 0) {
+                rc = HALLE_ERROR;
+                break;
+            }
+        }
+        if (rc == HALLE_OK &&
+            mk_api->db_run(mk_host, "UPDATE market_orders SET total_cents = ? WHERE id = ?", "II", (int64_t)total, oid) < 0)
+            rc = HALLE_ERROR;
+        if (rc == HALLE_OK)
+            s->orders++;
+    }
+    json_decref(products);
+    json_decref(active);
+    return rc;
+}
+
 /* Each group's distributions, relative to the day the demo is made: one open for orders now
- * (pickup in 2 days), two ahead (9 and 16 days), one past (5 days ago, closed), at the group's
+ * (pickup in 2 days), two ahead (9 and 16 days), one past (5 days ago, closed, with the members'
+ * orders: its reports show what a coordinator sees on distribution day), at the group's
  * first place with its default window; every accepted producer confirmed with the catalogs it
  * offers to the group. */
 static int seed_distributions(seed *s)
@@ -511,6 +587,8 @@ static int seed_distributions(seed *s)
                                "JOIN market_group_producers gp ON gp.group_id = cg.group_id AND gp.producer_id = c.producer_id "
                                "AND gp.status = 'accepted' WHERE cg.group_id = ?",
                                "II", id, gid) < 0)
+                return HALLE_ERROR;
+            if (past && seed_past_orders(s, id, gid, opens) != HALLE_OK)
                 return HALLE_ERROR;
             s->distributions++;
         }
@@ -574,6 +652,7 @@ static int cmd_seed_demo(halle_host *h, int argc, char **argv)
     printf("  %d catalogs, %d products, %d places, %d memberships (one pending, one on a waiting list)\n", s.catalogs,
            s.products, s.places, s.memberships);
     printf("  %d distributions: per group one open for orders now, two ahead, one past\n", s.distributions);
+    printf("  %d orders of the members in the past distributions (see their reports)\n", s.orders);
     printf("  %d accounts (%zu clients, 3 of them coordinators; %zu producers) at @demo.invalid, with no password:\n"
            "  nobody can log in with them; make real accounts with `halle user add`.\n",
            s.users, N(clients), N(producers));

@@ -571,6 +571,24 @@ def seed_demo(t):
         t.ok(bad == 0 and confirmed >= 4 and products > 0,
              "%s: its producers are confirmed with their catalogs: %d products to order now" % (slug, products),
              (bad, confirmed, products))
+        # the past one has the members' orders (its reports show a distribution day), the others none
+        orders = inst.sql("SELECT d.status, count(o.id), sum(o.total_cents) FROM market_distributions d JOIN market_orders o "
+                          "ON o.distribution_id = d.id WHERE d.group_id = ? GROUP BY d.status", gid)
+        active = inst.sql("SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'active'", gid)[0][0]
+        t.ok(len(orders) == 1 and orders[0][0] == "closed" and orders[0][1] == active and orders[0][2] > 0,
+             "%s: the past distribution has an order of each of its %d active members, none elsewhere" % (slug, active),
+             orders)
+        wrong = inst.sql("SELECT o.id FROM market_orders o JOIN market_order_lines l ON l.order_id = o.id "
+                         "JOIN market_distributions d ON d.id = o.distribution_id WHERE d.group_id = ? "
+                         "GROUP BY o.id, o.total_cents, o.placed_at, d.opens_at, d.closes_at "
+                         "HAVING o.total_cents <> sum(l.line_cents) OR count(*) < 2 OR o.placed_at < d.opens_at "
+                         "OR o.placed_at >= d.closes_at", gid)
+        t.eq(wrong, [], "%s: each order has lines adding up to its total, placed within the window" % slug)
+    t.eq(inst.sql("SELECT count(*) FROM market_products WHERE stock IS NOT NULL"), [(0,)],
+         "the past orders left the stock alone (the open distributions keep theirs)")
+    t.eq(inst.sql("SELECT count(*) FROM market_order_lines l JOIN market_products p ON p.id = l.product_id "
+                  "WHERE l.name <> p.name OR l.price_cents <> p.price_cents OR l.line_cents <> l.count * p.price_cents"),
+         [(0,)], "the lines copy the products' names and prices")
     starts = [r[0] for r in inst.sql("SELECT starts_at FROM market_distributions WHERE group_id = ? ORDER BY starts_at",
                                      groups[0][0])]
     t.ok(starts[1].endswith("T16:00:00Z") and starts[2].endswith("T15:00:00Z"),
