@@ -1,5 +1,5 @@
 /* Marketplace: the partners' read-only JSON API (/api/v1/groups, producers, catalogs,
- * products) and the bearer tokens operators issue and revoke (`halle market token ...` and
+ * products, a distribution's report) and the bearer tokens operators issue and revoke (`halle market token ...` and
  * /admin/market/tokens). Only a token's SHA-256 is stored; answers never hold personal data. */
 #include "plugins/market/market.h"
 #include "plugins/market/csvimport.h"
@@ -719,6 +719,181 @@ static int product_one(halle_request *r, void *ud)
     return found ? send_json(r, 200, p) : send_error(r, 404, "no such product");
 }
 
+/* ---- a distribution's report ------------------------------------------------------------------- */
+
+/* The placed orders' lines of distribution ? (and of producer ? when it is not 0). */
+#define REPORT_LINES                                                                                            \
+    " FROM market_order_lines l JOIN market_orders o ON o.id = l.order_id"                                      \
+    " JOIN market_producers pr ON pr.id = l.producer_id"                                                        \
+    " WHERE o.distribution_id = ? AND o.status = 'placed' AND (? = 0 OR l.producer_id = ?)"
+
+static long long report_count(const char *sql, int64_t did, int64_t pid)
+{
+    return count_rows(mk_api->db_query(mk_host, sql, "III", did, pid, pid));
+}
+
+/* By member: one item per order; members appear by their order's number only (no names: the
+ * API holds no personal data, and tokens have no scope yet). */
+static json_t *report_members(int64_t did, int64_t pid, const listq *l)
+{
+    halle_stmt *st = mk_api->db_query(mk_host,
+                                      "SELECT o.id, sum(l.count), sum(l.line_cents)" REPORT_LINES
+                                      " GROUP BY o.id ORDER BY o.id LIMIT ? OFFSET ?",
+                                      "IIIii", did, pid, pid, (int)l->per_page, (int)((l->page - 1) * l->per_page));
+    json_t *data = json_array();
+    while (data && st && mk_api->db_step(st) == HALLE_DB_ROW)
+        json_array_append_new(data, json_pack("{s:I, s:I, s:I, s:[]}", "order_id", (json_int_t)mk_api->db_col_int(st, 0), "items",
+                                              (json_int_t)mk_api->db_col_int(st, 1), "amount_cents",
+                                              (json_int_t)mk_api->db_col_int(st, 2), "lines"));
+    mk_api->db_done(st);
+    if (!st) {
+        json_decref(data);
+        return NULL;
+    }
+    size_t i;
+    json_t *o;
+    json_array_foreach(data, i, o) {
+        halle_stmt *ls = mk_api->db_query(mk_host,
+                                          "SELECT l.product_id, l.name, l.unit, l.quantity, l.count, l.price_cents, l.vat_rate_bp, "
+                                          "l.line_cents, pr.slug FROM market_order_lines l JOIN market_producers pr ON "
+                                          "pr.id = l.producer_id WHERE l.order_id = ? AND (? = 0 OR l.producer_id = ?) "
+                                          "ORDER BY l.name, l.product_id LIMIT 1000",
+                                          "III", (int64_t)json_integer_value(json_object_get(o, "order_id")), pid, pid);
+        json_t *lines = json_object_get(o, "lines");
+        while (ls && mk_api->db_step(ls) == HALLE_DB_ROW) {
+            char vat[16];
+            vat_text(mk_api->db_col_int(ls, 6), vat, sizeof vat);
+            json_array_append_new(lines, json_pack("{s:I, s:o, s:o, s:o, s:I, s:I, s:s, s:I, s:o}", "product_id",
+                                                   (json_int_t)mk_api->db_col_int(ls, 0), "name", col_str(ls, 1), "unit",
+                                                   col_str(ls, 2), "quantity", col_real(ls, 3), "count",
+                                                   (json_int_t)mk_api->db_col_int(ls, 4), "price_cents",
+                                                   (json_int_t)mk_api->db_col_int(ls, 5), "vat_rate", vat, "amount_cents",
+                                                   (json_int_t)mk_api->db_col_int(ls, 7), "producer", col_str(ls, 8)));
+        }
+        mk_api->db_done(ls);
+        if (!ls) {
+            json_decref(data);
+            return NULL;
+        }
+    }
+    return data;
+}
+
+/* By product: the quantities to bring. */
+static json_t *report_product_row(halle_stmt *st)
+{
+    double qty = mk_api->db_col_double(st, 3);
+    long long count = mk_api->db_col_int(st, 6);
+    return json_pack("{s:I, s:o, s:o, s:o, s:{s:o, s:o}, s:I, s:f, s:I}", "product_id", (json_int_t)mk_api->db_col_int(st, 0),
+                     "name", col_str(st, 1), "unit", col_str(st, 2), "quantity", col_real(st, 3), "producer", "slug",
+                     col_str(st, 4), "business_name", col_str(st, 5), "count", (json_int_t)count, "total_quantity",
+                     qty * (double)count, "amount_cents", (json_int_t)mk_api->db_col_int(st, 7));
+}
+
+static json_t *report_producer_row(halle_stmt *st)
+{
+    return json_pack("{s:{s:o, s:o}, s:I, s:I, s:I}", "producer", "slug", col_str(st, 0), "business_name", col_str(st, 1),
+                     "orders", (json_int_t)mk_api->db_col_int(st, 2), "items", (json_int_t)mk_api->db_col_int(st, 3),
+                     "amount_cents", (json_int_t)mk_api->db_col_int(st, 4));
+}
+
+/* {orders, items, amount_cents, vat: [{vat_rate, base_cents, vat_cents}]} */
+static json_t *report_totals(int64_t did, int64_t pid)
+{
+    json_t *vat = json_array();
+    long long amount = 0;
+    halle_stmt *st = mk_api->db_query(mk_host, "SELECT l.vat_rate_bp, sum(l.line_cents)" REPORT_LINES
+                                      " GROUP BY l.vat_rate_bp ORDER BY l.vat_rate_bp", "III", did, pid, pid);
+    while (vat && st && mk_api->db_step(st) == HALLE_DB_ROW) {
+        long long bp = mk_api->db_col_int(st, 0), cents = mk_api->db_col_int(st, 1);
+        char rate[16];
+        vat_text(bp, rate, sizeof rate);
+        json_array_append_new(vat, json_pack("{s:s, s:I, s:I}", "vat_rate", rate, "base_cents", (json_int_t)cents, "vat_cents",
+                                             (json_int_t)(cents - (cents * 10000 + (10000 + bp) / 2) / (10000 + bp))));
+        amount += cents;
+    }
+    mk_api->db_done(st);
+    long long orders = report_count("SELECT count(DISTINCT o.id)" REPORT_LINES, did, pid);
+    long long items = report_count("SELECT COALESCE(sum(l.count), 0)" REPORT_LINES, did, pid);
+    if (!st || !vat || orders < 0 || items < 0) {
+        json_decref(vat);
+        return NULL;
+    }
+    return json_pack("{s:I, s:I, s:I, s:o}", "orders", (json_int_t)orders, "items", (json_int_t)items, "amount_cents",
+                     (json_int_t)amount, "vat", vat);
+}
+
+/* GET /api/v1/distributions/ID/report?by=member|product|producer[&producer=SLUG]: the
+ * distribution's report as the coordinators see it (placed orders only), paginated. */
+static int distribution_report(halle_request *r, void *ud)
+{
+    (void)ud;
+    listq l;
+    if (!authorized(r) || !list_params(r, &l))
+        return HALLE_OK;
+    const char *by = mk_api->req_param(r, "by");
+    if (!by || !*by)
+        by = "member";
+    if (strcmp(by, "member") && strcmp(by, "product") && strcmp(by, "producer"))
+        return send_error(r, 400, "by must be member, product or producer");
+    int64_t pid = slug_filter(r, "producer", PRODUCER_BY_SLUG, "producer");
+    if (pid < 0)
+        return HALLE_OK;
+    int64_t did = route_id(r);
+    halle_stmt *st = mk_api->db_query(mk_host,
+                                      "SELECT d.id, d.status, d.starts_at, d.ends_at, d.opens_at, d.closes_at, g.slug, g.name, "
+                                      "p.name, p.postcode, p.town FROM market_distributions d JOIN market_groups g "
+                                      "ON g.id = d.group_id LEFT JOIN market_places p ON p.id = d.place_id WHERE d.id = ?",
+                                      "I", did);
+    int found = st && mk_api->db_step(st) == HALLE_DB_ROW;
+    json_t *dist = found ? json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:{s:o, s:o}, s:{s:o, s:o, s:o}}", "id",
+                                     (json_int_t)mk_api->db_col_int(st, 0), "status", col_str(st, 1), "starts_at",
+                                     col_str(st, 2), "ends_at", col_str(st, 3), "opens_at", col_str(st, 4), "closes_at",
+                                     col_str(st, 5), "group", "slug", col_str(st, 6), "name", col_str(st, 7), "place", "name",
+                                     col_str(st, 8), "postcode", col_str(st, 9), "town", col_str(st, 10))
+                         : NULL;
+    mk_api->db_done(st);
+    if (!st)
+        return send_json(r, 500, NULL);
+    if (!found)
+        return send_error(r, 404, "no such distribution");
+    long long total;
+    json_t *data;
+    int offset = (int)((l.page - 1) * l.per_page);
+    if (!strcmp(by, "member")) {
+        total = report_count("SELECT count(DISTINCT o.id)" REPORT_LINES, did, pid);
+        data = report_members(did, pid, &l);
+    } else if (!strcmp(by, "product")) {
+        total = report_count("SELECT count(*) FROM (SELECT l.product_id" REPORT_LINES
+                             " GROUP BY l.product_id, l.name, l.quantity, l.unit) x", did, pid);
+        data = rows_array(mk_api->db_query(mk_host,
+                                           "SELECT l.product_id, l.name, l.unit, l.quantity, pr.slug, pr.business_name, "
+                                           "sum(l.count), sum(l.line_cents)" REPORT_LINES
+                                           " GROUP BY l.product_id, l.name, l.unit, l.quantity, pr.slug, pr.business_name, "
+                                           "l.producer_id ORDER BY pr.business_name, l.producer_id, l.name, l.product_id "
+                                           "LIMIT ? OFFSET ?",
+                                           "IIIii", did, pid, pid, (int)l.per_page, offset),
+                          report_product_row);
+    } else {
+        total = report_count("SELECT count(DISTINCT l.producer_id)" REPORT_LINES, did, pid);
+        data = rows_array(mk_api->db_query(mk_host,
+                                           "SELECT pr.slug, pr.business_name, count(DISTINCT o.id), sum(l.count), "
+                                           "sum(l.line_cents)" REPORT_LINES
+                                           " GROUP BY pr.slug, pr.business_name, l.producer_id "
+                                           "ORDER BY pr.business_name, l.producer_id LIMIT ? OFFSET ?",
+                                           "IIIii", did, pid, pid, (int)l.per_page, offset),
+                          report_producer_row);
+    }
+    json_t *totals = report_totals(did, pid);
+    if (!dist || !data || !totals || total < 0) {
+        json_decref(dist), json_decref(data), json_decref(totals);
+        return send_json(r, 500, NULL);
+    }
+    return send_json(r, 200, json_pack("{s:o, s:s, s:o, s:o, s:i, s:i, s:I, s:s}", "distribution", dist, "by", by, "totals",
+                                       totals, "data", data, "page", (int)l.page, "per_page", (int)l.per_page, "total",
+                                       (json_int_t)total, "currency", "EUR"));
+}
+
 static int api_unknown(halle_request *r, void *ud)
 {
     (void)ud;
@@ -933,6 +1108,7 @@ int mk_api_register(halle_host *h, const halle_api *api)
         {HALLE_GET, "/api/v1/catalogs/(?<id>[0-9]{1,18})", catalog_one, HALLE_ROUTE_TOKEN_AUTH},
         {HALLE_GET, "/api/v1/products", products_list, HALLE_ROUTE_TOKEN_AUTH},
         {HALLE_GET, "/api/v1/products/(?<id>[0-9]{1,18})", product_one, HALLE_ROUTE_TOKEN_AUTH},
+        {HALLE_GET, "/api/v1/distributions/(?<id>[0-9]{1,18})/report", distribution_report, HALLE_ROUTE_TOKEN_AUTH},
         {HALLE_GET, "/api/v1(?:/.*)?", api_unknown, HALLE_ROUTE_TOKEN_AUTH},
         {HALLE_GET, TOKENS_PATH, tokens_get, 0},
         {HALLE_POST, TOKENS_PATH, tokens_post, 0},

@@ -3,7 +3,7 @@
 # group's local time (Europe/Paris), not UTC, across the summer-time change (a window opened in
 # winter time that closes in summer time); market.cart.totals adjustments (the luafees test
 # plugin's fee) are added to the order's total when it is placed, as the checkout shows them;
-# the distribution's reports as JSON through the partners' API (a token, rate limits).
+# the distribution's reports as JSON through the partners' API (a token, no personal data).
 # The business clock is fixed with HALLE_NOW (Saturday 27 March 2027, the eve of the change).
 import html
 import json
@@ -159,6 +159,55 @@ def test_fees(t, srv, inst, inbox, s):
          "the confirmation mail lists the fee and the total", body[:1500])
 
 
+def api(srv, path, token):
+    st, h, body = srv.request("GET", path, headers={"Authorization": "Bearer %s" % token} if token else {})
+    try:
+        return st, json.loads(body)
+    except ValueError:
+        return st, body
+
+
+def test_api_report(t, srv, inst, inbox, s):
+    """GET /api/v1/distributions/ID/report?by=member|product|producer, with a partner's token."""
+    r = run(["market", "-c", inst.conf, "token", "add", "Outil des coordinateurs"])
+    token = r.stdout.strip().splitlines()[-1].strip() if r.returncode == 0 else ""
+    t.ok(len(token) == 43, "a token is issued", r.stdout + r.stderr)
+    base = "/api/v1/distributions/%d/report" % s["spring"]
+    st, body = api(srv, base, None)
+    t.eq(st, 401, "without a token: 401")
+    st, body = api(srv, base, "x" * 43)
+    t.eq(st, 401, "with an unknown token: 401")
+    st, body = api(srv, base + "?by=member", token)
+    t.ok(st == 200 and body["by"] == "member" and body["total"] == 2 and len(body["data"]) == 2,
+         "by member: one item per placed order", body)
+    t.ok(body["distribution"]["starts_at"] == "2027-03-31T15:00:00Z" and body["distribution"]["group"]["slug"] == s["slug"],
+         "with the distribution (times in UTC, ISO 8601) and its group", body.get("distribution"))
+    bob = [o for o in body["data"] if o["order_id"] == s["bob_order"]]
+    t.ok(bob and bob[0]["amount_cents"] == 900 and bob[0]["items"] == 2 and bob[0]["lines"][0]["name"] == "Pain de campagne"
+         and bob[0]["lines"][0]["count"] == 2 and bob[0]["lines"][0]["vat_rate"] == "5.5",
+         "bob's order: its lines, counts and amounts in cents", bob)
+    t.ok("Bob" not in json.dumps(body) and "bob@" not in json.dumps(body), "no member's name or address (no personal data)")
+    t.eq(body["totals"], {"orders": 2, "items": 3, "amount_cents": 1220,
+                          "vat": [{"vat_rate": "5.5", "base_cents": 1220, "vat_cents": 64}]},
+         "the totals, with VAT per rate")
+    st, body = api(srv, base + "?by=product", token)
+    names = [(d["name"], d["count"], d["amount_cents"], d["producer"]["slug"]) for d in body.get("data", [])]
+    t.eq((st, sorted(names)), (200, [("Pain de campagne", 2, 900, "pierre"), ("Œufs plein air", 1, 320, "pierre")]),
+         "by product: the quantities to bring")
+    st, body = api(srv, base + "?by=producer", token)
+    t.ok(st == 200 and body["data"] == [{"producer": {"slug": "pierre", "business_name": "Ferme de Pierre"}, "orders": 2,
+                                          "items": 3, "amount_cents": 1220}], "by producer", body)
+    st, body = api(srv, base + "?by=product&per_page=1&page=2", token)
+    t.ok(st == 200 and body["total"] == 2 and len(body["data"]) == 1 and body["page"] == 2, "paginated like the other lists",
+         body)
+    st, body = api(srv, base + "?by=producer&producer=nobody", token)
+    t.eq(st, 404, "an unknown producer filter: 404")
+    st, body = api(srv, base + "?by=colour", token)
+    t.ok(st == 400 and "member, product or producer" in body["error"], "a wrong by: 400 saying what is allowed", body)
+    st, body = api(srv, "/api/v1/distributions/999999/report", token)
+    t.ok(st == 404 and body["error"] == "no such distribution", "an unknown distribution: 404", body)
+
+
 def test_closing_times(t, srv, inst, inbox, s):
     # the closing job's summaries, after the closing (Monday 29 March, 16:00 UTC)
     closing = 1806336000 + 60
@@ -199,6 +248,7 @@ def main():
         s = setup(t, inst, srv)
         t.run(test_local_times, srv, inst, inbox, s)
         t.run(test_fees, srv, inst, inbox, s)
+        t.run(test_api_report, srv, inst, inbox, s)
         t.run(test_closing_times, srv, inst, inbox, s)
         t.ok("AddressSanitizer" not in srv.stderr_text() and "runtime error" not in srv.stderr_text(),
              "the server logged no sanitizer report", srv.stderr_text()[-2000:])
