@@ -66,6 +66,29 @@ def place(b, s, dist, lines, idem=None):
     return b.request("POST", "/groups/%s/distributions/%d/order" % (s["slug"], dist), form=fields)
 
 
+def new_group(t, inst, b, name):
+    """b (logged in) creates an open group: (slug, id)."""
+    st, h, page = b.submit("/groups/new", "/groups/new", {
+        "name": name, "description": "Légumes.", "kind": "buying_group", "join_policy": "open",
+        "address": "1 place de la Halle", "postcode": "44000", "town": "Nantes"})
+    m = re.match(r"^/groups/([a-z0-9-]+)/admin", h.get("Location") or "")
+    t.ok(st == 303 and m, "the group %s is created" % name, (st, h.get("Location")))
+    slug = m.group(1) if m else ""
+    return slug, one(inst, "SELECT id FROM market_groups WHERE slug = ?", slug)
+
+
+def new_producer(inst, gid, now):
+    """pierre@example.org's farm, accepted by the group gid, with one catalog: (producer, catalog)."""
+    inst.sql("INSERT INTO market_producers (user_id, slug, business_name, siret, charter_version, charter_accepted_at, "
+             "created_at) VALUES (?, 'pierre', 'Ferme de Pierre', '73282932000074', '2021-11', ?, ?)", uid(inst, "pierre"),
+             now, now)
+    pid = one(inst, "SELECT id FROM market_producers WHERE slug = 'pierre'")
+    inst.sql("INSERT INTO market_group_producers (group_id, producer_id, status, requested_at) VALUES (?, ?, 'accepted', ?)",
+             gid, pid, now)
+    inst.sql("INSERT INTO market_catalogs (producer_id, name, created_at) VALUES (?, 'Catalogue', ?)", pid, now)
+    return pid, one(inst, "SELECT id FROM market_catalogs WHERE producer_id = ?", pid)
+
+
 def setup(t, inst, srv):
     s = {}
     alice = login(t, srv.port, "alice")

@@ -16,7 +16,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Inbox, Instance, Server, Tap, free_port, run  # noqa: E402
-from test_market_orders import LUA_DIR, MARKET_DIR, PASSWORD, iso, login, one, uid  # noqa: E402
+from test_market_orders import LUA_DIR, MARKET_DIR, PASSWORD, iso, login, new_group, new_producer, one, uid  # noqa: E402
 
 # Saturday 27 March 2027, 12:00 UTC (13:00 in Paris, winter time); summer time starts on Sunday
 # 28 March at 01:00 UTC.
@@ -30,13 +30,7 @@ def text(page):
 def setup(t, inst, srv):
     s = {}
     alice = login(t, srv.port, "alice")
-    st, h, page = alice.submit("/groups/new", "/groups/new", {
-        "name": "La Ruche de Printemps", "description": "Légumes.", "kind": "buying_group", "join_policy": "open",
-        "address": "1 place de la Halle", "postcode": "44000", "town": "Nantes"})
-    m = re.match(r"^/groups/([a-z0-9-]+)/admin", h.get("Location") or "")
-    t.ok(st == 303 and m, "alice creates the group", (st, h.get("Location")))
-    s["slug"] = slug = m.group(1)
-    s["gid"] = gid = one(inst, "SELECT id FROM market_groups WHERE slug = ?", slug)
+    s["slug"], s["gid"] = slug, gid = new_group(t, inst, alice, "La Ruche de Printemps")
     s["alice"] = alice
     for who in ("bob", "carol"):
         b = login(t, srv.port, who)
@@ -47,14 +41,7 @@ def setup(t, inst, srv):
     inst.sql("INSERT INTO market_places (group_id, name, address, postcode, town) VALUES (?, 'Salle des fêtes', "
              "'2 rue du Marché', '44000', 'Nantes')", gid)
     place_id = one(inst, "SELECT id FROM market_places WHERE group_id = ?", gid)
-    inst.sql("INSERT INTO market_producers (user_id, slug, business_name, siret, charter_version, charter_accepted_at, "
-             "created_at) VALUES (?, 'pierre', 'Ferme de Pierre', '73282932000074', '2021-11', ?, ?)", uid(inst, "pierre"),
-             now, now)
-    pid = one(inst, "SELECT id FROM market_producers WHERE slug = 'pierre'")
-    inst.sql("INSERT INTO market_group_producers (group_id, producer_id, status, requested_at) VALUES (?, ?, 'accepted', ?)",
-             gid, pid, now)
-    inst.sql("INSERT INTO market_catalogs (producer_id, name, created_at) VALUES (?, 'Catalogue', ?)", pid, now)
-    cat = one(inst, "SELECT id FROM market_catalogs WHERE producer_id = ?", pid)
+    pid, cat = new_producer(inst, gid, now)
     s["producer"] = pid
     products = {}
     for key, name, price, stock in (("pain", "Pain de campagne", 450, 10), ("oeufs", "Œufs plein air", 320, None)):
