@@ -67,6 +67,7 @@ struct pg_db {
     char *trusted_path; /* "SET search_path = public, hlp_...": the core sees plugins' tables */
     uint32_t setup[64]; /* policies whose role and grants this connection has made */
     int nsetup;
+    int role_lost;    /* reconnected under a plugin's role and could not take it again */
     unsigned pgen;
     char denial[256];
     int busy_ms;
@@ -299,6 +300,42 @@ static int refresh_path(pg_db *db, hl_err *err)
 
 /* ---------------------------------------------------------------- open / close */
 
+static int as_owner(pg_db *db, int on, hl_err *err);
+
+/* What every session starts with. Times are written by halle in UTC text; a lock waited on
+ * longer than the busy timeout is HL_EBUSY, as on SQLite. */
+static int session_setup(pg_db *db, hl_err *err)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SET TIME ZONE 'UTC'; SET client_min_messages = warning; SET lock_timeout = %d%s",
+             db->busy_ms, db->readonly ? "; SET default_transaction_read_only = on" : "");
+    int rc = run_simple(db, sql, err);
+    return rc == HL_OK ? refresh_path(db, err) : rc;
+}
+
+/* A connection lost between two statements (the server restarted, a proxy timed out) is
+ * opened again before the next one, outside a transaction: a transaction that lost its
+ * connection is gone, and its error reaches the caller. Server-side prepared statements are
+ * gone with the old session. */
+static void reconnect_if_lost(pg_db *db)
+{
+    if (PQstatus(db->conn) != CONNECTION_BAD || db->base.depth > 0)
+        return;
+    hl_log(HL_LOG_WARN, "postgresql: the connection was lost; connecting again");
+    PQreset(db->conn);
+    for (int i = 0; i < db->nnames; i++)
+        free(db->names[i].key);
+    db->nnames = 0;
+    db->nsetup = 0;
+    hl_err e;
+    if (PQstatus(db->conn) != CONNECTION_OK || session_setup(db, &e) != HL_OK)
+        hl_log(HL_LOG_ERROR, "postgresql: cannot connect again: %s", PQerrorMessage(db->conn));
+    /* a plugin's role in force must be in force again, or its SQL must not run at all */
+    else if (db->role && as_owner(db, 0, &e) != HL_OK)
+        db->role_lost = 1;
+}
+
 static hl_db *pg_open(const char *target, unsigned flags, hl_err *err)
 {
     pg_db *db = calloc(1, sizeof *db);
@@ -322,12 +359,8 @@ static hl_db *pg_open(const char *target, unsigned flags, hl_err *err)
     db->readonly = (flags & HL_DB_READONLY) != 0;
     /* Times are written by halle in UTC text; a lock waited on longer than the busy timeout is
      * HL_EBUSY, as on SQLite. */
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "SET TIME ZONE 'UTC'; SET client_min_messages = warning; SET lock_timeout = %d%s",
-             db->busy_ms, db->readonly ? "; SET default_transaction_read_only = on" : "");
     hl_err e;
-    if (run_simple(db, sql, &e) != HL_OK || refresh_path(db, &e) != HL_OK) {
+    if (session_setup(db, &e) != HL_OK) {
         hl_err_set(err, HL_EIO, "cannot set up the database connection: %s", e.msg);
         free(db->trusted_path);
         PQfinish(db->conn);
@@ -358,7 +391,6 @@ static int pg_step(hl_stmt *base, hl_err *err);
 static void pg_done(hl_stmt *base);
 static uint32_t hash_str(const char *s);
 static int check_plugin_sql(pg_db *db, const char *sql, hl_err *err);
-static int as_owner(pg_db *db, int on, hl_err *err);
 
 static int is_tx_control(const char *sql)
 {
@@ -679,6 +711,9 @@ static int in_tx(pg_db *db)
 static int run(pg_stmt *st, hl_err *err)
 {
     pg_db *db = st->db;
+    reconnect_if_lost(db);
+    if (db->role && db->role_lost)
+        return hl_err_set(err, HL_ERR, "the connection was lost under plugin %s's role", db->owner);
     int owner = db->role && st->internal;
     if (owner) {
         int rc = as_owner(db, 1, err);
@@ -686,6 +721,18 @@ static int run(pg_stmt *st, hl_err *err)
             return rc;
     }
     PGresult *r = execute(st, 0);
+    size_t n0;
+    const char *w0 = next_word(st->sql, &n0);
+    if (PQstatus(db->conn) == CONNECTION_BAD && db->base.depth == 0 && !owner &&
+        word_is(w0, n0, "SELECT")) {
+        /* found lost by this statement: a read is safe to send again (a write may have
+         * happened before the connection broke, so it is not) */
+        PQclear(r);
+        reconnect_if_lost(db);
+        if (db->role && db->role_lost)
+            return hl_err_set(err, HL_ERR, "the connection was lost under plugin %s's role", db->owner);
+        r = execute(st, 0);
+    }
     if (owner)
         as_owner(db, 0, NULL);
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -1242,6 +1289,7 @@ static int pg_set_policy(hl_db *base, const hl_db_policy *pol, hl_err *err)
     pg_db *db = PDB(base);
     db->pgen++;
     if (!pol) {
+        db->role_lost = 0;
         if (!db->role)
             return HL_OK;
         int rc = run_simple(db, "RESET ROLE; RESET statement_timeout", err);

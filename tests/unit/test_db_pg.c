@@ -391,6 +391,25 @@ static void test_policy(void **state)
     hl_db_close(other);
 }
 
+/* The server ends the session (a restart, an administrator): the next statement connects again. */
+static void test_reconnect(void **state)
+{
+    fx *f = *state;
+    NEED_PG(f);
+    hl_err err = {0};
+    assert_int_equal(hl_db_exec(f->db, "CREATE TABLE r (id INTEGER PRIMARY KEY, v TEXT)", &err), HL_OK);
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO r (v) VALUES (?)", "s", "kept"), 1);
+    int64_t pid = scalar(f->db, "SELECT pg_backend_pid()");
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)", (long long)pid);
+    assert_int_equal(admin_exec(sql), 0);
+    usleep(200 * 1000);
+    assert_int_equal(scalar(f->db, "SELECT COUNT(*) FROM r"), 1);
+    assert_true(scalar(f->db, "SELECT pg_backend_pid()") != pid);
+    /* prepared statements are made again on the new session */
+    assert_int_equal(hl_db_run(f->db, &err, "INSERT INTO r (v) VALUES (?)", "s", "new"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +419,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transactions_money, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
     };
     return cmocka_run_group_tests_name("db_pg", tests, NULL, NULL);
 }
