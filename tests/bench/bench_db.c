@@ -296,7 +296,7 @@ static hl_db *setup(const char *given, char *target, size_t tsize, hl_err *err)
         hl_db_done(st);
         if (n != 0) {
             if (n > 0)
-                hl_err_set(err, HL_EINVAL, "%s holds %lld tables: give an empty database", hl_db_path(db),
+                hl_err_set(err, HL_EINVAL, "%s is not empty (%lld tables): give an empty database", hl_db_path(db),
                            (long long)n);
             hl_db_close(db);
             return NULL;
