@@ -2,7 +2,7 @@
  * commits per second of hl_db_tx and hl_db_tx_durable, and of what an order will be (one durable
  * transaction: an idempotency key, a gapless number, an order row and its lines), in one process
  * and in several processes at once (fork), on SQLite files and on PostgreSQL side by side.
- * Usage: bench_db [-n TRANSACTIONS] [-p PROCESSES] TARGET...
+ * Usage: bench_db [-n TRANSACTIONS] [-p PROCESSES] [-r REPEATS] TARGET...
  *   TARGET: a folder (a fresh SQLite file is made in it, then removed: not a tmpfs, where fsync
  *   costs nothing), a SQLite file that does not exist yet, or the postgresql:// URI of an empty
  *   database (the benchmark's tables are created in it and dropped at the end). */
@@ -22,6 +22,7 @@
 #endif
 
 #define MAX_TARGETS 4
+#define MAX_REPEAT 15
 #define ORDER_LINES 3
 
 static const char SCHEMA_SQL[] =
@@ -123,7 +124,7 @@ static int order_tx(hl_db *db, void *ud, hl_err *err)
 }
 
 /* One process's share: count transactions; tells the parent how many were given up busy. */
-static int worker(const char *target, const bench_case *bc, int kase, int proc, long count,
+static int worker(const char *target, const bench_case *bc, int run, int proc, long count,
                   int ready_fd, int go_fd, int out_fd)
 {
     hl_err err = {0};
@@ -138,11 +139,11 @@ static int worker(const char *target, const bench_case *bc, int kase, int proc, 
         return 1;
     }
     char seller[64];
-    snprintf(seller, sizeof seller, "bench:c%d:%d", kase, bc->shared ? 0 : proc);
-    tx_ctx c = {.kase = kase, .seller = seller};
+    snprintf(seller, sizeof seller, "bench:r%d:%d", run, bc->shared ? 0 : proc);
+    tx_ctx c = {.kase = run, .seller = seller};
     long gave_up = 0;
     for (long i = 0; i < count; i++) {
-        snprintf(c.key, sizeof c.key, "c%d-p%d-%ld-%d", kase, proc, i, (int)getpid());
+        snprintf(c.key, sizeof c.key, "r%d-p%d-%ld-%d", run, proc, i, (int)getpid());
         int (*fn)(hl_db *, void *, hl_err *) = bc->order ? order_tx : plain_tx;
         int rc = bc->durable ? hl_db_tx_durable(db, fn, &c, &err) : hl_db_tx(db, fn, &c, &err);
         if (rc == HL_EBUSY) {
@@ -157,10 +158,10 @@ static int worker(const char *target, const bench_case *bc, int kase, int proc, 
     return write(out_fd, &gave_up, sizeof gave_up) == (ssize_t)sizeof gave_up ? 0 : 1;
 }
 
-/* Runs a case in procs processes, each with its own connection opened before the clock starts. */
-static int run_case(const char *target, int kase, int procs, long count, result *r)
+/* Runs a case in procs processes, each with its own connection opened before the clock starts;
+ * run numbers its rows and counters apart from the other runs'. */
+static int run_case(const char *target, const bench_case *bc, int run, int procs, long count, result *r)
 {
-    const bench_case *bc = &CASES[kase];
     int ready[2], go[2], out[2];
     pid_t pids[256];
     if (pipe(ready) || pipe(go) || pipe(out)) {
@@ -181,7 +182,7 @@ static int run_case(const char *target, int kase, int procs, long count, result 
             close(ready[0]);
             close(go[1]);
             close(out[0]);
-            _exit(worker(target, bc, kase, p, share, ready[1], go[0], out[1]));
+            _exit(worker(target, bc, run, p, share, ready[1], go[0], out[1]));
         }
         pids[started++] = pid;
     }
@@ -214,13 +215,13 @@ static int run_case(const char *target, int kase, int procs, long count, result 
 
 /* The numbers committed are what the storage contract promises: per seller exactly 1..N, and
  * every order has its lines. */
-static int check_case(hl_db *db, int kase, const result *r, hl_err *err)
+static int check_case(hl_db *db, const bench_case *bc, int run, const result *r, hl_err *err)
 {
     long orders = 0;
     hl_stmt *st = hl_db_query(db, err,
                               "SELECT seller, COUNT(*), COUNT(DISTINCT invoice), MIN(invoice), MAX(invoice) "
                               "FROM bench_orders WHERE kase = ? GROUP BY seller",
-                              "i", kase);
+                              "i", run);
     if (!st)
         return HL_ERR;
     int rc;
@@ -238,11 +239,11 @@ static int check_case(hl_db *db, int kase, const result *r, hl_err *err)
         return rc < 0 ? rc : HL_ERR;
     if (orders != r->done)
         return hl_err_set(err, HL_ERR, "%ld orders committed, %ld stored", r->done, orders);
-    if (CASES[kase].order) {
+    if (bc->order) {
         st = hl_db_query(db, err,
                          "SELECT COUNT(*) FROM bench_order_lines l JOIN bench_orders o ON o.id = l.order_id "
                          "WHERE o.kase = ?",
-                         "i", kase);
+                         "i", run);
         rc = st ? hl_db_step(st, err) : HL_ERR;
         int64_t lines = rc == HL_DB_ROW ? hl_db_col_int64(st, 0) : -1;
         hl_db_done(st);
@@ -354,7 +355,9 @@ static void describe(hl_db *db, const char *given, char *out, size_t size)
     hl_db_done(st);
 }
 
-static int bench_target(const char *given, int procs, long count, result *res, char *about, size_t asize)
+/* Every case repeat times, the repeats of a case apart in time (machine noise is uneven). */
+static int bench_target(const char *given, int procs, long count, int repeat, result res[][MAX_REPEAT],
+                        char *about, size_t asize)
 {
     char target[4096];
     hl_err err = {0};
@@ -366,58 +369,70 @@ static int bench_target(const char *given, int procs, long count, result *res, c
     describe(db, given, about, asize);
     result warm;
     /* warms the file and the caches, then starts the cases from nothing */
-    int failed = run_case(target, 0, 1, count / 5 + 1, &warm);
+    int failed = run_case(target, &CASES[0], 0, 1, count / 5 + 1, &warm);
     if (!failed && hl_db_exec(db, "DELETE FROM bench_orders; DELETE FROM hl_counters", &err) != HL_OK) {
         fprintf(stderr, "bench_db: %s\n", err.msg);
         failed = 1;
     }
-    for (int k = 0; k < NCASES && !failed; k++) {
-        failed = run_case(target, k, CASES[k].parallel ? procs : 1, count, &res[k]);
-        if (!failed && check_case(db, k, &res[k], &err) != HL_OK) {
-            fprintf(stderr, "bench_db: %s: %s\n", CASES[k].label, err.msg);
-            failed = 1;
+    for (int rep = 0; rep < repeat && !failed; rep++)
+        for (int k = 0; k < NCASES && !failed; k++) {
+            const bench_case *bc = &CASES[k];
+            int run = 1 + rep * NCASES + k;
+            failed = run_case(target, bc, run, bc->parallel ? procs : 1, count, &res[k][rep]);
+            if (!failed && check_case(db, bc, run, &res[k][rep], &err) != HL_OK) {
+                fprintf(stderr, "bench_db: %s: %s\n", bc->label, err.msg);
+                failed = 1;
+            }
         }
-    }
     teardown(db, target);
     return failed;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
 {
     long count = 500;
-    int procs = 4, opt;
-    while ((opt = getopt(argc, argv, "n:p:")) != -1) {
+    int procs = 4, repeat = 3, opt;
+    while ((opt = getopt(argc, argv, "n:p:r:")) != -1) {
         if (opt == 'n')
             count = atol(optarg);
         else if (opt == 'p')
             procs = atoi(optarg);
+        else if (opt == 'r')
+            repeat = atoi(optarg);
         else
             break;
     }
     int ntargets = argc - optind;
     if (opt == '?' || ntargets < 1 || ntargets > MAX_TARGETS || count < 1 || count > 10000000 || procs < 1 ||
-        procs > 256) {
-        fprintf(stderr, "usage: bench_db [-n TRANSACTIONS] [-p PROCESSES (1-256)] TARGET...\n"
-                        "  TARGET: a folder or a new SQLite file, or the postgresql:// URI of an empty database\n");
+        procs > 256 || repeat < 1 || repeat > MAX_REPEAT) {
+        fprintf(stderr, "usage: bench_db [-n TRANSACTIONS] [-p PROCESSES (1-256)] [-r REPEATS (1-%d)] TARGET...\n"
+                        "  TARGET: a folder or a new SQLite file, or the postgresql:// URI of an empty database\n",
+                MAX_REPEAT);
         return 2;
     }
-    static result res[MAX_TARGETS][NCASES];
+    static result res[MAX_TARGETS][NCASES][MAX_REPEAT];
     static char about[MAX_TARGETS][1024];
     for (int t = 0; t < ntargets; t++)
-        if (bench_target(argv[optind + t], procs, count, res[t], about[t], sizeof about[t]))
+        if (bench_target(argv[optind + t], procs, count, repeat, res[t], about[t], sizeof about[t]))
             return 1;
 
-    printf("== money transactions: %ld per case, P = %d processes at once; transactions per second\n"
-           "   (and mean time each took, in its process); an order = one durable transaction taking an\n"
+    printf("== money transactions: %ld per run, P = %d processes at once; transactions per second, the\n"
+           "   median of %d runs (lowest-highest); an order = one durable transaction taking an\n"
            "   idempotency key and an invoice number, inserting the order and %d lines\n",
-           count, procs, ORDER_LINES);
+           count, procs, repeat, ORDER_LINES);
     for (int t = 0; t < ntargets; t++)
         printf("   [%d] %s\n", t + 1, about[t]);
     printf("  %-36s", "");
     for (int t = 0; t < ntargets; t++) {
         char head[32];
         snprintf(head, sizeof head, "[%d] %.*s", t + 1, (int)strcspn(about[t], " :"), about[t]);
-        printf("  %21s", head);
+        printf("  %-24s", head);
     }
     printf("\n");
     for (int k = 0; k < NCASES; k++) {
@@ -430,21 +445,28 @@ int main(int argc, char **argv)
             snprintf(p, sizeof label - (size_t)(p - label), "%d%s", procs, rest);
         }
         printf("  %-36s", label);
+        long gave_up[MAX_TARGETS] = {0};
         for (int t = 0; t < ntargets; t++) {
-            const result *r = &res[t][k];
-            int n = CASES[k].parallel ? procs : 1;
+            double tps[MAX_REPEAT];
+            for (int rep = 0; rep < repeat; rep++) {
+                const result *r = &res[t][k][rep];
+                tps[rep] = r->seconds > 0 ? r->done / r->seconds : 0;
+                gave_up[t] += r->gave_up;
+            }
+            qsort(tps, (size_t)repeat, sizeof tps[0], cmp_double);
+            double median = repeat % 2 ? tps[repeat / 2] : (tps[repeat / 2 - 1] + tps[repeat / 2]) / 2;
             char cell[64];
-            if (r->done > 0)
-                snprintf(cell, sizeof cell, "%.0f/s (%.0f us)", r->done / r->seconds, r->seconds * 1e6 * n / r->done);
+            if (repeat > 1)
+                snprintf(cell, sizeof cell, "%.0f/s (%.0f-%.0f)", median, tps[0], tps[repeat - 1]);
             else
-                snprintf(cell, sizeof cell, "none committed");
-            printf("  %21s", cell);
+                snprintf(cell, sizeof cell, "%.0f/s", median);
+            printf("  %-24s", cell);
         }
         printf("\n");
         for (int t = 0; t < ntargets; t++)
-            if (res[t][k].gave_up)
+            if (gave_up[t])
                 printf("  %36s  [%d] %ld of %ld given up: still busy after hl_db_tx's 5 attempts\n", "", t + 1,
-                       res[t][k].gave_up, count);
+                       gave_up[t], count * repeat);
     }
     return 0;
 }
