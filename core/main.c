@@ -22,6 +22,7 @@
 #include "core/accounts.h"
 #include "core/host.h"
 #include "core/webauth.h"
+#include "core/sqlcli.h"
 
 #include <termios.h>
 #include <unistd.h>
@@ -58,6 +59,8 @@ static const char *usage_main =
     "  jobs list|run|tick [-c FILE] ...  scheduled and queued jobs\n"
     "  mail list|retry [-c FILE] ...     the outgoing mail queue and its dead letters\n"
     "  hooks list|register [-c FILE]     the hooks declared, or what plugins declare on them\n"
+    "  sql [-c FILE] [--archive] [--json] SQL [PARAM...]\n"
+    "                                    run one SQL statement on the instance database\n"
     "  help COMMAND                      describe a command\n"
     "\n"
     "Run 'halle COMMAND --help' for a command's options.\n";
@@ -842,6 +845,7 @@ static const struct {
     {"user", cmd_user, &usage_user},
     {"jobs", cmd_jobs, &usage_jobs},
     {"mail", cmd_mail, &usage_mail},
+    {"sql", hl_sqlcli_main, &hl_sqlcli_usage},
 };
 
 int main(int argc, char **argv)

@@ -521,8 +521,8 @@ static int product_new_post(halle_request *r, void *ud)
     if (mk_api->db_insert(mk_host, &new_id,
                           "INSERT INTO market_products (catalog_id, producer_id, ref, name, description, unit, quantity, "
                           "price_cents, vat_rate_bp, organic, category_id, stock, image, image_type, active, created_at, "
-                          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), CASE WHEN ? THEN ? END, "
-                          "CASE WHEN ? THEN ? END, CASE WHEN ? THEN ? END, ?, ?, ?) RETURNING id",
+                          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), CASE WHEN ? <> 0 THEN ? END, "
+                          "CASE WHEN ? <> 0 THEN ? END, CASE WHEN ? <> 0 THEN ? END, ?, ?, ?) RETURNING id",
                           "IIssssdIiiIidibisiss", c.id, c.producer_id, f.ref, f.name, f.description, f.unit, f.quantity,
                           (int64_t)f.price, f.vat, f.organic, f.category, f.has_stock, f.stock, f.image != NULL,
                           f.image ? f.image : "", f.image_len, f.image != NULL, f.image_type ? f.image_type : "", f.active,
@@ -622,9 +622,9 @@ static int product_post(halle_request *r, void *ud)
     if (mk_api->db_run(mk_host,
                        "UPDATE market_products SET ref = ?, name = ?, description = ?, unit = ?, quantity = ?, "
                        "price_cents = ?, vat_rate_bp = ?, organic = ?, category_id = NULLIF(?, 0), "
-                       "stock = CASE WHEN ? THEN ? END, active = ?, "
-                       "image = CASE WHEN ? THEN (CASE WHEN ? THEN ? END) ELSE image END, "
-                       "image_type = CASE WHEN ? THEN (CASE WHEN ? THEN ? END) ELSE image_type END, "
+                       "stock = CASE WHEN ? <> 0 THEN ? END, active = ?, "
+                       "image = CASE WHEN ? <> 0 THEN (CASE WHEN ? <> 0 THEN ? END) ELSE image END, "
+                       "image_type = CASE WHEN ? <> 0 THEN (CASE WHEN ? <> 0 THEN ? END) ELSE image_type END, "
                        "updated_at = ? WHERE id = ?",
                        "ssssdIiiIidiiibiissI", f.ref, f.name, f.description, f.unit, f.quantity, (int64_t)f.price, f.vat,
                        f.organic, f.category, f.has_stock, f.stock, f.active, set_image, f.image != NULL,
@@ -657,9 +657,8 @@ static int product_image(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t pid = mk_id(mk_api->req_route_param(r, "pid"));
-    /* length() gives the blob's bytes: the API reads columns as text, which holds them all */
     halle_stmt *st = mk_api->db_query(mk_host,
-                                      "SELECT p.image_type, length(p.image), p.image, p.active AND c.active, u.user_id "
+                                      "SELECT p.image_type, p.image, p.active <> 0 AND c.active <> 0, u.user_id "
                                       "FROM market_products p JOIN market_catalogs c ON c.id = p.catalog_id "
                                       "JOIN market_producers u ON u.id = p.producer_id WHERE p.id = ? AND p.image IS NOT NULL",
                                       "I", pid);
@@ -667,17 +666,18 @@ static int product_image(halle_request *r, void *ud)
         mk_api->db_done(st);
         return mk_error(r, 404, mk_api->tr(r, "Ce produit n'a pas d'image."));
     }
+    /* as a blob: on PostgreSQL the text of a bytea is its hex escape */
     const char *type = mk_api->db_col_text(st, 0);
-    int64_t len = mk_api->db_col_int(st, 1);
-    const char *data = mk_api->db_col_text(st, 2);
-    int visible = mk_api->db_col_int(st, 3) || mk_api->can_name(r, HALLE_ACT_EDIT, "market.catalog", mk_api->db_col_int(st, 4));
+    const void *data = mk_api->db_col_blob(st, 1);
+    size_t len = mk_api->db_col_bytes(st, 1);
+    int visible = mk_api->db_col_int(st, 2) || mk_api->can_name(r, HALLE_ACT_EDIT, "market.catalog", mk_api->db_col_int(st, 3));
     int rc;
-    if (!visible || !type || !data || len <= 0) {
+    if (!visible || !type || !data || len == 0) {
         rc = mk_error(r, 404, mk_api->tr(r, "Ce produit n'a pas d'image."));
     } else {
         mk_api->resp_header(r, "Content-Type", type);
         mk_api->resp_header(r, "Cache-Control", "public, max-age=300");
-        rc = mk_api->resp_write(r, data, (size_t)len) == HALLE_OK ? HALLE_OK : HALLE_ERROR;
+        rc = mk_api->resp_write(r, data, len) == HALLE_OK ? HALLE_OK : HALLE_ERROR;
     }
     mk_api->db_done(st);
     return rc;
@@ -764,12 +764,12 @@ static int import_tx(halle_host *h, void *ud)
         if (p->existing_id) {
             rc = mk_api->db_run(h,
                                 "UPDATE market_products SET name = ?, price_cents = ?, vat_rate_bp = ?, "
-                                "description = CASE WHEN ? THEN ? ELSE description END, "
-                                "unit = CASE WHEN ? THEN ? ELSE unit END, "
-                                "quantity = CASE WHEN ? THEN ? ELSE quantity END, "
-                                "organic = CASE WHEN ? THEN ? ELSE organic END, "
-                                "category_id = CASE WHEN ? THEN NULLIF(?, 0) ELSE category_id END, "
-                                "stock = CASE WHEN ? THEN (CASE WHEN ? THEN ? END) ELSE stock END, "
+                                "description = CASE WHEN ? <> 0 THEN ? ELSE description END, "
+                                "unit = CASE WHEN ? <> 0 THEN ? ELSE unit END, "
+                                "quantity = CASE WHEN ? <> 0 THEN ? ELSE quantity END, "
+                                "organic = CASE WHEN ? <> 0 THEN ? ELSE organic END, "
+                                "category_id = CASE WHEN ? <> 0 THEN NULLIF(?, 0) ELSE category_id END, "
+                                "stock = CASE WHEN ? <> 0 THEN (CASE WHEN ? <> 0 THEN ? END) ELSE stock END, "
                                 "updated_at = ? WHERE id = ?",
                                 "sIiisisidiiiIiidsI", p->name, (int64_t)p->price_cents, p->vat_bp, has[MK_COL_DESC],
                                 p->description, has[MK_COL_UNIT], p->unit, has[MK_COL_QTY], p->quantity, has[MK_COL_ORGANIC],
@@ -780,7 +780,7 @@ static int import_tx(halle_host *h, void *ud)
             rc = mk_api->db_run(h,
                                 "INSERT INTO market_products (catalog_id, producer_id, ref, name, description, unit, quantity, "
                                 "price_cents, vat_rate_bp, organic, category_id, stock, created_at, updated_at) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), CASE WHEN ? THEN ? END, ?, ?)",
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), CASE WHEN ? <> 0 THEN ? END, ?, ?)",
                                 "IIssssdIiiIidss", j->catalog_id, j->producer_id, p->ref, p->name, p->description, p->unit,
                                 p->quantity, (int64_t)p->price_cents, p->vat_bp, p->organic, p->category_id, p->has_stock,
                                 p->stock, j->now, j->now);

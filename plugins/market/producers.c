@@ -501,23 +501,22 @@ static int photo_get(halle_request *r, void *ud)
 {
     (void)ud;
     int64_t id = mk_id(mk_api->req_route_param(r, "id"));
-    /* The API reads columns as text: length() gives the bytes of the blob, which the text
-     * pointer holds in full. */
     halle_stmt *st = mk_api->db_query(mk_host,
-                                      "SELECT ph.content_type, length(ph.data), ph.data FROM market_producer_photos ph "
+                                      "SELECT ph.content_type, ph.data FROM market_producer_photos ph "
                                       "JOIN market_producers p ON p.id = ph.producer_id WHERE p.slug = ? AND ph.id = ?",
                                       "sI", mk_api->req_route_param(r, "slug"), id);
     if (!st || mk_api->db_step(st) != HALLE_DB_ROW) {
         mk_api->db_done(st);
         return mk_error(r, 404, mk_api->tr(r, "Cette photo n'existe pas."));
     }
+    /* as a blob: on PostgreSQL the text of a bytea is its hex escape */
     const char *type = mk_api->db_col_text(st, 0);
-    int64_t len = mk_api->db_col_int(st, 1);
-    const char *data = mk_api->db_col_text(st, 2);
+    const void *data = mk_api->db_col_blob(st, 1);
+    size_t len = mk_api->db_col_bytes(st, 1);
     if (type && data && len > 0) {
         mk_api->resp_header(r, "Content-Type", type);
         mk_api->resp_header(r, "Cache-Control", "public, max-age=3600");
-        mk_api->resp_write(r, data, (size_t)len);
+        mk_api->resp_write(r, data, len);
     }
     mk_api->db_done(st);
     return HALLE_OK;

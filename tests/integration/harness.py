@@ -1,8 +1,11 @@
 # Shared helpers for the integration tests: a small TAP reporter, halle instances in temporary
-# folders, real `halle serve` processes on 127.0.0.1 (always stopped, even when a test fails),
-# and raw-socket / worker-pid helpers. Python 3 standard library only.
+# folders on SQLite or PostgreSQL (HALLE_TEST_BACKEND, HALLE_TEST_PG) whose data the tests reach
+# through `halle sql`, real `halle serve` processes on 127.0.0.1 (always stopped, even when a
+# test fails), and raw-socket / worker-pid helpers. Python 3 standard library only.
 import atexit
+import decimal
 import html
+import json
 import http.client
 import urllib.parse
 import os
@@ -23,6 +26,15 @@ SRC_DIR = os.environ.get("HALLE_SRCDIR") or SHARE_DIR
 os.environ["HALLE_SHARE_DIR"] = SHARE_DIR  # every child process sees it
 
 HOST = "127.0.0.1"
+
+# The storage backend the tests run on: sqlite (files in the instance folder) or postgresql
+# (fresh databases in the cluster HALLE_TEST_PG names, a superuser URI such as
+# postgresql://postgres@127.0.0.1:PORT/postgres; scripts/test starts a private one).
+BACKEND = os.environ.get("HALLE_TEST_BACKEND") or "sqlite"
+if BACKEND not in ("sqlite", "postgresql"):
+    raise SystemExit("HALLE_TEST_BACKEND must be sqlite or postgresql, not %r" % BACKEND)
+PG_ADMIN = os.environ.get("HALLE_TEST_PG") or ""
+ON_PG = BACKEND == "postgresql"
 
 
 # ---- TAP ---------------------------------------------------------------------------------
@@ -54,6 +66,20 @@ class Tap:
             self.comment(diag)
         sys.stdout.flush()
         return good
+
+    def skip(self, name, reason):
+        """A check that does not apply here: 'ok N - name # SKIP reason' (counted as skipped)."""
+        self.n += 1
+        print("ok %d - %s # SKIP %s" % (self.n, self._clean(name), self._clean(reason)))
+        sys.stdout.flush()
+
+    def sqlite_only(self, name, why):
+        """True on SQLite. On PostgreSQL reports name as skipped (why: what the check is about,
+        e.g. 'the SQLite file's mode') and returns False: `if t.sqlite_only(...): ...`."""
+        if not ON_PG:
+            return True
+        self.skip(name, "SQLite only: " + why)
+        return False
 
     def eq(self, got, want, name):
         return self.ok(got == want, name, "got:  %r\nwant: %r" % (got, want))
@@ -148,25 +174,186 @@ def _cleanup_tempdirs():
         shutil.rmtree(d, ignore_errors=True)
 
 
+class SQLError(RuntimeError):
+    """`halle sql` failed: the message is its stderr."""
+
+
+def sql_param(v):
+    """A Python value as a `halle sql` PARAM (see `halle sql --help`)."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float) and v == v and abs(v) != float("inf"):
+        r = repr(v) if "e" not in repr(v) else format(decimal.Decimal(v), "f")
+        return r if "." in r else r + ".0"
+    if isinstance(v, str):
+        return ":" + v
+    raise TypeError("halle sql takes int, float, str, bool or None parameters, not %r" % (v,))
+
+
+class SQLCursor:
+    def __init__(self, result):
+        self.rows = result if isinstance(result, list) else []
+        self.rowcount = -1 if isinstance(result, list) or result is None else result
+
+    def fetchone(self):
+        return self.rows.pop(0) if self.rows else None
+
+    def fetchall(self):
+        rows, self.rows = self.rows, []
+        return rows
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+
+class SQLConnection:
+    """See Instance.connect."""
+
+    def __init__(self, inst, archive=False):
+        self.inst = inst
+        self.archive = archive
+
+    def execute(self, query, params=()):
+        return SQLCursor(self.inst.sql(query, *params, archive=self.archive))
+
+    def executemany(self, query, seq):
+        for params in seq:
+            self.execute(query, params)
+
+    def commit(self):
+        pass
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ---- PostgreSQL: a role and two databases per instance, dropped at exit ------------------
+
+_pg_made = []  # (role, [databases]) in creation order
+
+
+def psql(*commands):
+    """Runs each command with psql on the superuser connection HALLE_TEST_PG, each in its own
+    transaction (CREATE DATABASE cannot run in one); returns the output, raises on failure."""
+    if not PG_ADMIN:
+        raise RuntimeError("HALLE_TEST_BACKEND=postgresql needs HALLE_TEST_PG (a superuser URI of a "
+                           "cluster the tests may fill, as scripts/test starts one)")
+    args = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", PG_ADMIN]
+    for c in commands:
+        args += ["-c", c]
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                       text=True, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError("psql failed (%d): %s" % (p.returncode, p.stderr.strip()))
+    return p.stdout
+
+
+def pg_uri(user, dbname):
+    """A URI for user on dbname in the cluster of HALLE_TEST_PG (trust authentication)."""
+    u = urllib.parse.urlsplit(PG_ADMIN)
+    host = u.hostname or HOST
+    return "postgresql://%s@%s%s/%s" % (user, host, ":%d" % u.port if u.port else "", dbname)
+
+
+def pg_create_databases():
+    """A fresh login role (with CREATEROLE: plugin isolation makes a role per Lua plugin) and two
+    databases it owns, NAME and NAME_archive. Returns (role, main URI, archive URI)."""
+    role = "hlt%d_%d_%s" % (os.getpid(), len(_pg_made) + 1, os.urandom(3).hex())
+    dbs = [role, role + "_archive"]
+    _pg_made.append((role, dbs))
+    psql('CREATE ROLE "%s" LOGIN CREATEROLE' % role,
+         *['CREATE DATABASE "%s" OWNER "%s"' % (d, role) for d in dbs])
+    return role, pg_uri(role, dbs[0]), pg_uri(role, dbs[1])
+
+
+def _pg_drop_all():
+    """Drops what pg_create_databases made (after the servers stopped: atexit order), and the
+    roles halle made for the instance's plugins (granted to its role, or named after it), so
+    that the cluster does not fill up."""
+    for role, dbs in reversed(_pg_made):
+        try:
+            cmds = ['DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % d for d in dbs]
+            others = psql("SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+                          "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = '%s' "
+                          "UNION SELECT rolname FROM pg_roles WHERE starts_with(rolname, '%s_')" % (role, role))
+            cmds += ['DROP ROLE IF EXISTS "%s"' % r for r in others.split() + [role]]
+            psql(*cmds)
+        except Exception as e:  # never hide the test's own result behind this
+            sys.stderr.write("harness: could not drop %s: %s\n" % (role, e))
+    del _pg_made[:]
+
+
 class Instance:
-    """A `halle init` folder inside a fresh temporary directory."""
+    """A `halle init` folder inside a fresh temporary directory, on the backend the tests run on:
+    SQLite files in its data/ folder, or (HALLE_TEST_BACKEND=postgresql) a role and two
+    databases of its own in the test cluster. inst.db and inst.archive are the files' paths or
+    the databases' URIs; tests reach the data with inst.sql() / inst.archive_sql()."""
 
     def __init__(self, name=None, init=True):
         self.tmp = tempfile.mkdtemp(prefix="halle-it-")
         _tempdirs.append(self.tmp)
         self.dir = os.path.join(self.tmp, "inst")
         self.conf = os.path.join(self.dir, "halle.conf")
-        self.db = os.path.join(self.dir, "data", "halle.db")
-        self.archive = os.path.join(self.dir, "data", "archive.db")
+        self.pg_role = None
+        if ON_PG:
+            self.pg_role, self.db, self.archive = pg_create_databases()
+        else:
+            self.db = os.path.join(self.dir, "data", "halle.db")
+            self.archive = os.path.join(self.dir, "data", "archive.db")
         self.log_path = os.path.join(self.tmp, "halle.log")
         self.init_result = None
         if init:
-            args = ["init", self.dir] + (["--name", name] if name else [])
+            args = ["init", self.dir] + self.init_args() + (["--name", name] if name else [])
             self.init_result = run(args)
             if self.init_result.returncode != 0:
                 raise RuntimeError("halle init failed (%d): %s" % (
                     self.init_result.returncode, self.init_result.stderr.strip()))
             self.set(log_file=self.log_path)
+
+    def init_args(self):
+        """What `halle init DIR` needs besides DIR for this instance's databases."""
+        return ["--database", self.db, "--archive-database", self.archive] if ON_PG else []
+
+    def sql(self, query, *params, archive=False):
+        """Runs one statement through `halle sql --json` (so on either backend): a list of row
+        tuples for a statement with rows, else the number of rows changed (None when unknown).
+        Parameters bind to '?' (int, str, bool, None). Raises SQLError when halle says no."""
+        args = ["sql", "-c", self.conf, "--json"] + (["--archive"] if archive else [])
+        r = run(args + ["--", query] + [sql_param(p) for p in params], timeout=60)
+        if r.returncode != 0:
+            raise SQLError("halle sql %r failed (%s): %s" % (query, r.returncode, r.stderr.strip()))
+        out = json.loads(r.stdout)
+        if isinstance(out, dict):
+            return out["changes"]
+        return [tuple(row.values()) for row in out]
+
+    def archive_sql(self, query, *params):
+        """inst.sql on the archive database."""
+        return self.sql(query, *params, archive=True)
+
+    def tables(self, archive=False):
+        """The names of the tables in the database (every schema on PostgreSQL, where a Lua
+        plugin's tables live in a schema of its own)."""
+        if ON_PG:
+            q = "SELECT tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        else:
+            q = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return {r[0] for r in self.sql(q, archive=archive)}
+
+    def connect(self, archive=False):
+        """inst.sql behind the few sqlite3 connection calls tests use (execute, executemany,
+        fetchone/fetchall, with-blocks): each statement commits on its own."""
+        return SQLConnection(self, archive)
 
     def read_conf(self):
         with open(self.conf, encoding="utf-8") as f:
@@ -220,7 +407,8 @@ def _on_sigterm(signum, frame):
 
 
 atexit.register(_cleanup_tempdirs)
-atexit.register(stop_all_servers)  # runs before the temp dirs go (LIFO)
+atexit.register(_pg_drop_all)
+atexit.register(stop_all_servers)  # runs first (LIFO): before the databases and temp dirs go
 signal.signal(signal.SIGTERM, _on_sigterm)
 
 

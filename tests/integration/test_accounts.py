@@ -9,7 +9,6 @@ import html
 import os
 import re
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -108,10 +107,8 @@ def test_signup_flow(t, srv, inst, inbox):
     st, h, page = b.get(url.path + "?" + url.query)
     t.eq(st, 400, "the link works once only")
 
-    db = sqlite3.connect(inst.db)
-    row = db.execute("SELECT terms_version, terms_accepted_at, age_certified_at, password_hash FROM hl_users WHERE email = ?",
-                     ("lise@example.org",)).fetchone()
-    db.close()
+    row = (inst.sql("SELECT terms_version, terms_accepted_at, age_certified_at, password_hash FROM hl_users WHERE email = ?",
+                    "lise@example.org") or [None])[0]
     t.ok(row and row[0] and row[1] and row[2], "terms version and times and the age certification are recorded", row)
     t.ok(row and row[3].startswith("$argon2id$"), "the password is stored as an Argon2id hash")
 
@@ -131,9 +128,7 @@ def test_signup_flow(t, srv, inst, inbox):
     t.ok(session_cookie and "Secure" not in session_cookie[0], "no Secure flag when the base URL is http")
     t.ok(b.cookies.get("halle_session") not in (None, "A" * 43) and len(b.cookies["halle_session"]) == 43,
          "a new session id is issued at login (no fixation)")
-    db = sqlite3.connect(inst.db)
-    stored = [r[0] for r in db.execute("SELECT id_hash FROM hl_sessions")]
-    db.close()
+    stored = [r[0] for r in inst.sql("SELECT id_hash FROM hl_sessions")]
     t.ok(b.cookies["halle_session"] not in stored and all(len(s) == 64 for s in stored),
          "sessions are stored hashed, never the cookie value", stored)
 
@@ -247,18 +242,12 @@ def test_lockout(t, srv, inst, inbox):
     t.ok(st == 401 and "minute" in page, "the 3rd failure locks the account for a while, and says so", page[:400])
     st, h, page = login(b, "paul@example.org", PASSWORD)
     t.ok(st == 401, "while locked even the right password is refused")
-    db = sqlite3.connect(inst.db)
-    db.execute("UPDATE hl_users SET locked_until = '2000-01-01T00:00:00Z' WHERE email = 'paul@example.org'")
-    db.commit()
-    db.close()
+    inst.sql("UPDATE hl_users SET locked_until = '2000-01-01T00:00:00Z' WHERE email = 'paul@example.org'")
     st, h, page = login(b, "paul@example.org", PASSWORD)
     t.eq(st, 303, "after the lock expires the right password works")
     b = Browser(srv.port)
     for i in range(10):
-        db = sqlite3.connect(inst.db)
-        db.execute("UPDATE hl_users SET locked_until = NULL WHERE email = 'paul@example.org'")
-        db.commit()
-        db.close()
+        inst.sql("UPDATE hl_users SET locked_until = NULL WHERE email = 'paul@example.org'")
         st, h, page = login(b, "paul@example.org", "Wrong-pass%d" % i)
     t.ok(st == 401 and "débloquer" in page, "the 10th failure locks until an operator unlocks", page[-1500:])
     st, h, page = login(b, "paul@example.org", PASSWORD)
@@ -312,18 +301,13 @@ def test_operator(t, srv, inst, inbox):
     st, h, page = op.get("/admin")
     t.ok(st == 200 and "paul@example.org" in page, "the operator sees the users", (st, page[:300]))
     # lock paul hard, unlock from the page
-    db = sqlite3.connect(inst.db)
-    db.execute("UPDATE hl_users SET locked_hard = 1 WHERE email = 'paul@example.org'")
-    pid = db.execute("SELECT id FROM hl_users WHERE email = 'paul@example.org'").fetchone()[0]
-    db.commit()
-    db.close()
+    inst.sql("UPDATE hl_users SET locked_hard = 1 WHERE email = 'paul@example.org'")
+    pid = inst.sql("SELECT id FROM hl_users WHERE email = 'paul@example.org'")[0][0]
     st, h, page = op.get("/admin?q=paul")
     t.ok("Débloquer" in page, "a locked account has an unlock button")
     st, h, page = op.submit("/admin?q=paul", "/admin/users/%d/unlock" % pid, {})
     t.eq(st, 303, "the operator unlocks it")
-    db = sqlite3.connect(inst.db)
-    t.eq(db.execute("SELECT locked_hard FROM hl_users WHERE id = ?", (pid,)).fetchone()[0], 0, "unlocked in the database")
-    db.close()
+    t.eq(inst.sql("SELECT locked_hard FROM hl_users WHERE id = ?", pid)[0][0], 0, "unlocked in the database")
     st, h, page = op.get("/admin/plugins")
     t.eq(st, 200, "the operator reaches the plugins page")
 
@@ -335,11 +319,9 @@ def test_delete(t, srv, inst, inbox):
     t.eq(st, 422, "deletion needs the confirmation box")
     st, h, page = b.submit("/account", "/account/delete", {"delete_password": "Reset-2028x", "confirm": "1"})
     t.ok(st == 200 and "supprimé" in page, "account deleted", page[:300])
-    db = sqlite3.connect(inst.db)
-    row = db.execute("SELECT email, name, phone, address, deleted_at FROM hl_users WHERE name = '' AND deleted_at IS NOT NULL").fetchall()
-    left = db.execute("SELECT count(*) FROM hl_users WHERE email LIKE 'lise%'").fetchone()[0]
-    sessions = db.execute("SELECT count(*) FROM hl_sessions s JOIN hl_users u ON u.id = s.user_id WHERE u.deleted_at IS NOT NULL").fetchone()[0]
-    db.close()
+    row = inst.sql("SELECT email, name, phone, address, deleted_at FROM hl_users WHERE name = '' AND deleted_at IS NOT NULL")
+    left = inst.sql("SELECT count(*) FROM hl_users WHERE email LIKE 'lise%'")[0][0]
+    sessions = inst.sql("SELECT count(*) FROM hl_sessions s JOIN hl_users u ON u.id = s.user_id WHERE u.deleted_at IS NOT NULL")[0][0]
     t.ok(row and row[0][0].endswith("@invalid") and not row[0][2] and not row[0][3], "personal data anonymised", row)
     t.eq(left, 0, "the address is gone from the database")
     t.eq(sessions, 0, "its sessions are gone")

@@ -17,7 +17,6 @@ import queue
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -133,11 +132,7 @@ def session_hash(raw):
 
 
 def db_query(inst, sql, args=()):
-    db = sqlite3.connect(inst.db, timeout=5)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
+    return inst.sql(sql, *args)
 
 
 def user_sessions(inst):

@@ -59,6 +59,7 @@ def main():
             ("plugins/p/p.c", 'const char *s = "REPLACE INTO p_t (a) VALUES ($1)";\n', "REPLACE INTO"),
             ("plugins/p/p.c", 'const char *s = "SELECT last_insert_rowid()";\n', "last_insert_rowid"),
             ("plugins/p/p.c", 'const char *s = "SELECT a FROM p_t WHERE b GLOB ?";\n', "GLOB"),
+            ("plugins/p/p.c", 'const char *s = "UPDATE p_t SET a = CASE WHEN ? THEN ? ELSE a END";\n', "WHEN ? THEN"),
         ]
         for rel, text, needle in cases:
             plant(tmp, rel, text)

@@ -3,13 +3,12 @@
 # configuration files, bad options and a busy port (exit 1 or 2 with a message).
 import os
 import re
-import sqlite3
 import stat
 import sys
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Instance, Tap, free_port_socket, migration_versions,  # noqa: E402
+from harness import (ON_PG, Instance, Tap, free_port_socket, migration_versions,  # noqa: E402
                      read_version, run)
 
 
@@ -68,17 +67,18 @@ def mode(path):
 
 def test_init(t):
     inst = Instance(init=False)
-    r = run(["init", inst.dir])
+    r = run(["init", inst.dir] + inst.init_args())
     t.eq(r.returncode, 0, "init DIR: exit status 0")
     t.ok(inst.dir in r.stdout, "init DIR: names the folder on stdout", r.stdout)
     t.ok(os.path.isfile(inst.conf), "init creates halle.conf")
-    for db in (inst.db, inst.archive):
-        name = os.path.relpath(db, inst.dir)
-        t.ok(os.path.isfile(db), "init creates %s" % name)
-        if os.path.exists(db):
-            t.eq(oct(mode(db)), oct(0o600), "%s has mode 0600" % name)
-            with open(db, "rb") as f:
-                t.eq(f.read(16), b"SQLite format 3\x00", "%s is an SQLite database" % name)
+    if t.sqlite_only("init creates data/halle.db and data/archive.db (mode 0600)", "the SQLite files"):
+        for db in (inst.db, inst.archive):
+            name = os.path.relpath(db, inst.dir)
+            t.ok(os.path.isfile(db), "init creates %s" % name)
+            if os.path.exists(db):
+                t.eq(oct(mode(db)), oct(0o600), "%s has mode 0600" % name)
+                with open(db, "rb") as f:
+                    t.eq(f.read(16), b"SQLite format 3\x00", "%s is an SQLite database" % name)
     t.ok(os.path.isdir(os.path.join(inst.dir, "logs")), "init creates logs/")
     if os.path.exists(inst.conf):
         t.eq(oct(mode(inst.conf) & 0o077), oct(0), "halle.conf is not readable by group or others")
@@ -90,13 +90,18 @@ def test_init(t):
     with open(inst.conf, "a", encoding="utf-8") as f:
         f.write("# operator's own line\n")
     before = open(inst.conf, "rb").read()
-    db_before = open(inst.db, "rb").read()
-    r = run(["init", inst.dir])
+    applied = "SELECT component, version, applied_at FROM hl_migrations ORDER BY 1, 2"
+    rows_before = (inst.sql(applied), inst.archive_sql(applied))
+    db_before = open(inst.db, "rb").read() if not ON_PG else None
+    r = run(["init", inst.dir] + inst.init_args())
     t.eq(r.returncode, 1, "init on an existing instance: exit status 1")
     t.ok("already exists" in r.stderr and "halle.conf" in r.stderr,
          "init on an existing instance: says halle.conf already exists", r.stderr)
     t.eq(open(inst.conf, "rb").read(), before, "init on an existing instance leaves halle.conf unchanged")
-    t.ok(open(inst.db, "rb").read() == db_before, "init on an existing instance leaves halle.db unchanged")
+    t.ok(rows_before[0] and rows_before[1] and (inst.sql(applied), inst.archive_sql(applied)) == rows_before,
+         "init on an existing instance leaves the migrations of both databases alone", rows_before)
+    if t.sqlite_only("init on an existing instance leaves halle.db unchanged", "the SQLite file's bytes"):
+        t.ok(open(inst.db, "rb").read() == db_before, "init on an existing instance leaves halle.db unchanged")
 
     # Without its migration files init cannot finish: it must say so and fail.
     empty = inst.path("empty-share")
@@ -115,6 +120,17 @@ def test_init(t):
 MIGRATE_RE = re.compile(r"(\d+) migration\(s\) applied to (\S+), (\d+) to (\S+)")
 
 
+def check_migrations(t, inst, where, core, archive):
+    """hl_migrations of both databases hold exactly the migration files' versions."""
+    rows = inst.sql("SELECT component, version FROM hl_migrations ORDER BY 1, 2")
+    t.eq(rows, [("core", v) for v in core],
+         "%s: hl_migrations holds core versions %s (version 1 first)" % (where, core))
+    t.ok("hl_connection_log" in inst.tables(), "%s has hl_connection_log" % where)
+    rows = inst.archive_sql("SELECT component, version FROM hl_migrations ORDER BY 1, 2")
+    t.eq(rows, [("archive", v) for v in archive],
+         "%s: the archive's hl_migrations holds archive versions %s" % (where, archive))
+
+
 def test_migrate(t):
     core, archive = migration_versions("main"), migration_versions("archive")
     t.ok(core[:1] == [1] and archive[:1] == [1], "migration files start at version 1",
@@ -125,8 +141,11 @@ def test_migrate(t):
     m = MIGRATE_RE.search(r.stdout)
     t.ok(m and m.group(1) == "0" and m.group(3) == "0",
          "migrate after init: 0 migrations applied (init applied them)", r.stdout + r.stderr)
+    check_migrations(t, inst, "the instance's databases", core, archive)
 
     # Fresh databases elsewhere: the first run applies every migration file, the second none.
+    if not t.sqlite_only("migrate on empty databases (data_dir elsewhere)", "database files made by migrate"):
+        return
     os.mkdir(os.path.join(inst.dir, "data2"))
     inst.set(data_dir="data2")
     r = run(["migrate", "-c", inst.conf])
@@ -143,22 +162,7 @@ def test_migrate(t):
     m = MIGRATE_RE.search(r.stdout)
     t.ok(m and m.group(1) == "0" and m.group(3) == "0", "migrate again: 0 migrations applied",
          r.stdout + r.stderr)
-
-    for folder in ("data", "data2"):
-        main = os.path.join(inst.dir, folder, "halle.db")
-        arch = os.path.join(inst.dir, folder, "archive.db")
-        with sqlite3.connect(main) as c:
-            rows = c.execute("SELECT component, version FROM hl_migrations ORDER BY 1, 2").fetchall()
-            tables = {x[0] for x in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        c.close()
-        t.eq(rows, [("core", v) for v in core],
-             "%s/halle.db: hl_migrations holds core versions %s (version 1 first)" % (folder, core))
-        t.ok("hl_connection_log" in tables, "%s/halle.db has hl_connection_log" % folder, repr(tables))
-        with sqlite3.connect(arch) as c:
-            rows = c.execute("SELECT component, version FROM hl_migrations ORDER BY 1, 2").fetchall()
-        c.close()
-        t.eq(rows, [("archive", v) for v in archive],
-             "%s/archive.db: hl_migrations holds archive versions %s" % (folder, archive))
+    check_migrations(t, inst, "data2/", core, archive)
 
 
 def test_newer_schema(t):
@@ -166,15 +170,69 @@ def test_newer_schema(t):
     by migrate and by serve, with a message saying what to do."""
     inst = Instance()
     core = migration_versions("main")
-    with sqlite3.connect(inst.db) as c:  # what a newer halle would have left behind
-        c.execute("INSERT INTO hl_migrations (component, version, name, applied_at) VALUES ('core', ?, ?, 'x')",
-                  (core[-1] + 1, "%03d_future.sql" % (core[-1] + 1)))
-    c.close()
+    # what a newer halle would have left behind
+    inst.sql("INSERT INTO hl_migrations (component, version, name, applied_at) VALUES ('core', ?, ?, 'x')",
+             core[-1] + 1, "%03d_future.sql" % (core[-1] + 1))
     for args in (["migrate", "-c", inst.conf], serve_args(inst)):
         r = run(args, timeout=30)
         t.ok(r.returncode != 0 and "schema is at version %d" % (core[-1] + 1) in r.stderr
              and "knows only up to %d" % core[-1] in r.stderr and "newer halle" in r.stderr,
              "%s refuses a database newer than the code, saying so" % args[0], r.stdout + r.stderr)
+
+
+def test_sql(t):
+    """halle sql: one statement through the storage API, parameters bound by kind, rows as
+    tab-separated text (COPY escapes) or JSON, clear errors."""
+    r = run(["--help"])
+    t.ok("sql [-c FILE]" in r.stdout, "--help lists sql", r.stdout)
+    r = run(["sql", "--help"])
+    t.ok(r.returncode == 0 and r.stdout.startswith("usage: halle sql") and "--json" in r.stdout,
+         "sql --help: its usage on stdout", r.stdout + r.stderr)
+    inst = Instance()
+
+    def sql(*args):
+        return run(["sql", "-c", inst.conf] + list(args))
+
+    r = sql("CREATE TABLE sqlcli_t (id INTEGER, r REAL, t TEXT)")
+    t.eq((r.returncode, r.stdout), (0, "0 rows changed\n"), "a statement without rows: how many rows it changed")
+    r = sql("INSERT INTO sqlcli_t (id, r, t) VALUES (?, ?, ?)", "-7", "2.5", "tab\there\nnew \\ line")
+    t.eq((r.returncode, r.stderr), (0, ""), "parameters: a negative integer is a value, not an option")
+    for params in (["42", "NULL", ":NULL"], ["7", "0.25", ":42"], ["8", "NULL", "::x"]):
+        r = sql("INSERT INTO sqlcli_t (id, r, t) VALUES (?, ?, ?)", *params)
+        t.eq((r.returncode, r.stderr), (0, ""), "insert with %r" % params)
+    r = sql("SELECT id, r, t, t IS NULL AS n FROM sqlcli_t WHERE id <> 42 ORDER BY id")
+    t.eq(r.stdout, "id\tr\tt\tn\n-7\t2.5\ttab\\there\\nnew \\\\ line\t0\n7\t0.25\t42\t0\n8\t\\N\t:x\t0\n",
+         "rows: a header, tabs, COPY escapes, \\N for NULL; '::x' is the text ':x', ':42' the text '42'")
+    r = sql("--json", "SELECT id, t, id AS t FROM sqlcli_t WHERE id = ?", "42")
+    t.eq(r.stdout, '[\n{"id":42,"t":"NULL","t:2":42}\n]\n',
+         "--json: one object per row; 'NULL' is SQL NULL and ':NULL' the text; a repeated name gets ':2'")
+    r = sql("--json", "SELECT id FROM sqlcli_t WHERE id = ?", "1000")
+    t.eq(r.stdout, "[]\n", "--json: no row is []")
+    t.eq(inst.sql("SELECT id, r, t FROM sqlcli_t WHERE id IN (?, ?) ORDER BY id", -7, 8),
+         [(-7, 2.5, "tab\there\nnew \\ line"), (8, None, ":x")], "Instance.sql gives the rows as tuples of Python values")
+    r = sql("UPDATE sqlcli_t SET r = 1.5 WHERE id > 0")
+    t.eq(r.stdout, "3 rows changed\n", "an UPDATE says how many rows it changed")
+    t.eq(inst.sql("DELETE FROM sqlcli_t WHERE id = 8"), 1, "--json: {\"changes\": N}")
+    r = sql("DELETE FROM sqlcli_t WHERE id = ?", "1000")
+    t.eq((r.returncode, r.stdout), (0, "done\n"), "with parameters the count is not told: done")
+    r = sql("SELECT '?' AS q, ? AS p -- ?", "5")
+    t.eq((r.returncode, r.stdout), (0, "q\tp\n?\t5\n"), "a '?' in a string or a comment is no placeholder")
+    r = sql("SELECT ? AS a, ? AS b", "1")
+    t.ok(r.returncode == 2 and "2 placeholders" in r.stderr and "1 parameter" in r.stderr,
+         "too few parameters: exit status 2, saying so", r.stderr)
+    r = sql("SELECT 1", "1")
+    t.ok(r.returncode == 2 and "0 placeholders" in r.stderr, "too many parameters: exit status 2", r.stderr)
+    r = sql("SELECT * FROM sqlcli_nothere")
+    t.ok(r.returncode == 1 and r.stderr.startswith("halle: sql: ") and "sqlcli_nothere" in r.stderr and r.stdout == "",
+         "an SQL error: exit status 1 and the database's message naming the table", r.stderr)
+    r = sql("INSERT INTO hl_migrations (component, version, name, applied_at) VALUES ('core', 1, 'x', 'x')")
+    t.ok(r.returncode == 1 and r.stderr.startswith("halle: sql: "), "a constraint violation: exit status 1", r.stderr)
+    r = sql("--archive", "SELECT DISTINCT component FROM hl_migrations")
+    t.eq(r.stdout, "component\narchive\n", "--archive runs on the archive database")
+    r = run(["sql"])
+    t.ok(r.returncode == 2 and "needs a statement" in r.stderr, "no statement: exit status 2", r.stderr)
+    r = run(["sql", "-c", inst.path("nothere.conf"), "SELECT 1"])
+    t.ok(r.returncode == 1 and "nothere.conf" in r.stderr, "a missing configuration file: exit status 1, named", r.stderr)
 
 
 def serve_args(inst, *extra):
@@ -263,8 +321,8 @@ def test_port_in_use(t):
 
 def main():
     t = Tap()
-    for fn in (test_version, test_help, test_usage_errors, test_init, test_migrate, test_newer_schema, test_bad_config,
-               test_bad_options, test_port_in_use):
+    for fn in (test_version, test_help, test_usage_errors, test_init, test_migrate, test_newer_schema, test_sql,
+               test_bad_config, test_bad_options, test_port_in_use):
         t.run(fn)
     t.done()
 

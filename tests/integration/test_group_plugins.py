@@ -5,7 +5,6 @@
 # on, through the market.group.blocks hook.
 import os
 import re
-import sqlite3
 import sys
 import urllib.parse
 
@@ -62,10 +61,8 @@ def main():
         t.ok(st == 422 and "per group" in page, "a plugin that is not group-level cannot be turned on for a group", page[-800:])
         st, h, page = anne.request("POST", "/groups/amap-des-tilleuls/admin/plugins/social/off", form={})
         t.eq(st, 403, "without the CSRF token: refused")
-        db = sqlite3.connect(inst.db)
-        t.eq(db.execute("SELECT enabled FROM hl_plugin_scopes WHERE plugin = 'social'").fetchall(), [(1,)],
+        t.eq(inst.sql("SELECT enabled FROM hl_plugin_scopes WHERE plugin = 'social'"), [(1,)],
              "the choice is stored per group")
-        db.close()
         st, h, page = anne.submit("/groups/amap-des-tilleuls/admin", "/groups/amap-des-tilleuls/admin/plugins/social/off", {})
         st, h, page = anne.get("/groups/amap-des-tilleuls")
         t.ok('class="share"' not in page, "turned off: the links are gone")

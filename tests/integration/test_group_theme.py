@@ -15,7 +15,6 @@ import queue
 import re
 import shutil
 import signal
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -53,11 +52,7 @@ GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\
 
 
 def db_rows(inst, sql, args=()):
-    c = sqlite3.connect(inst.db, timeout=10)
-    try:
-        return c.execute(sql, args).fetchall()
-    finally:
-        c.close()
+    return inst.sql(sql, *args)
 
 
 def look(inst, slug):
@@ -269,8 +264,7 @@ def stylesheet(t, srv, inst, s):
         t.ok(st == 400 and b"display:none" not in body, "a bad colour in the query is refused (%s)" % q, (st, body[:200]))
     st, h, body = srv.get("/groups/nobody-here/style.css")
     t.eq(st, 404, "an unknown group's style.css is 404")
-    with sqlite3.connect(inst.db) as c:
-        c.execute("UPDATE market_groups SET color_primary = 'red;}body{display:none' WHERE slug = ?", (b,))
+    inst.sql("UPDATE market_groups SET color_primary = 'red;}body{display:none' WHERE slug = ?", b)
     st, h, body = srv.get("/groups/%s/style.css" % b)
     t.ok(st == 200 and b"display" not in body and OTHER_ACCENT in body.decode(),
          "a stored colour that is not #rrggbb is left out of style.css", body)

@@ -6,7 +6,6 @@
 import json
 import os
 import socket
-import sqlite3
 import sys
 import threading
 
@@ -78,11 +77,7 @@ class AcceptingSMTP:
 
 
 def seen(inst):
-    db = sqlite3.connect(inst.db, timeout=10)
-    try:
-        return dict((h, (n, last)) for h, n, last in db.execute("SELECT hook, n, last FROM luahooks_seen"))
-    finally:
-        db.close()
+    return dict((h, (n, last)) for h, n, last in inst.sql("SELECT hook, n, last FROM luahooks_seen"))
 
 
 def test_every_declared_hook_is_fired(t):

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import sys
 import time
 import traceback
@@ -346,11 +345,7 @@ def test_connection_log(t, srv):
     }
 
     def rows():
-        c = sqlite3.connect(srv.inst.db, timeout=5)
-        try:
-            return c.execute("SELECT at, ip, protocol, method, path, status FROM hl_connection_log").fetchall()
-        finally:
-            c.close()
+        return srv.inst.sql("SELECT at, ip, protocol, method, path, status FROM hl_connection_log")
 
     def found():
         got = rows()

@@ -6,7 +6,6 @@
 # `halle mail list|retry`. Time moves through HALLE_NOW.
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HALLE_BIN, Instance, Server, Tap, run, wait_until, SRC_DIR  # noqa: E402
+from harness import HALLE_BIN, Instance, Server, SQLError, Tap, run, wait_until, SRC_DIR  # noqa: E402
 
 BUILD = os.environ.get("HALLE_BUILDDIR") or os.path.dirname(os.environ.get("HALLE_BIN", "/work/main/build/halle"))
 C_DIR = os.path.join(BUILD, "tests", "plugins", ".libs")
@@ -51,17 +50,13 @@ def popen_jobs(inst, *args, now, env=None):
 
 
 def q(inst, sql, *args):
-    db = sqlite3.connect(inst.db, timeout=10)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
+    return inst.sql(sql, *args)
 
 
 def runs_of(inst, what="slow"):
     try:
         return q(inst, "SELECT at, pid FROM testc_runs WHERE what = ? ORDER BY at, pid", what)
-    except sqlite3.OperationalError:  # the table is created by the first run
+    except SQLError:  # the table is created by the first run
         return []
 
 
@@ -218,13 +213,10 @@ class SilentSMTP:
 
 
 def queue_mail(inst, to, n=1):
-    db = sqlite3.connect(inst.db, timeout=10)
     now = iso(time.time() - 5)
     for i in range(n):
-        db.execute("INSERT INTO hl_mail_queue (recipient, subject, body, created_at, next_attempt_at) "
-                   "VALUES (?, ?, ?, ?, ?)", (to, "Test %d" % i, "Hello", now, now))
-    db.commit()
-    db.close()
+        inst.sql("INSERT INTO hl_mail_queue (recipient, subject, body, created_at, next_attempt_at) "
+                 "VALUES (?, ?, ?, ?, ?)", to, "Test %d" % i, "Hello", now, now)
 
 
 def test_silent_smtp(t):

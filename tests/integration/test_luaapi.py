@@ -8,7 +8,6 @@
 import json
 import os
 import re
-import sqlite3
 import sys
 import urllib.parse
 
@@ -93,10 +92,8 @@ def test_tx_hooks_search(t, inst, srv):
     t.eq((st, j), (200, {"committed": False}), "db.tx rolls back when the function returns false")
     st, h, body = b.get("/luasdk/tx?mode=error&name=Orge")
     t.eq(st, 500, "an error inside db.tx fails the request")
-    db = sqlite3.connect(inst.db)
-    rows = db.execute("SELECT name, name_folded FROM luasdk_notes ORDER BY id").fetchall()
-    events = [r[0] for r in db.execute("SELECT what FROM luasdk_events ORDER BY id")]
-    db.close()
+    rows = inst.sql("SELECT name, name_folded FROM luasdk_notes ORDER BY id")
+    events = [r[0] for r in inst.sql("SELECT what FROM luasdk_events ORDER BY id")]
     t.eq(rows, [("Épeautre bio", "epeautre bio")], "only the committed row is stored, with its folded key")
     t.eq(events, ["noted Épeautre bio"], "run_action ran the plugin's own action, inside the transaction")
 

@@ -21,7 +21,6 @@ import queue
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -125,12 +124,7 @@ def artefacts_dir():
 
 
 def db_query(inst, sql, args=()):
-    db = sqlite3.connect(inst.db, timeout=10)
-    try:
-        db.execute("PRAGMA busy_timeout = 10000")
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
+    return inst.sql(sql, *args)
 
 
 def processes_using(marker):

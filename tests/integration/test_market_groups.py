@@ -8,7 +8,6 @@
 import html
 import os
 import re
-import sqlite3
 import sys
 
 sys.dont_write_bytecode = True
@@ -37,9 +36,7 @@ def setup(t):
 
 
 def db(inst):
-    c = sqlite3.connect(inst.db, timeout=10)
-    c.execute("PRAGMA busy_timeout = 10000")
-    return c
+    return inst.connect()
 
 
 def login(t, port, who):
@@ -302,19 +299,17 @@ def shop(t, srv, inst, s):
     gid, gb = group_id(inst, a), group_id(inst, s["b"])
     with db(inst) as c:
         def producer(uid, slug, name, status):
-            c.execute("INSERT INTO market_producers (user_id, slug, business_name, siret, town, charter_version, "
-                      "charter_accepted_at, created_at) VALUES (?, ?, ?, '73282932000074', 'Clisson', '2021-11', ?, ?)",
-                      (uid, slug, name, NOW, NOW))
-            pid = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+            pid = c.execute("INSERT INTO market_producers (user_id, slug, business_name, siret, town, charter_version, "
+                            "charter_accepted_at, created_at) VALUES (?, ?, ?, '73282932000074', 'Clisson', '2021-11', ?, ?) "
+                            "RETURNING id", (uid, slug, name, NOW, NOW)).fetchone()[0]
             if status:
                 c.execute("INSERT INTO market_group_producers (group_id, producer_id, status, requested_at) "
                           "VALUES (?, ?, ?, ?)", (gid, pid, status, NOW))
             return pid
 
         def catalog(pid, name, active, groups):
-            c.execute("INSERT INTO market_catalogs (producer_id, name, active, created_at) VALUES (?, ?, ?, ?)",
-                      (pid, name, active, NOW))
-            cid = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+            cid = c.execute("INSERT INTO market_catalogs (producer_id, name, active, created_at) VALUES (?, ?, ?, ?) "
+                            "RETURNING id", (pid, name, active, NOW)).fetchone()[0]
             for g in groups:
                 c.execute("INSERT INTO market_catalog_groups (catalog_id, group_id) VALUES (?, ?)", (cid, g))
             return cid
@@ -497,15 +492,18 @@ def many_members(t, srv, inst, s):
     with db(inst) as c:
         before = c.execute("SELECT count(*) FROM market_members WHERE group_id = ? AND status = 'active'",
                            (gid,)).fetchone()[0]
-        first = c.execute("SELECT coalesce(max(id), 0) FROM hl_users").fetchone()[0] + 1
-        # Too many for the command line: rows as the core writes them, its search copy included.
-        c.executemany("INSERT INTO hl_users (id, email, name, password_hash, terms_version, terms_accepted_at, "
-                      "age_certified_at, created_at, name_folded) VALUES (?, ?, ?, 'x', '1', ?, ?, ?, ?)",
-                      [(first + i, "m%05d@example.net" % i, "Membre %05d" % i, NOW, NOW, NOW,
-                        "membre %05d" % i) for i in range(10000)])
-        c.executemany("INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
-                      "VALUES (?, ?, 'member', 'active', ?, ?)",
-                      [(gid, first + i, "2026-02-01T00:00:%02dZ" % (i % 60), NOW) for i in range(10000)])
+        # Too many for the command line: rows as the core writes them, its search copy included,
+        # made by one statement each (numbers written with 5 digits: the 2nd to 6th of 100000 + i).
+        c.execute("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 9999) "
+                  "INSERT INTO hl_users (email, name, password_hash, terms_version, terms_accepted_at, "
+                  "age_certified_at, created_at, name_folded) "
+                  "SELECT 'm' || substr(CAST(100000 + i AS TEXT), 2) || '@example.net', "
+                  "'Membre ' || substr(CAST(100000 + i AS TEXT), 2), 'x', '1', ?, ?, ?, "
+                  "'membre ' || substr(CAST(100000 + i AS TEXT), 2) FROM n", (NOW, NOW, NOW))
+        c.execute("INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
+                  "SELECT ?, id, 'member', 'active', "
+                  "'2026-02-01T00:00:' || substr(CAST(100 + CAST(substr(email, 2, 5) AS INTEGER) % 60 AS TEXT), 2) || 'Z', ? "
+                  "FROM hl_users WHERE email LIKE 'm_____@example.net'", (gid, NOW))
     total = before + 10000
     st, h, page = alice.get("/groups/%s/admin" % a)
     t.eq(st, 200, "the admin page answers with 10,000 members")

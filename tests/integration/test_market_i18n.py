@@ -9,7 +9,6 @@ import html
 import http.client
 import os
 import re
-import sqlite3
 import sys
 import urllib.parse
 
@@ -45,14 +44,12 @@ class LangBrowser(Browser):
 
 
 def db(inst):
-    c = sqlite3.connect(inst.db, timeout=10)
-    c.execute("PRAGMA busy_timeout = 10000")
-    return c
+    return inst.connect()
 
 
 def q1(inst, sql, *args):
-    with db(inst) as c:
-        return c.execute(sql, args).fetchone()
+    rows = inst.sql(sql, *args)
+    return rows[0] if rows else None
 
 
 def html_lang(page):
@@ -127,15 +124,13 @@ def make_data(t, srv, inst, s):
                       [("basket-%02d" % i, "Basket %02d" % i, uid, NOW) for i in range(54)])
         # a producer (not paul: his account is opened through the English form below)
         vid = q1(inst, "SELECT id FROM hl_users WHERE email = 'vera@example.org'")[0]
-        c.execute("INSERT INTO market_producers (user_id, slug, business_name, siret, town, charter_version, "
-                  "charter_accepted_at, created_at) VALUES (?, 'oak-farm', 'Oak Farm', ?, 'Clisson', '2021-11', ?, ?)",
-                  (vid, SIRET, NOW, NOW))
-        pid = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+        pid = c.execute("INSERT INTO market_producers (user_id, slug, business_name, siret, town, charter_version, "
+                        "charter_accepted_at, created_at) VALUES (?, 'oak-farm', 'Oak Farm', ?, 'Clisson', '2021-11', ?, ?) "
+                        "RETURNING id", (vid, SIRET, NOW, NOW)).fetchone()[0]
         c.execute("INSERT INTO market_group_producers (group_id, producer_id, status, requested_at) "
                   "VALUES (?, ?, 'accepted', ?)", (gid, pid, NOW))
-        c.execute("INSERT INTO market_catalogs (producer_id, name, active, created_at) VALUES (?, 'Summer', 1, ?)",
-                  (pid, NOW))
-        cid = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+        cid = c.execute("INSERT INTO market_catalogs (producer_id, name, active, created_at) VALUES (?, 'Summer', 1, ?) "
+                        "RETURNING id", (pid, NOW)).fetchone()[0]
         c.execute("INSERT INTO market_catalog_groups (catalog_id, group_id) VALUES (?, ?)", (cid, gid))
         for name, unit, qty, cents, organic in (("Heirloom tomatoes", "kg", 1, 1250, 1), ("Potatoes", "kg", 2.5, 320, 0),
                                                ("Goat cheese", "piece", 1, 390, 0)):

@@ -11,7 +11,6 @@ import http.client
 import os
 import random
 import re
-import sqlite3
 import sys
 import time
 
@@ -55,25 +54,18 @@ def bad_key(siret):
 
 
 def db(inst):
-    return sqlite3.connect(inst.db)
+    return inst.connect()
 
 
 def q1(inst, sql, *args):
-    c = db(inst)
-    try:
-        return c.execute(sql, args).fetchone()
-    finally:
-        c.close()
+    rows = inst.sql(sql, *args)
+    return rows[0] if rows else None
 
 
 def execute(inst, sql, *args):
-    c = db(inst)
-    try:
-        cur = c.execute(sql, args)
-        c.commit()
-        return cur.lastrowid
-    finally:
-        c.close()
+    """Runs a statement; with RETURNING id, gives the id."""
+    rows = inst.sql(sql, *args)
+    return rows[0][0] if isinstance(rows, list) and rows else rows
 
 
 def add_user(inst, email, name):
@@ -344,7 +336,7 @@ def test_groups(t, srv, inst, ctx):
                          ("refus", "declined"), ("libre", None)):
         slug = slug.replace("é", "e")
         gids[slug] = execute(inst, "INSERT INTO market_groups (slug, name, kind, join_policy, town, created_by, created_at) "
-                                   "VALUES (?, ?, 'amap', 'open', 'Nantes', 1, ?)", slug, "Groupe " + slug, now)
+                                   "VALUES (?, ?, 'amap', 'open', 'Nantes', 1, ?) RETURNING id", slug, "Groupe " + slug, now)
         if status:
             execute(inst, "INSERT INTO market_group_producers (group_id, producer_id, status, requested_at) VALUES (?, ?, ?, ?)",
                     gids[slug], pid, status, now)
@@ -553,7 +545,7 @@ def main():
         add_user(inst, email, name)
     # cora coordinates a group (the groups module's table, filled by hand here)
     gid = execute(inst, "INSERT INTO market_groups (slug, name, kind, join_policy, created_by, created_at) "
-                        "VALUES ('cora-group', 'Le groupe de Cora', 'buying_group', 'open', 1, '2024-01-01T00:00:00Z')")
+                        "VALUES ('cora-group', 'Le groupe de Cora', 'buying_group', 'open', 1, '2024-01-01T00:00:00Z') RETURNING id")
     execute(inst, "INSERT INTO hl_user_roles (user_id, role, group_id) SELECT id, 4, ? FROM hl_users WHERE email = 'cora@example.org'",
             gid)
     srv = Server(inst, workers=2, tap=t).start()

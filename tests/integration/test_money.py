@@ -6,7 +6,6 @@
 # request is a conflict.
 import json
 import os
-import sqlite3
 import sys
 import threading
 
@@ -98,12 +97,10 @@ def main():
         t.ok(all(len(v) == 1 for v in by_key.values()), "both requests of a key got the same answer", by_key)
     finally:
         srv.stop()
-    db = sqlite3.connect(inst.db)
-    rows = [r[0] for r in db.execute("SELECT invoice FROM till_orders ORDER BY invoice")]
+    rows = [r[0] for r in inst.sql("SELECT invoice FROM till_orders ORDER BY invoice")]
     t.eq(rows, list(range(1, 15)), "invoices are 1..14 exactly: one per order, no gap, no duplicate")
-    scopes = {r[0] for r in db.execute("SELECT scope FROM hl_idempotency")}
+    scopes = {r[0] for r in inst.sql("SELECT scope FROM hl_idempotency")}
     t.eq(scopes, {"till:order"}, "the keys are stored under the plugin's name")
-    db.close()
     t.done()
 
 

@@ -70,9 +70,10 @@ def test_plugin_enable(t, sa, sb, a):
 def post_item(srv, label):
     token = "t" * 43
     body = urllib.parse.urlencode({"label": label, "_csrf": token})
-    return srv.request("POST", "/luatest/items", body=body,
-                       headers={"Content-Type": "application/x-www-form-urlencoded",
-                                "Cookie": "halle_csrf=" + token})
+    st, h, data = srv.request("POST", "/luatest/items", body=body,
+                              headers={"Content-Type": "application/x-www-form-urlencoded",
+                                       "Cookie": "halle_csrf=" + token})
+    return st, h, data.decode("utf-8", "replace")
 
 
 def test_writes_seen_by_both(t, sa, sb):
@@ -94,6 +95,7 @@ def test_job_once(t, sa, sb, a):
     for word in ("alpha", "beta", "gamma"):
         srv = sa if word != "beta" else sb
         st, _, body = srv.get("/luajobs/note/" + word)
+        body = body.decode("utf-8", "replace")
         t.ok(st == 200 and body.startswith("queued"), "a job is queued through a machine (%s)" % word, (st, body))
 
     def runs():

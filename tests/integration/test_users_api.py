@@ -4,7 +4,6 @@
 # change roles.
 import json
 import os
-import sqlite3
 import sys
 
 sys.dont_write_bytecode = True
@@ -62,11 +61,10 @@ def main():
                         ("gone@example.org", "Gone Away")):
         r = run(["user", "-c", inst.conf, "add", email, "--name", name], env={"HALLE_USER_PASSWORD": PASSWORD})
         t.eq(r.returncode, 0, "user add %s" % email)
-    with sqlite3.connect(inst.db) as c:
-        ids = dict(c.execute("SELECT email, id FROM hl_users"))
-        c.executemany("INSERT INTO hl_user_roles (user_id, role, group_id) VALUES (?, 4, ?)",
-                      [(ids["paul@ferme.example"], 9), (ids["paul@ferme.example"], 7)])
-        c.execute("UPDATE hl_users SET deleted_at = '2026-01-01T00:00:00Z' WHERE email = 'gone@example.org'")
+    ids = dict(inst.sql("SELECT email, id FROM hl_users"))
+    for group in (9, 7):
+        inst.sql("INSERT INTO hl_user_roles (user_id, role, group_id) VALUES (?, 4, ?)", ids["paul@ferme.example"], group)
+    inst.sql("UPDATE hl_users SET deleted_at = '2026-01-01T00:00:00Z' WHERE email = 'gone@example.org'")
     for name in ("nosy", "reader"):
         r = run(["plugin", "-c", inst.conf, "enable", name])
         t.eq(r.returncode, 0, "enable %s" % name)

@@ -225,12 +225,19 @@ def test_stuck_worker(t):
         t.eq(sorted(conns), sorted(old), "stuck: a keep-alive connection to each worker")
         spin_in_background(srv)
 
+        def cpu_seconds(p):
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
         def stuck():
-            for p in old:
-                with open("/proc/%d/stat" % p) as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "R":
-                        return p
-            return None
+            # The spinning worker takes the CPU time; being in state R at one instant is not
+            # enough (on a loaded machine the other worker is now and then running too).
+            before = {p: cpu_seconds(p) for p in old}
+            time.sleep(0.3)
+            used = {p: cpu_seconds(p) - before[p] for p in old}
+            p = max(used, key=used.get)
+            return p if used[p] >= 0.05 and all(used[q] * 3 < used[p] for q in old if q != p) else None
         victim = wait_until(stuck, 5)
         t.ok(victim, "stuck: one worker spins in /testc/spin")
         other = [p for p in old if p != victim]

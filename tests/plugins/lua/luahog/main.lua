@@ -17,12 +17,12 @@ halle.route("GET", "/luahog/zeroblob", function(req)
   return { json = halle.db.query("SELECT length(zeroblob(200000000)) AS n") }
 end)
 halle.route("GET", "/luahog/rows", function(req)
-  local rows = halle.db.query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50000) " ..
+  local rows = halle.db.query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000) " ..
                               "SELECT x, hex(randomblob(200)) AS pad FROM c")
   return tostring(#rows)
 end)
 halle.route("GET", "/luahog/small", function(req)
-  local rows = halle.db.query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1000) " ..
+  local rows = halle.db.query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000) " ..
                               "SELECT sum(x) AS s FROM c")
   return tostring(rows[1].s)
 end)
