@@ -18,8 +18,9 @@
 #include "core/db_backend.h"
 #include "core/file.h"
 
-#define TX_BUSY_TRIES 5          /* attempts of an outermost hl_db_tx when the database is busy */
-#define TX_BACKOFF_MS 20         /* first pause between them, doubled each time, with jitter */
+#define TX_BUSY_TRIES 10         /* attempts of an outermost hl_db_tx when the database is busy */
+#define TX_BACKOFF_MS 5          /* first pause between them, doubled each time up to ... */
+#define TX_BACKOFF_MAX_MS 320    /* ... this, each one drawn at random below it */
 #define TX_MAX_DEPTH 1000        /* deeper nesting is a runaway recursion, not a design */
 #define MIG_MAX_BYTES (1024 * 1024)
 #define MIG_MAX_FILES 10000
@@ -248,6 +249,8 @@ int hl_db_col_is_null(hl_stmt *st, int col)
 /* ---------------------------------------------------------------- engine services */
 
 int64_t hl_db_last_insert_id(hl_db *db) { return db ? db->be->last_insert_id(db) : 0; }
+
+int64_t hl_db_changes(hl_db *db) { return db ? db->be->changes(db) : 0; }
 
 int hl_db_sync_ids(hl_db *db, const char *table, hl_err *err)
 {
@@ -530,10 +533,13 @@ static int set_durable(hl_db *db, int on, hl_err *err)
 
 static void backoff(int attempt)
 {
-    /* 20, 40, 80, 160 ms plus up to half again at random, so that processes that collided
-     * do not collide again in step */
-    long ms = (long)TX_BACKOFF_MS << attempt;
-    ms += rand() % (ms / 2 + 1);
+    /* up to 5, 10, 20... 320 ms, drawn at random ("full jitter"), so that processes that
+     * collided do not collide again in step: a hot row (an invoice counter) that one machine
+     * keeps updating must not starve another one's retries */
+    long cap = attempt >= 6 ? TX_BACKOFF_MAX_MS : (long)TX_BACKOFF_MS << attempt;
+    if (cap > TX_BACKOFF_MAX_MS)
+        cap = TX_BACKOFF_MAX_MS;
+    long ms = 1 + rand() % cap;
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;

@@ -44,7 +44,8 @@ char *hl_db_redact(const char *target);
  * ? placeholders. On PostgreSQL the backend rewrites, outside quotes and comments: ? to $1,
  * $2...; the type INTEGER to BIGINT (so ids, cents and times never overflow), and a column
  * "INTEGER PRIMARY KEY" to an identity column, as SQLite's rowid alias behaves; REAL to
- * DOUBLE PRECISION; BLOB to BYTEA; LIKE to ILIKE (SQLite's LIKE ignores ASCII case).
+ * DOUBLE PRECISION; BLOB to BYTEA; LIKE to ILIKE (SQLite's LIKE ignores ASCII case);
+ * group_concat(text, separator) to string_agg (scripts/check-sql wants the separator).
  * Transactions are SERIALIZABLE there, as SQLite's are; a conflict is HL_EBUSY and hl_db_tx
  * runs the work again. One difference stays: on PostgreSQL a failed statement ends the
  * transaction's work, so work that expects a constraint to fail uses ON CONFLICT or a nested
@@ -99,6 +100,8 @@ int hl_db_col_is_null(hl_stmt *st, int col);
 /* One-shot: prepare (cached), bind from types, step to completion, done. Returns the number
  * of rows changed (>= 0) or a negative error. */
 int hl_db_run(hl_db *db, hl_err *err, const char *sql, const char *types, ...);
+/* Rows changed by the last INSERT, UPDATE or DELETE run to completion on this connection. */
+int64_t hl_db_changes(hl_db *db);
 /* Prepare (cached) and bind from types; the caller steps and calls hl_db_done. */
 hl_stmt *hl_db_query(hl_db *db, hl_err *err, const char *sql, const char *types, ...);
 
@@ -116,7 +119,7 @@ int64_t hl_db_last_insert_id(hl_db *db);
 
 /* Runs fn inside a transaction: commit when it returns HL_OK, roll back otherwise (the error
  * is returned). Nests: an inner call uses a savepoint. When the outermost transaction meets a
- * busy database (HL_EBUSY from BEGIN, fn or COMMIT), it is rolled back and run again, up to 5
+ * busy database (HL_EBUSY from BEGIN, fn or COMMIT), it is rolled back and run again, up to 10
  * times with a growing pause: fn may thus run more than once and must do nothing outside the
  * database that it cannot repeat (send mail through the queue, in the transaction). */
 int hl_db_tx(hl_db *db, int (*fn)(hl_db *db, void *ud, hl_err *err), void *ud, hl_err *err);

@@ -73,6 +73,8 @@ struct pg_db {
     int busy_ms;
     int readonly;
     long budget_ms;   /* statement_timeout in force for a plugin, 0 for none */
+    int (*check)(void *ud); /* the plugin call's budget, charged once per statement */
+    void *check_ud;
 };
 
 #define PDB(db) ((pg_db *)(db))
@@ -181,6 +183,8 @@ static char *rewrite(const char *sql, int *nparams)
                 puts_(&b, "BYTEA");
             } else if (word_is(s, wn, "LIKE")) {
                 puts_(&b, "ILIKE");
+            } else if (word_is(s, wn, "group_concat")) {
+                puts_(&b, "string_agg"); /* group_concat(text, sep): check-sql wants the sep */
             } else {
                 put(&b, s, wn);
             }
@@ -711,6 +715,8 @@ static int in_tx(pg_db *db)
 static int run(pg_stmt *st, hl_err *err)
 {
     pg_db *db = st->db;
+    if (db->role && !st->internal && db->check && db->check(db->check_ud))
+        return hl_err_set(err, HL_ETOOBIG, "interrupted: plugin %s's time budget is spent", db->owner);
     reconnect_if_lost(db);
     if (db->role && db->role_lost)
         return hl_err_set(err, HL_ERR, "the connection was lost under plugin %s's role", db->owner);
@@ -746,6 +752,10 @@ static int run(pg_stmt *st, hl_err *err)
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
         int rc = res_error(db, r, err);
         PQclear(r);
+        /* cut by statement_timeout: charged to the plugin's call, which is then over (and says
+         * so, "time limit exceeded", as when SQLite's progress handler cuts it) */
+        if (rc == HL_ETOOBIG && db->role && !st->internal && db->check)
+            db->check(db->check_ud);
         return rc;
     }
     st->res = r;
@@ -1084,7 +1094,12 @@ static int check_plugin_sql(pg_db *db, const char *sql, hl_err *err)
         if (k < t.count && word_is(t.w[k], t.n[k], "UNIQUE"))
             k++;
         if (k >= t.count || !(word_is(t.w[k], t.n[k], "TABLE") || word_is(t.w[k], t.n[k], "INDEX"))) {
-            snprintf(why, sizeof why, "create anything but tables and indexes");
+            char kind[24];
+            snprintf(kind, sizeof kind, "%.*s", k < t.count ? (int)(t.n[k] > 20 ? 20 : t.n[k]) : 7,
+                     k < t.count ? t.w[k] : "nothing");
+            for (char *c = kind; *c; c++)
+                *c = (char)tolower((unsigned char)*c);
+            snprintf(why, sizeof why, "create a %s (only its tables and indexes)", kind);
             goto deny;
         }
         int index = word_is(t.w[k], t.n[k], "INDEX");
@@ -1353,15 +1368,20 @@ static int pg_set_policy(hl_db *base, const hl_db_policy *pol, hl_err *err)
 
 static const char *pg_policy_denial(hl_db *db) { return PDB(db)->denial; }
 
-/* The plugin's SQL is bounded by statement_timeout (set with its role), not step counts. */
+/* The plugin's SQL is bounded by statement_timeout (set with its role), not step counts; and
+ * each statement is charged to the Lua call's budget before it is sent, so that once the call's
+ * time is spent (a statement cut by the timeout, caught with pcall, tried again) every further
+ * statement is refused at once instead of waiting out its own timeout. */
 static void pg_set_budget(hl_db *base, int (*check)(void *ud), void *ud, int every,
                           int max_length, int max_sql)
 {
-    (void)ud;
     (void)every;
     (void)max_length;
     (void)max_sql;
-    PDB(base)->budget_ms = check ? PLUGIN_SQL_TIMEOUT_MS : 0;
+    pg_db *db = PDB(base);
+    db->budget_ms = check ? PLUGIN_SQL_TIMEOUT_MS : 0;
+    db->check = check;
+    db->check_ud = ud;
 }
 
 const hl_db_backend hl_db_pg_backend = {

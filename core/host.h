@@ -22,6 +22,7 @@ struct halle_host {
     hl_db_policy policy;          /* Lua: what its SQL may touch */
     json_t *settings;
     char last_error[512];
+    int sql_busy;         /* the plugin's last SQL failed on a lock or serialization conflict */
     struct hl_host_tpl *tpls;     /* Lua: templates compiled by halle.render, by name */
     size_t ntpls;
     struct hl_host_cmd *cmds;     /* commands added to the CLI (halle PLUGIN NAME) */

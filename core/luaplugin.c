@@ -655,6 +655,8 @@ static int db_call(lua_State *L, int want_rows)
     hl_db_done(st);
     hl_db_set_budget(db, NULL, NULL, 0, 0, 0);
     hl_db_set_policy(db, NULL, NULL);
+    if (rc == HL_EBUSY)
+        h->sql_busy = 1;
     if (rc < 0)
         return luaL_error(L, "%s", err.msg);
     if (!want_rows)
@@ -678,11 +680,18 @@ static int lua_idem_work(halle_host *h, void *ud, int *status, char **body)
 {
     lua_idem *c = ud;
     lua_State *L = c->L;
+    if (c->raised) { /* a conflict made the transaction start again: forget the last error */
+        lua_pop(L, 1);
+        c->raised = 0;
+    }
+    h->sql_busy = 0;
     lua_pushvalue(L, c->fn);
     if (lua_pcall(L, 0, 2, 0) != LUA_OK) {
         c->raised = 1;
         snprintf(h->last_error, sizeof h->last_error, "%s", "the work raised an error");
-        return HALLE_ERROR;
+        /* its SQL met a conflict (PostgreSQL's serialization failure, SQLite's busy file):
+         * the transaction is rolled back and the work run again, as for C code */
+        return h->sql_busy ? HALLE_EBUSY : HALLE_ERROR;
     }
     int ok = 0;
     lua_Integer st = lua_tointegerx(L, -2, &ok);
@@ -731,7 +740,10 @@ static int l_db_counter_next(lua_State *L)
 {
     halle_host *h = host_of(L);
     int64_t n = 0;
-    if (hl_host_api()->db_counter_next(h, luaL_checkstring(L, 1), &n) != HALLE_OK)
+    int rc = hl_host_api()->db_counter_next(h, luaL_checkstring(L, 1), &n);
+    if (rc == HALLE_EBUSY)
+        h->sql_busy = 1; /* a conflict: the transaction runs again */
+    if (rc != HALLE_OK)
         return luaL_error(L, "%s", h->last_error);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
@@ -1117,10 +1129,16 @@ static int lua_tx_run(hl_db *db, void *ud, hl_err *err)
 {
     (void)db;
     lua_tx *t = ud;
+    halle_host *h = host_of(t->L);
+    lua_settop(t->L, 1); /* a conflict may run it again: no error or result of the last attempt */
+    t->failed = 0;
+    h->sql_busy = 0;
     lua_pushvalue(t->L, 1);
     if (lua_pcall(t->L, 0, 1, 0) != LUA_OK) {
         t->failed = 1;
-        return hl_err_set(err, HL_ERR, "%s", lua_tostring(t->L, -1) ? lua_tostring(t->L, -1) : "error");
+        /* a conflict in its SQL: the transaction is rolled back and run again */
+        return hl_err_set(err, h->sql_busy ? HL_EBUSY : HL_ERR, "%s",
+                          lua_tostring(t->L, -1) ? lua_tostring(t->L, -1) : "error");
     }
     if (lua_type(t->L, -1) == LUA_TBOOLEAN && !lua_toboolean(t->L, -1)) {
         t->refused = 1;

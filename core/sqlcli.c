@@ -34,14 +34,13 @@ const char *hl_sqlcli_usage =
     "Rows are printed with a header line of column names, values separated by tabs and written\n"
     "as in PostgreSQL's COPY text format (\\N for NULL; backslash, tab, newline and carriage\n"
     "return escaped as \\\\, \\t, \\n, \\r; binary values as \\x and hex digits). A statement\n"
-    "that returns no rows prints how many rows it changed: 'N rows changed' for an INSERT,\n"
-    "UPDATE, DELETE, CREATE, DROP or ALTER without parameters, else 'done'.\n"
+    "that returns no rows prints how many rows it changed: 'N rows changed'.\n"
     "\n"
     "  -c, --config FILE   configuration file (default: ./halle.conf)\n"
     "  -a, --archive       run it on the archive database\n"
     "  -j, --json          print a JSON array with one object per row (column name: value;\n"
     "                      a repeated column name gets ':2', ':3'...), or {\"changes\": N} for a\n"
-    "                      statement without rows (N null where the text says 'done')\n"
+    "                      statement without rows\n"
     "\n"
     "Exit status: 0 done, 1 the statement or the database failed (message on stderr), 2 usage.\n";
 
@@ -285,14 +284,10 @@ static int print_rows(hl_stmt *st, int json, hl_err *err)
 
 static void print_changes(int64_t n, int json)
 {
-    if (json && n >= 0)
+    if (json)
         printf("{\"changes\": %" PRId64 "}\n", n);
-    else if (json)
-        printf("{\"changes\": null}\n");
-    else if (n >= 0)
-        printf("%" PRId64 " row%s changed\n", n, n == 1 ? "" : "s");
     else
-        printf("done\n");
+        printf("%" PRId64 " row%s changed\n", n, n == 1 ? "" : "s");
 }
 
 static int bind_params(hl_stmt *st, const param *ps, int n, hl_err *err)
@@ -361,12 +356,10 @@ static int run_statement(hl_db *db, const char *sql, const param *ps, int n, int
     if (rc == HL_OK && hl_db_col_count(st) > 0) {
         rc = print_rows(st, json, err);
     } else if (rc == HL_OK) {
-        /* the storage API tells the rows changed only through hl_db_run, which takes its
-         * parameters as C arguments: not these */
         while ((rc = hl_db_step(st, err)) == HL_DB_ROW)
             ;
         if (rc == HL_DB_DONE) {
-            print_changes(-1, json);
+            print_changes(hl_db_changes(db), json);
             rc = HL_OK;
         }
     }

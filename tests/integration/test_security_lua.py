@@ -162,6 +162,8 @@ def test_sql_limits(t, inst, extra):
         for path, what in (("/luahog/cte", "an endless recursive CTE"), ("/luahog/cte-pcall", "an endless CTE inside pcall"),
                            ("/luahog/blob", "randomblob(200000000)"), ("/luahog/zeroblob", "zeroblob(200000000)"),
                            ("/luahog/rows", "20 MB of rows in one query")):
+            if "blob" in path and not t.sqlite_only(what + " is cut", "SQLite's own function"):
+                continue
             st, body, dt = timed_get(srv, path)
             t.ok(st == 500 and dt < 10, "%s is cut: 500 in %.1f s" % (what, dt), (st, body[:200]))
             st2, body2, dt2 = timed_get(srv, "/")
@@ -172,7 +174,9 @@ def test_sql_limits(t, inst, extra):
         log = srv.log_text()
         t.ok(re.search(r"plugin luahog: (instruction|time) limit exceeded \(GET /luahog/cte\)", log),
              "the log names the plugin whose SQL was cut, and the limit", log[-2000:])
-        t.ok("plugin luahog: luahog/main.lua:14: string or blob too big" in log, "and the blob that was too big", log[-2000:])
+        if t.sqlite_only("and the blob that was too big", "SQLite's value limit (docs/security.md, known limits)"):
+            t.ok("plugin luahog: luahog/main.lua:14: string or blob too big" in log, "and the blob that was too big",
+                 log[-2000:])
         st, h, body = srv.get("/luahog/schema")
         j = json.loads(body) if st == 200 else {}
         t.ok(j.get("view", "allowed") != "allowed" and j.get("trigger", "allowed") != "allowed",

@@ -177,6 +177,12 @@ static void test_types(void **state)
     assert_int_equal(hl_db_col_type(st, 0), HL_DB_INTEGER);
     assert_int_equal(hl_db_col_int64(st, 1), 1);
     hl_db_done(st);
+    /* group_concat with its separator */
+    st = hl_db_prepare(f->db, "SELECT group_concat(s, '|') FROM (SELECT 'a' AS s UNION ALL SELECT 'b') x", &err);
+    assert_non_null(st);
+    assert_int_equal(hl_db_step(st, &err), HL_DB_ROW);
+    assert_true(!strcmp(hl_db_col_text(st, 0), "a|b") || !strcmp(hl_db_col_text(st, 0), "b|a"));
+    hl_db_done(st);
     /* changed rows */
     assert_int_equal(hl_db_run(f->db, &err, "UPDATE t SET s = ? WHERE n > ?", "si", "x", 0), 2);
     /* LIKE ignores ASCII case, as SQLite's */
