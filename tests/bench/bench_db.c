@@ -465,7 +465,7 @@ int main(int argc, char **argv)
         printf("\n");
         for (int t = 0; t < ntargets; t++)
             if (gave_up[t])
-                printf("  %36s  [%d] %ld of %ld given up: still busy after hl_db_tx's 5 attempts\n", "", t + 1,
+                printf("  %36s  [%d] %ld of %ld given up: still busy after hl_db_tx's attempts\n", "", t + 1,
                        gave_up[t], count * repeat);
     }
     return 0;
