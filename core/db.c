@@ -842,6 +842,11 @@ int hl_db_migrate_one(hl_db *db, const char *component, int version, const char 
         rc = hl_db_exec(db, sql, &e);
     /* A COMMIT or ROLLBACK inside the file would end our transaction and make the record
      * below land outside it. */
+    if (rc == HL_OK && db->be->after_migration) {
+        db->internal++;
+        rc = db->be->after_migration(db, &e);
+        db->internal--;
+    }
     if (rc == HL_OK && !db->be->in_tx(db)) {
         hl_err_set(&e, HL_EINVAL, "it ends the transaction itself (no BEGIN/COMMIT allowed)");
         rc = HL_EINVAL;

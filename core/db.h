@@ -46,10 +46,14 @@ char *hl_db_redact(const char *target);
  * "INTEGER PRIMARY KEY" to an identity column, as SQLite's rowid alias behaves; REAL to
  * DOUBLE PRECISION; BLOB to BYTEA; LIKE to ILIKE (SQLite's LIKE ignores ASCII case);
  * group_concat(text, separator) to string_agg (scripts/check-sql wants the separator).
- * Transactions are SERIALIZABLE there, as SQLite's are; a conflict is HL_EBUSY and hl_db_tx
- * runs the work again. One difference stays: on PostgreSQL a failed statement ends the
- * transaction's work, so work that expects a constraint to fail uses ON CONFLICT or a nested
- * hl_db_tx (a savepoint). */
+ * Transactions: SQLite runs one writer at a time; PostgreSQL runs them side by side (READ
+ * COMMITTED), and a statement that meets a row another transaction changed waits, then works
+ * on the committed row. So code that changes a value writes it in one statement that checks
+ * it (UPDATE t SET stock = stock - ? WHERE id = ? AND stock >= ?, then the changed-row count
+ * says whether it worked), claims with INSERT ... ON CONFLICT, and never reads a value in one
+ * statement to write from it in the next. A deadlock is HL_EBUSY and hl_db_tx runs the work
+ * again. One more difference: on PostgreSQL a failed statement ends the transaction's work, so
+ * work that expects a constraint to fail uses ON CONFLICT or a nested hl_db_tx (a savepoint). */
 
 /* Runs literal SQL that may hold several statements and takes no parameters (migrations,
  * schema). Never build this string from input: use hl_db_run for anything with values. */

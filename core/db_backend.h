@@ -74,6 +74,9 @@ struct hl_db_backend {
                        int max_sql);
     /* After rows were copied in with their ids: the next generated id follows the largest. */
     int (*sync_ids)(hl_db *db, const char *table, hl_err *err);
+    /* After a migration's SQL ran, in its transaction: e.g. rows a migration inserted with
+     * their ids (a fixed list of categories) must not make the next generated id collide. */
+    int (*after_migration)(hl_db *db, hl_err *err);
     /* A lock held across machines by this connection until unlocked (PostgreSQL: an advisory
      * lock); NULL where one process per instance is guaranteed otherwise. */
     int (*lock)(hl_db *db, const char *name, int on, hl_err *err);

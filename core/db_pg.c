@@ -1,7 +1,8 @@
 /* PostgreSQL backend of the storage API (see db.h, db_backend.h), through libpq: the SQL that
  * halle writes once is rewritten for PostgreSQL (placeholders, SQLite's type names), statements
  * are prepared once per connection and run with their whole result fetched, transactions are
- * SERIALIZABLE, and a plugin's SQL runs under its own role (see set_policy). */
+ * READ COMMITTED with the row locks the storage contract takes, and a plugin's SQL runs under
+ * its own role (see set_policy). */
 #include "core/db_backend.h"
 
 #include <ctype.h>
@@ -897,16 +898,22 @@ static int64_t pg_last_insert_id(hl_db *db)
     return 0;
 }
 
-/* SERIALIZABLE, as SQLite's one writer at a time: code written and tested on either engine
- * sees no anomaly on the other; a conflict is a serialization failure, HL_EBUSY, and
+/* READ COMMITTED, PostgreSQL's default, because of what halle writes: money is changed by
+ * conditional UPDATEs (stock = stock - ? WHERE stock >= ?), keys are claimed by INSERT ... ON
+ * CONFLICT, numbers by an UPDATE of the counter's row. Under READ COMMITTED such a statement
+ * that meets a row another transaction changed waits for it and then works on the committed
+ * row: the second of two racing orders finds the stock gone, the second request with a key
+ * finds the first one's answer, invoice numbers follow each other. Under SERIALIZABLE (tried
+ * first) every such wait ends in a serialization failure instead, and a hot row (the invoice
+ * counter) made the retries of a busy machine fail for good. The rule for code, in db.h: no
+ * read-then-write in two statements. A deadlock or lock timeout is still HL_EBUSY, and
  * hl_db_tx runs the work again. An ordinary transaction does not wait for its commit record
  * to reach the disk (synchronous_commit off: a crash of the server may lose the last ones,
  * never corrupt anything), as SQLite's synchronous=NORMAL; a durable one does. */
 static int pg_begin(hl_db *base, int durable, hl_err *err)
 {
     return run_simple(PDB(base),
-                      durable ? "BEGIN ISOLATION LEVEL SERIALIZABLE"
-                              : "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL synchronous_commit = off",
+                      durable ? "BEGIN" : "BEGIN; SET LOCAL synchronous_commit = off",
                       err);
 }
 
@@ -936,6 +943,19 @@ static int pg_sync_ids(hl_db *base, const char *table, hl_err *err)
              "WHERE pg_get_serial_sequence('%s', 'id') IS NOT NULL",
              table, table, table);
     return run_simple(db, sql, err);
+}
+
+/* Identity columns whose table holds rows inserted with their ids (a migration's fixed list)
+ * continue after the largest, in every schema the connection sees. */
+static int pg_after_migration(hl_db *base, hl_err *err)
+{
+    return pg_exec(base,
+                   "DO $hl$ DECLARE r record; BEGIN FOR r IN SELECT table_schema AS s, table_name AS t, "
+                   "column_name AS c FROM information_schema.columns WHERE is_identity = 'YES' "
+                   "AND table_schema = ANY (current_schemas(false)) LOOP EXECUTE format("
+                   "'SELECT setval(pg_get_serial_sequence(%L, %L), COALESCE((SELECT MAX(%I) FROM %I.%I), 0) + 1, false)', "
+                   "quote_ident(r.s) || '.' || quote_ident(r.t), r.c, r.c, r.s, r.t); END LOOP; END $hl$",
+                   err);
 }
 
 /* Advisory locks take a 64-bit key: the name's FNV-1a hash, widened. */
@@ -1417,5 +1437,6 @@ const hl_db_backend hl_db_pg_backend = {
     .policy_denial = pg_policy_denial,
     .set_budget = pg_set_budget,
     .sync_ids = pg_sync_ids,
+    .after_migration = pg_after_migration,
     .lock = pg_lock,
 };

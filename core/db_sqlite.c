@@ -990,5 +990,6 @@ const hl_db_backend hl_db_sqlite_backend = {
     .policy_denial = sq_policy_denial,
     .set_budget = sq_set_budget,
     .sync_ids = NULL,
+    .after_migration = NULL,
     .lock = NULL,
 };

@@ -263,7 +263,9 @@ static void test_transactions_money(void **state)
     fputs("CREATE TABLE hl_idempotency (scope TEXT NOT NULL, idem_key TEXT NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',"
           " status INTEGER NOT NULL, body TEXT, created_at TEXT NOT NULL, PRIMARY KEY (scope, idem_key));\n"
           "CREATE TABLE hl_counters (scope TEXT PRIMARY KEY, value BIGINT NOT NULL);\n"
-          "CREATE TABLE k (id INTEGER PRIMARY KEY, v TEXT NOT NULL);\n",
+          "CREATE TABLE k (id INTEGER PRIMARY KEY, v TEXT NOT NULL);\n"
+          "CREATE TABLE cat (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n"
+          "INSERT INTO cat (id, name) VALUES (1, 'fruits'), (2, 'legumes');\n",
           fp);
     fclose(fp);
     int applied = 0;
@@ -272,6 +274,10 @@ static void test_transactions_money(void **state)
     assert_int_equal(hl_db_migrate(f->db, "core", dir, &applied, &err), HL_OK);
     assert_int_equal(applied, 0);
     assert_int_equal(hl_db_schema_version(f->db, "core", &err), 1);
+    /* the migration's rows with their ids: the next generated id follows them */
+    int64_t cid;
+    assert_int_equal(hl_db_insert(f->db, &err, &cid, "INSERT INTO cat (name) VALUES ('oeufs') RETURNING id", ""), HL_OK);
+    assert_int_equal(cid, 3);
     unlink(path);
     rmdir(dir);
 
