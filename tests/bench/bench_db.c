@@ -342,14 +342,14 @@ static void describe(hl_db *db, const char *given, char *out, size_t size)
     hl_stmt *st = hl_db_query(db, &err,
                               "SELECT current_setting('server_version'), current_setting('fsync'), "
                               "current_setting('wal_sync_method'), current_setting('full_page_writes'), "
-                              "current_setting('shared_buffers')",
+                              "current_setting('shared_buffers'), current_setting('default_transaction_isolation')",
                               "");
     if (st && hl_db_step(st, &err) == HL_DB_ROW)
         snprintf(out, size,
-                 "postgresql %s: %s; SERIALIZABLE, synchronous_commit off, on when durable; "
+                 "postgresql %s: %s; %s, synchronous_commit off, on when durable; "
                  "fsync=%s wal_sync_method=%s full_page_writes=%s shared_buffers=%s",
-                 hl_db_col_text(st, 0), hl_db_path(db), hl_db_col_text(st, 1), hl_db_col_text(st, 2),
-                 hl_db_col_text(st, 3), hl_db_col_text(st, 4));
+                 hl_db_col_text(st, 0), hl_db_path(db), hl_db_col_text(st, 5), hl_db_col_text(st, 1),
+                 hl_db_col_text(st, 2), hl_db_col_text(st, 3), hl_db_col_text(st, 4));
     else
         snprintf(out, size, "postgresql: %s", hl_db_path(db));
     hl_db_done(st);
