@@ -317,6 +317,27 @@ int hl_hooks_add(hl_hooks *h, const char *name, int priority, hl_hook_fn fn, voi
     return rc;
 }
 
+void hl_hooks_remove_owner(hl_hooks *h, const char *owner)
+{
+    if (!h || !owner || h->frozen || h->running)
+        return;
+    for (size_t i = 0; i < h->n; i++) {
+        hook *k = &h->hooks[i];
+        size_t kept = 0;
+        for (size_t j = 0; j < k->n; j++) {
+            callback *c = &k->cbs[j];
+            if (strcmp(c->owner, owner) != 0) {
+                k->cbs[kept++] = *c;
+                continue;
+            }
+            if (c->ud_free)
+                c->ud_free(c->ud);
+            free(c->owner);
+        }
+        k->n = kept; /* the order of the others is kept, so they stay sorted */
+    }
+}
+
 void hl_hooks_freeze(hl_hooks *h)
 {
     size_t i;

@@ -58,6 +58,10 @@ int hl_hooks_declare(hl_hooks *h, const char *name, hl_hook_kind kind, hl_err *e
 int hl_hooks_add(hl_hooks *h, const char *name, int priority, hl_hook_fn fn, void *ud,
                  void (*ud_free)(void *), const char *owner, hl_err *err);
 
+/* Removes every callback owner added (calling their ud_free), before the table is frozen: a
+ * plugin refused half-way through its loading leaves nothing that points into it. */
+void hl_hooks_remove_owner(hl_hooks *h, const char *owner);
+
 /* Ends registration: sorts every hook's callbacks (priority, then registration order). */
 void hl_hooks_freeze(hl_hooks *h);
 int hl_hooks_frozen(const hl_hooks *h);

@@ -1026,11 +1026,17 @@ int hl_host_load_all(struct hl_worker *w, halle_host ***hosts, size_t *n, hl_err
             h->settings = hl_plugin_settings(hl_worker_db(w), p);
             hl_err e;
             hl_err_clear(&e);
+            size_t nroutes = hl_router_count(w->router);
+            int njobs = hl_jobs_count(hl_worker_jobs(w));
             int lrc = p->kind == HL_PLUGIN_C ? load_c(h, p, &e) : hl_luaplugin_load(h, &l, p, &e);
             if (lrc == HL_OK)
                 lrc = add_manifest_declarations(hl_worker_hooks(w), p, &e);
             if (lrc != HL_OK) {
                 hl_log(HL_LOG_ERROR, "plugin %s refused: %s; starting without it", p->name, e.msg);
+                /* what it registered before failing would point into it once it is freed */
+                hl_hooks_remove_owner(hl_worker_hooks(w), p->name);
+                hl_router_truncate(w->router, nroutes);
+                hl_jobs_truncate(hl_worker_jobs(w), njobs);
                 host_free(h);
                 continue;
             }

@@ -52,6 +52,17 @@ void hl_jobs_free(hl_jobs *j)
 
 int hl_jobs_count(const hl_jobs *j) { return j ? j->n : 0; }
 
+void hl_jobs_truncate(hl_jobs *j, int n)
+{
+    if (!j || j->frozen)
+        return;
+    while (j->n > n && j->n > 0) {
+        job *jb = &j->items[--j->n];
+        if (jb->ud_free)
+            jb->ud_free(jb->ud);
+    }
+}
+
 void hl_jobs_freeze(hl_jobs *j)
 {
     if (j)

@@ -29,6 +29,8 @@ void hl_jobs_free(hl_jobs *j);
 int hl_jobs_add(hl_jobs *j, const char *name, const char *schedule, hl_job_fn fn, void *ud,
                 void (*ud_free)(void *), hl_err *err);
 int hl_jobs_count(const hl_jobs *j);
+/* Forgets the jobs added after the first n, before start-up ends (a plugin refused half-way). */
+void hl_jobs_truncate(hl_jobs *j, int n);
 /* Ends registration (as hooks do when start-up ends): later hl_jobs_add calls fail, so a job
  * run never sees the registry move under it. */
 void hl_jobs_freeze(hl_jobs *j);

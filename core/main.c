@@ -388,8 +388,24 @@ static int cmd_migrate(int argc, char **argv)
         return fail(&err);
     int a = 0, b = 0;
     int rc = hl_migrate_instance(cfg, &a, &b, &err);
-    if (rc == HL_OK)
+    if (rc == HL_OK) {
         printf("halle: %d migration(s) applied to %s, %d to %s\n", a, cfg->db_path, b, cfg->archive_path);
+        /* the plugins' own are applied too: say where every component stands */
+        hl_db *db = hl_db_open(cfg->db_path, 0, NULL);
+        hl_stmt *st = db ? hl_db_query(db, NULL,
+                                       "SELECT component, MAX(version) FROM hl_migrations "
+                                       "GROUP BY component ORDER BY component", "")
+                         : NULL;
+        if (st) {
+            fputs("halle: schema versions:", stdout);
+            while (hl_db_step(st, NULL) == HL_DB_ROW)
+                printf(" %s %lld", hl_db_col_text(st, 0) ? hl_db_col_text(st, 0) : "?",
+                       (long long)hl_db_col_int64(st, 1));
+            putchar('\n');
+        }
+        hl_db_done(st);
+        hl_db_close(db);
+    }
     hl_config_free(cfg);
     return rc == HL_OK ? 0 : fail(&err);
 }

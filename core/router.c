@@ -82,6 +82,14 @@ static void route_free(route *rt)
     free(rt->caps);
 }
 
+void hl_router_truncate(hl_router *r, size_t n)
+{
+    if (!r)
+        return;
+    while (r->count > n)
+        route_free(&r->routes[--r->count]);
+}
+
 void hl_router_free(hl_router *r)
 {
     if (!r)

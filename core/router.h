@@ -66,5 +66,7 @@ unsigned hl_router_method_from_name(const char *name);
 /* "GET, HEAD, POST" style list for an Allow header, written into buf. */
 const char *hl_router_allow_string(unsigned mask, char *buf, size_t len);
 size_t hl_router_count(const hl_router *r);
+/* Forgets the routes added after the first n (a plugin refused half-way through loading). */
+void hl_router_truncate(hl_router *r, size_t n);
 
 #endif

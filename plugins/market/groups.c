@@ -127,21 +127,7 @@ static int trimmed(const char *s, char *out, size_t size)
 /* The search text (?q=): cut to QUERY_MAX bytes on a character boundary, "" when not UTF-8. */
 static const char *search_text(halle_request *r, char *out, size_t size)
 {
-    const char *q = mk_query(r);
-    size_t n = strlen(q);
-    if (n > QUERY_MAX)
-        n = QUERY_MAX;
-    if (n >= size)
-        n = size - 1;
-    while (n && ((unsigned char)q[n] & 0xc0) == 0x80)
-        n--;
-    memcpy(out, q, n);
-    out[n] = '\0';
-    while (n && out[n - 1] == ' ')
-        out[--n] = '\0';
-    if (text_chars(out, 0) < 0)
-        out[0] = '\0';
-    return out;
+    return mk_search_text(r, out, size, QUERY_MAX);
 }
 
 /* 0.5, "kg" -> "0,5 kg" in French, "0.5 kg" in English; "pièce" and "vrac" translated. */
@@ -1125,6 +1111,13 @@ static int group_join(halle_request *r, void *ud)
                        "WHERE market_members.status = 'declined'",
                        "IIssss", gid, uid, to, now, to, now) < 0)
         return server_error(r);
+    /* joined from a distribution's checkout (back=ID): back to the cart, which is kept */
+    int64_t back = !strcmp(to, "active") ? parse_id(mk_api->req_param(r, "back")) : 0;
+    if (back) {
+        char tail[64];
+        snprintf(tail, sizeof tail, "/distributions/%lld/checkout", (long long)back);
+        return redirect_to(r, slug, tail, NULL);
+    }
     return redirect_to(r, slug, "", !strcmp(to, "active") ? "joined" : !strcmp(to, "pending") ? "requested" : "waiting");
 }
 

@@ -249,6 +249,25 @@ const char *mk_query(halle_request *r)
     return q;
 }
 
+const char *mk_search_text(halle_request *r, char *out, size_t size, size_t max)
+{
+    const char *q = mk_query(r);
+    size_t n = strlen(q);
+    if (n > max)
+        n = max;
+    if (n >= size)
+        n = size - 1;
+    while (n && ((unsigned char)q[n] & 0xc0) == 0x80)
+        n--;
+    memcpy(out, q, n);
+    out[n] = '\0';
+    while (n && out[n - 1] == ' ')
+        out[--n] = '\0';
+    if (mk_api->text_valid(out, max + 1, 0) < 0)
+        out[0] = '\0';
+    return out;
+}
+
 /* The core's clock (HALLE_NOW in tests), with the system's under a core older than API 8. */
 int64_t mk_time(void)
 {
@@ -374,7 +393,7 @@ static int init(halle_host *h, const halle_api *api)
         }
     if ((rc = mk_groups_register(h, api)) != HALLE_OK || (rc = mk_producers_register(h, api)) != HALLE_OK ||
         (rc = mk_catalog_register(h, api)) != HALLE_OK || (rc = mk_api_register(h, api)) != HALLE_OK ||
-        (rc = mk_seed_register(h, api)) != HALLE_OK ||
+        (rc = mk_seed_register(h, api)) != HALLE_OK || (rc = mk_shop_register(h, api)) != HALLE_OK ||
         (rc = api->hook(h, "ui.navigation", 10, nav_entries, NULL)) != HALLE_OK) {
         api->log(h, HALLE_LOG_ERROR, "cannot register: %s", api->last_error(h));
         return HALLE_ERROR;
@@ -392,5 +411,8 @@ HALLE_PLUGIN_DESCRIPTOR = {
     NULL,
     init,
     NULL,
-    NULL, /* manifest_json */
+    /* manifest_json: the cookie the shop sets for a visitor's cart (plugins/market/shop.c) */
+    "{\"cookies\": [{\"name\": \"halle_cart\", \"purpose\": \"Garder le panier d'un visiteur jusqu'à sa "
+    "connexion ou son inscription (une clé aléatoire, dont seule l'empreinte est enregistrée)\", "
+    "\"duration_days\": 30}]}",
 };

@@ -21,6 +21,7 @@ int mk_producers_register(halle_host *h, const halle_api *api);
 int mk_catalog_register(halle_host *h, const halle_api *api);
 int mk_api_register(halle_host *h, const halle_api *api);
 int mk_seed_register(halle_host *h, const halle_api *api);
+int mk_shop_register(halle_host *h, const halle_api *api);
 
 /* ---- helpers (market.c) ------------------------------------------------------------------ */
 
@@ -36,6 +37,9 @@ int mk_parse_vat(const char *s);
 /* The page number (?page=, 1-based, capped) and the search text (?q=, trimmed, may be ""). */
 int mk_page(halle_request *r);
 const char *mk_query(halle_request *r);
+/* The search text (?q=) in out: at most max bytes cut on a character boundary, trailing
+ * blanks dropped, "" when it is not text. */
+const char *mk_search_text(halle_request *r, char *out, size_t size, size_t max);
 /* Business time: the core's clock (HALLE_NOW in tests), as epoch seconds and as ISO text. */
 int64_t mk_time(void);
 const char *mk_now(char *buf, size_t len);

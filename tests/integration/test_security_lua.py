@@ -229,6 +229,43 @@ def test_broken_hooks(t, inst, extra):
     run(["plugin", "-c", inst.conf, "disable", "luabadhook"])
 
 
+HALF_PLUGIN = {
+    "plugin.json": '{"name": "luahalf", "version": "1.0.0", "description": "test: fails half-way through loading",'
+                   ' "settings": {"fail": {"type": "boolean", "default": false, "label": "Fail"}}}',
+    "main.lua": """
+halle.hook("response.before", function(value) value.headers["X-Half"] = "loaded"; return value end)
+halle.route("GET", "/luahalf/here", function(req) return "here" end)
+halle.job("tick", "every 60", function() end)
+halle.privacy.declare({ purpose = "half", legal_basis = "consent", retention = "1 year" })
+if halle.setting("fail") then error("refused on purpose, after registering") end
+""",
+}
+
+
+def test_half_loaded(t, inst, extra):
+    """A plugin whose loading fails after it registered a hook, a route, a job and a declaration
+    leaves none of them behind pointing into it (they would be used after it is freed)."""
+    write_plugin(extra, "luahalf", HALF_PLUGIN)
+    r = run(["plugin", "-c", inst.conf, "enable", "luahalf"])
+    t.ok(r.returncode == 0, "luahalf is enabled (it loads while its setting is off)", r.stdout + r.stderr)
+    r = run(["plugin", "-c", inst.conf, "set", "luahalf", "fail", "true"])
+    t.ok(r.returncode == 0, "then it is set to fail at its last line", r.stdout + r.stderr)
+    srv = Server(inst, workers=1, tap=t).start()
+    try:
+        st, h, _ = srv.get("/")
+        t.ok(st == 200 and "X-Half" not in h, "its hook is gone with it: pages are served without it", (st, dict(h)))
+        st, _, _ = srv.get("/luahalf/here")
+        t.eq(st, 404, "its route is gone")
+        t.ok("plugin luahalf refused" in srv.log_text(), "the refusal is logged")
+    finally:
+        srv.stop()
+    t.eq(srv.returncode, 0, "the server ran and stopped cleanly (no use after free: the tests run under ASan)")
+    r = run(["hooks", "-c", inst.conf, "register"])
+    t.ok(r.returncode == 0 and "half" not in r.stdout, "halle hooks register runs cleanly without its declaration",
+         (r.returncode, r.stdout[-500:], r.stderr[-1500:]))
+    run(["plugin", "-c", inst.conf, "disable", "luahalf"])
+
+
 def main():
     t = Tap()
     inst = Instance()
@@ -247,6 +284,7 @@ def main():
     t.run(test_names, inst, extra)
     t.run(test_sql_limits, inst, extra)
     t.run(test_broken_hooks, inst, extra)
+    t.run(test_half_loaded, inst, extra)
     t.done()
 
 
