@@ -1016,6 +1016,9 @@ static int show_page(halle_request *r, json_t *g, int64_t gid, const look_form *
     json_object_set_new(ctx, "products", list);
     json_object_set_new(ctx, "producers", producers);
     json_object_set_new(ctx, "places", places(gid));
+    json_t *next = mk_dist_upcoming(r, gid, str_of(g, "slug"));
+    json_object_set_new(ctx, "has_distributions", json_boolean(json_array_size(next) > 0));
+    json_object_set_new(ctx, "distributions", next);
     json_object_set_new(ctx, "can_admin", json_boolean(mk_is_coordinator(r, gid)));
     public_look(r, ctx, str_of(g, "slug"), f, logo_size, preview != NULL);
     if (preview)

@@ -370,6 +370,7 @@ static int nav_entries(void *ud, halle_hook_call *c)
         return HALLE_HOOK_CONTINUE;
     json_array_append_new(nav, json_pack("{s:s, s:s}", "href", "/groups", "label", mk_api->tr(r, "Groupes")));
     if (mk_api->req_user(r)) {
+        json_array_append_new(nav, json_pack("{s:s, s:s}", "href", "/orders", "label", mk_api->tr(r, "Mes commandes")));
         int producer = mk_current_producer(r) != 0;
         json_array_append_new(nav, json_pack("{s:s, s:s}", "href", producer ? "/producer" : "/producer/signup", "label",
                                              mk_api->tr(r, producer ? "Espace producteur" : "Devenir producteur")));
@@ -393,7 +394,9 @@ static int init(halle_host *h, const halle_api *api)
         }
     if ((rc = mk_groups_register(h, api)) != HALLE_OK || (rc = mk_producers_register(h, api)) != HALLE_OK ||
         (rc = mk_catalog_register(h, api)) != HALLE_OK || (rc = mk_api_register(h, api)) != HALLE_OK ||
-        (rc = mk_seed_register(h, api)) != HALLE_OK || (rc = mk_shop_register(h, api)) != HALLE_OK ||
+        (rc = mk_seed_register(h, api)) != HALLE_OK || (rc = mk_distributions_register(h, api)) != HALLE_OK ||
+        (rc = mk_shop_register(h, api)) != HALLE_OK || (rc = mk_orders_register(h, api)) != HALLE_OK ||
+        (rc = mk_reports_register(h, api)) != HALLE_OK ||
         (rc = api->hook(h, "ui.navigation", 10, nav_entries, NULL)) != HALLE_OK) {
         api->log(h, HALLE_LOG_ERROR, "cannot register: %s", api->last_error(h));
         return HALLE_ERROR;

@@ -21,7 +21,18 @@ int mk_producers_register(halle_host *h, const halle_api *api);
 int mk_catalog_register(halle_host *h, const halle_api *api);
 int mk_api_register(halle_host *h, const halle_api *api);
 int mk_seed_register(halle_host *h, const halle_api *api);
+int mk_distributions_register(halle_host *h, const halle_api *api);
+
+/* The next distributions of group gid (slug: for their links) for its public page: planned,
+ * pickup not over, at most 5, each {id, day, hours, place_name, window, open_now, url}. */
+json_t *mk_dist_upcoming(halle_request *r, int64_t gid, const char *slug);
+/* Europe/Paris time (the EU's summer time rule): a local date and minutes since midnight as a
+ * UTC instant, and the local date of a UTC instant. */
+int64_t mk_paris_to_utc(int y, int m, int d, int minutes);
+void mk_paris_date(int64_t t, int *y, int *m, int *d);
 int mk_shop_register(halle_host *h, const halle_api *api);
+int mk_orders_register(halle_host *h, const halle_api *api);  /* orders.c */
+int mk_reports_register(halle_host *h, const halle_api *api); /* reports.c */
 
 /* ---- helpers (market.c) ------------------------------------------------------------------ */
 

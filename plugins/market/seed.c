@@ -307,7 +307,7 @@ typedef struct seed {
     char stamp[32];
     int64_t client_ids[N(clients)];
     int64_t group_ids[N(groups)];
-    int users, places, memberships, products, catalogs;
+    int users, places, memberships, products, catalogs, distributions;
     char why[256]; /* a failure that is not the database's */
 } seed;
 
@@ -455,6 +455,69 @@ static int seed_producer(seed *s, const demo_producer *p)
     return seed_products(s, p, producer, catalog);
 }
 
+/* Each group's distributions, relative to the day the demo is made: one open for orders now
+ * (pickup in 2 days), two ahead (9 and 16 days), one past (5 days ago, closed), at the group's
+ * first place with its default window; every accepted producer confirmed with the catalogs it
+ * offers to the group. */
+static int seed_distributions(seed *s)
+{
+    static const int days[] = {-5, 2, 9, 16};
+    int y, m, d;
+    mk_paris_date((int64_t)s->now, &y, &m, &d);
+    for (size_t g = 0; g < N(groups); g++) {
+        int64_t gid = s->group_ids[g];
+        halle_stmt *st = mk_api->db_query(mk_host,
+                                          "SELECT p.id, gr.open_days_before, gr.close_hours_before FROM market_places p "
+                                          "JOIN market_groups gr ON gr.id = p.group_id WHERE p.group_id = ? ORDER BY p.id LIMIT 1",
+                                          "I", gid);
+        int64_t place = 0, open_days = 7, close_hours = 24;
+        if (st && mk_api->db_step(st) == HALLE_DB_ROW) {
+            place = mk_api->db_col_int(st, 0);
+            open_days = mk_api->db_col_int(st, 1);
+            close_hours = mk_api->db_col_int(st, 2);
+        }
+        mk_api->db_done(st);
+        if (!place)
+            continue;
+        for (size_t k = 0; k < N(days); k++) {
+            int dy, dm, dd;
+            /* noon of the local day, then the local date days[k] later */
+            mk_paris_date(mk_paris_to_utc(y, m, d, 12 * 60) + (int64_t)days[k] * DAY, &dy, &dm, &dd);
+            int start = (17 + (int)g % 2) * 60; /* 17:00 or 18:00 */
+            int64_t t0 = mk_paris_to_utc(dy, dm, dd, start), t1 = mk_paris_to_utc(dy, dm, dd, start + 120);
+            char starts[32], ends[32], opens[32], closes[32];
+            iso_at((time_t)t0, starts, sizeof starts);
+            iso_at((time_t)t1, ends, sizeof ends);
+            iso_at((time_t)(t0 - open_days * DAY), opens, sizeof opens);
+            iso_at((time_t)(t0 - close_hours * 3600), closes, sizeof closes);
+            int past = days[k] < 0, opened = t0 - open_days * DAY <= (int64_t)s->now;
+            int64_t id;
+            if (mk_api->db_insert(mk_host, &id,
+                                  "INSERT INTO market_distributions (group_id, place_id, starts_at, ends_at, opens_at, "
+                                  "closes_at, status, created_by, created_at, updated_at, closed_at, opened_at) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, '')) RETURNING id",
+                                  "IIsssssIssss", gid, place, starts, ends,
+                                  opens, closes, past ? "closed" : "planned", s->client_ids[groups[g].coordinator], s->stamp,
+                                  s->stamp, past ? ends : "", opened ? opens : "") < 0)
+                return HALLE_ERROR;
+            if (mk_api->db_run(mk_host,
+                               "INSERT INTO market_distribution_producers (distribution_id, producer_id, status, decided_at) "
+                               "SELECT ?, producer_id, 'confirmed', ? FROM market_group_producers WHERE group_id = ? "
+                               "AND status = 'accepted'",
+                               "IsI", id, s->stamp, gid) < 0 ||
+                mk_api->db_run(mk_host,
+                               "INSERT INTO market_distribution_catalogs (distribution_id, catalog_id) "
+                               "SELECT ?, cg.catalog_id FROM market_catalog_groups cg JOIN market_catalogs c ON c.id = cg.catalog_id "
+                               "JOIN market_group_producers gp ON gp.group_id = cg.group_id AND gp.producer_id = c.producer_id "
+                               "AND gp.status = 'accepted' WHERE cg.group_id = ?",
+                               "II", id, gid) < 0)
+                return HALLE_ERROR;
+            s->distributions++;
+        }
+    }
+    return HALLE_OK;
+}
+
 static int seed_tx(halle_host *h, void *ud)
 {
     (void)h;
@@ -464,6 +527,8 @@ static int seed_tx(halle_host *h, void *ud)
     for (size_t i = 0; i < N(producers); i++)
         if (seed_producer(s, &producers[i]) != HALLE_OK)
             return HALLE_ERROR;
+    if (seed_distributions(s) != HALLE_OK)
+        return HALLE_ERROR;
     static const char *const tables[] = {"market_groups", "market_producers", "market_catalogs", "market_products"};
     for (size_t i = 0; i < N(tables); i++)
         if (mk_fold_rows(tables[i], 0) != HALLE_OK)
@@ -508,6 +573,7 @@ static int cmd_seed_demo(halle_host *h, int argc, char **argv)
     }
     printf("  %d catalogs, %d products, %d places, %d memberships (one pending, one on a waiting list)\n", s.catalogs,
            s.products, s.places, s.memberships);
+    printf("  %d distributions: per group one open for orders now, two ahead, one past\n", s.distributions);
     printf("  %d accounts (%zu clients, 3 of them coordinators; %zu producers) at @demo.invalid, with no password:\n"
            "  nobody can log in with them; make real accounts with `halle user add`.\n",
            s.users, N(clients), N(producers));

@@ -766,6 +766,94 @@ def wait_until(cond, timeout, step=0.05):
         time.sleep(step)
 
 
+def free_port():
+    """A free port on 127.0.0.1 (closed again: for a server started next)."""
+    s = socket.socket()
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Inbox:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self):
+        import email
+        import email.policy
+        import threading
+        from aiosmtpd.controller import Controller
+        self._parse = lambda data: email.message_from_bytes(data, policy=email.policy.default)
+        self.messages = []
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.controller = Controller(self, hostname=HOST, port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = self._parse(envelope.content)
+        with self.lock:
+            self.messages.append((envelope.rcpt_tos, msg))
+        return "250 OK"
+
+    def wait_for(self, to, subject_part, timeout=15, body_part=""):
+        """The first message to `to` whose subject (and body) hold the parts, taken out of the
+        inbox; None after timeout seconds."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                for rcpts, msg in self.messages:
+                    if to in rcpts and subject_part in str(msg["Subject"]) and body_part in msg.get_content():
+                        self.messages.remove((rcpts, msg))
+                        return msg
+            time.sleep(0.1)
+        return None
+
+    def stop(self):
+        self.controller.stop()
+
+
+def browser_prerequisites(t):
+    """Chromium's path when chromium, node and playwright-core (npm ci in tests/browser) are
+    there; otherwise a failed check and the end of the test."""
+    chrome = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    browser_dir = os.path.join(SRC_DIR, "tests", "browser")
+    if not (os.access(chrome, os.X_OK) and shutil.which("node")
+            and os.path.isfile(os.path.join(browser_dir, "node_modules", "playwright-core", "package.json"))):
+        t.ok(False, "chromium, node and playwright-core (npm ci in tests/browser) are installed")
+        t.done()
+    return chrome
+
+
+def run_browser_script(t, inst, chrome, script, command, steps, timeout=90):
+    """Runs tests/browser/SCRIPT with the JSON command; each JSON line it prints ({step, ok,
+    detail}) becomes a check, then its exit status and whether every one of steps was reached."""
+    browser_dir = os.path.join(SRC_DIR, "tests", "browser")
+    env = dict(os.environ, CHROMIUM=chrome, TMPDIR=inst.path("."))
+    env.pop("DISPLAY", None)
+    try:
+        p = subprocess.run(["node", os.path.join(browser_dir, script), json.dumps(command)], cwd=browser_dir,
+                           env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        out, err, rc = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"), p.returncode
+    except subprocess.TimeoutExpired as e:
+        out, err, rc = (e.stdout or b"").decode("utf-8", "replace"), "timed out", None
+    seen = []
+    for line in out.splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            t.comment("%s: %s" % (script, line))
+            continue
+        seen.append(r.get("step"))
+        if r.get("step") != "end":
+            detail = r.get("detail")
+            t.ok(r.get("ok"), "browser: " + r.get("step", "?"),
+                 json.dumps(detail, ensure_ascii=False) if detail is not None else "")
+    t.ok(rc == 0, "%s exits with 0" % script, "exit %r; stderr:\n%s" % (rc, err[-3000:]))
+    missing = [s for s in steps if s not in seen]
+    t.ok(not missing, "the browser went through every step", "not reached: %s" % missing)
+
+
 def free_port_socket():
     """A listening socket on 127.0.0.1 with a kernel-chosen port (to make a port busy)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -3,64 +3,18 @@
 # and 10 failures with unlocking (CLI and admin page), CSRF refusals, session fixation,
 # logout and "log out everywhere", password reset, email change, account deletion, security
 # headers, and operator-only pages.
-import email
-import email.policy
 import html
 import os
 import re
-import socket
 import sys
-import threading
-import time
 import urllib.parse
 import http.client
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Browser, Instance, Server, Tap, run  # noqa: E402
-
-from aiosmtpd.controller import Controller  # noqa: E402
+from harness import Browser, Inbox, Instance, Server, Tap, free_port, run  # noqa: E402
 
 PASSWORD = "Prune-2026"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Inbox:
-    """A real SMTP server on loopback that keeps what it receives."""
-
-    def __init__(self):
-        self.messages = []
-        self.lock = threading.Lock()
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    async def handle_DATA(self, server, session, envelope):
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append((envelope.rcpt_tos, msg))
-        return "250 OK"
-
-    def wait_for(self, to, subject_part, timeout=15):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with self.lock:
-                for rcpts, msg in self.messages:
-                    if to in rcpts and subject_part in str(msg["Subject"]):
-                        self.messages.remove((rcpts, msg))
-                        return msg
-            time.sleep(0.1)
-        return None
-
-    def stop(self):
-        self.controller.stop()
 
 
 def link_in(msg):

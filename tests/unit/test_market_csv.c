@@ -23,7 +23,10 @@ int mk_producers_register(halle_host *h, const halle_api *api) { (void)h; (void)
 int mk_catalog_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
 int mk_api_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
 int mk_seed_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
+int mk_distributions_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
 int mk_shop_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
+int mk_orders_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
+int mk_reports_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
 
 static const mk_csv_category cats[] = {
     {1, "fruits", "Fruits"}, {2, "legumes", "Légumes"}, {5, "oeufs", "Œufs"}, {9, "boulangerie", "Pain et boulangerie"},
