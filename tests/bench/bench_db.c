@@ -1,6 +1,7 @@
 /* Benchmark of money transactions on each storage backend, run by scripts/bench (not a test):
- * commits per second of hl_db_tx and hl_db_tx_durable, and of what an order will be (one durable
- * transaction: an idempotency key, a gapless number, an order row and its lines), in one process
+ * commits per second of hl_db_tx and hl_db_tx_durable, and of an order in the shape of the market's
+ * (one durable transaction: an idempotency key, a gapless number, an order row and its lines; the
+ * market's change stock instead of taking a number), in one process
  * and in several processes at once (fork), on SQLite files and on PostgreSQL side by side.
  * Usage: bench_db [-n TRANSACTIONS] [-p PROCESSES] [-r REPEATS] TARGET...
  *   TARGET: a folder (a fresh SQLite file is made in it, then removed: not a tmpfs, where fsync
