@@ -586,7 +586,7 @@ static int off_check(halle_request *r, int64_t *uid, const char **kind)
     *kind = mk_api->req_route_param(r, "kind");
     if (!token_valid(*uid, *kind, mk_api->req_route_param(r, "token"))) {
         mk_error(r, 404, mk_api->tr(r, "Ce lien de désinscription n'est pas valable : ouvrez celui du dernier message reçu, "
-                                       "ou réglez vos notifications depuis votre compte."));
+                                       "ou réglez vos notifications sur la page « Mes notifications par e-mail »."));
         return -1;
     }
     return 0;
