@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/db_backend.h"
@@ -539,7 +540,11 @@ static void backoff(int attempt)
     long cap = attempt >= 6 ? TX_BACKOFF_MAX_MS : (long)TX_BACKOFF_MS << attempt;
     if (cap > TX_BACKOFF_MAX_MS)
         cap = TX_BACKOFF_MAX_MS;
-    long ms = 1 + rand() % cap;
+    /* each process draws its own pauses: forked workers share rand()'s unseeded sequence */
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+    long ms = 1 + rand_r(&seed) % cap;
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;

@@ -4,6 +4,7 @@
  * producers and the group's look (theme, logo, colours, banner, intro, social links, with a
  * preview). Who may administer a group is decided by the core's can() alone. */
 #include "plugins/market/market.h"
+#include "plugins/market/notify.h"
 #include "plugins/market/csvimport.h" /* mk_image_type: the same image check as producers' photos */
 
 #include <stdio.h>
@@ -1079,6 +1080,16 @@ static int membership(int64_t gid, int64_t uid, char *role, char *status, size_t
     return rc < 0 ? -1 : 0;
 }
 
+/* A write with RETURNING: 1 when it wrote a row, 0 when none, -1 on an error. */
+static int changed(halle_stmt *st)
+{
+    if (!st)
+        return -1;
+    int rc = mk_api->db_step(st);
+    mk_api->db_done(st);
+    return rc == HALLE_DB_ROW ? 1 : rc < 0 ? -1 : 0;
+}
+
 static int group_join(halle_request *r, void *ud)
 {
     (void)ud;
@@ -1106,14 +1117,17 @@ static int group_join(halle_request *r, void *ud)
     char now[32];
     mk_now(now, sizeof now);
     /* A declined request may be made again; anything else stays as it is. */
-    if (mk_api->db_run(mk_host,
-                       "INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
-                       "VALUES (?, ?, 'member', ?, ?, CASE WHEN ? = 'active' THEN ? END) "
-                       "ON CONFLICT (group_id, user_id) DO UPDATE SET role = 'member', status = excluded.status, "
-                       "requested_at = excluded.requested_at, decided_at = excluded.decided_at "
-                       "WHERE market_members.status = 'declined'",
-                       "IIssss", gid, uid, to, now, to, now) < 0)
+    int made = changed(mk_api->db_query(mk_host,
+                                        "INSERT INTO market_members (group_id, user_id, role, status, requested_at, decided_at) "
+                                        "VALUES (?, ?, 'member', ?, ?, CASE WHEN ? = 'active' THEN ? END) "
+                                        "ON CONFLICT (group_id, user_id) DO UPDATE SET role = 'member', status = excluded.status, "
+                                        "requested_at = excluded.requested_at, decided_at = excluded.decided_at "
+                                        "WHERE market_members.status = 'declined' RETURNING user_id",
+                                        "IIssss", gid, uid, to, now, to, now));
+    if (made < 0)
         return server_error(r);
+    if (made > 0 && strcmp(to, "active")) /* a request, or a place on the waiting list: the coordinators are told */
+        mk_notify_join_request(gid, uid, !strcmp(to, "waiting"));
     /* joined from a distribution's checkout (back=ID): back to the cart, which is kept */
     int64_t back = !strcmp(to, "active") ? parse_id(mk_api->req_param(r, "back")) : 0;
     if (back) {
@@ -1506,16 +1520,20 @@ static int member_action(halle_request *r, void *ud)
     const char *done = "unchanged";
     int rc = 0;
     if (!strcmp(action, "accept") && asked) {
-        rc = mk_api->db_run(mk_host,
-                            "UPDATE market_members SET status = 'active', decided_at = ? WHERE group_id = ? AND user_id = ? "
-                            "AND status IN ('pending', 'waiting')",
-                            "sII", now, gid, uid);
+        rc = changed(mk_api->db_query(mk_host,
+                                      "UPDATE market_members SET status = 'active', decided_at = ? WHERE group_id = ? "
+                                      "AND user_id = ? AND status IN ('pending', 'waiting') RETURNING user_id",
+                                      "sII", now, gid, uid));
+        if (rc > 0)
+            mk_notify_member_decision(gid, uid, 1);
         done = "accepted";
     } else if (!strcmp(action, "decline") && asked) {
-        rc = mk_api->db_run(mk_host,
-                            "UPDATE market_members SET status = 'declined', decided_at = ? WHERE group_id = ? AND user_id = ? "
-                            "AND status IN ('pending', 'waiting')",
-                            "sII", now, gid, uid);
+        rc = changed(mk_api->db_query(mk_host,
+                                      "UPDATE market_members SET status = 'declined', decided_at = ? WHERE group_id = ? "
+                                      "AND user_id = ? AND status IN ('pending', 'waiting') RETURNING user_id",
+                                      "sII", now, gid, uid));
+        if (rc > 0)
+            mk_notify_member_decision(gid, uid, 0);
         done = "declined";
     } else if (!strcmp(action, "remove")) {
         if (mk_coordinates(uid, gid))
@@ -1545,11 +1563,14 @@ static int admit_next(halle_request *r, void *ud)
     if (uid < 0) /* no row, or an error: nobody can be admitted either way */
         return redirect_to(r, slug, back_tail(r), "nobody");
     mk_now(now, sizeof now);
-    if (mk_api->db_run(mk_host,
-                       "UPDATE market_members SET status = 'active', decided_at = ? WHERE group_id = ? AND user_id = ? "
-                       "AND status = 'waiting'",
-                       "sII", now, gid, (int64_t)uid) < 0)
+    int rc = changed(mk_api->db_query(mk_host,
+                                      "UPDATE market_members SET status = 'active', decided_at = ? WHERE group_id = ? "
+                                      "AND user_id = ? AND status = 'waiting' RETURNING user_id",
+                                      "sII", now, gid, (int64_t)uid));
+    if (rc < 0)
         return server_error(r);
+    if (rc > 0)
+        mk_notify_member_decision(gid, (int64_t)uid, 1);
     return redirect_to(r, slug, back_tail(r), "admitted");
 }
 

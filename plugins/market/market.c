@@ -5,6 +5,7 @@
 #include "plugins/market/market.h"
 #include "plugins/market/caps.h"
 #include "plugins/market/csvimport.h"
+#include "plugins/market/notify.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -396,7 +397,7 @@ static int init(halle_host *h, const halle_api *api)
         (rc = mk_catalog_register(h, api)) != HALLE_OK || (rc = mk_api_register(h, api)) != HALLE_OK ||
         (rc = mk_seed_register(h, api)) != HALLE_OK || (rc = mk_distributions_register(h, api)) != HALLE_OK ||
         (rc = mk_shop_register(h, api)) != HALLE_OK || (rc = mk_orders_register(h, api)) != HALLE_OK ||
-        (rc = mk_reports_register(h, api)) != HALLE_OK ||
+        (rc = mk_reports_register(h, api)) != HALLE_OK || (rc = mk_notify_register(h, api)) != HALLE_OK ||
         (rc = api->hook(h, "ui.navigation", 10, nav_entries, NULL)) != HALLE_OK) {
         api->log(h, HALLE_LOG_ERROR, "cannot register: %s", api->last_error(h));
         return HALLE_ERROR;

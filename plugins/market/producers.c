@@ -2,6 +2,7 @@
  * (SIRET with its Luhn key, charter accepted), adds photos, asks to join groups; visitors see
  * the public page. Catalogs and products are in catalog.c. */
 #include "plugins/market/market.h"
+#include "plugins/market/notify.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -438,6 +439,7 @@ static int ask_post(halle_request *r, void *ud)
                        "status = 'pending', requested_at = excluded.requested_at, decided_at = NULL",
                        "IIs", gid, pid, now) < 0)
         return mk_error(r, 500, NULL);
+    mk_notify_producer_request(gid, pid);
     return mk_api->resp_redirect(r, "/producer?done=ask");
 }
 

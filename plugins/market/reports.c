@@ -285,6 +285,18 @@ static int report_html(halle_request *r, const report_kind *k)
     json_t *cols = json_array(), *tabs = json_array();
     for (size_t i = 0; i < 6 && views[k->view].cols[i]; i++)
         json_array_append_new(cols, json_string(mk_api->tr(r, views[k->view].cols[i])));
+    /* each cell with its column's name: on a phone the table's rows become cards that name
+     * every value (themes' base.css, table.stack) */
+    size_t ri, ci;
+    json_t *row, *cell;
+    json_array_foreach(rows, ri, row) {
+        json_t *labeled = json_array();
+        json_array_foreach(json_object_get(row, "cells"), ci, cell) {
+            json_t *label = json_array_get(cols, ci);
+            json_array_append_new(labeled, json_pack("{s:s, s:O}", "label", label ? json_string_value(label) : "", "value", cell));
+        }
+        json_object_set_new(row, "cells", labeled);
+    }
     for (int v = 0; v < 3; v++) {
         char url[260];
         snprintf(url, sizeof url, "/groups/%s/distributions/%lld/report%s%s", d.slug, (long long)d.id, views[v].path, producer_q);

@@ -15,6 +15,7 @@
 
 #include "plugins/market/csvimport.h"
 #include "plugins/market/market.h"
+#include "plugins/market/notify.h"
 #include "core/host.h"
 
 /* market.c calls every module's register function: the other modules are not under test. */
@@ -27,6 +28,7 @@ int mk_distributions_register(halle_host *h, const halle_api *api) { (void)h; (v
 int mk_shop_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
 int mk_orders_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
 int mk_reports_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
+int mk_notify_register(halle_host *h, const halle_api *api) { (void)h; (void)api; return HALLE_OK; }
 
 static const mk_csv_category cats[] = {
     {1, "fruits", "Fruits"}, {2, "legumes", "Légumes"}, {5, "oeufs", "Œufs"}, {9, "boulangerie", "Pain et boulangerie"},
