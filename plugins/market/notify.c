@@ -194,11 +194,17 @@ static void paris_when(const char *iso, char *out, size_t len)
         return;
     }
     mk_paris_date(t, &y, &m, &d);
-    int64_t midnight = mk_paris_to_utc(y, m, d, 0), noon = mk_paris_to_utc(y, m, d, 12 * 60);
-    int minutes = (int)((t - midnight) / 60);
+    int64_t noon = mk_paris_to_utc(y, m, d, 12 * 60);
+    /* the clock time read off the local time itself: counting from midnight is an hour off
+     * on the days the clocks change */
+    char local[32];
+    int hh = 0, mm = 0;
+    mk_paris_iso(iso, local, sizeof local);
+    if (strlen(local) < 16 || sscanf(local + 11, "%2d:%2d", &hh, &mm) != 2)
+        hh = mm = 0;
     if (mk_api->format_date("fr", noon, day, sizeof day) != HALLE_OK)
         snprintf(day, sizeof day, "%04d-%02d-%02d", y, m, d);
-    snprintf(out, len, "%s à %02d:%02d", day, minutes / 60 % 24, minutes % 60);
+    snprintf(out, len, "%s à %02d:%02d", day, hh, mm);
 }
 
 /* ---- a distribution's mails, once --------------------------------------------------------- */
